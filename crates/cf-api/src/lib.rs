@@ -1,0 +1,141 @@
+//! The HTTPS API edge (API-1, API-3, API-5): axum routes over the platform services, TLS by
+//! default, bearer-token authentication on every route but health and readiness, typed JSON
+//! errors, a generated OpenAPI document and Prometheus metrics.
+//!
+//! Architecture invariant: the only crate that speaks HTTP. A state-changing handler can only
+//! answer success with an [`ack::Ack`], which needs the ledger's `Receipt`.
+
+pub mod ack;
+pub mod auth;
+pub mod error;
+mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use cf_core::{SharedClock, Timestamp};
+use cf_platform::ports::{EventBus, StateStore};
+use cf_platform::tokens::Tokens;
+use cf_platform::{AuditLedger, Metrics};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+
+/// Everything the handlers need.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Token service (authentication).
+    pub tokens: Tokens,
+    /// The audit ledger.
+    pub ledger: AuditLedger,
+    /// State store (readiness).
+    pub store: Arc<dyn StateStore>,
+    /// Event bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Clock.
+    pub clock: SharedClock,
+    /// Start time.
+    pub started: Timestamp,
+}
+
+/// HTTP limits (API-2, API-3).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub body_bytes: usize,
+    /// Deadline for one request.
+    pub request_timeout: Duration,
+}
+
+/// The full router.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/whoami", get(handlers::whoami))
+        .route("/api/v1/auth/rotate", post(handlers::rotate))
+        .route(
+            "/api/v1/tokens",
+            get(handlers::list_tokens).post(handlers::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(handlers::revoke_token))
+        .route("/api/v1/audit/records", get(handlers::audit_records))
+        .route("/api/v1/audit/checkpoint", get(handlers::audit_checkpoint))
+        .route(
+            "/api/v1/audit/proof/inclusion",
+            get(handlers::inclusion_proof),
+        )
+        .route(
+            "/api/v1/audit/proof/consistency",
+            get(handlers::consistency_proof),
+        )
+        .route("/api/v1/audit/report", get(handlers::audit_report))
+        .fallback(handlers::not_found)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// The client's address, whatever the transport.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        PeerAddr(*s.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerAddr(*s.remote_addr())
+    }
+}
+
+/// Serve `app` on `listener` (TLS when `tls` is given) until `shutdown` resolves; in-flight
+/// requests are allowed to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(cfg) => {
+            let l = tls::TlsListener::new(listener, cfg)?;
+            axum::serve(l, app.into_make_service_with_connect_info::<PeerAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<PeerAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
+}

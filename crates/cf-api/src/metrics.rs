@@ -1,0 +1,107 @@
+//! `/metrics` in Prometheus text format, read from the platform's counters at scrape time.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use cf_platform::Metrics;
+use cf_platform::authz::Action;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+#[derive(Debug)]
+struct PlatformCollector(Arc<Metrics>);
+
+impl Collector for PlatformCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &self.0;
+        let counters = [
+            (
+                "chengfang_audit_appends",
+                "Ledger records durably appended",
+                &m.audit_appends,
+            ),
+            (
+                "chengfang_audit_failures",
+                "Ledger writes that failed (each refused its action, AUD-3)",
+                &m.audit_failures,
+            ),
+            (
+                "chengfang_audit_checkpoints",
+                "Signed checkpoints written",
+                &m.checkpoints,
+            ),
+            ("chengfang_alarms", "Alarms raised", &m.alarms),
+            (
+                "chengfang_alarm_publish_failures",
+                "Alarms that could not be published to the bus",
+                &m.alarm_publish_failures,
+            ),
+            (
+                "chengfang_events_published",
+                "Events published by the platform",
+                &m.events_published,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(Metrics::get(v));
+            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let gauges = [
+            (
+                "chengfang_ledger_size",
+                "Records in the audit ledger",
+                &m.ledger_size,
+            ),
+            (
+                "chengfang_ledger_bytes",
+                "Bytes the ledger occupies",
+                &m.ledger_bytes,
+            ),
+            (
+                "chengfang_checkpoint_lag_microseconds",
+                "Last append-to-signed-checkpoint delay",
+                &m.checkpoint_lag_us,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(i64::try_from(Metrics::get(v)).unwrap_or(i64::MAX));
+            g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Render the metrics text.
+pub fn render(metrics: Arc<Metrics>) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(PlatformCollector(metrics)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.authorize(&s, Action::ReadMetrics).await?;
+    let body = render(s.metrics.clone())
+        .map_err(|_| ApiError::new(cf_core::ErrorCode::Internal, "could not render metrics"))?;
+    Ok((
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    ))
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and served at
+//! `/api/openapi.json` (to authenticated callers, like every other route).
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::auth::Caller;
+use crate::handlers;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Chengfang API", description = "Smart-city security platform: audit ledger, tokens, and (as issues land) identity, data protection, devices and security operations."),
+    paths(
+        handlers::healthz, handlers::readyz, handlers::whoami, handlers::rotate,
+        handlers::create_token, handlers::list_tokens, handlers::revoke_token,
+        handlers::audit_records, handlers::audit_checkpoint, handlers::inclusion_proof,
+        handlers::consistency_proof, handlers::audit_report, openapi_json, crate::metrics::metrics
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "system"), (name = "auth"), (name = "audit"))
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system", responses((status = 200, description = "This document")))]
+pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

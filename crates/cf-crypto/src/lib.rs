@@ -1,0 +1,226 @@
+//! One small API over the hash, signature and randomness crates, so that the rest of the
+//! platform never touches a crypto crate directly and key material is always wrapped in `Secret`.
+//!
+//! Architecture invariant: no I/O; randomness comes from an injected [`Rng`] so tests are deterministic.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use cf_core::Secret;
+use ed25519_dalek::Signer;
+use sha2::Digest;
+
+/// Errors of this crate; none of them ever carries key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    /// A key had the wrong length or encoding.
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
+    /// A signature did not verify or was malformed.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// The operating system's random source failed.
+    #[error("random source unavailable")]
+    Rng,
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(data).into()
+}
+
+/// SHA-256 over several parts, without concatenating them first.
+pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// A source of random bytes. Production uses [`OsRng`]; tests use [`SeededRng`].
+pub trait Rng: Send + Sync + fmt::Debug {
+    /// Fill `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+/// The operating system's CSPRNG.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRng;
+
+impl Rng for OsRng {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        getrandom::fill(buf).map_err(|_| CryptoError::Rng)
+    }
+}
+
+/// A deterministic generator (SHA-256 in counter mode) for tests and simulations only.
+#[derive(Debug)]
+pub struct SeededRng {
+    state: Mutex<([u8; 32], u64)>,
+}
+
+impl SeededRng {
+    /// A generator whose output depends only on `seed`.
+    pub fn new(seed: u64) -> Self {
+        SeededRng {
+            state: Mutex::new((sha256(&seed.to_le_bytes()), 0)),
+        }
+    }
+}
+
+impl Rng for SeededRng {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        let mut st = self.state.lock().map_err(|_| CryptoError::Rng)?;
+        for chunk in buf.chunks_mut(32) {
+            let block = sha256_parts(&[&st.0, &st.1.to_le_bytes()]);
+            st.1 += 1;
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// `n` random bytes.
+pub fn random_bytes(rng: &dyn Rng, n: usize) -> Result<Vec<u8>, CryptoError> {
+    let mut v = vec![0u8; n];
+    rng.fill(&mut v)?;
+    Ok(v)
+}
+
+/// A random token of `n` bytes, URL-safe base64 without padding.
+pub fn random_token(rng: &dyn Rng, n: usize) -> Result<String, CryptoError> {
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(rng, n)?))
+}
+
+/// Constant-time equality for secrets such as token digests.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An Ed25519 signing key. Its bytes are only reachable through [`Ed25519SigningKey::seed`].
+pub struct Ed25519SigningKey {
+    inner: ed25519_dalek::SigningKey,
+}
+
+impl fmt::Debug for Ed25519SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Ed25519SigningKey(public={})",
+            hex::encode(self.public().0)
+        )
+    }
+}
+
+impl Ed25519SigningKey {
+    /// A fresh key from `rng`.
+    pub fn generate(rng: &dyn Rng) -> Result<Self, CryptoError> {
+        let mut seed = [0u8; 32];
+        rng.fill(&mut seed)?;
+        Ok(Self::from_seed(&seed))
+    }
+    /// The key whose 32-byte seed is `seed`.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Ed25519SigningKey {
+            inner: ed25519_dalek::SigningKey::from_bytes(seed),
+        }
+    }
+    /// The 32-byte seed, wrapped so it cannot be printed by accident.
+    pub fn seed(&self) -> Secret<[u8; 32]> {
+        Secret::new(self.inner.to_bytes())
+    }
+    /// The matching public key.
+    pub fn public(&self) -> Ed25519PublicKey {
+        Ed25519PublicKey(self.inner.verifying_key().to_bytes())
+    }
+    /// Sign `msg` (deterministic, RFC 8032).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.inner.sign(msg).to_bytes()
+    }
+}
+
+/// An Ed25519 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ed25519PublicKey(pub [u8; 32]);
+
+impl Ed25519PublicKey {
+    /// From raw bytes.
+    pub fn from_slice(b: &[u8]) -> Result<Self, CryptoError> {
+        let arr: [u8; 32] = b
+            .try_into()
+            .map_err(|_| CryptoError::InvalidKey("an Ed25519 public key is 32 bytes"))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map_err(|_| CryptoError::InvalidKey("not a point on Ed25519"))?;
+        Ok(Ed25519PublicKey(arr))
+    }
+    /// Verify a signature (strict: rejects non-canonical encodings and small-order keys).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| CryptoError::InvalidKey("not a point on Ed25519"))?;
+        let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+        vk.verify_strict(msg, &sig)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_known_answer() {
+        assert_eq!(
+            hex::encode(sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha256_parts(&[b"a", b"bc"]), sha256(b"abc"));
+    }
+
+    #[test]
+    fn seeded_rng_is_deterministic() {
+        let a = random_bytes(&SeededRng::new(7), 70).unwrap();
+        let b = random_bytes(&SeededRng::new(7), 70).unwrap();
+        let c = random_bytes(&SeededRng::new(8), 70).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn ed25519_rfc8032_test1() {
+        // RFC 8032 §7.1 TEST 1 (empty message).
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let k = Ed25519SigningKey::from_seed(&seed);
+        assert_eq!(
+            hex::encode(k.public().0),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        let sig = k.sign(b"");
+        assert_eq!(
+            hex::encode(sig),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        k.public().verify(b"", &sig).unwrap();
+        assert_eq!(
+            k.public().verify(b"x", &sig),
+            Err(CryptoError::BadSignature)
+        );
+        assert!(!format!("{k:?}").contains("9d61b1"));
+    }
+
+    #[test]
+    fn ct_eq_works() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,178 @@
+//! Authorisation for the foundation: role-based rights over the platform's actions, yielding the
+//! `Authorized<A>` proof that every mutating service demands (AUZ-1, AUD-5). Issue 3 replaces the
+//! rule table with Cedar policies in `cf-authz`; the proof type and call sites stay.
+
+use std::fmt;
+
+/// Built-in roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Platform administration: tokens, configuration.
+    Admin,
+    /// Reads the audit ledger (AUD-5); deliberately not implied by `Admin` (separation of duties).
+    Auditor,
+    /// Security operations: events, alerts.
+    Operator,
+    /// Machine clients that publish events.
+    Service,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Auditor, Role::Operator, Role::Service];
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+            Role::Service => "service",
+        }
+    }
+    /// Parse a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable subject id, e.g. `token:ab12cd34`.
+    pub id: String,
+    /// Granted roles.
+    pub roles: Vec<Role>,
+    /// A bootstrap credential: may do nothing but replace itself.
+    pub must_change: bool,
+}
+
+impl Principal {
+    /// The platform itself, for internal actions.
+    pub fn system() -> Self {
+        Principal {
+            id: "system".into(),
+            roles: vec![Role::Admin, Role::Auditor, Role::Operator],
+            must_change: false,
+        }
+    }
+}
+
+/// The actions the foundation knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read ledger records, checkpoints, proofs and reports.
+    ReadAudit,
+    /// Create, list or revoke API tokens.
+    ManageTokens,
+    /// Exchange a bootstrap credential for a permanent one.
+    RotateBootstrap,
+    /// Publish events to the bus.
+    PublishEvents,
+    /// Read platform metrics.
+    ReadMetrics,
+}
+
+impl Action {
+    /// Stable name, used in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadAudit => "audit.read",
+            Action::ManageTokens => "tokens.manage",
+            Action::RotateBootstrap => "tokens.rotate_bootstrap",
+            Action::PublishEvents => "events.publish",
+            Action::ReadMetrics => "metrics.read",
+        }
+    }
+    fn allowed(self, roles: &[Role]) -> bool {
+        let has = |r| roles.contains(&r);
+        match self {
+            Action::ReadAudit => has(Role::Auditor),
+            Action::ManageTokens => has(Role::Admin),
+            Action::RotateBootstrap => has(Role::Admin),
+            Action::PublishEvents => has(Role::Service) || has(Role::Operator) || has(Role::Admin),
+            Action::ReadMetrics => has(Role::Admin) || has(Role::Operator) || has(Role::Auditor),
+        }
+    }
+}
+
+/// Proof that `principal` may perform `action`; only [`authorize`] makes one.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    principal: Principal,
+    action: Action,
+}
+
+impl Authorized {
+    /// Who was authorised.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+    /// For what.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+/// Decide. A bootstrap credential may only rotate itself.
+pub fn authorize(
+    principal: &Principal,
+    action: Action,
+) -> Result<Authorized, crate::PlatformError> {
+    if principal.must_change && action != Action::RotateBootstrap {
+        return Err(crate::PlatformError::Forbidden(
+            "this bootstrap credential must be changed first: POST /api/v1/auth/rotate".into(),
+        ));
+    }
+    if !action.allowed(&principal.roles) {
+        return Err(crate::PlatformError::Forbidden(format!(
+            "{} may not {}",
+            principal.id,
+            action.as_str()
+        )));
+    }
+    Ok(Authorized {
+        principal: principal.clone(),
+        action,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_is_not_auditor() {
+        let admin = Principal {
+            id: "a".into(),
+            roles: vec![Role::Admin],
+            must_change: false,
+        };
+        assert!(authorize(&admin, Action::ManageTokens).is_ok());
+        assert!(authorize(&admin, Action::ReadAudit).is_err());
+        let aud = Principal {
+            id: "b".into(),
+            roles: vec![Role::Auditor],
+            must_change: false,
+        };
+        assert!(authorize(&aud, Action::ReadAudit).is_ok());
+        assert!(authorize(&aud, Action::ManageTokens).is_err());
+    }
+
+    #[test]
+    fn bootstrap_can_only_rotate() {
+        let boot = Principal {
+            id: "boot".into(),
+            roles: vec![Role::Admin, Role::Auditor],
+            must_change: true,
+        };
+        assert!(authorize(&boot, Action::RotateBootstrap).is_ok());
+        assert!(authorize(&boot, Action::ManageTokens).is_err());
+        assert!(authorize(&boot, Action::ReadAudit).is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! The ports: what the platform needs from storage and messaging, stated as traits so that the
+//! embedded (SQLite, in-process) and scale-out (PostgreSQL, NATS) edges are interchangeable.
+
+use async_trait::async_trait;
+use cf_core::Timestamp;
+use cf_event::Event;
+use cf_ledger::Hash;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// Stored data is not what this version expects.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A uniqueness or sequence constraint was violated.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// No such object.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// One persisted ledger entry: its position, canonical bytes and leaf hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// 0-based position in the log.
+    pub seq: u64,
+    /// Canonical JSON of the [`crate::LedgerEntry`]; the Merkle leaf is exactly these bytes.
+    pub body: String,
+    /// `leaf_hash(body)`, stored so a restart rebuilds the tree without re-reading bodies;
+    /// `chengfang audit verify` never trusts it and recomputes from `body`.
+    pub leaf_hash: Hash,
+}
+
+/// One persisted signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// The signed note.
+    pub note: String,
+    /// When it was signed.
+    pub time: Timestamp,
+}
+
+/// An API token's stored form; the secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public token id (first part of the token string).
+    pub id: String,
+    /// Human label.
+    pub name: String,
+    /// Comma-separated role names.
+    pub roles: String,
+    /// SHA-256 of the secret part.
+    pub secret_hash: Hash,
+    /// Creation time.
+    pub created: Timestamp,
+    /// Expiry, if any.
+    pub expires: Option<Timestamp>,
+    /// Revocation time, if revoked.
+    pub revoked: Option<Timestamp>,
+    /// A bootstrap credential that may only be exchanged for a new one.
+    pub must_change: bool,
+}
+
+/// Platform state. Every method is atomic; `append_ledger` is durable when it returns.
+#[async_trait]
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Append entries whose seqs continue the log exactly; all or nothing, durable on return.
+    async fn append_ledger(&self, entries: &[StoredEntry]) -> Result<(), StoreError>;
+    /// Entries with `seq >= from`, ascending, at most `limit`.
+    async fn ledger_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>, StoreError>;
+    /// Leaf hashes with `seq >= from`, ascending, at most `limit`.
+    async fn ledger_leaf_hashes(&self, from: u64, limit: u32) -> Result<Vec<Hash>, StoreError>;
+    /// Number of entries.
+    async fn ledger_len(&self) -> Result<u64, StoreError>;
+    /// Bytes the ledger occupies on its storage (for the AUD-2 fill alarm).
+    async fn ledger_bytes(&self) -> Result<u64, StoreError>;
+    /// Store a signed checkpoint.
+    async fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError>;
+    /// The checkpoint with the largest size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+    /// All checkpoints, ascending by size.
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// Insert a token; conflict if the id exists.
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
+    /// A token by id.
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// All tokens.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Mark revoked; not-found if absent, conflict if already revoked.
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Bus failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The bus could not be reached or refused.
+    #[error("event bus: {0}")]
+    Backend(String),
+    /// A topic or filter is invalid.
+    #[error("invalid topic `{0}`: {1}")]
+    InvalidTopic(String, &'static str),
+}
+
+/// Acknowledges or returns one delivery.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Processing finished; never deliver again.
+    async fn ack(&self) -> Result<(), BusError>;
+    /// Processing failed; deliver again (to any member of the group).
+    async fn nack(&self) -> Result<(), BusError>;
+}
+
+/// One event delivered to a consumer group member.
+pub struct Delivery {
+    /// The event.
+    pub event: Event,
+    /// How many times it has been delivered (1 the first time).
+    pub attempt: u64,
+    /// Its acknowledgement handle.
+    pub acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("event", &self.event)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl Delivery {
+    /// Acknowledge.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+    /// Ask for redelivery.
+    pub async fn nack(self) -> Result<(), BusError> {
+        self.acker.nack().await
+    }
+}
+
+/// A consumer group membership: deliveries arrive on `rx`.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Deliveries for this member.
+    pub rx: tokio::sync::mpsc::Receiver<Delivery>,
+}
+
+/// The event bus: durable publish, consumer groups, at-least-once delivery.
+/// Topics are dot-separated tokens; filters may use `*` (one token) and `>` (the rest).
+#[async_trait]
+pub trait EventBus: Send + Sync + std::fmt::Debug {
+    /// `memory` or `nats`.
+    fn backend(&self) -> &'static str;
+    /// Publish; returns once the bus has accepted the event durably (for NATS, the stream ack).
+    async fn publish(&self, event: &Event) -> Result<(), BusError>;
+    /// Join consumer group `group` for events matching `filter`; each event is delivered to one
+    /// member of each group, starting with events published after the group was first created.
+    async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;
+}
+
+/// Validate a topic (no wildcards) or a filter (wildcards allowed).
+pub fn check_topic(topic: &str, filter: bool) -> Result<(), BusError> {
+    if topic.is_empty() || topic.len() > 200 {
+        return Err(BusError::InvalidTopic(
+            topic.into(),
+            "must be 1 to 200 characters",
+        ));
+    }
+    let tokens: Vec<&str> = topic.split('.').collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() {
+            return Err(BusError::InvalidTopic(topic.into(), "has an empty token"));
+        }
+        if !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '*' || c == '>')
+        {
+            return Err(BusError::InvalidTopic(
+                topic.into(),
+                "tokens may hold only A-Z a-z 0-9 _ -",
+            ));
+        }
+        let wild = *t == "*" || *t == ">";
+        if (t.contains('*') || t.contains('>')) && !wild {
+            return Err(BusError::InvalidTopic(
+                topic.into(),
+                "a wildcard must be a whole token",
+            ));
+        }
+        if wild && !filter {
+            return Err(BusError::InvalidTopic(
+                topic.into(),
+                "a published topic may not contain wildcards",
+            ));
+        }
+        if *t == ">" && i != tokens.len() - 1 {
+            return Err(BusError::InvalidTopic(
+                topic.into(),
+                "'>' must be the last token",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` matches `filter` (NATS subject semantics).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut t = topic.split('.');
+    loop {
+        match (f.next(), t.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_matching() {
+        assert!(topic_matches("alarm.>", "alarm.audit.write"));
+        assert!(!topic_matches("alarm.>", "alarm"));
+        assert!(topic_matches("city.*.telemetry", "city.d1.telemetry"));
+        assert!(!topic_matches("city.*.telemetry", "city.d1.x.telemetry"));
+        assert!(topic_matches("a.b", "a.b"));
+        assert!(!topic_matches("a.b", "a.b.c"));
+    }
+
+    #[test]
+    fn topic_validation() {
+        assert!(check_topic("alarm.audit", false).is_ok());
+        assert!(check_topic("alarm.>", true).is_ok());
+        assert!(check_topic("alarm.>", false).is_err());
+        assert!(check_topic("a..b", false).is_err());
+        assert!(check_topic("a.>.b", true).is_err());
+        assert!(check_topic("a.b*", true).is_err());
+        assert!(check_topic("a b", false).is_err());
+    }
+}
+
+/// Remembers recently seen event ids so an at-least-once consumer processes each event once.
+#[derive(Debug)]
+pub struct SeenIds {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+    capacity: usize,
+}
+
+impl SeenIds {
+    /// Remember up to `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        SeenIds {
+            set: Default::default(),
+            order: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+    /// True the first time `id` is seen (within the window).
+    pub fn first_time(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        true
+    }
+}

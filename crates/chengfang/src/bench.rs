@@ -1,0 +1,366 @@
+//! `chengfang bench …`: the benchmarks behind docs/benchmarks.md, printed as a table or JSON,
+//! with the machine's physical limit (`openssl speed sha256`) measured in the same run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cf_core::{SharedClock, SystemClock, Timestamp};
+use cf_event::{AuditRecord, Outcome};
+use cf_platform::alarm::Alarms;
+use cf_platform::ports::StateStore;
+use cf_platform::{AuditLedger, LedgerConfig, Metrics};
+use cf_store::SqlStore;
+use clap::Subcommand;
+
+/// Benchmark commands.
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Audit ledger: durable appends/s with group commit (SQLite, PostgreSQL), append-to-signed-
+    /// checkpoint latency, inclusion/consistency proof latency at large sizes, and SHA-256 limits.
+    Ledger {
+        /// Records to append per backend.
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+        /// Concurrent appenders.
+        #[arg(long, default_value_t = 2048)]
+        clients: u64,
+        /// Backends to measure.
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        /// PostgreSQL URL.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+        /// Tree sizes for the proof benchmark.
+        #[arg(long, default_value = "1000000,10000000")]
+        proof_sizes: String,
+        /// Proofs sampled per size.
+        #[arg(long, default_value_t = 20_000)]
+        samples: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append records as fast as possible, printing `ACK <seq>` for each acknowledged one
+    /// (used by the crash test; stops after --count, or when killed).
+    #[command(hide = true)]
+    AppendLoop {
+        /// Data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Stop after this many.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+fn record(i: u64) -> AuditRecord {
+    AuditRecord::new(
+        "bench.append",
+        Timestamp::from_unix_secs(1_790_000_000 + (i % 86_400) as i64),
+        "10.20.30.40",
+        "chengfang-bench",
+        format!("user:{}", i % 1000),
+        format!("object:{i}"),
+        "update",
+        Outcome::Success,
+        format!("req-{i}"),
+    )
+}
+
+struct Opened {
+    ledger: AuditLedger,
+    store: Arc<SqlStore>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+async fn open(backend: &str, pg: &str, dir: Option<PathBuf>, cfg: LedgerConfig) -> Result<Opened> {
+    let (store, tmp, schema, signer) = match backend {
+        "sqlite" => {
+            let (path, tmp) = match dir {
+                Some(d) => (d, None),
+                None => {
+                    let t = tempfile::Builder::new().prefix("cf-bench-").tempdir()?;
+                    (t.path().to_path_buf(), Some(t))
+                }
+            };
+            let dd = crate::datadir::DataDir::open(&path)?;
+            let store =
+                SqlStore::connect(&format!("sqlite://{}", dd.state_db().display()), None).await?;
+            (store, tmp, None, dd.ledger_signer(&cfg.origin)?)
+        }
+        "postgres" => {
+            let schema = format!("cf_bench_{}", std::process::id());
+            let store = SqlStore::connect(pg, Some(&schema))
+                .await
+                .with_context(|| format!("PostgreSQL at {}", cf_store::redact_url(pg)))?;
+            let signer = cf_ledger::NoteSigner::new(
+                &cfg.origin,
+                cf_crypto::Ed25519SigningKey::generate(&cf_crypto::OsRng)?,
+            )?;
+            (store, None, Some(schema), signer)
+        }
+        other => anyhow::bail!("unknown backend `{other}`: use sqlite or postgres"),
+    };
+    let store = Arc::new(store);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::default());
+    let alarms = Alarms::new(
+        Arc::new(cf_bus::MemoryBus::new()),
+        clock.clone(),
+        metrics.clone(),
+        "bench",
+    );
+    let ledger = AuditLedger::open(
+        store.clone() as Arc<dyn StateStore>,
+        signer,
+        cfg,
+        clock,
+        alarms,
+        metrics,
+    )
+    .await?;
+    Ok(Opened {
+        ledger,
+        store,
+        _dir: tmp,
+        schema,
+    })
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn openssl_sha256_64b() -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-seconds", "2", "-bytes", "64", "sha256"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
+    let v = line.split_whitespace().last()?;
+    let kbytes: f64 = v.trim_end_matches('k').parse().ok()?;
+    Some(kbytes * 1000.0 / 64.0)
+}
+
+fn own_sha256_64b() -> f64 {
+    let data = [7u8; 64];
+    let n = 2_000_000u64;
+    let t = Instant::now();
+    let mut acc = [0u8; 32];
+    for i in 0..n {
+        let mut d = data;
+        d[0] = i as u8;
+        d[1] = acc[0];
+        acc = cf_crypto::sha256(&d);
+    }
+    std::hint::black_box(acc);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Run a benchmark command.
+pub async fn run(cmd: BenchCmd) -> Result<bool> {
+    match cmd {
+        BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
+        BenchCmd::Ledger {
+            records,
+            clients,
+            backends,
+            postgres_url,
+            proof_sizes,
+            samples,
+            json,
+        } => {
+            let mut results = serde_json::Map::new();
+            let ssl = openssl_sha256_64b();
+            let own = own_sha256_64b();
+            results.insert("sha256_64B_per_s_openssl".into(), serde_json::json!(ssl));
+            results.insert("sha256_64B_per_s_chengfang".into(), serde_json::json!(own));
+            if !json {
+                println!(
+                    "machine: {} cores; SHA-256 of 64-byte inputs: openssl speed {} /s, Chengfang's sha2 {:.0} /s",
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(0),
+                    ssl.map_or("n/a".into(), |v| format!("{v:.0}")),
+                    own
+                );
+            }
+            for backend in backends.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let r = bench_appends(backend, &postgres_url, records, clients).await?;
+                if !json {
+                    println!(
+                        "{backend:<9} durable appends: {:>9.0} /s ({} records, {} clients, {:.2} s); append -> signed checkpoint: median {:.0} ms, p99 {:.0} ms; limit from SHA-256 (2 hashes/append): {:.0} /s",
+                        r["appends_per_s"].as_f64().unwrap_or(0.0),
+                        records,
+                        clients,
+                        r["seconds"].as_f64().unwrap_or(0.0),
+                        r["checkpoint_latency_ms_median"].as_f64().unwrap_or(0.0),
+                        r["checkpoint_latency_ms_p99"].as_f64().unwrap_or(0.0),
+                        ssl.unwrap_or(own) / 2.0
+                    );
+                }
+                results.insert(format!("appends_{backend}"), r);
+            }
+            for size in proof_sizes
+                .split(',')
+                .filter_map(|s| s.trim().parse::<u64>().ok())
+            {
+                let r = bench_proofs(size, samples);
+                if !json {
+                    println!(
+                        "proofs at {size:>9} entries: inclusion p50 {:.1} µs p99 {:.1} µs; consistency p50 {:.1} µs p99 {:.1} µs (tree built in {:.1} s)",
+                        r["inclusion_us_p50"].as_f64().unwrap_or(0.0),
+                        r["inclusion_us_p99"].as_f64().unwrap_or(0.0),
+                        r["consistency_us_p50"].as_f64().unwrap_or(0.0),
+                        r["consistency_us_p99"].as_f64().unwrap_or(0.0),
+                        r["build_s"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                results.insert(format!("proofs_{size}"), r);
+            }
+            if json {
+                println!("{}", serde_json::Value::Object(results));
+            }
+            Ok(true)
+        }
+    }
+}
+
+async fn bench_appends(
+    backend: &str,
+    pg: &str,
+    records: u64,
+    clients: u64,
+) -> Result<serde_json::Value> {
+    let cfg = LedgerConfig {
+        origin: "bench.chengfang/audit".into(),
+        ..LedgerConfig::default()
+    };
+    let o = open(backend, pg, None, cfg).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (l, next) = (o.ledger.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= records {
+                    break;
+                }
+                l.append(record(i)).await?;
+            }
+            Ok::<(), cf_platform::PlatformError>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    o.ledger
+        .wait_for_checkpoint(records.saturating_sub(1), Duration::from_secs(30))
+        .await
+        .context("no checkpoint after the run")?;
+    let mut lat = Vec::new();
+    for i in 0..60 {
+        let t0 = Instant::now();
+        let r = o.ledger.append(record(records + i)).await?;
+        o.ledger
+            .wait_for_checkpoint(r.seq(), Duration::from_secs(30))
+            .await
+            .context("checkpoint timed out")?;
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    o.ledger.shutdown().await;
+    if let Some(s) = &o.schema {
+        o.store.drop_schema(s).await?;
+    }
+    o.store.close().await;
+    Ok(serde_json::json!({
+        "backend": backend, "records": records, "clients": clients, "seconds": secs,
+        "appends_per_s": records as f64 / secs,
+        "checkpoint_latency_ms_median": pct(&lat, 0.5), "checkpoint_latency_ms_p99": pct(&lat, 0.99),
+    }))
+}
+
+fn bench_proofs(size: u64, samples: usize) -> serde_json::Value {
+    let t = Instant::now();
+    let mut tree = cf_ledger::MerkleTree::new();
+    for i in 0..size {
+        tree.push(cf_ledger::leaf_hash(&i.to_le_bytes()));
+    }
+    let build = t.elapsed().as_secs_f64();
+    let rng = cf_crypto::SeededRng::new(size);
+    let rand = || {
+        let mut b = [0u8; 8];
+        let _ = cf_crypto::Rng::fill(&rng, &mut b);
+        u64::from_le_bytes(b)
+    };
+    let (mut inc, mut con) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for _ in 0..samples {
+        let idx = rand() % size;
+        let t = Instant::now();
+        let p = tree.inclusion_proof(idx, size);
+        inc.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(p.ok());
+        let old = 1 + rand() % size;
+        let t = Instant::now();
+        let p = tree.consistency_proof(old, size);
+        con.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(p.ok());
+    }
+    inc.sort_by(f64::total_cmp);
+    con.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "size": size, "samples": samples, "build_s": build,
+        "inclusion_us_p50": pct(&inc, 0.5), "inclusion_us_p99": pct(&inc, 0.99),
+        "consistency_us_p50": pct(&con, 0.5), "consistency_us_p99": pct(&con, 0.99),
+    })
+}
+
+async fn append_loop(dir: PathBuf, count: Option<u64>) -> Result<bool> {
+    let cfg = LedgerConfig {
+        origin: "crash.chengfang/audit".into(),
+        ..LedgerConfig::default()
+    };
+    let o = open("sqlite", "", Some(dir), cfg).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let limit = count.unwrap_or(u64::MAX);
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut handles = Vec::new();
+    for _ in 0..64 {
+        let (l, next, out) = (o.ledger.clone(), next.clone(), out.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    break;
+                }
+                let r = l.append(record(i)).await?;
+                // Printed only after the durable commit: everything printed must survive a kill.
+                if let Ok(mut o) = out.lock() {
+                    let _ = writeln!(o, "ACK {}", r.seq());
+                    let _ = o.flush();
+                }
+            }
+            Ok::<(), cf_platform::PlatformError>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    o.ledger.shutdown().await;
+    o.store.close().await;
+    Ok(true)
+}

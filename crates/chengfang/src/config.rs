@@ -1,0 +1,638 @@
+//! Configuration: one TOML file plus `CHENGFANG_*` environment overrides, validated as a whole so
+//! that `chengfang config check` reports every problem at once with its TOML path. The table of
+//! fields below is the single source of the reference page `docs/reference/config.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The kind of value a field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any string.
+    Str,
+    /// A socket address `IP:PORT`.
+    Addr,
+    /// `true` / `false`.
+    Bool,
+    /// Whole number within bounds.
+    Int(i64, i64),
+    /// A duration such as `250ms`, `30s`, `7d`.
+    Duration,
+    /// One of a fixed set.
+    OneOf(&'static [&'static str]),
+    /// A URL with one of the given schemes.
+    Url(&'static [&'static str]),
+}
+
+/// One configuration field.
+#[derive(Debug)]
+pub struct Field {
+    /// TOML path.
+    pub path: &'static str,
+    /// Kind.
+    pub kind: Kind,
+    /// Default as TOML text (empty: no default / derived).
+    pub default: &'static str,
+    /// Meaning.
+    pub doc: &'static str,
+}
+
+/// Every field Chengfang reads.
+pub const FIELDS: &[Field] = &[
+    Field {
+        path: "data_dir",
+        kind: Kind::Str,
+        default: "\"./chengfang-data\"",
+        doc: "Directory holding the SQLite databases, the ledger key, the platform CA and TLS material. Created with owner-only permissions.",
+    },
+    Field {
+        path: "node_name",
+        kind: Kind::Str,
+        default: "\"node-1\"",
+        doc: "Name of this node in alarms and logs.",
+    },
+    Field {
+        path: "server.listen",
+        kind: Kind::Addr,
+        default: "\"127.0.0.1:8443\"",
+        doc: "Address the HTTPS API binds to. Loopback by default; set `0.0.0.0:8443` to serve the network.",
+    },
+    Field {
+        path: "server.tls",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Serve HTTPS. Turning it off is only for a TLS-terminating proxy on the same host and is reported by `config check`.",
+    },
+    Field {
+        path: "server.cert_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "PEM certificate chain to serve instead of one issued by the platform CA (with `server.key_file`).",
+    },
+    Field {
+        path: "server.key_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "PEM private key for `server.cert_file`.",
+    },
+    Field {
+        path: "server.hostnames",
+        kind: Kind::Str,
+        default: "\"localhost,127.0.0.1\"",
+        doc: "Comma-separated names and addresses for the certificate the platform CA issues.",
+    },
+    Field {
+        path: "server.body_limit_bytes",
+        kind: Kind::Int(1024, 1 << 30),
+        default: "1048576",
+        doc: "Largest accepted request body (API-3).",
+    },
+    Field {
+        path: "server.request_timeout",
+        kind: Kind::Duration,
+        default: "\"30s\"",
+        doc: "Deadline for one request.",
+    },
+    Field {
+        path: "server.shutdown_grace",
+        kind: Kind::Duration,
+        default: "\"20s\"",
+        doc: "How long in-flight requests may finish after SIGTERM/SIGINT.",
+    },
+    Field {
+        path: "storage.url",
+        kind: Kind::Url(&["sqlite", "postgres", "postgresql"]),
+        default: "",
+        doc: "State store. Default `sqlite://<data_dir>/state.db`; `postgres://user@host/db` for scale-out.",
+    },
+    Field {
+        path: "storage.schema",
+        kind: Kind::Str,
+        default: "",
+        doc: "PostgreSQL schema for this deployment's tables (created if missing); empty uses the search path.",
+    },
+    Field {
+        path: "bus.url",
+        kind: Kind::Url(&["memory", "nats", "tls"]),
+        default: "\"memory://\"",
+        doc: "Event bus: `memory://` in process, or `nats://host:4222` (JetStream).",
+    },
+    Field {
+        path: "bus.stream",
+        kind: Kind::Str,
+        default: "\"CHENGFANG\"",
+        doc: "JetStream stream name.",
+    },
+    Field {
+        path: "ledger.origin",
+        kind: Kind::Str,
+        default: "\"chengfang.local/audit\"",
+        doc: "Checkpoint origin line; make it unique to the deployment, e.g. `audit.city.example/chengfang`.",
+    },
+    Field {
+        path: "ledger.checkpoint_interval",
+        kind: Kind::Duration,
+        default: "\"250ms\"",
+        doc: "Longest delay from an append to a signed checkpoint that covers it.",
+    },
+    Field {
+        path: "ledger.max_batch",
+        kind: Kind::Int(1, 100_000),
+        default: "8192",
+        doc: "Most records per group commit.",
+    },
+    Field {
+        path: "ledger.capacity_bytes",
+        kind: Kind::Int(1, i64::MAX),
+        default: "10737418240",
+        doc: "Storage set aside for the ledger (AUD-2).",
+    },
+    Field {
+        path: "ledger.fill_alarm_percent",
+        kind: Kind::Int(1, 100),
+        default: "80",
+        doc: "Raise `alarm.audit.storage_filling` when the ledger fills this share of its capacity (AUD-2).",
+    },
+    Field {
+        path: "log.level",
+        kind: Kind::OneOf(&["error", "warn", "info", "debug", "trace"]),
+        default: "\"info\"",
+        doc: "Log level (overridden by `RUST_LOG`).",
+    },
+    Field {
+        path: "log.format",
+        kind: Kind::OneOf(&["text", "json"]),
+        default: "\"text\"",
+        doc: "Log format: human text or one JSON object per line.",
+    },
+];
+
+/// A problem with the configuration, located by TOML path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// TOML path, e.g. `server.listen`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where the value came from (`file`, `env CHENGFANG_…`, `default`).
+    pub source: String,
+    /// Warnings do not stop the platform.
+    pub warning: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Node name.
+    pub node_name: String,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS on.
+    pub tls: bool,
+    /// Supplied certificate and key.
+    pub cert_files: Option<(PathBuf, PathBuf)>,
+    /// Names for the issued certificate.
+    pub hostnames: Vec<String>,
+    /// Body limit.
+    pub body_limit_bytes: usize,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+    /// Storage URL.
+    pub storage_url: String,
+    /// PostgreSQL schema.
+    pub storage_schema: Option<String>,
+    /// Bus URL.
+    pub bus_url: String,
+    /// Stream.
+    pub bus_stream: String,
+    /// Ledger settings.
+    pub ledger: cf_platform::LedgerConfig,
+    /// Log level.
+    pub log_level: String,
+    /// JSON logs.
+    pub log_json: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Value {
+    v: toml::Value,
+    source: String,
+}
+
+fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, Value>, source: &str) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) => flatten(&path, inner, out, source),
+            other => {
+                out.insert(
+                    path,
+                    Value {
+                        v: other.clone(),
+                        source: source.to_string(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn env_path(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("CHENGFANG_")?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(
+        rest.split("__")
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
+/// Load `file` (if any) and the environment; return the config if there are no errors, and every problem found.
+pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(f) = file {
+        match std::fs::read_to_string(f) {
+            Ok(text) => match text.parse::<toml::Table>() {
+                Ok(t) => flatten("", &t, &mut values, &format!("file {}", f.display())),
+                Err(e) => problems.push(Problem {
+                    path: "(file)".into(),
+                    message: format!("{} is not valid TOML: {}", f.display(), e.message()),
+                    source: format!("file {}", f.display()),
+                    warning: false,
+                }),
+            },
+            Err(e) => problems.push(Problem {
+                path: "(file)".into(),
+                message: format!("cannot read {}: {e}", f.display()),
+                source: "command line".into(),
+                warning: false,
+            }),
+        }
+    }
+    for (k, v) in env {
+        // Variables that configure the binary itself rather than the platform.
+        if matches!(
+            k.as_str(),
+            "CHENGFANG_CONFIG" | "CHENGFANG_DATASETS" | "CHENGFANG_BOOTSTRAP_TOKEN_FILE"
+        ) || k.starts_with("CHENGFANG_TEST_")
+        {
+            continue;
+        }
+        let Some(path) = env_path(k) else { continue };
+        // Env values are typed like TOML where they parse as such (numbers, booleans), else strings.
+        let parsed = format!("x = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("x").cloned())
+            .filter(|x| !x.is_table());
+        values.insert(
+            path,
+            Value {
+                v: parsed.unwrap_or_else(|| toml::Value::String(v.clone())),
+                source: format!("env {k}"),
+            },
+        );
+    }
+    for (path, val) in &values {
+        if !FIELDS.iter().any(|f| f.path == path) {
+            let hint = FIELDS
+                .iter()
+                .map(|f| (edit_distance(f.path, path), f.path))
+                .filter(|(d, _)| *d <= 3)
+                .min()
+                .map(|(_, p)| format!(" (did you mean `{p}`?)"))
+                .unwrap_or_default();
+            problems.push(Problem {
+                path: path.clone(),
+                message: format!("unknown setting{hint}"),
+                source: val.source.clone(),
+                warning: false,
+            });
+        }
+    }
+    let get = |path: &str| -> (toml::Value, String) {
+        match values.get(path) {
+            Some(v) => (v.v.clone(), v.source.clone()),
+            None => {
+                let f = FIELDS
+                    .iter()
+                    .find(|f| f.path == path)
+                    .map_or("", |f| f.default);
+                let v = if f.is_empty() {
+                    toml::Value::String(String::new())
+                } else {
+                    format!("x = {f}")
+                        .parse::<toml::Table>()
+                        .ok()
+                        .and_then(|t| t.get("x").cloned())
+                        .unwrap_or(toml::Value::String(String::new()))
+                };
+                (v, "default".into())
+            }
+        }
+    };
+    let mut checked: BTreeMap<&'static str, toml::Value> = BTreeMap::new();
+    for f in FIELDS {
+        let (v, source) = get(f.path);
+        let err = |m: String| Problem {
+            path: f.path.to_string(),
+            message: m,
+            source: source.clone(),
+            warning: false,
+        };
+        let ok = match (f.kind, &v) {
+            (Kind::Str, toml::Value::String(_)) => Ok(()),
+            (Kind::Bool, toml::Value::Boolean(_)) => Ok(()),
+            (Kind::Int(lo, hi), toml::Value::Integer(i)) if (lo..=hi).contains(i) => Ok(()),
+            (Kind::Int(lo, hi), toml::Value::Integer(i)) => {
+                Err(format!("{i} is outside {lo}..={hi}"))
+            }
+            (Kind::Addr, toml::Value::String(s)) => s
+                .parse::<SocketAddr>()
+                .map(|_| ())
+                .map_err(|_| format!("`{s}` is not an IP:PORT address")),
+            (Kind::Duration, toml::Value::String(s)) => cf_core::parse_duration(s).map(|_| ()),
+            (Kind::OneOf(opts), toml::Value::String(s)) if opts.contains(&s.as_str()) => Ok(()),
+            (Kind::OneOf(opts), toml::Value::String(s)) => {
+                Err(format!("`{s}` is not one of {}", opts.join(", ")))
+            }
+            (Kind::Url(_), toml::Value::String(s)) if s.is_empty() => Ok(()),
+            (Kind::Url(schemes), toml::Value::String(s)) => match s.split_once("://") {
+                Some((scheme, _)) if schemes.contains(&scheme) => Ok(()),
+                _ => Err(format!(
+                    "`{}` must start with one of {}",
+                    cf_store::redact_url(s),
+                    schemes
+                        .iter()
+                        .map(|x| format!("{x}://"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            },
+            (kind, other) => Err(format!(
+                "expected {}, found {}",
+                kind_name(kind),
+                other.type_str()
+            )),
+        };
+        match ok {
+            Ok(()) => {
+                checked.insert(f.path, v);
+            }
+            Err(m) => problems.push(err(m)),
+        }
+    }
+    let s = |p: &str| {
+        checked
+            .get(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let i = |p: &str| {
+        checked
+            .get(p)
+            .and_then(toml::Value::as_integer)
+            .unwrap_or_default()
+    };
+    let b = |p: &str| {
+        checked
+            .get(p)
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(true)
+    };
+    let d = |p: &str| cf_core::parse_duration(&s(p)).unwrap_or_default();
+    let (cert, key) = (s("server.cert_file"), s("server.key_file"));
+    if cert.is_empty() != key.is_empty() {
+        problems.push(Problem {
+            path: "server.cert_file".into(),
+            message: "server.cert_file and server.key_file go together: set both or neither".into(),
+            source: "file/env".into(),
+            warning: false,
+        });
+    }
+    if !b("server.tls") {
+        problems.push(Problem { path: "server.tls".into(), message: "TLS is off: the API sends tokens in clear text; only acceptable behind a TLS-terminating proxy on this host".into(), source: values.get("server.tls").map_or("default".into(), |v| v.source.clone()), warning: true });
+    }
+    if let Ok(addr) = s("server.listen").parse::<SocketAddr>()
+        && !addr.ip().is_loopback()
+        && !b("server.tls")
+    {
+        problems.push(Problem {
+            path: "server.listen".into(),
+            message: format!("refusing to serve plain HTTP on the non-loopback address {addr}"),
+            source: "file/env".into(),
+            warning: false,
+        });
+    }
+    if s("ledger.origin").is_empty() || s("ledger.origin").contains(char::is_whitespace) {
+        problems.push(Problem {
+            path: "ledger.origin".into(),
+            message: "must be non-empty without spaces".into(),
+            source: "file/env".into(),
+            warning: false,
+        });
+    }
+    if problems.iter().any(|p| !p.warning) {
+        return (None, problems);
+    }
+    let data_dir = PathBuf::from(s("data_dir"));
+    let storage_url = match s("storage.url") {
+        u if u.is_empty() => format!("sqlite://{}", data_dir.join("state.db").display()),
+        u => u,
+    };
+    let cfg = Config {
+        node_name: s("node_name"),
+        listen: s("server.listen")
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8443))),
+        tls: b("server.tls"),
+        cert_files: if cert.is_empty() {
+            None
+        } else {
+            Some((cert.into(), key.into()))
+        },
+        hostnames: s("server.hostnames")
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        body_limit_bytes: usize::try_from(i("server.body_limit_bytes")).unwrap_or(1 << 20),
+        request_timeout: d("server.request_timeout"),
+        shutdown_grace: d("server.shutdown_grace"),
+        storage_url,
+        storage_schema: Some(s("storage.schema")).filter(|x| !x.is_empty()),
+        bus_url: s("bus.url"),
+        bus_stream: s("bus.stream"),
+        ledger: cf_platform::LedgerConfig {
+            origin: s("ledger.origin"),
+            checkpoint_interval: d("ledger.checkpoint_interval"),
+            max_batch: usize::try_from(i("ledger.max_batch")).unwrap_or(8192),
+            capacity_bytes: u64::try_from(i("ledger.capacity_bytes")).unwrap_or(u64::MAX),
+            fill_alarm_percent: u8::try_from(i("ledger.fill_alarm_percent")).unwrap_or(80),
+        },
+        log_level: s("log.level"),
+        log_json: s("log.format") == "json",
+        data_dir,
+    };
+    (Some(cfg), problems)
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn kind_name(k: Kind) -> String {
+    match k {
+        Kind::Str => "a string".into(),
+        Kind::Addr => "an \"IP:PORT\" string".into(),
+        Kind::Bool => "true or false".into(),
+        Kind::Int(lo, hi) => format!("an integer in {lo}..={hi}"),
+        Kind::Duration => "a duration string such as \"30s\"".into(),
+        Kind::OneOf(o) => format!("one of {}", o.join(", ")),
+        Kind::Url(s) => format!("a URL ({})", s.join(", ")),
+    }
+}
+
+/// The reference page, generated from [`FIELDS`].
+pub fn reference_markdown() -> String {
+    let mut s = String::from(
+        "# Configuration reference\n\n<!-- Generated by `chengfang config reference`; a test keeps this file current. Do not edit by hand. -->\n\n\
+Chengfang reads one TOML file (`chengfang serve --config FILE`, or `$CHENGFANG_CONFIG`) and then environment\n\
+variables: `CHENGFANG_` followed by the TOML path in capitals with `__` between sections, e.g.\n\
+`CHENGFANG_SERVER__LISTEN=0.0.0.0:8443` or `CHENGFANG_LEDGER__FILL_ALARM_PERCENT=90`. `chengfang config check`\n\
+reports every problem at once, each with its TOML path and where the value came from.\n\n\
+| path | type | default | meaning |\n|---|---|---|---|\n",
+    );
+    for f in FIELDS {
+        let default = if f.default.is_empty() {
+            "(derived)".to_string()
+        } else {
+            format!("`{}`", f.default)
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            f.path,
+            kind_name(f.kind),
+            default,
+            f.doc
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_secure() {
+        let (cfg, problems) = load(None, &[]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let cfg = cfg.unwrap();
+        assert!(cfg.tls);
+        assert!(cfg.listen.ip().is_loopback());
+        assert!(cfg.storage_url.starts_with("sqlite://"));
+        assert_eq!(cfg.bus_url, "memory://");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nlisten = \"nowhere\"\nbody_limit_bytes = 5\nlistne = 1\n[ledger]\nfill_alarm_percent = \"lots\"\ncheckpoint_interval = \"5 parsecs\"\n[storage]\nurl = \"mysql://x\"\n").unwrap();
+        let env = vec![("CHENGFANG_LOG__FORMAT".to_string(), "xml".to_string())];
+        let (cfg, problems) = load(Some(&f), &env);
+        assert!(cfg.is_none());
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "server.listen",
+            "server.body_limit_bytes",
+            "server.listne",
+            "ledger.fill_alarm_percent",
+            "ledger.checkpoint_interval",
+            "storage.url",
+            "log.format",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        let env_problem = problems.iter().find(|p| p.path == "log.format").unwrap();
+        assert_eq!(env_problem.source, "env CHENGFANG_LOG__FORMAT");
+        assert!(
+            problems
+                .iter()
+                .find(|p| p.path == "server.listne")
+                .unwrap()
+                .message
+                .contains("server.listen")
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = vec![
+            (
+                "CHENGFANG_SERVER__LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
+            ("CHENGFANG_LEDGER__MAX_BATCH".to_string(), "64".to_string()),
+        ];
+        let (cfg, problems) = load(None, &env);
+        assert!(problems.is_empty(), "{problems:?}");
+        let cfg = cfg.unwrap();
+        assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(cfg.ledger.max_batch, 64);
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused() {
+        let env = vec![
+            ("CHENGFANG_SERVER__TLS".to_string(), "false".to_string()),
+            (
+                "CHENGFANG_SERVER__LISTEN".to_string(),
+                "0.0.0.0:8080".to_string(),
+            ),
+        ];
+        let (cfg, problems) = load(None, &env);
+        assert!(cfg.is_none());
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "server.listen" && !p.warning)
+        );
+    }
+
+    #[test]
+    fn reference_page_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference/config.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == reference_markdown(),
+            "docs/reference/config.md is stale: run `cargo run -p chengfang -- config reference > docs/reference/config.md`"
+        );
+    }
+}

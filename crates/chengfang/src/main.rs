@@ -1,0 +1,322 @@
+//! `chengfang`: the one binary. Parses the command line, loads configuration and wires the
+//! platform; the only crate that uses `anyhow`.
+
+mod audit_cmd;
+mod bench;
+mod config;
+mod datadir;
+mod demo;
+mod platform;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chengfang", version, about = "Chengfang (城防): smart-city security platform", long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables CHENGFANG_* override it.
+    #[arg(long, global = true, env = "CHENGFANG_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the platform (embedded SQLite and in-process bus unless configured otherwise).
+    Serve {
+        /// Data directory (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run the platform with a simulated city and scripted attacks.
+    Demo {
+        /// Data directory (default: a fresh temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Stop after this long (e.g. 60s); default runs until Ctrl-C.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Address to serve on (default 127.0.0.1:0, a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Check or document the configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Work with the audit ledger offline.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Benchmarks (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Report every problem of the configuration at once, with its TOML path.
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the configuration reference (docs/reference/config.md).
+    Reference,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify a data directory or an exported ledger; names the first bad record.
+    Verify {
+        /// Data directory or export file.
+        path: PathBuf,
+        /// The ledger's verifier key (pin it; default: the one stored with the ledger).
+        #[arg(long)]
+        key: Option<String>,
+        /// Expected checkpoint origin (default: the one stored with the ledger).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The weekly review (AUD-4): counts by type, actor and result; failures; privileged actions.
+    Report {
+        /// Period, e.g. 7d.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Data directory or export file (default: the configured data directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the ledger to a JSONL file that `audit verify` accepts.
+    Export {
+        /// Data directory (default: the configured one).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compute and check an inclusion (--seq) or consistency (--old) proof.
+    Proof {
+        /// Data directory or export file.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Record for an inclusion proof.
+        #[arg(long)]
+        seq: Option<u64>,
+        /// Older size for a consistency proof.
+        #[arg(long)]
+        old: Option<u64>,
+        /// Tree size (default: all records).
+        #[arg(long)]
+        size: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CHENGFANG_"))
+        .collect()
+}
+
+/// Load the configuration or print every problem and fail.
+fn load_config(
+    file: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+) -> Result<config::Config> {
+    let (cfg, problems) = config::load(file, &env_vars());
+    for p in &problems {
+        eprintln!(
+            "{}: {}: {} (from {})",
+            if p.warning { "warning" } else { "error" },
+            p.path,
+            p.message,
+            p.source
+        );
+    }
+    let mut cfg = cfg.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the configuration has {} problem(s); see above",
+            problems.iter().filter(|p| !p.warning).count()
+        )
+    })?;
+    if let Some(d) = data_dir {
+        if cfg.storage_url == format!("sqlite://{}", cfg.data_dir.join("state.db").display()) {
+            cfg.storage_url = format!("sqlite://{}", d.join("state.db").display());
+        }
+        cfg.data_dir = d;
+    }
+    Ok(cfg)
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<bool> {
+    let file = cli.config.as_deref();
+    match cli.cmd {
+        Cmd::Serve { data_dir } => {
+            let cfg = load_config(file, data_dir)?;
+            init_logging(&cfg.log_level, cfg.log_json);
+            platform::serve(cfg).await?;
+            Ok(true)
+        }
+        Cmd::Demo {
+            data_dir,
+            duration,
+            listen,
+        } => {
+            let mut cfg = load_config(file, None)?;
+            init_logging("warn", cfg.log_json);
+            let tmp;
+            let dir = match data_dir {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::Builder::new()
+                        .prefix("chengfang-demo-")
+                        .tempdir()?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            cfg.storage_url = format!("sqlite://{}", dir.join("state.db").display());
+            cfg.data_dir = dir;
+            cfg.listen = listen
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--listen: `{listen}` is not IP:PORT"))?;
+            let duration = duration
+                .map(|d| cf_core::parse_duration(&d))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+            demo::run(cfg, duration).await?;
+            Ok(true)
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { json },
+        } => {
+            let (cfg, problems) = config::load(file, &env_vars());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": cfg.is_some(), "problems": problems })
+                );
+            } else if problems.is_empty() {
+                println!(
+                    "configuration OK{}",
+                    file.map(|f| format!(" ({})", f.display()))
+                        .unwrap_or_default()
+                );
+            } else {
+                for p in &problems {
+                    println!(
+                        "{:<7} {:<28} {}  [{}]",
+                        if p.warning { "warning" } else { "error" },
+                        p.path,
+                        p.message,
+                        p.source
+                    );
+                }
+            }
+            Ok(cfg.is_some())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Reference,
+        } => {
+            print!("{}", config::reference_markdown());
+            Ok(true)
+        }
+        Cmd::Audit { cmd } => match cmd {
+            AuditCmd::Verify {
+                path,
+                key,
+                origin,
+                json,
+            } => audit_cmd::verify_cmd(&path, key, origin, json).await,
+            AuditCmd::Report {
+                since,
+                data_dir,
+                json,
+            } => {
+                let d =
+                    cf_core::parse_duration(&since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+                let dir = match data_dir {
+                    Some(d) => d,
+                    None => load_config(file, None)?.data_dir,
+                };
+                audit_cmd::report_cmd(&dir, d, json).await?;
+                Ok(true)
+            }
+            AuditCmd::Export { data_dir, out } => {
+                let dir = match data_dir {
+                    Some(d) => d,
+                    None => load_config(file, None)?.data_dir,
+                };
+                let n = audit_cmd::export_cmd(&dir, &out).await?;
+                eprintln!("exported {n} records to {}", out.display());
+                Ok(true)
+            }
+            AuditCmd::Proof {
+                data_dir,
+                seq,
+                old,
+                size,
+                json,
+            } => {
+                let dir = match data_dir {
+                    Some(d) => d,
+                    None => load_config(file, None)?.data_dir,
+                };
+                audit_cmd::proof_cmd(&dir, seq, old, size, json).await
+            }
+        },
+        Cmd::Bench { cmd } => bench::run(cmd).await,
+    }
+}

@@ -1,0 +1,252 @@
+//! Wiring: open the configured store and bus, the ledger and the services, and serve the API.
+//! This is the only place the wall clock and the OS random source are chosen.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cf_core::{SharedClock, SystemClock};
+use cf_platform::alarm::Alarms;
+use cf_platform::ports::{EventBus, StateStore};
+use cf_platform::tokens::{NewToken, Tokens};
+use cf_platform::{AuditLedger, Metrics};
+use cf_store::SqlStore;
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+
+/// A running platform (without its HTTP listener).
+pub struct Platform {
+    /// Data directory.
+    pub dir: DataDir,
+    /// Store.
+    pub store: Arc<SqlStore>,
+    /// Bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Ledger.
+    pub ledger: AuditLedger,
+    /// Tokens.
+    pub tokens: Tokens,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Clock.
+    pub clock: SharedClock,
+}
+
+impl Platform {
+    /// Open everything the configuration names.
+    pub async fn open(cfg: &Config) -> Result<Platform> {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let dir = DataDir::open(&cfg.data_dir)?;
+        let store = Arc::new(
+            SqlStore::connect(&cfg.storage_url, cfg.storage_schema.as_deref())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the state store {}",
+                        cf_store::redact_url(&cfg.storage_url)
+                    )
+                })?,
+        );
+        let bus = cf_bus::connect(&cfg.bus_url, Some(&cfg.bus_stream))
+            .await
+            .with_context(|| format!("cannot open the event bus {}", cfg.bus_url))?;
+        let metrics = Arc::new(Metrics::default());
+        let alarms = Alarms::new(bus.clone(), clock.clone(), metrics.clone(), &cfg.node_name);
+        let signer = dir.ledger_signer(&cfg.ledger.origin)?;
+        let ledger = AuditLedger::open(
+            store.clone() as Arc<dyn StateStore>,
+            signer,
+            cfg.ledger.clone(),
+            clock.clone(),
+            alarms,
+            metrics.clone(),
+        )
+        .await
+        .context("cannot open the audit ledger")?;
+        let tokens = Tokens::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+        );
+        Ok(Platform {
+            dir,
+            store,
+            bus,
+            ledger,
+            tokens,
+            metrics,
+            clock,
+        })
+    }
+
+    /// Create the bootstrap credential if there is no token yet.
+    pub async fn bootstrap(&self) -> Result<Option<NewToken>> {
+        Ok(self.tokens.bootstrap_if_empty().await?)
+    }
+
+    /// The API state.
+    pub fn app_state(&self) -> cf_api::AppState {
+        cf_api::AppState {
+            tokens: self.tokens.clone(),
+            ledger: self.ledger.clone(),
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
+            started: self.clock.now(),
+        }
+    }
+
+    /// Audit a platform life-cycle event.
+    pub async fn audit_system(
+        &self,
+        event_type: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let rec = cf_platform::audit::system_record(&self.clock, event_type, "platform", action)
+            .privileged()
+            .with_detail(detail);
+        self.ledger.append(rec).await?;
+        Ok(())
+    }
+
+    /// Commit what is queued, sign a final checkpoint, close storage.
+    pub async fn close(&self) {
+        self.ledger.shutdown().await;
+        self.store.close().await;
+    }
+}
+
+/// A bound HTTPS (or HTTP) endpoint ready to serve.
+pub struct Endpoint {
+    /// Listener.
+    pub listener: tokio::net::TcpListener,
+    /// TLS configuration, if on.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The URL it serves.
+    pub url: String,
+}
+
+/// Bind the configured address and prepare TLS.
+pub async fn bind(cfg: &Config, p: &Platform) -> Result<Endpoint> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    let tls = if cfg.tls {
+        let (chain, key) = match &cfg.cert_files {
+            Some((c, k)) => (
+                std::fs::read_to_string(c)
+                    .with_context(|| format!("server.cert_file {}", c.display()))?,
+                cf_core::Secret::new(
+                    std::fs::read_to_string(k)
+                        .with_context(|| format!("server.key_file {}", k.display()))?,
+                ),
+            ),
+            None => p.dir.tls_material(&cfg.hostnames, p.clock.now())?,
+        };
+        Some(cf_api::tls::server_config(&chain, key.expose())?)
+    } else {
+        None
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Ok(Endpoint {
+        listener,
+        tls,
+        url: format!("{scheme}://{local}"),
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `chengfang serve`.
+pub async fn serve(cfg: Config) -> Result<()> {
+    let p = Platform::open(&cfg).await?;
+    p.audit_system("platform.start", "start", serde_json::json!({ "node": cfg.node_name, "storage": p.store.backend(), "bus": p.bus.backend() })).await?;
+    let ep = bind(&cfg, &p).await?;
+    println!("Chengfang serving on {}", ep.url);
+    println!("  data directory  {}", p.dir.root().display());
+    println!(
+        "  state store     {} ({})",
+        cf_store::redact_url(&cfg.storage_url),
+        p.store.backend()
+    );
+    println!("  event bus       {} ({})", cfg.bus_url, p.bus.backend());
+    println!(
+        "  ledger origin   {}   verifier key {}",
+        cfg.ledger.origin,
+        p.ledger.verifier_key()
+    );
+    if ep.tls.is_some() && cfg.cert_files.is_none() {
+        println!(
+            "  platform CA     {} (trust it in clients: curl --cacert ...)",
+            p.dir.ca_cert().display()
+        );
+    }
+    if let Some(t) = p.bootstrap().await? {
+        println!();
+        println!(
+            "  One-time bootstrap administrator credential (shown once; valid 7 days; it must be exchanged at first use):"
+        );
+        println!("    {}", t.token.expose());
+        println!(
+            "  Exchange it:  curl --cacert {} -X POST -H 'Authorization: Bearer <token>' {}/api/v1/auth/rotate",
+            p.dir.ca_cert().display(),
+            ep.url
+        );
+        println!();
+    }
+    let router = cf_api::router(
+        p.app_state(),
+        cf_api::Limits {
+            body_bytes: cfg.body_limit_bytes,
+            request_timeout: cfg.request_timeout,
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cf_api::serve(ep.listener, router, ep.tls, async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(cfg.shutdown_grace, server).await {
+        Ok(r) => r??,
+        Err(_) => tracing::warn!(
+            "in-flight requests did not finish within {:?}",
+            cfg.shutdown_grace
+        ),
+    }
+    if let Err(e) = p
+        .audit_system(
+            "platform.stop",
+            "stop",
+            serde_json::json!({ "node": cfg.node_name }),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not audit the shutdown");
+    }
+    p.close().await;
+    println!("Chengfang stopped; every acknowledged record is committed.");
+    Ok(())
+}
