@@ -1,0 +1,681 @@
+//! The binary end to end: tamper detection through `chengfang audit verify`, crash safety of the
+//! ledger under SIGKILL, and `chengfang serve` over real HTTPS with graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use cf_store::SqlStore;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chengfang")
+}
+
+fn append(dir: &Path, n: u64) {
+    let out = Command::new(bin())
+        .args(["bench", "append-loop", "--data-dir"])
+        .arg(dir)
+        .args(["--count", &n.to_string()])
+        .stdout(Stdio::null())
+        .output()
+        .expect("run append-loop");
+    assert!(
+        out.status.success(),
+        "append-loop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn verify(path: &Path) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .expect("run verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+async fn tamper(dir: &Path, sql: &[&str]) {
+    let s = SqlStore::connect(
+        &format!("sqlite://{}", dir.join("state.db").display()),
+        None,
+    )
+    .await
+    .unwrap();
+    for q in sql {
+        s.raw_execute(q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    s.close().await;
+}
+
+const UNGUARD: [&str; 2] = [
+    "DROP TRIGGER ledger_entries_no_update",
+    "DROP TRIGGER ledger_entries_no_delete",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_the_first_bad_record_after_tampering() {
+    let base = tempfile::tempdir().unwrap();
+    let pristine = base.path().join("pristine");
+    append(&pristine, 200);
+    let (code, out) = verify(&pristine);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records     200"), "{out}");
+
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        ("alter", vec!["UPDATE ledger_entries SET body = replace(body, '\"action\":\"update\"', '\"action\":\"delete\"') WHERE seq = 57".into()], "FAILED at record 57"),
+        ("delete", vec!["DELETE FROM ledger_entries WHERE seq = 80".into()], "FAILED at record 80"),
+        (
+            "swap",
+            vec![
+                "UPDATE ledger_entries SET seq = -1 WHERE seq = 30".into(),
+                "UPDATE ledger_entries SET seq = 30 WHERE seq = 31".into(),
+                "UPDATE ledger_entries SET seq = 31 WHERE seq = -1".into(),
+            ],
+            "FAILED at record 30",
+        ),
+        (
+            "insert",
+            vec![
+                "UPDATE ledger_entries SET seq = seq + 1000000 WHERE seq >= 100".into(),
+                "UPDATE ledger_entries SET seq = seq - 999999 WHERE seq >= 1000000".into(),
+                "INSERT INTO ledger_entries (seq, body, leaf_hash) SELECT 100, body, leaf_hash FROM ledger_entries WHERE seq = 5".into(),
+            ],
+            "FAILED at record 100",
+        ),
+        ("truncate", vec!["DELETE FROM ledger_entries WHERE seq >= 150".into()], "FAILED at record 150"),
+    ];
+    for (name, sql, want) in cases {
+        let d = base.path().join(name.replace(' ', "_"));
+        copy_dir(&pristine, &d);
+        let mut all: Vec<&str> = UNGUARD.to_vec();
+        all.extend(sql.iter().map(String::as_str));
+        tamper(&d, &all).await;
+        let (code, out) = verify(&d);
+        assert_eq!(code, 1, "{name}: verify must exit 1\n{out}");
+        assert!(out.contains(want), "{name}: expected `{want}` in\n{out}");
+    }
+
+    // An export verifies; a tampered export does not.
+    let export = base.path().join("ledger.jsonl");
+    let st = Command::new(bin())
+        .args(["audit", "export", "--data-dir"])
+        .arg(&pristine)
+        .arg("--out")
+        .arg(&export)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(verify(&export).0, 0);
+    let text = std::fs::read_to_string(&export).unwrap();
+    let bad = text.replacen(
+        "\\\"action\\\":\\\"update\\\"",
+        "\\\"action\\\":\\\"erase\\\"",
+        1,
+    );
+    assert_ne!(bad, text);
+    std::fs::write(&export, bad).unwrap();
+    let (code, out) = verify(&export);
+    assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let rng = cf_crypto::SeededRng::new(20261125);
+    let mut max_acked: i64 = -1;
+    for round in 0..20 {
+        let mut child = Command::new(bin())
+            .args(["bench", "append-loop", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().unwrap();
+        let max = Arc::new(AtomicI64::new(-1));
+        let m = max.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line
+                    .strip_prefix("ACK ")
+                    .and_then(|n| n.parse::<i64>().ok())
+                {
+                    m.fetch_max(n, Ordering::SeqCst);
+                }
+            }
+        });
+        let start = Instant::now();
+        while max.load(Ordering::SeqCst) < 0 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut b = [0u8; 2];
+        cf_crypto::Rng::fill(&rng, &mut b).unwrap();
+        std::thread::sleep(Duration::from_millis(
+            20 + u64::from(u16::from_le_bytes(b)) % 400,
+        ));
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        reader.join().unwrap();
+        let acked = max.load(Ordering::SeqCst);
+        assert!(
+            acked >= 0,
+            "round {round}: the appender never acknowledged anything"
+        );
+        max_acked = max_acked.max(acked);
+    }
+    let out = Command::new(bin())
+        .args(["audit", "verify", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify json");
+    assert_eq!(v["ok"], true, "{v}");
+    let records = v["report"]["records"].as_i64().unwrap();
+    assert!(
+        records > max_acked,
+        "acknowledged record {max_acked} is missing: only {records} records after the crashes"
+    );
+    // Appends continue after the crashes, and everything is signed on a clean stop.
+    append(dir.path(), 25);
+    let out = Command::new(bin())
+        .args(["audit", "verify", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["report"]["records"].as_i64().unwrap(), records + 25);
+    assert_eq!(v["report"]["unsigned_tail"], 0, "{v}");
+}
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+    token: String,
+    output: Arc<std::sync::Mutex<String>>,
+}
+
+fn start_server(dir: &Path) -> Server {
+    let mut child = Command::new(bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .env("CHENGFANG_SERVER__LISTEN", "127.0.0.1:0")
+        .env("CHENGFANG_LEDGER__ORIGIN", "test.city/audit")
+        .env("CHENGFANG_SERVER__BODY_LIMIT_BYTES", "16384")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let output = Arc::new(std::sync::Mutex::new(String::new()));
+    let err = child.stderr.take().unwrap();
+    let o = output.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            o.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let o = output.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            o.lock().unwrap().push_str(&(l.clone() + "\n"));
+            let _ = tx.send(l);
+        }
+    });
+    let (mut url, mut token) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (url.is_none() || token.is_none()) && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_secs(1)) {
+            if let Some(u) = l.strip_prefix("Chengfang serving on ") {
+                url = Some(u.trim().to_string());
+            }
+            if l.trim_start().starts_with("cfk_") {
+                token = Some(l.trim().to_string());
+            }
+        }
+    }
+    let (Some(url), Some(token)) = (url, token) else {
+        let _ = child.kill();
+        panic!("server did not start: {}", output.lock().unwrap());
+    };
+    Server {
+        child,
+        url,
+        token,
+        output,
+    }
+}
+
+fn client(dir: &Path) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(dir.join("ca/ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .unwrap()
+}
+
+async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_end_to_end_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let mut srv = start_server(&dir);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+
+    assert_eq!(c.get(u("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(u("/readyz")).send().await.unwrap().status(), 200);
+    let (s, v) = json(c.get(u("/api/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (s, v) = json(
+        c.get(u("/api/v1/tokens"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403, "bootstrap must rotate first: {v}");
+    let r = c
+        .post(u("/api/v1/auth/rotate"))
+        .bearer_auth(&srv.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("x-audit-seq"));
+    let (s, v) = json(r).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v["audit_seq"].as_u64().is_some());
+    let admin = v["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.get(u("/api/v1/whoami"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "bootstrap is revoked"
+    );
+
+    let (s, v) = json(
+        c.get(u("/api/openapi.json"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        v["paths"]["/api/v1/audit/proof/inclusion"].is_object(),
+        "{v}"
+    );
+    assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+
+    let (s, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "x", "roles": ["wizard"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("roles[0]")),
+        "{v}"
+    );
+    let (s, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body("{\"name\": 5")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{v}"
+    );
+    let big = format!(
+        "{{\"name\":\"{}\",\"roles\":[\"auditor\"]}}",
+        "x".repeat(40_000)
+    );
+    let s = c
+        .post(u("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 413);
+    let (s, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "auditor", "roles": ["auditor"], "ttl": "1d"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let auditor = v["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.get(u("/api/v1/audit/records"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "AUD-5"
+    );
+
+    // Fail closed (AUD-3): with the ledger's table gone, a state change is refused and undone.
+    tamper(
+        &dir,
+        &["ALTER TABLE ledger_entries RENAME TO ledger_entries_away"],
+    )
+    .await;
+    let (s, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "unaudited", "roles": ["operator"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{v}"
+    );
+    assert!(v.get("token").is_none());
+    tamper(
+        &dir,
+        &["ALTER TABLE ledger_entries_away RENAME TO ledger_entries"],
+    )
+    .await;
+    let (_, v) = json(
+        c.get(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let unaudited = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "unaudited")
+        .expect("listed");
+    assert!(
+        unaudited["revoked"].is_string(),
+        "a token whose creation was not audited must not work: {unaudited}"
+    );
+
+    let (s, v) = json(
+        c.get(u("/api/v1/audit/records?limit=1000"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let types: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["record"]["event_type"].as_str())
+        .collect();
+    for t in [
+        "platform.start",
+        "token.bootstrap",
+        "token.rotate",
+        "token.create",
+        "access.denied",
+    ] {
+        assert!(types.contains(&t), "{t} not in {types:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (s, cp) = json(
+        c.get(u("/api/v1/audit/checkpoint"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{cp}");
+    let size = cp["size"].as_u64().unwrap();
+    let (s, p) = json(
+        c.get(u(&format!(
+            "/api/v1/audit/proof/inclusion?seq=2&size={size}"
+        )))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let vk = cf_ledger::NoteVerifier::from_vkey(cp["verifier_key"].as_str().unwrap()).unwrap();
+    let checkpoint =
+        cf_ledger::Checkpoint::open(cp["note"].as_str().unwrap(), "test.city/audit", &[vk])
+            .unwrap();
+    let path: Vec<Vec<u8>> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| b64.decode(h.as_str().unwrap()).unwrap())
+        .collect();
+    cf_ledger::verify_inclusion(
+        2,
+        size,
+        &b64.decode(p["leaf_hash"].as_str().unwrap()).unwrap(),
+        &path,
+        &checkpoint.root,
+    )
+    .unwrap();
+    let (s, _) = json(
+        c.get(u("/api/v1/audit/proof/consistency?old=1"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = json(
+        c.get(u("/api/v1/audit/proof/inclusion?seq=999999"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("seq")), "{v}");
+    let (s, v) = json(
+        c.get(u("/api/v1/audit/report?since=1h"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(v["privileged_count"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["failure_count"].as_u64().unwrap() >= 1, "{v}");
+    let m = c
+        .get(u("/metrics"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("chengfang_audit_appends_total"), "{m}");
+    assert!(m.contains("chengfang_audit_failures_total 1"), "{m}");
+    let (s, v) = json(
+        c.get(u("/no/such/route"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
+
+    // Graceful stop on SIGTERM; everything acknowledged is in the verified ledger.
+    let st = Command::new("kill")
+        .args(["-TERM", &srv.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let output = srv.output.lock().unwrap().clone();
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("every acknowledged record is committed"),
+        "{output}"
+    );
+    // Key material never reaches the output.
+    let skey = std::fs::read_to_string(dir.join("keys/ledger.key")).unwrap();
+    let secret_part = skey.trim().rsplit('+').next().unwrap();
+    assert!(
+        !output.contains(secret_part),
+        "the ledger key leaked into the output"
+    );
+    let ca_key = std::fs::read_to_string(dir.join("ca/ca.key")).unwrap();
+    assert!(
+        !output.contains(ca_key.lines().nth(1).unwrap()),
+        "the CA key leaked into the output"
+    );
+    assert!(
+        !output.contains(&admin),
+        "an issued token leaked into the server output"
+    );
+
+    let vkey = std::fs::read_to_string(dir.join("ledger.vkey")).unwrap();
+    let out = Command::new(bin())
+        .args(["audit", "verify", "--key", vkey.trim()])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(bin())
+        .args(["audit", "report", "--since", "1h", "--json", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["by_type"]["platform.stop"].as_u64() == Some(1), "{r}");
+    let out = Command::new(bin())
+        .args(["audit", "report", "--since", "1h", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("Privileged actions") && table.contains("token.rotate"),
+        "{table}"
+    );
+}
+
+#[test]
+fn config_check_reports_every_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[server]\nlisten = \"everywhere\"\n[bus]\nurl = \"kafka://x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("server.listen") && s.contains("bus.url"), "{s}");
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
