@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: untrusted checkpoint input must never panic (see cf_ledger::fuzzing).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cf_ledger::fuzzing::checkpoint(data));
