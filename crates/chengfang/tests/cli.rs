@@ -387,11 +387,12 @@ async fn serve_end_to_end_over_https() {
         (400, Some("invalid_input")),
         "{v}"
     );
+    // Its own connection: the server closes it after refusing the unread body.
     let big = format!(
         "{{\"name\":\"{}\",\"roles\":[\"auditor\"]}}",
         "x".repeat(40_000)
     );
-    let s = c
+    let s = client(&dir)
         .post(u("/api/v1/tokens"))
         .bearer_auth(&admin)
         .header("content-type", "application/json")
