@@ -51,6 +51,11 @@ impl<T: Serialize> IntoResponse for Ack<T> {
             }),
         )
             .into_response();
+        // Acknowledgements may carry secrets shown once (new tokens): never cache them.
+        r.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
         if let Ok(v) = axum::http::HeaderValue::from_str(&self.receipt.seq().to_string()) {
             r.headers_mut().insert("x-audit-seq", v);
         }

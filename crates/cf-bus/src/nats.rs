@@ -27,6 +27,14 @@ impl std::fmt::Debug for NatsBus {
     }
 }
 
+/// The URL without credentials (`user:pass@`, `token@`).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}[redacted]{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 fn nb(e: impl std::fmt::Display) -> BusError {
     BusError::Backend(e.to_string())
 }
@@ -48,7 +56,9 @@ impl NatsBus {
             .connection_timeout(Duration::from_secs(5))
             .connect(url)
             .await
-            .map_err(|e| BusError::Backend(format!("cannot connect to NATS at {url}: {e}")))?;
+            .map_err(|e| {
+                BusError::Backend(format!("cannot connect to NATS at {}: {e}", redact(url)))
+            })?;
         let js = jetstream::new(client);
         js.get_or_create_stream(stream::Config {
             name: stream_name.to_string(),

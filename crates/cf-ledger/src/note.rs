@@ -259,13 +259,13 @@ pub fn open(note: &str, trusted: &[NoteVerifier]) -> Result<OpenedNote, LedgerEr
         }
         let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
         match trusted.iter().find(|v| v.name == name && v.id == id) {
+            // As in Go's note.Open, a repeated signature by the same key is not checked again.
+            Some(_) if verified_by.iter().any(|n| n == name) => {}
             Some(v) => {
                 v.key
                     .verify(text.as_bytes(), &raw[4..])
                     .map_err(|_| LedgerError::InvalidSignature(name.to_string()))?;
-                if !verified_by.iter().any(|n| n == name) {
-                    verified_by.push(name.to_string());
-                }
+                verified_by.push(name.to_string());
             }
             None => unverified.push((*line).to_string()),
         }

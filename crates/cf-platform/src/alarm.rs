@@ -50,7 +50,14 @@ impl Alarms {
             payload,
         };
         tracing::error!(alarm = kind, ?severity, payload = %event.payload, "ALARM");
-        if let Err(e) = self.bus.publish(&event).await {
+        // Bounded: a slow or unreachable bus must not stall the caller (the ledger writer).
+        let published =
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.bus.publish(&event))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::ports::BusError::Backend("publish timed out".into()))
+                });
+        if let Err(e) = published {
             Metrics::inc(&self.metrics.alarm_publish_failures);
             tracing::error!(alarm = kind, error = %e, "alarm could not be published to the bus");
         }

@@ -108,13 +108,28 @@ struct Inner {
     batches: AtomicU64,
 }
 
+/// The writer and checkpointer tasks.
+type Tasks = (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>);
+
 /// The running ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLedger {
     inner: Arc<Inner>,
     tx: mpsc::Sender<Pending>,
-    shutdown: watch::Sender<bool>,
-    tasks: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    stop_writer: watch::Sender<bool>,
+    stop_checkpointer: watch::Sender<bool>,
+    tasks: Arc<tokio::sync::Mutex<Option<Tasks>>>,
+}
+
+/// How long one group commit may take before it is treated as failed.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn read_tree(inner: &Inner) -> std::sync::RwLockReadGuard<'_, MerkleTree> {
+    inner.tree.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_tree(inner: &Inner) -> std::sync::RwLockWriteGuard<'_, MerkleTree> {
+    inner.tree.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for AuditLedger {
@@ -147,6 +162,7 @@ impl AuditLedger {
             }
         }
         let latest = store.latest_checkpoint().await?;
+        let mut signed = 0u64;
         if let Some(cp) = &latest {
             let parsed =
                 Checkpoint::open(&cp.note, &cfg.origin, &[signer.verifier()]).map_err(|e| {
@@ -166,6 +182,36 @@ impl AuditLedger {
                     "ledger does not match its latest signed checkpoint: records were altered; run `chengfang audit verify`".into(),
                 ));
             }
+            signed = parsed.size;
+        }
+        // Records after the latest checkpoint are not yet signed: check them from their bodies
+        // (not the stored hash column) before this node signs them.
+        let mut unsigned = 0u64;
+        let mut from = signed;
+        while from < tree.size() {
+            let page = store.ledger_entries(from, 10_000).await?;
+            let Some(last) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in &page {
+                let entry: LedgerEntry = serde_json::from_str(&e.body).map_err(|err| {
+                    PlatformError::Internal(format!("unsigned ledger record {} is unreadable ({err}); run `chengfang audit verify`", e.seq))
+                })?;
+                let h = leaf_hash(e.body.as_bytes());
+                let prev = if e.seq == 0 {
+                    GENESIS_PREV.to_string()
+                } else {
+                    tree.leaf(e.seq - 1).map_or_else(String::new, hex_encode)
+                };
+                if entry.seq != e.seq || tree.leaf(e.seq) != Some(h) || entry.prev != prev {
+                    return Err(PlatformError::Internal(format!(
+                        "unsigned ledger record {} was altered or inserted; run `chengfang audit verify`",
+                        e.seq
+                    )));
+                }
+                unsigned += 1;
+            }
+            from = last + 1;
         }
         Metrics::set(&metrics.ledger_size, tree.size());
         let (checkpoint_tx, _) = watch::channel(latest);
@@ -183,17 +229,25 @@ impl AuditLedger {
             fill_alarmed: AtomicBool::new(false),
             batches: AtomicU64::new(0),
         });
+        if unsigned > 0 {
+            tracing::warn!(
+                records = unsigned,
+                "signing records left unsigned by an earlier stop"
+            );
+        }
         let (tx, rx) = mpsc::channel(inner.cfg.max_batch.max(1) * 4);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let writer = tokio::spawn(writer(inner.clone(), rx, shutdown_rx.clone()));
-        let cp = tokio::spawn(checkpointer(inner.clone(), shutdown_rx));
+        let (stop_writer, writer_rx) = watch::channel(false);
+        let (stop_checkpointer, cp_rx) = watch::channel(false);
+        let writer = tokio::spawn(writer(inner.clone(), rx, writer_rx));
+        let cp = tokio::spawn(checkpointer(inner.clone(), cp_rx));
         // Unsigned records left by a crash get their checkpoint right away.
         inner.appended.notify_one();
         Ok(AuditLedger {
             inner,
             tx,
-            shutdown,
-            tasks: Arc::new(tokio::sync::Mutex::new(vec![writer, cp])),
+            stop_writer,
+            stop_checkpointer,
+            tasks: Arc::new(tokio::sync::Mutex::new(Some((writer, cp)))),
         })
     }
 
@@ -211,7 +265,7 @@ impl AuditLedger {
 
     /// Current number of records.
     pub fn size(&self) -> u64 {
-        self.inner.tree.read().map(|t| t.size()).unwrap_or(0)
+        read_tree(&self.inner).size()
     }
 
     /// The ledger's public verifier key (C2SP vkey string).
@@ -263,11 +317,7 @@ impl AuditLedger {
         size: u64,
     ) -> Result<(Hash, Vec<Hash>), PlatformError> {
         require(auth, Action::ReadAudit)?;
-        let t = self
-            .inner
-            .tree
-            .read()
-            .map_err(|_| PlatformError::Internal("tree lock poisoned".into()))?;
+        let t = read_tree(&self.inner);
         let proof = t
             .inclusion_proof(seq, size)
             .map_err(|e| PlatformError::InvalidInput(e.to_string()))?;
@@ -285,11 +335,7 @@ impl AuditLedger {
         new: u64,
     ) -> Result<Vec<Hash>, PlatformError> {
         require(auth, Action::ReadAudit)?;
-        let t = self
-            .inner
-            .tree
-            .read()
-            .map_err(|_| PlatformError::Internal("tree lock poisoned".into()))?;
+        let t = read_tree(&self.inner);
         t.consistency_proof(old, new)
             .map_err(|e| PlatformError::InvalidInput(e.to_string()))
     }
@@ -297,11 +343,7 @@ impl AuditLedger {
     /// Root at a size.
     pub fn root_at(&self, auth: &Authorized, size: u64) -> Result<Hash, PlatformError> {
         require(auth, Action::ReadAudit)?;
-        let t = self
-            .inner
-            .tree
-            .read()
-            .map_err(|_| PlatformError::Internal("tree lock poisoned".into()))?;
+        let t = read_tree(&self.inner);
         t.root_at(size)
             .map_err(|e| PlatformError::InvalidInput(e.to_string()))
     }
@@ -315,23 +357,34 @@ impl AuditLedger {
     ) -> Result<Vec<LedgerEntry>, PlatformError> {
         require(auth, Action::ReadAudit)?;
         let stored = self.inner.store.ledger_entries(from, limit).await?;
+        let t = read_tree(&self.inner);
         stored
             .into_iter()
+            // Records appended after this read of the tree are returned on the next page.
+            .take_while(|s| s.seq < t.size())
             .map(|s| {
-                serde_json::from_str(&s.body).map_err(|e| {
-                    PlatformError::Internal(format!("ledger record {} is unreadable: {e}", s.seq))
-                })
+                if t.leaf(s.seq) != Some(leaf_hash(s.body.as_bytes())) {
+                    return Err(PlatformError::Internal(format!(
+                        "ledger record {} in storage does not match the ledger (altered); run `chengfang audit verify`",
+                        s.seq
+                    )));
+                }
+                serde_json::from_str(&s.body)
+                    .map_err(|e| PlatformError::Internal(format!("ledger record {} is unreadable: {e}", s.seq)))
             })
             .collect()
     }
 
     /// Stop accepting appends, commit what is queued, sign a final checkpoint and stop the tasks.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        let tasks: Vec<_> = self.tasks.lock().await.drain(..).collect();
-        for t in tasks {
-            let _ = t.await;
-        }
+        let Some((writer, checkpointer)) = self.tasks.lock().await.take() else {
+            return;
+        };
+        // The writer drains first, so the final checkpoint covers every committed record.
+        let _ = self.stop_writer.send(true);
+        let _ = writer.await;
+        let _ = self.stop_checkpointer.send(true);
+        let _ = checkpointer.await;
     }
 }
 
@@ -354,7 +407,6 @@ async fn writer(
     loop {
         let first = tokio::select! {
             biased;
-            p = rx.recv() => match p { Some(p) => p, None => break },
             _ = shutdown.changed() => {
                 rx.close();
                 // Commit whatever was accepted before the close.
@@ -368,6 +420,7 @@ async fn writer(
                 }
                 break;
             }
+            p = rx.recv() => match p { Some(p) => p, None => break },
         };
         let mut batch = vec![first];
         while batch.len() < inner.cfg.max_batch {
@@ -382,23 +435,18 @@ async fn writer(
 
 async fn commit(inner: &Arc<Inner>, batch: Vec<Pending>) {
     let (start, mut prev) = {
-        let Ok(t) = inner.tree.read() else {
-            for p in batch {
-                let _ = p
-                    .reply
-                    .send(Err(PlatformError::Internal("tree lock poisoned".into())));
-            }
-            return;
-        };
+        let t = read_tree(inner);
         let size = t.size();
         (size, if size == 0 { None } else { t.leaf(size - 1) })
     };
     let mut stored = Vec::with_capacity(batch.len());
-    for (i, p) in batch.iter().enumerate() {
+    let mut replies = Vec::with_capacity(batch.len());
+    for (i, p) in batch.into_iter().enumerate() {
+        replies.push(p.reply);
         let entry = LedgerEntry {
             seq: start + i as u64,
             prev: prev.map_or_else(|| GENESIS_PREV.to_string(), hex_encode),
-            record: p.record.clone(),
+            record: p.record,
         };
         let body = entry.encode();
         let h = leaf_hash(body.as_bytes());
@@ -409,12 +457,23 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<Pending>) {
             leaf_hash: h,
         });
     }
-    match inner.store.append_ledger(&stored).await {
+    let result = match tokio::time::timeout(STORE_TIMEOUT, inner.store.append_ledger(&stored)).await
+    {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the store did not answer within {STORE_TIMEOUT:?}")),
+    };
+    let result = match result {
+        Ok(()) => Ok(()),
+        // An error may hide a commit that did reach storage (a lost reply): look before refusing.
+        Err(e) => match reconcile(inner, start, &stored).await {
+            Reconciled::Committed => Ok(()),
+            Reconciled::NotCommitted => Err(e),
+        },
+    };
+    match result {
         Ok(()) => {
             let size = {
-                let Ok(mut t) = inner.tree.write() else {
-                    return;
-                };
+                let mut t = write_tree(inner);
                 for s in &stored {
                     t.push(s.leaf_hash);
                 }
@@ -432,8 +491,8 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<Pending>) {
                 .audit_appends
                 .fetch_add(stored.len() as u64, Ordering::Relaxed);
             Metrics::set(&inner.metrics.ledger_size, size);
-            for (p, s) in batch.into_iter().zip(&stored) {
-                let _ = p.reply.send(Ok(Receipt {
+            for (reply, s) in replies.into_iter().zip(&stored) {
+                let _ = reply.send(Ok(Receipt {
                     seq: s.seq,
                     leaf_hash: s.leaf_hash,
                 }));
@@ -448,7 +507,7 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<Pending>) {
             }
         }
         Err(e) => {
-            let n = batch.len();
+            let n = replies.len();
             inner
                 .metrics
                 .audit_failures
@@ -459,16 +518,71 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<Pending>) {
                 .raise(
                     "audit.write_failed",
                     Severity::Critical,
-                    serde_json::json!({ "records_refused": n, "error": e.to_string(), "requirement": "AUD-3" }),
+                    serde_json::json!({ "records_refused": n, "error": e, "requirement": "AUD-3" }),
                 )
                 .await;
-            for p in batch {
-                let _ = p
-                    .reply
-                    .send(Err(PlatformError::AuditUnavailable(e.to_string())));
+            for reply in replies {
+                let _ = reply.send(Err(PlatformError::AuditUnavailable(e.clone())));
             }
         }
     }
+}
+
+enum Reconciled {
+    Committed,
+    NotCommitted,
+}
+
+/// After a failed commit, compare what storage holds from `start` with the batch. Rows that
+/// are there but not ours (an earlier commit whose reply was lost) are adopted into the tree so
+/// that the log can continue; they were never acknowledged, and an alarm says so.
+async fn reconcile(inner: &Arc<Inner>, start: u64, batch: &[StoredEntry]) -> Reconciled {
+    let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    let Ok(Ok(found)) =
+        tokio::time::timeout(STORE_TIMEOUT, inner.store.ledger_leaf_hashes(start, n)).await
+    else {
+        return Reconciled::NotCommitted;
+    };
+    if !found.is_empty()
+        && found.len() == batch.len()
+        && found.iter().zip(batch).all(|(h, s)| *h == s.leaf_hash)
+    {
+        return Reconciled::Committed;
+    }
+    if found.is_empty() {
+        return Reconciled::NotCommitted;
+    }
+    let mut adopted = 0u64;
+    let mut from = start;
+    loop {
+        let Ok(Ok(hashes)) =
+            tokio::time::timeout(STORE_TIMEOUT, inner.store.ledger_leaf_hashes(from, 10_000)).await
+        else {
+            break;
+        };
+        if hashes.is_empty() {
+            break;
+        }
+        let mut t = write_tree(inner);
+        if t.size() != from {
+            break;
+        }
+        for h in hashes {
+            t.push(h);
+            adopted += 1;
+        }
+        from = t.size();
+    }
+    inner
+        .alarms
+        .raise(
+            "audit.unacknowledged_records",
+            Severity::High,
+            serde_json::json!({ "from": start, "records": adopted, "note": "storage held records whose commit was not acknowledged; they are kept and will be signed" }),
+        )
+        .await;
+    inner.appended.notify_one();
+    Reconciled::NotCommitted
 }
 
 async fn check_fill(inner: &Arc<Inner>) {
@@ -524,10 +638,7 @@ async fn checkpointer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
 
 async fn sign_checkpoint(inner: &Arc<Inner>) -> Result<(), PlatformError> {
     let (size, root) = {
-        let t = inner
-            .tree
-            .read()
-            .map_err(|_| PlatformError::Internal("tree lock poisoned".into()))?;
+        let t = read_tree(inner);
         (t.size(), t.root())
     };
     let last = inner.checkpoint_tx.borrow().as_ref().map_or(0, |c| c.size);

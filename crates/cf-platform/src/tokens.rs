@@ -171,9 +171,16 @@ impl Tokens {
         })
     }
 
-    /// When no token exists yet, create the one-time bootstrap administrator credential.
+    /// When no usable administrator token exists (first start, or every admin token revoked or
+    /// expired), create the one-time bootstrap administrator credential.
     pub async fn bootstrap_if_empty(&self) -> Result<Option<NewToken>, PlatformError> {
-        if !self.store.tokens().await?.is_empty() {
+        let now = self.clock.now();
+        let active_admin = self.store.tokens().await?.into_iter().any(|t| {
+            t.revoked.is_none()
+                && t.expires.is_none_or(|e| e > now)
+                && t.roles.split(',').any(|r| r == Role::Admin.as_str())
+        });
+        if active_admin {
             return Ok(None);
         }
         let t = self
@@ -349,6 +356,8 @@ impl Tokens {
         object: &str,
         action: &str,
     ) {
+        // The object is the caller's path: bound what an anonymous caller can write into the ledger.
+        let object: String = object.chars().take(200).collect();
         let rec = AuditRecord::new(
             "access.denied",
             self.clock.now(),

@@ -44,15 +44,20 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// True when nothing is wrong.
+    /// True when nothing is wrong (records after the latest checkpoint may still be unsigned).
     pub fn ok(&self) -> bool {
         self.first_bad.is_none()
+    }
+
+    /// True when nothing is wrong and every record is covered by a signed checkpoint.
+    pub fn fully_signed(&self) -> bool {
+        self.ok() && self.unsigned_tail == 0
     }
 }
 
 /// Verify rows (ascending by stored seq) and signed checkpoint notes against `trusted` keys.
 pub fn verify(
-    rows: impl IntoIterator<Item = RowIn>,
+    rows: Vec<RowIn>,
     checkpoint_notes: &[String],
     origin: &str,
     trusted: &[NoteVerifier],
@@ -60,11 +65,8 @@ pub fn verify(
     let mut tree = MerkleTree::new();
     let mut first_bad: Option<Problem> = None;
     let mut prev: Option<Hash> = None;
-    for row in rows {
+    for (n, row) in rows.iter().enumerate() {
         let expected = tree.size();
-        if first_bad.is_some() {
-            break;
-        }
         let bad = |reason: String| {
             Some(Problem {
                 seq: row.seq.min(expected),
@@ -110,11 +112,28 @@ pub fn verify(
                 row.seq
             ));
         } else if entry.prev != prev.map_or_else(|| GENESIS_PREV.to_string(), hex_encode) {
-            first_bad = bad(format!(
-                "record {} does not follow record {} in the hash chain (one of them was altered, or a record was inserted)",
-                row.seq,
-                row.seq.saturating_sub(1)
-            ));
+            // Either the previous record's content changed (then this record still links to its
+            // successor) or this record's own link changed (then its successor no longer links to it).
+            let successor_links = rows
+                .get(n + 1)
+                .and_then(|next| serde_json::from_str::<LedgerEntry>(&next.body).ok())
+                .is_some_and(|next| next.prev == hex_encode(h));
+            first_bad = if successor_links && row.seq > 0 {
+                Some(Problem {
+                    seq: row.seq - 1,
+                    reason: format!(
+                        "record {} was altered: record {} no longer links to it",
+                        row.seq - 1,
+                        row.seq
+                    ),
+                })
+            } else {
+                bad(format!(
+                    "record {} does not follow record {} in the hash chain (altered or inserted)",
+                    row.seq,
+                    row.seq.saturating_sub(1)
+                ))
+            };
         }
         if first_bad.is_some() {
             break;
@@ -268,17 +287,27 @@ mod tests {
                 .seq,
             5
         );
-        // Altered content and stored hash: the chain names the next record, the checkpoint confirms.
+        // Altered content without a stored hash (exports): the successor's link still names record 5.
         let mut r = rows.clone();
         r[5].body = r[5].body.replace("\"u\"", "\"mallory\"");
         r[5].leaf_hash = None;
-        assert_eq!(
+        let v = |r: Vec<RowIn>| {
             verify(r, &notes, "t/audit", std::slice::from_ref(&vk))
                 .first_bad
                 .unwrap()
-                .seq,
-            6
-        );
+                .seq
+        };
+        assert_eq!(v(r), 5);
+        // A forged link in record 6 itself names record 6.
+        let mut r = rows.clone();
+        let e: LedgerEntry = serde_json::from_str(&rows[6].body).unwrap();
+        r[6].body = LedgerEntry {
+            prev: GENESIS_PREV.to_string(),
+            ..e
+        }
+        .encode();
+        r[6].leaf_hash = None;
+        assert_eq!(v(r), 6);
         // Deleted.
         let mut r = rows.clone();
         r.remove(3);

@@ -95,6 +95,8 @@ impl SqlStore {
                             conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;").await?;
                         }
                         Backend::Postgres => {
+                            // An acknowledged append must survive a crash whatever the server default.
+                            conn.execute("SET synchronous_commit = on").await?;
                             if let Some(s) = schema {
                                 conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"))).await?;
                             }
@@ -182,18 +184,40 @@ impl SqlStore {
     }
 }
 
-/// A URL with any password replaced, for error messages.
+/// A URL with any credentials replaced, for messages and logs: the password of `user:pass@`,
+/// a bare `token@`, and `password=`/`token=` query parameters.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:[redacted]{}", &base[..s + 3], &base[at..]),
+                None => format!("{}[redacted]{}", &base[..s + 3], &base[at..]),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if ["password", "pass", "token", "sslpassword", "secret"]
+                        .contains(&k.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{k}=[redacted]")
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
+    out
 }
 
 fn token_from_row(r: &AnyRow) -> Result<TokenRecord, StoreError> {
@@ -212,13 +236,19 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRecord, StoreError> {
 
 const INSERT_CHUNK: usize = 500;
 
-fn insert_sql(rows: usize) -> String {
+fn insert_sql(rows: usize, backend: Backend) -> String {
     let mut s = String::from("INSERT INTO ledger_entries (seq, body, leaf_hash) VALUES ");
     for i in 0..rows {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&format!("(${},${},${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        match backend {
+            // Positional `?`: SQLite resolves `$N` names per bind, quadratic in a large batch.
+            Backend::Sqlite => s.push_str("(?,?,?)"),
+            Backend::Postgres => {
+                s.push_str(&format!("(${},${},${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            }
+        }
     }
     s
 }
@@ -257,7 +287,7 @@ impl StateStore for SqlStore {
         }
         for chunk in entries.chunks(INSERT_CHUNK) {
             // Built only from row counts, never from input.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len())));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len(), self.backend)));
             for e in chunk {
                 q = q
                     .bind(to_i64(e.seq)?)
@@ -441,5 +471,13 @@ mod tests {
             "postgres://u:[redacted]@h/db"
         );
         assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            super::redact_url("nats://s3cret@h:4222"),
+            "nats://[redacted]@h:4222"
+        );
+        assert_eq!(
+            super::redact_url("postgres://h/db?user=u&password=p"),
+            "postgres://h/db?user=u&password=[redacted]"
+        );
     }
 }

@@ -485,3 +485,41 @@ async fn ledger_refuses_to_open_when_tampered(s: Arc<SqlStore>) {
     );
 }
 on_both!(tamper_at_open, ledger_refuses_to_open_when_tampered);
+
+async fn ledger_refuses_a_forged_unsigned_tail(s: Arc<SqlStore>) {
+    let (signer, clock, alarms, metrics, _bus) = ledger_parts();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock, alarms, metrics)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        ledger.append(record(i)).await.unwrap();
+    }
+    ledger
+        .wait_for_checkpoint(4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    ledger.shutdown().await;
+    // A well-formed record appended behind the ledger's back, with a chain link that lies.
+    let forged = cf_platform::LedgerEntry {
+        seq: 5,
+        prev: cf_platform::audit::GENESIS_PREV.to_string(),
+        record: record(5),
+    };
+    let body = forged.encode();
+    s.append_ledger(&[StoredEntry {
+        seq: 5,
+        leaf_hash: leaf_hash(body.as_bytes()),
+        body,
+    }])
+    .await
+    .unwrap();
+    let (signer, clock, alarms, metrics, _bus) = ledger_parts();
+    let err = AuditLedger::open(s.clone(), signer, cfg(), clock, alarms, metrics)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unsigned ledger record 5"),
+        "{err}"
+    );
+}
+on_both!(forged_tail, ledger_refuses_a_forged_unsigned_tail);

@@ -120,6 +120,7 @@ pub async fn verify_cmd(
     path: &Path,
     key: Option<String>,
     origin: Option<String>,
+    allow_unsigned_tail: bool,
     json: bool,
 ) -> Result<bool> {
     let src = load(path).await?;
@@ -133,18 +134,23 @@ pub async fn verify_cmd(
         .or(src.origin.clone())
         .unwrap_or_else(|| verifier.name().to_string());
     let report = verify(src.rows, &src.notes, &origin, &[verifier]);
+    let ok = if allow_unsigned_tail {
+        report.ok()
+    } else {
+        report.fully_signed()
+    };
     if json {
         println!(
             "{}",
-            serde_json::json!({ "ok": report.ok(), "key_pinned": pinned, "report": report })
+            serde_json::json!({ "ok": ok, "key_pinned": pinned, "report": report })
         );
     } else {
-        print_report(path, &report, pinned);
+        print_report(path, &report, pinned, allow_unsigned_tail);
     }
-    Ok(report.ok())
+    Ok(ok)
 }
 
-fn print_report(path: &Path, r: &VerifyReport, pinned: bool) {
+fn print_report(path: &Path, r: &VerifyReport, pinned: bool, allow_unsigned_tail: bool) {
     println!("ledger      {}", path.display());
     println!("records     {}", r.records);
     println!(
@@ -164,18 +170,32 @@ fn print_report(path: &Path, r: &VerifyReport, pinned: bool) {
         );
     }
     match &r.first_bad {
+        Some(p) => println!("result      FAILED at record {}: {}", p.seq, p.reason),
+        None if r.unsigned_tail > 0 && !allow_unsigned_tail => println!(
+            "result      FAILED: records {}..{} are not covered by any signed checkpoint, so nothing vouches for them (start the platform to sign them, or pass --allow-unsigned-tail)",
+            r.latest_checkpoint_size,
+            r.records.saturating_sub(1)
+        ),
         None => println!(
             "result      OK: every record is intact, in order, and matches the signed checkpoints"
         ),
-        Some(p) => println!("result      FAILED at record {}: {}", p.seq, p.reason),
     }
 }
 
 /// `chengfang audit export`.
 pub async fn export_cmd(dir: &Path, out: &Path) -> Result<u64> {
     let src = load(dir).await?;
+    // Audit data is for auditors only (AUD-5): the export is readable by its owner alone.
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
     let mut f = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
+        opts.open(out)
+            .with_context(|| format!("cannot create {}", out.display()))?,
     );
     writeln!(
         f,

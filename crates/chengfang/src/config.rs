@@ -365,7 +365,11 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
                 .parse::<SocketAddr>()
                 .map(|_| ())
                 .map_err(|_| format!("`{s}` is not an IP:PORT address")),
-            (Kind::Duration, toml::Value::String(s)) => cf_core::parse_duration(s).map(|_| ()),
+            (Kind::Duration, toml::Value::String(s)) => match cf_core::parse_duration(s) {
+                Ok(d) if d.is_zero() => Err(format!("`{s}` must be longer than zero")),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            },
             (Kind::OneOf(opts), toml::Value::String(s)) if opts.contains(&s.as_str()) => Ok(()),
             (Kind::OneOf(opts), toml::Value::String(s)) => {
                 Err(format!("`{s}` is not one of {}", opts.join(", ")))
@@ -439,11 +443,43 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: false,
         });
     }
-    if s("ledger.origin").is_empty() || s("ledger.origin").contains(char::is_whitespace) {
+    let origin = s("ledger.origin");
+    if origin.is_empty()
+        || origin.contains(|c: char| c.is_whitespace() || c == '+' || c.is_control())
+    {
         problems.push(Problem {
             path: "ledger.origin".into(),
-            message: "must be non-empty without spaces".into(),
-            source: "file/env".into(),
+            message: "must be non-empty, without spaces or '+' (it names the signing key)".into(),
+            source: values
+                .get("ledger.origin")
+                .map_or("default".into(), |v| v.source.clone()),
+            warning: false,
+        });
+    }
+    let ident = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 60
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let schema = s("storage.schema");
+    if !schema.is_empty() && (!ident(&schema) || schema.contains('-')) {
+        problems.push(Problem {
+            path: "storage.schema".into(),
+            message: "must be 1-60 characters of A-Z a-z 0-9 _".into(),
+            source: values
+                .get("storage.schema")
+                .map_or("default".into(), |v| v.source.clone()),
+            warning: false,
+        });
+    }
+    if !ident(&s("bus.stream")) {
+        problems.push(Problem {
+            path: "bus.stream".into(),
+            message: "must be 1-60 characters of A-Z a-z 0-9 _ -".into(),
+            source: values
+                .get("bus.stream")
+                .map_or("default".into(), |v| v.source.clone()),
             warning: false,
         });
     }

@@ -17,9 +17,11 @@ pub struct DataDir {
 /// Write a file readable by the owner only, atomically (temp file + rename).
 pub fn write_private(path: &Path, content: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
+    // A stale temp file from a crash may have other permissions: start from nothing.
+    let _ = std::fs::remove_file(&tmp);
     {
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -32,6 +34,12 @@ pub fn write_private(path: &Path, content: &str) -> Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    // The rename itself must survive a crash: a key that signed checkpoints must not vanish.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
     Ok(())
 }
 

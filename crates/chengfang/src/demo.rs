@@ -289,8 +289,14 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     )
     .await?;
     p.close().await;
-    let ok = crate::audit_cmd::verify_cmd(p.dir.root(), Some(p.ledger.verifier_key()), None, false)
-        .await?;
+    let ok = crate::audit_cmd::verify_cmd(
+        p.dir.root(),
+        Some(p.ledger.verifier_key()),
+        None,
+        false,
+        false,
+    )
+    .await?;
     println!(
         "\nDemo finished; offline verification {}. Data directory: {}",
         if ok { "passed" } else { "FAILED" },

@@ -85,6 +85,10 @@ enum AuditCmd {
         /// Expected checkpoint origin (default: the one stored with the ledger).
         #[arg(long)]
         origin: Option<String>,
+        /// Accept records after the latest signed checkpoint (left by a crash; they are signed
+        /// at the next start). Without it they fail the check: nothing vouches for them yet.
+        #[arg(long)]
+        allow_unsigned_tail: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -278,8 +282,9 @@ async fn run(cli: Cli) -> Result<bool> {
                 path,
                 key,
                 origin,
+                allow_unsigned_tail,
                 json,
-            } => audit_cmd::verify_cmd(&path, key, origin, json).await,
+            } => audit_cmd::verify_cmd(&path, key, origin, allow_unsigned_tail, json).await,
             AuditCmd::Report {
                 since,
                 data_dir,

@@ -49,7 +49,12 @@ impl Platform {
         );
         let bus = cf_bus::connect(&cfg.bus_url, Some(&cfg.bus_stream))
             .await
-            .with_context(|| format!("cannot open the event bus {}", cfg.bus_url))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the event bus {}",
+                    cf_store::redact_url(&cfg.bus_url)
+                )
+            })?;
         let metrics = Arc::new(Metrics::default());
         let alarms = Alarms::new(bus.clone(), clock.clone(), metrics.clone(), &cfg.node_name);
         let signer = dir.ledger_signer(&cfg.ledger.origin)?;
@@ -190,7 +195,11 @@ pub async fn serve(cfg: Config) -> Result<()> {
         cf_store::redact_url(&cfg.storage_url),
         p.store.backend()
     );
-    println!("  event bus       {} ({})", cfg.bus_url, p.bus.backend());
+    println!(
+        "  event bus       {} ({})",
+        cf_store::redact_url(&cfg.bus_url),
+        p.bus.backend()
+    );
     println!(
         "  ledger origin   {}   verifier key {}",
         cfg.ledger.origin,
@@ -208,6 +217,17 @@ pub async fn serve(cfg: Config) -> Result<()> {
             "  One-time bootstrap administrator credential (shown once; valid 7 days; it must be exchanged at first use):"
         );
         println!("    {}", t.token.expose());
+        // For automation: also hand it over through an owner-only file that must not exist yet.
+        if let Ok(f) = std::env::var("CHENGFANG_BOOTSTRAP_TOKEN_FILE") {
+            let path = std::path::PathBuf::from(&f);
+            if path.exists() {
+                anyhow::bail!(
+                    "CHENGFANG_BOOTSTRAP_TOKEN_FILE {f} exists already; refusing to overwrite it"
+                );
+            }
+            crate::datadir::write_private(&path, t.token.expose())?;
+            println!("  (also written to {f}, readable by this user only)");
+        }
         println!(
             "  Exchange it:  curl --cacert {} -X POST -H 'Authorization: Bearer <token>' {}/api/v1/auth/rotate",
             p.dir.ca_cert().display(),
@@ -229,8 +249,11 @@ pub async fn serve(cfg: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(());
+    // Whatever happened to the listener, the ledger is still closed cleanly below.
     match tokio::time::timeout(cfg.shutdown_grace, server).await {
-        Ok(r) => r??,
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
         Err(_) => tracing::warn!(
             "in-flight requests did not finish within {:?}",
             cfg.shutdown_grace
