@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod datadir;
 mod demo;
+mod hunt;
 mod platform;
 
 use std::path::PathBuf;
@@ -53,6 +54,20 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Run Sigma rules over events (JSONL in the `evtx_dump` shape); one line per hit.
+    Hunt {
+        /// Directory (searched recursively) or file of Sigma rules.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events, one JSON object per line.
+        events: PathBuf,
+        /// One JSON object per (rule, event) hit: {"rule_id", "line", "title", "level"}.
+        #[arg(long)]
+        json: bool,
+        /// List every refused rule with its reason (on standard error).
+        #[arg(long)]
+        show_refused: bool,
     },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
@@ -323,5 +338,11 @@ async fn run(cli: Cli) -> Result<bool> {
             }
         },
         Cmd::Bench { cmd } => bench::run(cmd).await,
+        Cmd::Hunt {
+            rules,
+            events,
+            json,
+            show_refused,
+        } => hunt::run(&rules, &events, json, show_refused),
     }
 }

@@ -682,3 +682,65 @@ fn config_check_reports_every_problem() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("whoami.yml"),
+        "title: Whoami Execution\nid: 5e6f7a8b-0000-4000-8000-000000000001\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("broken.yml"),
+        "title: broken\ndetection: [1, 2\n",
+    )
+    .unwrap();
+    let ev = |img: &str| {
+        serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": img}}}).to_string()
+    };
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        format!(
+            "{}\nnot json\n{}\n{}\n",
+            ev("C:\\Windows\\System32\\whoami.exe"),
+            ev("C:\\x\\calc.exe"),
+            ev("C:\\WINDOWS\\SYSTEM32\\WHOAMI.EXE")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["hunt", "--json", "--rules"])
+        .arg(&rules)
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(String, u64)> = hits
+        .iter()
+        .map(|h| {
+            (
+                h["rule_id"].as_str().unwrap().to_string(),
+                h["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let id = "5e6f7a8b-0000-4000-8000-000000000001".to_string();
+    assert_eq!(got, vec![(id.clone(), 1), (id, 4)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused 1") && err.contains("1 malformed"),
+        "{err}"
+    );
+}

@@ -1,0 +1,422 @@
+//! Rules: YAML text → `CompiledRule` (validated once), and the `RuleSet` that routes each event
+//! to the rules of its channel and event id before any field is compared.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::SigmaError;
+use crate::condition::{self, Cond};
+use crate::event::{EvtxEvent, FieldSource};
+use crate::logsource::{self, Route};
+use crate::matcher::{FieldMatcher, Pattern, keywords};
+
+/// Rule severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// informational
+    Informational,
+    /// low
+    Low,
+    /// medium
+    Medium,
+    /// high
+    High,
+    /// critical
+    Critical,
+}
+
+impl Level {
+    fn parse(s: &str) -> Level {
+        match s {
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => Level::Informational,
+        }
+    }
+    /// Name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Selection {
+    AllOf(Vec<FieldMatcher>),
+    AnyOf(Vec<Selection>),
+    Keywords(Vec<Pattern>),
+}
+
+impl Selection {
+    fn required_event_ids(&self) -> Option<Vec<u32>> {
+        match self {
+            Selection::AllOf(ms) => ms.iter().find_map(FieldMatcher::required_event_ids),
+            Selection::AnyOf(ss) => union(ss.iter().map(Selection::required_event_ids)),
+            Selection::Keywords(_) => None,
+        }
+    }
+
+    fn matches(&self, ev: &dyn FieldSource) -> bool {
+        match self {
+            Selection::AllOf(ms) => ms.iter().all(|m| m.matches(ev)),
+            Selection::AnyOf(ss) => ss.iter().any(|s| s.matches(ev)),
+            Selection::Keywords(ps) => {
+                ev.visit_text(&mut |t| ps.iter().any(|p| p.matches_text(t, false, ev)))
+            }
+        }
+    }
+}
+
+fn union(it: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
+    let mut all = Vec::new();
+    for ids in it {
+        all.extend(ids?);
+    }
+    all.sort_unstable();
+    all.dedup();
+    Some(all)
+}
+
+/// Event ids without which the condition cannot hold (used to route rules more narrowly).
+fn required_ids(c: &Cond, sels: &[Selection]) -> Option<Vec<u32>> {
+    match c {
+        Cond::Sel(i) => sels.get(*i)?.required_event_ids(),
+        Cond::And(v) => v.iter().find_map(|c| required_ids(c, sels)),
+        Cond::Or(v) => union(v.iter().map(|c| required_ids(c, sels))),
+        Cond::Not(_) => None,
+    }
+}
+
+/// A validated, compiled detection rule.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// Sigma `id`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Level.
+    pub level: Level,
+    /// Tags (e.g. `attack.t1059.001`).
+    pub tags: Vec<String>,
+    /// Where it applies.
+    pub route: Route,
+    selections: Vec<Selection>,
+    condition: Cond,
+}
+
+impl CompiledRule {
+    /// Whether the detection matches `ev` (log-source routing is the caller's, see [`RuleSet`]).
+    pub fn matches(&self, ev: &dyn FieldSource) -> bool {
+        let mut memo: [Option<bool>; 32] = [None; 32];
+        let sels = &self.selections;
+        self.condition.eval(&mut |i| {
+            if let Some(Some(r)) = memo.get(i) {
+                return *r;
+            }
+            let r = sels[i].matches(ev);
+            if let Some(slot) = memo.get_mut(i) {
+                *slot = Some(r);
+            }
+            r
+        })
+    }
+}
+
+fn compile_selection(name: &str, v: &Value) -> Result<Selection, SigmaError> {
+    match v {
+        Value::Object(map) => {
+            let mut ms = Vec::with_capacity(map.len());
+            for (k, vals) in map {
+                ms.push(FieldMatcher::compile(k, vals)?);
+            }
+            Ok(Selection::AllOf(ms))
+        }
+        Value::Array(items) if items.iter().all(Value::is_object) => Ok(Selection::AnyOf(
+            items
+                .iter()
+                .map(|i| compile_selection(name, i))
+                .collect::<Result<_, _>>()?,
+        )),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            Ok(Selection::Keywords(keywords(items)?))
+        }
+        Value::String(_) | Value::Number(_) => {
+            Ok(Selection::Keywords(keywords(std::slice::from_ref(v))?))
+        }
+        _ => Err(SigmaError::Unsupported(format!(
+            "selection `{name}` mixes maps and values or is empty"
+        ))),
+    }
+}
+
+/// Parse and compile one rule file's text.
+pub fn compile_rule(text: &str) -> Result<CompiledRule, SigmaError> {
+    let docs: Vec<&str> = split_documents(text);
+    if docs.len() > 1 {
+        return Err(SigmaError::Unsupported(
+            "multi-document rule files (rule collections)".into(),
+        ));
+    }
+    let doc: Value =
+        serde_saphyr::from_str(docs.first().copied().unwrap_or_default()).map_err(|e| {
+            SigmaError::Parse(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("YAML error")
+                    .to_string(),
+            )
+        })?;
+    let s = |k: &str| doc.get(k).and_then(Value::as_str);
+    if doc.get("correlation").is_some() {
+        return Err(SigmaError::Unsupported(
+            "correlation rules are not evaluated by `hunt` yet".into(),
+        ));
+    }
+    let title = s("title")
+        .ok_or_else(|| SigmaError::Parse("no `title`".into()))?
+        .to_string();
+    let id = s("id").unwrap_or_default().to_string();
+    let det = doc
+        .get("detection")
+        .and_then(Value::as_object)
+        .ok_or_else(|| SigmaError::Parse("no `detection` map".into()))?;
+    let ls = doc.get("logsource");
+    let lsf = |k: &str| ls.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let route = logsource::route(lsf("product"), lsf("category"), lsf("service"))?;
+    let mut names = Vec::new();
+    let mut selections = Vec::new();
+    for (k, v) in det {
+        if k == "condition" || k == "timeframe" {
+            continue;
+        }
+        names.push(k.clone());
+        selections.push(compile_selection(k, v)?);
+    }
+    if selections.len() > 32 {
+        return Err(SigmaError::Unsupported("more than 32 selections".into()));
+    }
+    let conds: Vec<String> = match det.get("condition") {
+        Some(Value::String(c)) => vec![c.clone()],
+        Some(Value::Array(cs)) => cs
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect(),
+        _ => return Err(SigmaError::Parse("no `condition`".into())),
+    };
+    let mut compiled: Vec<Cond> = conds
+        .iter()
+        .map(|c| condition::parse(c, &names))
+        .collect::<Result<_, _>>()?;
+    let condition = if compiled.len() == 1 {
+        compiled.remove(0)
+    } else {
+        Cond::Or(compiled)
+    };
+    let tags = doc
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(CompiledRule {
+        id,
+        title,
+        level: Level::parse(s("level").unwrap_or("")),
+        tags,
+        route,
+        selections,
+        condition,
+    })
+}
+
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push(&text[start..]);
+    docs.into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Compiled rules indexed by channel for fast routing.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    by_channel: HashMap<String, Vec<(usize, Vec<u32>)>>,
+    by_prefix: Vec<(String, usize, Vec<u32>)>,
+    any_channel: Vec<(usize, Vec<u32>)>,
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a compiled rule.
+    pub fn add(&mut self, rule: CompiledRule) {
+        let i = self.rules.len();
+        let required = required_ids(&rule.condition, &rule.selections);
+        if let Route::Windows(alts) = &rule.route {
+            for a in alts {
+                // Narrow the route by the event ids the detection itself demands.
+                let ids = match (&required, a.event_ids.is_empty()) {
+                    (Some(req), true) => req.clone(),
+                    (Some(req), false) => {
+                        let both: Vec<u32> = a
+                            .event_ids
+                            .iter()
+                            .copied()
+                            .filter(|x| req.contains(x))
+                            .collect();
+                        if both.is_empty() {
+                            continue;
+                        }
+                        both
+                    }
+                    (None, _) => a.event_ids.clone(),
+                };
+                match &a.channel {
+                    None => self.any_channel.push((i, ids)),
+                    Some(c) => match c.strip_suffix('*') {
+                        Some(p) => self.by_prefix.push((p.to_string(), i, ids)),
+                        None => self.by_channel.entry(c.clone()).or_default().push((i, ids)),
+                    },
+                }
+            }
+        }
+        self.rules.push(rule);
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Indices of the rules that match a Windows event, ascending.
+    pub fn match_evtx(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        let channel = ev
+            .channel()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let id = ev.event_id();
+        let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
+        let mut cand: Vec<usize> = Vec::new();
+        if let Some(list) = self.by_channel.get(&channel) {
+            cand.extend(list.iter().filter(|(_, ids)| ok(ids)).map(|(r, _)| *r));
+        }
+        cand.extend(
+            self.by_prefix
+                .iter()
+                .filter(|(p, _, ids)| channel.starts_with(p.as_str()) && ok(ids))
+                .map(|(_, r, _)| *r),
+        );
+        cand.extend(
+            self.any_channel
+                .iter()
+                .filter(|(_, ids)| ok(ids))
+                .map(|(r, _)| *r),
+        );
+        cand.sort_unstable();
+        cand.dedup();
+        out.extend(cand.into_iter().filter(|&r| self.rules[r].matches(ev)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = r#"
+title: Suspicious Encoded PowerShell
+id: 11111111-2222-3333-4444-555555555555
+level: high
+tags: [attack.execution, attack.t1059.001]
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection_img:
+        - Image|endswith: '\powershell.exe'
+        - OriginalFileName: 'PowerShell.EXE'
+    selection_cli:
+        CommandLine|contains|windash: ' -enc '
+    filter_main:
+        ParentImage|startswith: 'C:\Program Files\'
+    condition: all of selection_* and not 1 of filter_*
+"#;
+
+    fn sysmon(image: &str, cmd: &str, parent: &str) -> Value {
+        serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+            "EventData": {"Image": image, "CommandLine": cmd, "ParentImage": parent}}})
+    }
+
+    #[test]
+    fn compiles_and_matches_end_to_end() {
+        let r = compile_rule(RULE).unwrap();
+        assert_eq!((r.level, r.tags.len()), (Level::High, 2));
+        let mut set = RuleSet::new();
+        set.add(r);
+        let mut out = Vec::new();
+        let hit = sysmon(
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            "powershell /enc ZQBjAGgAbwA=",
+            "C:\\Windows\\explorer.exe",
+        );
+        set.match_evtx(&EvtxEvent::new(&hit), &mut out);
+        assert_eq!(out, vec![0]);
+        let filtered = sysmon(
+            "C:\\Windows\\powershell.exe",
+            "powershell -enc x",
+            "C:\\Program Files\\Tool\\t.exe",
+        );
+        set.match_evtx(&EvtxEvent::new(&filtered), &mut out);
+        assert!(out.is_empty());
+        let mut other_channel = hit.clone();
+        other_channel["Event"]["System"]["EventID"] = 3.into();
+        set.match_evtx(&EvtxEvent::new(&other_channel), &mut out);
+        assert!(out.is_empty(), "routing by event id");
+    }
+
+    #[test]
+    fn refuses_with_reasons() {
+        let agg = RULE.replace(
+            "condition: all of selection_* and not 1 of filter_*",
+            "condition: selection_cli | count() > 3",
+        );
+        assert!(matches!(
+            compile_rule(&agg),
+            Err(SigmaError::Unsupported(_))
+        ));
+        assert!(matches!(
+            compile_rule("title: x\n"),
+            Err(SigmaError::Parse(_))
+        ));
+        assert!(compile_rule(&RULE.replace("|windash", "|nonsense")).is_err());
+        assert!(compile_rule("::: not yaml").is_err());
+    }
+}
