@@ -8,6 +8,7 @@ mod datadir;
 mod demo;
 mod hunt;
 mod platform;
+mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,16 @@ enum Cmd {
         /// List every refused rule with its reason (on standard error).
         #[arg(long)]
         show_refused: bool,
+    },
+    /// Find personal and important data. With --units, reads JSONL lines {"key", "text"} and prints
+    /// {"key", "spans": [{"start", "end", "type"}]} per line (Unicode code-point offsets).
+    Scan {
+        /// Units file (JSONL); `-` for standard input.
+        #[arg(long)]
+        units: PathBuf,
+        /// JSON output (the stable contract).
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
@@ -338,6 +349,7 @@ async fn run(cli: Cli) -> Result<bool> {
             }
         },
         Cmd::Bench { cmd } => bench::run(cmd).await,
+        Cmd::Scan { units, json } => scan::run(&units, json),
         Cmd::Hunt {
             rules,
             events,

@@ -744,3 +744,51 @@ fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn scan_units_prints_code_point_offsets_per_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units.jsonl");
+    std::fs::write(
+        &units,
+        "{\"key\":\"doc-1\",\"text\":\"张琳，男，公民身份号码420106198608147579，手机13800138000。\"}\n{\"key\":\"t:0:c06\",\"text\":\"王宁\"}\n{\"key\":\"t:0:ref\",\"text\":\"420106198608147578\"}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["scan", "--json", "--units"])
+        .arg(&units)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["key"], "doc-1");
+    let spans: Vec<(u64, u64, &str)> = lines[0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["start"].as_u64().unwrap(),
+                s["end"].as_u64().unwrap(),
+                s["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(spans.contains(&(0, 2, "PERSON_NAME")), "{spans:?}");
+    assert!(spans.contains(&(11, 29, "CN_RESIDENT_ID")), "{spans:?}");
+    assert!(spans.contains(&(32, 43, "CN_MOBILE")), "{spans:?}");
+    assert_eq!(lines[1]["spans"][0]["type"], "PERSON_NAME");
+    assert_eq!(
+        lines[2]["spans"].as_array().unwrap().len(),
+        0,
+        "a bad check digit is not an ID"
+    );
+}

@@ -1,0 +1,787 @@
+//! The recognisers and the overlap resolution between them.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::checks;
+
+/// The entity types of the discovery corpus (shared/datasets/pii/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntityType {
+    /// 18-digit resident ID (GB 11643).
+    CnResidentId,
+    /// Unified social credit code (GB 32100).
+    CnUscc,
+    /// Payment card (Luhn).
+    BankCard,
+    /// E-mail address.
+    Email,
+    /// URL.
+    Url,
+    /// IPv6 address.
+    Ipv6,
+    /// MAC address.
+    MacAddress,
+    /// IPv4 address.
+    Ipv4,
+    /// Mainland mobile number.
+    CnMobile,
+    /// Landline number.
+    CnLandline,
+    /// Vehicle plate.
+    CnLicensePlate,
+    /// Passport number.
+    Passport,
+    /// Date of birth (only in a birth-date context).
+    DateOfBirth,
+    /// Postcode (only in a postcode context).
+    Postcode,
+    /// Postal address.
+    Address,
+    /// Person name.
+    PersonName,
+}
+
+impl EntityType {
+    /// The corpus name, e.g. `CN_RESIDENT_ID`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityType::CnResidentId => "CN_RESIDENT_ID",
+            EntityType::CnUscc => "CN_USCC",
+            EntityType::BankCard => "BANK_CARD",
+            EntityType::Email => "EMAIL",
+            EntityType::Url => "URL",
+            EntityType::Ipv6 => "IPV6",
+            EntityType::MacAddress => "MAC_ADDRESS",
+            EntityType::Ipv4 => "IPV4",
+            EntityType::CnMobile => "CN_MOBILE",
+            EntityType::CnLandline => "CN_LANDLINE",
+            EntityType::CnLicensePlate => "CN_LICENSE_PLATE",
+            EntityType::Passport => "PASSPORT",
+            EntityType::DateOfBirth => "DATE_OF_BIRTH",
+            EntityType::Postcode => "POSTCODE",
+            EntityType::Address => "ADDRESS",
+            EntityType::PersonName => "PERSON_NAME",
+        }
+    }
+}
+
+/// A finding: byte offsets into the scanned text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Start byte.
+    pub start: usize,
+    /// End byte (exclusive).
+    pub end: usize,
+    /// Type.
+    pub kind: EntityType,
+}
+
+fn re(p: &str) -> Regex {
+    Regex::new(p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}"))
+}
+
+const PROV: &str = "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门";
+
+static RID: LazyLock<Regex> = LazyLock::new(|| re(r"\d{6} ?\d{8} ?\d{3}[\dXx]"));
+static USCC: LazyLock<Regex> = LazyLock::new(|| re(r"[0-9A-HJ-NPQRTUWXY]{18}"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\d(?:[ -]?\d){14,18}"));
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| re(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"));
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)(?:https?://)?(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|cn|net|org|gov|edu|io|info)(?::\d{2,5})?(?:/[A-Za-z0-9\-._~%/?#=&+:@!$,;]*)?",
+    )
+});
+static IPV4: LazyLock<Regex> = LazyLock::new(|| re(r"\d{1,3}(?:\.\d{1,3}){3}"));
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:[0-9A-Fa-f]{0,4}:){2,6}\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
+    )
+});
+static MAC: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}")
+});
+static MOBILE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})"));
+static LANDLINE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\+86[ -]?(?:10|2\d|[3-9]\d{2})[ -]?\d{7,8}|\(0\d{2,3}\)[ -]?\d{7,8}|0\d{2,3}[ -]\d{3,4}[ -]\d{4}|0\d{2,3}[ -]?\d{7,8}",
+    )
+});
+static PASSPORT: LazyLock<Regex> = LazyLock::new(|| re(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}"));
+static PLATE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{4}|\d{5}[DF]|[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警])",
+    )
+});
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:19|20)\d{2}年\d{1,2}月\d{1,2}日|(?:19|20)\d{2}[-/.]\d{1,2}[-/.]\d{1,2}|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2} (?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec) (?:19|20)\d{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}, (?:19|20)\d{2}|\d{2}/\d{2}/(?:19|20)\d{2}",
+    )
+});
+static SIX: LazyLock<Regex> = LazyLock::new(|| re(r"\d{6}"));
+static ADDR_ZH: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r"(?:(?:{PROV})(?:省|壮族自治区|回族自治区|维吾尔自治区|自治区|市)?(?:\p{{Han}}{{1,6}}?(?:市|州|盟))?|\p{{Han}}{{2}}市)(?:\p{{Han}}{{1,6}}?(?:区|县|旗))?(?:\p{{Han}}{{1,6}}?(?:街道|镇|乡))?\p{{Han}}{{1,10}}?(?:路|街|大道|巷|道)\d{{1,5}}号(?:\p{{Han}}{{0,8}}?[A-Z\d]{{1,4}}(?:栋|座|幢|号楼))?(?:\d{{1,3}}单元)?(?:\d{{1,5}}室)?"
+    ))
+});
+static ADDR_EN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:Room \d+, )?(?:Block [A-Z], )?(?:Building \d+, )?(?:(?:[A-Z][a-z]+ ){0,2}[A-Z][a-z]+, )?No\. \d+ (?:[A-Z][a-z]+ ){1,3}(?:Road|Street|Avenue|Lane|Lu)(?:, (?:[A-Z][a-z]+ ){1,2}(?:District|County))?(?:, [A-Z][a-z]+){1,2}",
+    )
+});
+static NAME_ZH_CTX: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:姓名|name=\x22?|name：|客户|Customer|用户|我叫|收款人|代办人|网格员|联系人|申请人|报警人|投诉人|法定代表人|持有人|乘客|户主|患者|当事人|负责人|收件人|经办人|举报人|车主|业主|租户|学生|员工|病人)[：:\s]*(\p{Han}{2,4})",
+    )
+});
+static NAME_ZH_BIO: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:^|[。，；;：:\s])(\p{Han}{2,4})(?:[，,](?:男|女|\d{1,3}岁)|[（(]身份证)")
+});
+static NAME_EN_CTX: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:Dear|Hi|Hello|From:|To:|Mr\.|Ms\.|Mrs\.|Dr\.|registered to|Name:|name:|name=\x22?|regards,|Regards,|Thanks,|Sincerely,|Applicant:|Employee|Customer|Patient|Passenger|Driver|Owner|Contact:|Ship to:|Report for|applicant|holder|customer|patient|passenger|driver|owner)\s*(\p{Lu}\p{Ll}+|\p{Lu}{2,}(?: \p{Lu}\p{Ll}+)?)(?: (\p{Lu}\p{Ll}+))?(?: (\p{Lu}\p{Ll}+))?",
+    )
+});
+
+const ZH_SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝";
+const COMPOUND_SURNAMES: [&str; 14] = [
+    "欧阳", "令狐", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文",
+    "司徒", "夏侯",
+];
+const PINYIN_SURNAMES: &[&str] = &[
+    "wang",
+    "li",
+    "zhang",
+    "liu",
+    "chen",
+    "yang",
+    "huang",
+    "zhao",
+    "wu",
+    "zhou",
+    "xu",
+    "sun",
+    "ma",
+    "zhu",
+    "hu",
+    "guo",
+    "he",
+    "lin",
+    "luo",
+    "gao",
+    "zheng",
+    "liang",
+    "xie",
+    "song",
+    "tang",
+    "han",
+    "feng",
+    "deng",
+    "cao",
+    "peng",
+    "zeng",
+    "xiao",
+    "tian",
+    "dong",
+    "pan",
+    "yuan",
+    "cai",
+    "jiang",
+    "yu",
+    "du",
+    "ye",
+    "cheng",
+    "wei",
+    "su",
+    "lu",
+    "ding",
+    "ren",
+    "shen",
+    "yao",
+    "jin",
+    "fu",
+    "zhong",
+    "dai",
+    "jia",
+    "hou",
+    "qin",
+    "fan",
+    "shi",
+    "xue",
+    "lei",
+    "bai",
+    "long",
+    "duan",
+    "hao",
+    "kong",
+    "shao",
+    "mao",
+    "qiu",
+    "wan",
+    "gu",
+    "lai",
+    "kang",
+    "yin",
+    "qian",
+    "niu",
+    "hong",
+    "gong",
+    "tan",
+    "lv",
+    "lyu",
+    "yan",
+    "qi",
+    "fang",
+    "meng",
+    "mo",
+    "wen",
+    "xiong",
+    "zou",
+    "huo",
+    "ouyang",
+    "situ",
+    "zhuge",
+    "shangguan",
+    "murong",
+];
+
+static PINYIN_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^(?:(?:zh|ch|sh|[bpmfdtnlgkhjqxzcsryw])?(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|ai|ei|ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ui|ue|er|a|e|i|o|u|v)){1,3}$",
+    )
+});
+static LATIN_PAIR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)"));
+
+fn zh_name_shaped(t: &str) -> bool {
+    let n = t.chars().count();
+    let han = t.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    han && if COMPOUND_SURNAMES.iter().any(|c| t.starts_with(c)) {
+        (3..=4).contains(&n)
+    } else {
+        (2..=3).contains(&n) && t.chars().next().is_some_and(|c| ZH_SURNAMES.contains(c))
+    }
+}
+
+fn pinyin_name(a: &str, b: &str) -> bool {
+    let sur = |w: &str| PINYIN_SURNAMES.contains(&w.to_lowercase().as_str());
+    let py = |w: &str| PINYIN_WORD.is_match(w);
+    (sur(a) && py(b)) || (sur(b) && py(a))
+}
+
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn before(t: &str, i: usize) -> Option<char> {
+    t[..i].chars().next_back()
+}
+
+fn after(t: &str, i: usize) -> Option<char> {
+    t[i..].chars().next()
+}
+
+fn digits(s: &str) -> Vec<u8> {
+    s.bytes().filter(u8::is_ascii_digit).collect()
+}
+
+fn hint_is(hint: Option<&str>, words: &[&str]) -> bool {
+    hint.is_some_and(|h| {
+        let h = h.to_lowercase();
+        words
+            .iter()
+            .any(|w| h == *w || (w.chars().count() > 3 && h.contains(w)))
+    })
+}
+
+const NAME_HINTS: &[&str] = &[
+    "所有人",
+    "syr",
+    "代办人",
+    "收款人",
+    "持卡人",
+    "姓名",
+    "xm",
+    "name",
+    "联系人",
+    "lxr",
+    "法定代表人",
+    "fddbr",
+    "owner",
+    "owner_name",
+    "持有人",
+    "户主",
+    "hzxm",
+    "cardholder",
+    "holder",
+    "customer_name",
+    "full_name",
+    "person_name",
+    "username_cn",
+    "czxm",
+    "车主",
+    "contact",
+    "contact_name",
+    "applicant",
+    "patient",
+    "driver",
+    "fullname",
+];
+const ADDR_HINTS: &[&str] = &[
+    "地址",
+    "户籍地址",
+    "住址",
+    "现住址",
+    "家庭住址",
+    "通讯地址",
+    "zz",
+    "dz",
+    "hjdz",
+    "jzdz",
+    "address",
+    "addr",
+    "home_address",
+    "reg_address",
+];
+const DOB_HINTS: &[&str] = &[
+    "出生日期",
+    "出生年月",
+    "生日",
+    "csrq",
+    "dob",
+    "birth",
+    "birthday",
+    "birth_date",
+    "date_of_birth",
+    "birthdate",
+];
+const POST_HINTS: &[&str] = &[
+    "邮编",
+    "邮政编码",
+    "yb",
+    "yzbm",
+    "postcode",
+    "zip",
+    "zipcode",
+    "post_code",
+    "postal_code",
+];
+
+/// Find every entity in `text`. `hint` is the column name or JSON key the text came from, if any.
+pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
+    let mut c: Vec<(u8, Span)> = Vec::new();
+    let mut add = |prio: u8, start: usize, end: usize, kind: EntityType| {
+        c.push((prio, Span { start, end, kind }))
+    };
+    let bounded = |s: usize, e: usize| !is_word(before(text, s)) && !is_word(after(text, e));
+
+    for m in RID.find_iter(text) {
+        let compact: String = m.as_str().chars().filter(|c| *c != ' ').collect();
+        if bounded(m.start(), m.end()) && checks::resident_id(&compact) {
+            add(100, m.start(), m.end(), EntityType::CnResidentId);
+        }
+    }
+    for m in USCC.find_iter(text) {
+        if bounded(m.start(), m.end()) && checks::uscc(m.as_str()) {
+            add(95, m.start(), m.end(), EntityType::CnUscc);
+        }
+    }
+    for m in CARD.find_iter(text) {
+        let d = digits(m.as_str());
+        let seps: Vec<char> = m.as_str().chars().filter(|c| !c.is_ascii_digit()).collect();
+        let consistent = seps.windows(2).all(|w| w[0] == w[1]);
+        let prefix_ok = d.starts_with(b"62")
+            || d.starts_with(b"60")
+            || d[0] == b'4'
+            || d[0] == b'5'
+            || d.starts_with(b"35")
+            || d.starts_with(b"34")
+            || d.starts_with(b"37");
+        let id_shaped = d.len() == 18 && seps.is_empty() && {
+            let y: u32 = std::str::from_utf8(&d[6..10])
+                .ok()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let mo: u32 = std::str::from_utf8(&d[10..12])
+                .ok()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            (1900..=2030).contains(&y) && (1..=12).contains(&mo)
+        };
+        if !id_shaped
+            && bounded(m.start(), m.end())
+            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit())
+            && consistent
+            && prefix_ok
+            && (15..=19).contains(&d.len())
+            && checks::luhn(&d)
+        {
+            add(90, m.start(), m.end(), EntityType::BankCard);
+        }
+    }
+    for m in EMAIL.find_iter(text) {
+        add(85, m.start(), m.end(), EntityType::Email);
+    }
+    for m in URL.find_iter(text) {
+        let s = m
+            .as_str()
+            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
+        let prev = before(text, m.start());
+        if prev != Some('@')
+            && !is_word(prev)
+            && prev != Some('.')
+            && (s.contains("://")
+                || s.starts_with("www.")
+                || s.contains('/')
+                || s.matches('.').count() >= 2)
+        {
+            add(80, m.start(), m.start() + s.len(), EntityType::Url);
+        }
+    }
+    for m in MAC.find_iter(text) {
+        let s = m.as_str();
+        let consistent = !s.contains(':') || !s.contains('-');
+        if consistent
+            && !is_word(before(text, m.start()))
+            && !is_word(after(text, m.end()))
+            && !after(text, m.end()).is_some_and(|c| c == ':' || c == '-')
+        {
+            add(76, m.start(), m.end(), EntityType::MacAddress);
+        }
+    }
+    for m in IPV6.find_iter(text) {
+        let s = m.as_str();
+        if s.contains(':')
+            && s.parse::<std::net::Ipv6Addr>().is_ok()
+            && !is_word(before(text, m.start()))
+            && !is_word(after(text, m.end()))
+        {
+            add(75, m.start(), m.end(), EntityType::Ipv6);
+        }
+    }
+    for m in IPV4.find_iter(text) {
+        let ok = m.as_str().split('.').all(|o| {
+            o.parse::<u16>().is_ok_and(|v| v <= 255) && (o.len() == 1 || !o.starts_with('0'))
+        });
+        let (b, a) = (before(text, m.start()), after(text, m.end()));
+        let a2 = text[m.end()..].chars().nth(1);
+        if ok
+            && !is_word(b)
+            && b != Some('.')
+            && !is_word(a)
+            && !(a == Some('.') && a2.is_some_and(|c| c.is_ascii_digit()))
+        {
+            add(70, m.start(), m.end(), EntityType::Ipv4);
+        }
+    }
+    for m in MOBILE.find_iter(text) {
+        if !before(text, m.start()).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
+            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
+        {
+            add(65, m.start(), m.end(), EntityType::CnMobile);
+        }
+    }
+    for m in LANDLINE.find_iter(text) {
+        if !before(text, m.start())
+            .is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic() || c == '+')
+            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit())
+        {
+            add(60, m.start(), m.end(), EntityType::CnLandline);
+        }
+    }
+    for m in PLATE.find_iter(text) {
+        if !is_word(after(text, m.end())) {
+            add(60, m.start(), m.end(), EntityType::CnLicensePlate);
+        }
+    }
+    for m in PASSPORT.find_iter(text) {
+        if bounded(m.start(), m.end()) {
+            add(55, m.start(), m.end(), EntityType::Passport);
+        }
+    }
+    let dob_hint = hint_is(hint, DOB_HINTS);
+    for m in DATE.find_iter(text) {
+        if !bounded(m.start(), m.end()) {
+            continue;
+        }
+        let pre: String = text[..m.start()]
+            .chars()
+            .rev()
+            .take(16)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+            .to_lowercase();
+        let post: String = text[m.end()..].chars().take(3).collect();
+        let ctx = ["出生", "生日", "dob", "d.o.b", "born", "birth", "生于"]
+            .iter()
+            .any(|w| pre.contains(w))
+            || post.starts_with("出生")
+            || post.starts_with("生");
+        if dob_hint || ctx {
+            add(50, m.start(), m.end(), EntityType::DateOfBirth);
+        }
+    }
+    let post_hint = hint_is(hint, POST_HINTS);
+    for m in SIX.find_iter(text) {
+        if !bounded(m.start(), m.end()) {
+            continue;
+        }
+        let pre: String = text[..m.start()]
+            .chars()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+            .to_lowercase();
+        if post_hint
+            || [
+                "邮编",
+                "邮政编码",
+                "postcode",
+                "post code",
+                "postal code",
+                "zip",
+            ]
+            .iter()
+            .any(|w| pre.contains(w))
+        {
+            add(45, m.start(), m.end(), EntityType::Postcode);
+        }
+    }
+    if hint_is(hint, ADDR_HINTS) && text.chars().count() >= 6 && !text.contains('*') {
+        add(42, 0, text.len(), EntityType::Address);
+    }
+    for m in ADDR_ZH.find_iter(text) {
+        add(40, m.start(), m.end(), EntityType::Address);
+    }
+    for m in ADDR_EN.find_iter(text) {
+        add(40, m.start(), m.end(), EntityType::Address);
+    }
+    // Names: from a name column, from context words, then every other occurrence of a found name.
+    let mut names: Vec<String> = Vec::new();
+    let mut zh: Vec<String> = Vec::new();
+    let trimmed = text.trim();
+    if hint_is(hint, NAME_HINTS) && !trimmed.is_empty() && !trimmed.contains('*') {
+        let han = trimmed
+            .chars()
+            .all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c) || c == '·');
+        let latin = trimmed.split(' ').all(|w| {
+            w.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_alphabetic() || c == '-' || c == '\'')
+        });
+        if (han && (2..=6).contains(&trimmed.chars().count())) || (latin && trimmed.len() <= 40) {
+            let s = text.find(trimmed).unwrap_or(0);
+            add(30, s, s + trimmed.len(), EntityType::PersonName);
+        }
+    }
+    // A cell that is nothing but a name, by its shape alone (opaque columns).
+    if hint.is_some()
+        && !trimmed.is_empty()
+        && (zh_name_shaped(trimmed)
+            || trimmed
+                .split_once(' ')
+                .is_some_and(|(a, b)| !b.contains(' ') && pinyin_name(a, b)))
+    {
+        let s = text.find(trimmed).unwrap_or(0);
+        add(29, s, s + trimmed.len(), EntityType::PersonName);
+    }
+    for cap in LATIN_PAIR.captures_iter(text) {
+        if let (Some(a), Some(b)) = (cap.get(1), cap.get(2))
+            && pinyin_name(a.as_str(), b.as_str())
+        {
+            names.push(text[a.start()..b.end()].to_string());
+        }
+    }
+    for re in [&*NAME_ZH_CTX, &*NAME_ZH_BIO] {
+        for cap in re.captures_iter(text) {
+            if let Some(g) = cap.get(1) {
+                let stop = g
+                    .as_str()
+                    .char_indices()
+                    .find(|(_, c)| "的是在于和与及男女先生士岁号市省区".contains(*c))
+                    .map_or(g.as_str().len(), |(i, _)| i);
+                let name = &g.as_str()[..stop];
+                const COMPOUND: [&str; 14] = [
+                    "欧阳", "令狐", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容",
+                    "长孙", "宇文", "司徒", "夏侯",
+                ];
+                let max = if COMPOUND.iter().any(|c| name.starts_with(c)) {
+                    4
+                } else {
+                    3
+                };
+                let name: String = name.chars().take(max).collect();
+                if name.chars().count() >= 2 {
+                    zh.push(name);
+                }
+            }
+        }
+    }
+    // A three-character capture whose first two characters are a name found elsewhere in the text
+    // is that name followed by a verb or noun ("侯宏反映").
+    let short: Vec<String> = zh
+        .iter()
+        .filter(|n| n.chars().count() == 2)
+        .cloned()
+        .collect();
+    for n in zh {
+        match short
+            .iter()
+            .find(|s| n.chars().count() == 3 && n.starts_with(s.as_str()))
+        {
+            Some(s) => names.push(s.clone()),
+            None => names.push(n),
+        }
+    }
+    for cap in NAME_EN_CTX.captures_iter(text) {
+        let (Some(first), rest) = (cap.get(1), [cap.get(2), cap.get(3)]) else {
+            continue;
+        };
+        let mut end = first.end();
+        for g in rest.into_iter().flatten() {
+            if g.start() == end + 1 {
+                end = g.end();
+            }
+        }
+        let name = &text[first.start()..end];
+        const NOT: [&str; 8] = [
+            "The", "This", "Our", "Your", "Please", "Team", "Service", "Support",
+        ];
+        if !NOT.iter().any(|w| name.starts_with(w)) && !name.eq_ignore_ascii_case("all") {
+            names.push(name.to_string());
+        }
+    }
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    names.dedup();
+    for n in &names {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(n.as_str()) {
+            let s = from + i;
+            let e = s + n.len();
+            let latin = n.is_ascii();
+            if !latin || (!is_word(before(text, s)) && !is_word(after(text, e))) {
+                add(30, s, e, EntityType::PersonName);
+            }
+            from = e;
+        }
+    }
+    resolve(c)
+}
+
+/// Keep the best candidate where candidates overlap: higher priority, then longer.
+fn resolve(mut c: Vec<(u8, Span)>) -> Vec<Span> {
+    c.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then((b.1.end - b.1.start).cmp(&(a.1.end - a.1.start)))
+            .then(a.1.start.cmp(&b.1.start))
+    });
+    let mut kept: Vec<Span> = Vec::new();
+    for (_, s) in c {
+        if s.start < s.end && kept.iter().all(|k| s.end <= k.start || s.start >= k.end) {
+            kept.push(s);
+        }
+    }
+    kept.sort_by_key(|s| s.start);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(t: &str, hint: Option<&str>) -> Vec<(String, &'static str)> {
+        scan(t, hint)
+            .into_iter()
+            .map(|s| (t[s.start..s.end].to_string(), s.kind.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_identifiers_of_a_record() {
+        let t = "张琳，男，1986年8月14日出生，公民身份号码420106198608147579，手机+86 153 3877 7836，卡号6212261688864991170，代码53420106MALB65AK9N，车牌浙KDL4654，邮编430061。";
+        let k = kinds(t, None);
+        for want in [
+            ("张琳", "PERSON_NAME"),
+            ("1986年8月14日", "DATE_OF_BIRTH"),
+            ("420106198608147579", "CN_RESIDENT_ID"),
+            ("+86 153 3877 7836", "CN_MOBILE"),
+            ("6212261688864991170", "BANK_CARD"),
+            ("53420106MALB65AK9N", "CN_USCC"),
+            ("浙KDL4654", "CN_LICENSE_PLATE"),
+            ("430061", "POSTCODE"),
+        ] {
+            assert!(
+                k.contains(&(want.0.to_string(), want.1)),
+                "{want:?} not in {k:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ignores_hard_negatives() {
+        for t in [
+            "合同编号420106198608147578",
+            "流水号6212261688864991171",
+            "工单编号10012345678",
+            "IP 300.1.2.3",
+            "手机138****5678",
+            "身份证110105********123X",
+            "预约日期2023-02-09",
+        ] {
+            assert!(scan(t, None).is_empty(), "{t}: {:?}", kinds(t, None));
+        }
+    }
+
+    #[test]
+    fn network_and_contact() {
+        let t = "From: Zheng Yuling <zhengyuling115@yahoo.com> MAC 0C-A6-C0-D6-7B-94 got 10.14.139.7 and fe80::1c2b:3dff:fe4a:5e6f; Tel: 010 4032 0837; see https://www.metro-demo.com/case/query.";
+        let k = kinds(t, None);
+        for want in [
+            ("Zheng Yuling", "PERSON_NAME"),
+            ("zhengyuling115@yahoo.com", "EMAIL"),
+            ("0C-A6-C0-D6-7B-94", "MAC_ADDRESS"),
+            ("10.14.139.7", "IPV4"),
+            ("fe80::1c2b:3dff:fe4a:5e6f", "IPV6"),
+            ("010 4032 0837", "CN_LANDLINE"),
+            ("https://www.metro-demo.com/case/query", "URL"),
+        ] {
+            assert!(
+                k.contains(&(want.0.to_string(), want.1)),
+                "{want:?} not in {k:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn addresses_and_hints() {
+        let k = kinds("户籍地湖北省武汉市武昌区迎宾大道467号。", None);
+        assert!(
+            k.contains(&("湖北省武汉市武昌区迎宾大道467号".to_string(), "ADDRESS")),
+            "{k:?}"
+        );
+        let k = kinds(
+            "Room 1704, Block D, No. 487 Jiefang East Road, Xuhui District, Shanghai",
+            None,
+        );
+        assert_eq!(k.len(), 1, "{k:?}");
+        assert_eq!(
+            kinds("秦燕铭", Some("姓名")),
+            vec![("秦燕铭".to_string(), "PERSON_NAME")]
+        );
+        assert_eq!(
+            kinds("410006", Some("postcode")),
+            vec![("410006".to_string(), "POSTCODE")]
+        );
+        assert!(kinds("410006", None).is_empty());
+    }
+}

@@ -1,0 +1,107 @@
+//! `chengfang scan --units FILE --json`: sensitive-data discovery over text units, a stable
+//! contract for scripts and scorers. The unit key's last part (a CSV column or JSON key) is
+//! passed to the recognisers as a hint; checksum-bearing identifiers never depend on it.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// The column or key name at the end of a unit key (`residents:0:姓名`, `rec-1:/person/name`).
+pub fn hint_of(key: &str) -> Option<&str> {
+    let (_, tail) = key.rsplit_once(':')?;
+    let last = tail.rsplit('/').next().unwrap_or(tail);
+    (!last.is_empty()).then_some(last)
+}
+
+/// Run the scan.
+pub fn run(units: &Path, json: bool) -> Result<bool> {
+    let input: Box<dyn BufRead> = if units.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(units)
+                .with_context(|| format!("cannot open {}", units.display()))?,
+        ))
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let (mut n, mut found, mut bad) = (0u64, 0u64, 0u64);
+    for (i, line) in input.lines().enumerate() {
+        let line =
+            line.with_context(|| format!("{}:{}: not UTF-8 text", units.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                bad += 1;
+                eprintln!("{}:{}: skipped, not JSON: {e}", units.display(), i + 1);
+                continue;
+            }
+        };
+        let (Some(key), Some(text)) = (v.get("key"), v.get("text").and_then(|t| t.as_str())) else {
+            bad += 1;
+            eprintln!(
+                "{}:{}: skipped, needs \"key\" and a string \"text\"",
+                units.display(),
+                i + 1
+            );
+            continue;
+        };
+        n += 1;
+        let hint = key.as_str().and_then(hint_of);
+        let spans = cf_classify::scan(text, hint);
+        found += spans.len() as u64;
+        // Byte offsets → Unicode code-point offsets.
+        let mut cp = Vec::with_capacity(text.len() + 1);
+        let mut count = 0usize;
+        for (b, ch) in text.char_indices() {
+            while cp.len() < b {
+                cp.push(count);
+            }
+            cp.push(count);
+            let _ = ch;
+            count += 1;
+        }
+        while cp.len() <= text.len() {
+            cp.push(count);
+        }
+        if json {
+            let arr: Vec<serde_json::Value> = spans.iter().map(|s| serde_json::json!({ "start": cp[s.start], "end": cp[s.end], "type": s.kind.as_str() })).collect();
+            writeln!(out, "{}", serde_json::json!({ "key": key, "spans": arr }))?;
+        } else {
+            for s in &spans {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    key.as_str().unwrap_or_default(),
+                    s.kind.as_str(),
+                    &text[s.start..s.end]
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "{n} units, {found} findings{}",
+        if bad > 0 {
+            format!(", {bad} lines skipped")
+        } else {
+            String::new()
+        }
+    );
+    Ok(bad == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hints() {
+        assert_eq!(super::hint_of("residents:0:姓名"), Some("姓名"));
+        assert_eq!(super::hint_of("dev-rec-000000:/person/name"), Some("name"));
+        assert_eq!(super::hint_of("dev-doc-000001"), None);
+    }
+}
