@@ -627,6 +627,44 @@ impl FieldMatcher {
         }
     }
 
+    /// Literals (lower-case) of which at least one must occur in this field's text for the matcher
+    /// to hold; `None` when no such guarantee exists (regex, numbers, null, exists …).
+    pub(crate) fn needles(&self) -> Option<(&str, Vec<String>)> {
+        if self.field == "EventID" {
+            return None;
+        }
+        let Kind::Values { patterns, all, .. } = &self.kind else {
+            return None;
+        };
+        let lit = |p: &Pattern| -> Option<String> {
+            match p {
+                Pattern::Exact(s)
+                | Pattern::ExactInt(s, _)
+                | Pattern::Contains(s)
+                | Pattern::StartsWith(s)
+                | Pattern::EndsWith(s) => Some(s.to_lowercase()),
+                Pattern::Glob(toks) => toks
+                    .iter()
+                    .filter_map(|t| match t {
+                        Tok::Lit(s) => Some(s.to_lowercase()),
+                        _ => None,
+                    })
+                    .max_by_key(String::len),
+                _ => None,
+            }
+        };
+        let lits: Vec<String> = if *all {
+            // Every value must occur: the longest one alone is a sound requirement.
+            vec![patterns.iter().filter_map(lit).max_by_key(String::len)?]
+        } else {
+            patterns.iter().map(lit).collect::<Option<Vec<_>>>()?
+        };
+        if lits.is_empty() || lits.iter().any(|l| l.len() < 3) {
+            return None;
+        }
+        Some((self.field.as_str(), lits))
+    }
+
     pub(crate) fn matches(&self, ev: &dyn FieldSource) -> bool {
         let v = ev.field(&self.field);
         match &self.kind {

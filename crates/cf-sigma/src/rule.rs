@@ -55,7 +55,45 @@ enum Selection {
     Keywords(Vec<Pattern>),
 }
 
+/// Alternatives of (field, lower-case literal): if none occurs in the event, the rule cannot match.
+type Needles = Vec<(String, String)>;
+
+fn best(cands: impl Iterator<Item = Option<Needles>>) -> Option<Needles> {
+    // Prefer the requirement whose shortest literal is longest (fewest false alarms).
+    cands
+        .flatten()
+        .max_by_key(|n| n.iter().map(|(_, l)| l.len()).min().unwrap_or(0))
+}
+
+fn any_of(cands: impl Iterator<Item = Option<Needles>>) -> Option<Needles> {
+    let mut all = Vec::new();
+    for n in cands {
+        all.extend(n?);
+    }
+    (!all.is_empty()).then_some(all)
+}
+
+fn needles(c: &Cond, sels: &[Selection]) -> Option<Needles> {
+    match c {
+        Cond::Sel(i) => sels.get(*i)?.needles(),
+        Cond::And(v) => best(v.iter().map(|c| needles(c, sels))),
+        Cond::Or(v) => any_of(v.iter().map(|c| needles(c, sels))),
+        Cond::Not(_) => None,
+    }
+}
+
 impl Selection {
+    fn needles(&self) -> Option<Needles> {
+        match self {
+            Selection::AllOf(ms) => best(ms.iter().map(|m| {
+                m.needles()
+                    .map(|(f, ls)| ls.into_iter().map(|l| (f.to_string(), l)).collect())
+            })),
+            Selection::AnyOf(ss) => any_of(ss.iter().map(Selection::needles)),
+            Selection::Keywords(_) => None,
+        }
+    }
+
     fn required_event_ids(&self) -> Option<Vec<u32>> {
         match self {
             Selection::AllOf(ms) => ms.iter().find_map(FieldMatcher::required_event_ids),
@@ -261,6 +299,57 @@ fn split_documents(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A field, the automaton over its literals, and for each literal the rules that require it.
+type FieldAutomaton = (String, aho_corasick::AhoCorasick, Vec<Vec<usize>>);
+
+/// Per channel: one Aho-Corasick automaton per field over the literals rules require there.
+#[derive(Debug, Default)]
+struct Prefilter {
+    fields: HashMap<String, Vec<FieldAutomaton>>,
+    filtered: Vec<bool>,
+}
+
+impl Prefilter {
+    fn build(rules: &[CompiledRule], by_channel: &HashMap<String, Vec<(usize, Vec<u32>)>>) -> Self {
+        let mut fields = HashMap::new();
+        let mut filtered = vec![false; rules.len()];
+        let need: Vec<Option<Needles>> = rules
+            .iter()
+            .map(|r| needles(&r.condition, &r.selections))
+            .collect();
+        for (chan, list) in by_channel {
+            let mut per_field: HashMap<&str, (Vec<String>, Vec<Vec<usize>>)> = HashMap::new();
+            for (r, _) in list {
+                let Some(ns) = &need[*r] else { continue };
+                filtered[*r] = true;
+                for (f, lit) in ns {
+                    let e = per_field.entry(f.as_str()).or_default();
+                    match e.0.iter().position(|x| x == lit) {
+                        Some(i) => e.1[i].push(*r),
+                        None => {
+                            e.0.push(lit.clone());
+                            e.1.push(vec![*r]);
+                        }
+                    }
+                }
+            }
+            let mut autos = Vec::new();
+            for (f, (lits, owners)) in per_field {
+                if let Ok(ac) = aho_corasick::AhoCorasick::new(&lits) {
+                    autos.push((f.to_string(), ac, owners));
+                } else {
+                    // Without an automaton the rules of this field are evaluated unfiltered.
+                    for o in owners.iter().flatten() {
+                        filtered[*o] = false;
+                    }
+                }
+            }
+            fields.insert(chan.clone(), autos);
+        }
+        Prefilter { fields, filtered }
+    }
+}
+
 /// Compiled rules indexed by channel for fast routing.
 #[derive(Debug, Default)]
 pub struct RuleSet {
@@ -268,6 +357,7 @@ pub struct RuleSet {
     by_channel: HashMap<String, Vec<(usize, Vec<u32>)>>,
     by_prefix: Vec<(String, usize, Vec<u32>)>,
     any_channel: Vec<(usize, Vec<u32>)>,
+    prefilter: std::sync::OnceLock<Prefilter>,
 }
 
 impl RuleSet {
@@ -309,6 +399,7 @@ impl RuleSet {
             }
         }
         self.rules.push(rule);
+        self.prefilter = std::sync::OnceLock::new();
     }
 
     /// The rules.
@@ -327,7 +418,37 @@ impl RuleSet {
         let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
         let mut cand: Vec<usize> = Vec::new();
         if let Some(list) = self.by_channel.get(&channel) {
-            cand.extend(list.iter().filter(|(_, ids)| ok(ids)).map(|(r, _)| *r));
+            let pf = self
+                .prefilter
+                .get_or_init(|| Prefilter::build(&self.rules, &self.by_channel));
+            // Rules whose required literals occur in the event's fields.
+            let mut alive: Vec<usize> = Vec::new();
+            if let Some(autos) = pf.fields.get(&channel) {
+                for (field, ac, owners) in autos {
+                    let Some(v) = ev.field(field) else { continue };
+                    let mut scan = |text: &str| {
+                        let lower = ev.lower(text);
+                        for m in ac.find_overlapping_iter(&*lower) {
+                            alive.extend_from_slice(&owners[m.pattern().as_usize()]);
+                        }
+                    };
+                    match v {
+                        Value::String(s) => scan(s),
+                        Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut scan),
+                        Value::Number(n) => scan(&n.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            alive.sort_unstable();
+            alive.dedup();
+            cand.extend(
+                list.iter()
+                    .filter(|(r, ids)| {
+                        ok(ids) && (!pf.filtered[*r] || alive.binary_search(r).is_ok())
+                    })
+                    .map(|(r, _)| *r),
+            );
         }
         cand.extend(
             self.by_prefix
