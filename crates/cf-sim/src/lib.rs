@@ -165,6 +165,85 @@ impl City {
     }
 }
 
+/// One row of the city's synthetic citizen register (the data the platform must discover and
+/// protect): name, resident ID with a valid GB 11643 check character, mobile, address.
+#[derive(Debug, Clone, Serialize)]
+pub struct Citizen {
+    /// Name.
+    pub name: String,
+    /// 18-character resident ID.
+    pub resident_id: String,
+    /// Mobile number.
+    pub mobile: String,
+    /// Registered address.
+    pub address: String,
+}
+
+const DISTRICT_CODES: [&str; 6] = ["110101", "110102", "110108", "110105", "110106", "110112"];
+const SURNAMES: [&str; 12] = [
+    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙",
+];
+const GIVEN: [&str; 12] = [
+    "伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "婷",
+];
+const ROADS: [&str; 6] = [
+    "东长安街",
+    "西单北大街",
+    "中关村大街",
+    "建国路",
+    "丰台路",
+    "新华大街",
+];
+
+impl City {
+    /// `n` register rows, deterministic for the city's seed.
+    pub fn citizens(&self, n: usize, seed: u64) -> Vec<Citizen> {
+        let rng = SeededRng::new(seed);
+        (0..n)
+            .map(|_| {
+                let d = pick(&rng, DISTRICT_CODES.len());
+                let body = format!(
+                    "{}{:04}{:02}{:02}{:03}",
+                    DISTRICT_CODES[d],
+                    1950 + pick(&rng, 55),
+                    1 + pick(&rng, 12),
+                    1 + pick(&rng, 28),
+                    pick(&rng, 1000)
+                );
+                // GB 11643 check character (ISO 7064 MOD 11-2), so the IDs are valid.
+                const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+                let sum: u32 = body
+                    .bytes()
+                    .zip(W)
+                    .map(|(b, w)| u32::from(b - b'0') * w)
+                    .sum();
+                let check = char::from(b"10X98765432"[(sum % 11) as usize]);
+                let district = &self.districts[d];
+                Citizen {
+                    name: format!(
+                        "{}{}",
+                        SURNAMES[pick(&rng, SURNAMES.len())],
+                        GIVEN[pick(&rng, GIVEN.len())]
+                    ),
+                    resident_id: format!("{body}{check}"),
+                    mobile: format!("1{}{:09}", 3 + pick(&rng, 7), pick(&rng, 1_000_000_000)),
+                    address: format!(
+                        "北京市{}区{}{}号",
+                        district
+                            .name
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("东城")
+                            .trim_end_matches('区'),
+                        ROADS[d],
+                        1 + pick(&rng, 300)
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
 /// What one simulation step produced.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -395,6 +474,22 @@ mod tests {
             assert!(c.users.iter().any(|u| u.domain == d), "{d}");
         }
         assert_eq!(c.districts.len(), 6);
+    }
+
+    #[test]
+    fn citizen_register_holds_valid_identifiers() {
+        let city = City::generate(3);
+        let rows = city.citizens(50, 9);
+        assert_eq!(rows.len(), 50);
+        for c in &rows {
+            let kinds: Vec<&str> = cf_classify::scan(&c.resident_id, None)
+                .iter()
+                .map(|s| s.kind.as_str())
+                .collect();
+            assert_eq!(kinds, vec!["CN_RESIDENT_ID"], "{}", c.resident_id);
+            assert_eq!(cf_classify::scan(&c.mobile, None).len(), 1, "{}", c.mobile);
+            assert!(c.address.starts_with("北京市"), "{}", c.address);
+        }
     }
 
     #[test]
