@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cf_event::Event;
 use cf_platform::ports::{
-    Acker, BusError, Delivery, EventBus, Subscription, check_topic, topic_matches,
+    Acker, BusError, Delivery, EventBus, Subscription, check_group, check_topic, topic_matches,
 };
 use tokio::sync::mpsc;
 
@@ -95,16 +95,7 @@ impl EventBus for MemoryBus {
 
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError> {
         check_topic(filter, true)?;
-        if group.is_empty()
-            || !group
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(BusError::InvalidTopic(
-                group.into(),
-                "group names hold only A-Z a-z 0-9 _ -",
-            ));
-        }
+        check_group(group)?;
         let (gtx, grx) = {
             let mut g = self
                 .groups

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use cf_event::Event;
-use cf_platform::ports::{Acker, BusError, Delivery, EventBus, Subscription, check_topic};
+use cf_platform::ports::{
+    Acker, BusError, Delivery, EventBus, Subscription, check_group, check_topic,
+};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -133,16 +135,7 @@ impl EventBus for NatsBus {
 
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError> {
         check_topic(filter, true)?;
-        if group.is_empty()
-            || !group
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(BusError::InvalidTopic(
-                group.into(),
-                "group names hold only A-Z a-z 0-9 _ -",
-            ));
-        }
+        check_group(group)?;
         let stream = self.js.get_stream(&self.stream).await.map_err(nb)?;
         let consumer = stream
             .get_or_create_consumer(

@@ -215,6 +215,22 @@ pub fn check_topic(topic: &str, filter: bool) -> Result<(), BusError> {
     Ok(())
 }
 
+/// Validate a consumer-group name (it becomes a durable consumer name on NATS).
+pub fn check_group(group: &str) -> Result<(), BusError> {
+    if group.is_empty()
+        || group.len() > 100
+        || !group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(BusError::InvalidTopic(
+            group.into(),
+            "group names hold only A-Z a-z 0-9 _ - (1 to 100)",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `topic` matches `filter` (NATS subject semantics).
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('.');

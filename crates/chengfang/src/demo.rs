@@ -106,17 +106,7 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
             t.token.expose().clone()
         }
     };
-    let router = cf_api::router(
-        p.app_state(),
-        cf_api::Limits {
-            body_bytes: cfg.body_limit_bytes,
-            request_timeout: cfg.request_timeout,
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cf_api::serve(ep.listener, router, ep.tls, async move {
-        let _ = stop_rx.await;
-    }));
+    let (server, stop_tx) = p.spawn_api(cfg.body_limit_bytes, cfg.request_timeout, ep);
     let http = client(&std::fs::read_to_string(p.dir.ca_cert())?)?;
     let api = |path: &str| format!("{url}{path}");
 

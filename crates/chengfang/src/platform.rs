@@ -117,6 +117,30 @@ impl Platform {
         Ok(())
     }
 
+    /// Serve the API on `ep` in a task; sending on the returned channel starts a graceful stop.
+    pub fn spawn_api(
+        &self,
+        body_bytes: usize,
+        request_timeout: std::time::Duration,
+        ep: Endpoint,
+    ) -> (
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let router = cf_api::router(
+            self.app_state(),
+            cf_api::Limits {
+                body_bytes,
+                request_timeout,
+            },
+        );
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(cf_api::serve(ep.listener, router, ep.tls, async move {
+            let _ = stop_rx.await;
+        }));
+        (server, stop_tx)
+    }
+
     /// Commit what is queued, sign a final checkpoint, close storage.
     pub async fn close(&self) {
         self.ledger.shutdown().await;
@@ -235,17 +259,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
         );
         println!();
     }
-    let router = cf_api::router(
-        p.app_state(),
-        cf_api::Limits {
-            body_bytes: cfg.body_limit_bytes,
-            request_timeout: cfg.request_timeout,
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cf_api::serve(ep.listener, router, ep.tls, async move {
-        let _ = stop_rx.await;
-    }));
+    let (server, stop_tx) = p.spawn_api(cfg.body_limit_bytes, cfg.request_timeout, ep);
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(());
