@@ -90,7 +90,20 @@ pub struct Tokens {
     ledger: AuditLedger,
     clock: SharedClock,
     rng: Arc<dyn Rng>,
+    denied: Arc<std::sync::Mutex<DeniedWindow>>,
 }
+
+/// Denied requests per source address in the current minute, so that a flood of anonymous
+/// requests cannot fill the ledger: past [`DENIED_PER_MINUTE`] per address the rest are counted
+/// and written as one `access.denied.summary` record when the minute ends.
+#[derive(Debug, Default)]
+struct DeniedWindow {
+    minute: i64,
+    per_source: std::collections::HashMap<String, u64>,
+}
+
+/// Individually audited denials per source address and minute.
+pub const DENIED_PER_MINUTE: u64 = 30;
 
 impl Tokens {
     /// The service.
@@ -105,6 +118,7 @@ impl Tokens {
             ledger,
             clock,
             rng,
+            denied: Arc::default(),
         }
     }
 
@@ -358,6 +372,33 @@ impl Tokens {
     ) {
         // The object is the caller's path: bound what an anonymous caller can write into the ledger.
         let object: String = object.chars().take(200).collect();
+        let now = self.clock.now();
+        let minute = now.unix_millis() / 60_000;
+        let (record_this, summaries) = {
+            let mut w = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+            let mut summaries = Vec::new();
+            if w.minute != minute {
+                for (src, n) in w.per_source.drain() {
+                    if n > DENIED_PER_MINUTE {
+                        summaries.push((src, n - DENIED_PER_MINUTE));
+                    }
+                }
+                w.minute = minute;
+            }
+            let n = w.per_source.entry(ctx.source_addr.clone()).or_default();
+            *n += 1;
+            (*n <= DENIED_PER_MINUTE, summaries)
+        };
+        for (src, suppressed) in summaries {
+            let rec = AuditRecord::new("access.denied.summary", now, &src, "chengfang-api", "anonymous", "api", "authenticate", Outcome::Denied, "-")
+                .with_detail(serde_json::json!({ "suppressed_records": suppressed, "limit_per_minute": DENIED_PER_MINUTE }));
+            if let Err(e) = self.ledger.append(rec).await {
+                tracing::error!(error = %e, "could not audit a denial summary");
+            }
+        }
+        if !record_this {
+            return;
+        }
         let rec = AuditRecord::new(
             "access.denied",
             self.clock.now(),

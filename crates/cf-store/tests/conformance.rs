@@ -523,3 +523,45 @@ async fn ledger_refuses_a_forged_unsigned_tail(s: Arc<SqlStore>) {
     );
 }
 on_both!(forged_tail, ledger_refuses_a_forged_unsigned_tail);
+
+async fn denial_floods_are_summarised(s: Arc<SqlStore>) {
+    let (signer, _clock, alarms, metrics, _bus) = ledger_parts();
+    let manual = Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_800_000_000)));
+    let clock: SharedClock = manual.clone();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
+        .await
+        .unwrap();
+    let tokens = cf_platform::tokens::Tokens::new(
+        s.clone(),
+        ledger.clone(),
+        clock,
+        Arc::new(cf_crypto::SeededRng::new(1)),
+    );
+    let ctx = cf_platform::tokens::RequestContext {
+        source_addr: "203.0.113.9".into(),
+        request_id: "r".into(),
+    };
+    for _ in 0..40 {
+        tokens
+            .audit_denied(&ctx, "anonymous", "/api/v1/tokens", "authenticate")
+            .await;
+    }
+    assert_eq!(ledger.size(), cf_platform::tokens::DENIED_PER_MINUTE);
+    manual.advance(Duration::from_secs(61));
+    tokens
+        .audit_denied(&ctx, "anonymous", "/api/v1/tokens", "authenticate")
+        .await;
+    let auth = authz::authorize(&Principal::system(), authz::Action::ReadAudit).unwrap();
+    let entries = ledger.entries(&auth, 0, 100).await.unwrap();
+    let summary = entries
+        .iter()
+        .find(|e| e.record.event_type == "access.denied.summary")
+        .expect("a summary record");
+    assert_eq!(summary.record.detail["suppressed_records"], 10);
+    assert_eq!(
+        entries.len() as u64,
+        cf_platform::tokens::DENIED_PER_MINUTE + 2
+    );
+    ledger.shutdown().await;
+}
+on_both!(denial_summary, denial_floods_are_summarised);
