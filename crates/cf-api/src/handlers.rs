@@ -296,8 +296,10 @@ pub struct CheckpointView {
     pub size: u64,
     /// The C2SP signed note.
     pub note: String,
-    /// The ledger's verifier key (C2SP vkey).
+    /// The ledger's Ed25519 verifier key (C2SP vkey).
     pub verifier_key: String,
+    /// Every verifier key, including the SM2 co-signing key (SIG-1).
+    pub verifier_keys: Vec<String>,
     /// Origin line.
     pub origin: String,
 }
@@ -316,6 +318,7 @@ pub async fn audit_checkpoint(
         size: cp.size,
         note: cp.note,
         verifier_key: s.ledger.verifier_key(),
+        verifier_keys: s.ledger.verifier_keys(),
         origin: s.ledger.origin().to_string(),
     }))
 }

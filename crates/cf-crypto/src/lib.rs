@@ -7,6 +7,11 @@ use std::fmt;
 use std::sync::Mutex;
 
 use cf_core::Secret;
+
+/// Re-export so engines that only depend on this crate can wrap key material.
+pub mod secret {
+    pub use cf_core::Secret;
+}
 use ed25519_dalek::Signer;
 use sha2::Digest;
 
@@ -169,6 +174,78 @@ impl Ed25519PublicKey {
     }
 }
 
+/// The default SM2 distinguishing identifier (GM/T 0009-2012), also OpenSSL's.
+pub const SM2_DEFAULT_DISTID: &str = "1234567812345678";
+
+/// An SM2 signing key (GB/T 32918.2) with the default distinguishing identifier.
+pub struct Sm2SigningKey {
+    inner: sm2::dsa::SigningKey,
+}
+
+impl fmt::Debug for Sm2SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sm2SigningKey(public={})", hex::encode(&self.public().0))
+    }
+}
+
+impl Sm2SigningKey {
+    /// The key with this 32-byte private scalar (must be in 1..n-1).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, CryptoError> {
+        sm2::dsa::SigningKey::from_slice(SM2_DEFAULT_DISTID, seed)
+            .map(|inner| Sm2SigningKey { inner })
+            .map_err(|_| CryptoError::InvalidKey("not a valid SM2 private scalar"))
+    }
+    /// A fresh key from `rng`.
+    pub fn generate(rng: &dyn Rng) -> Result<Self, CryptoError> {
+        loop {
+            let mut seed = [0u8; 32];
+            rng.fill(&mut seed)?;
+            if let Ok(k) = Self::from_seed(&seed) {
+                return Ok(k);
+            }
+        }
+    }
+    /// The private scalar, wrapped.
+    pub fn seed(&self) -> Secret<[u8; 32]> {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.inner.to_bytes());
+        Secret::new(out)
+    }
+    /// The public key (SEC1 uncompressed, 65 bytes).
+    pub fn public(&self) -> Sm2PublicKey {
+        Sm2PublicKey(self.inner.verifying_key().to_sec1_bytes().to_vec())
+    }
+    /// Sign `msg` (SM3 with Z_A of the default identifier; deterministic nonce).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        use sm2::dsa::signature::Signer;
+        let sig: sm2::dsa::Signature = self.inner.sign(msg);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&sig.to_bytes());
+        out
+    }
+}
+
+/// An SM2 public key, SEC1 uncompressed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sm2PublicKey(pub Vec<u8>);
+
+impl Sm2PublicKey {
+    /// From SEC1 bytes, checked to be a point on the curve.
+    pub fn from_slice(b: &[u8]) -> Result<Self, CryptoError> {
+        sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DEFAULT_DISTID, b)
+            .map_err(|_| CryptoError::InvalidKey("not an SM2 public key"))?;
+        Ok(Sm2PublicKey(b.to_vec()))
+    }
+    /// Verify an `r‖s` signature (64 bytes).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        use sm2::dsa::signature::Verifier;
+        let vk = sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DEFAULT_DISTID, &self.0)
+            .map_err(|_| CryptoError::InvalidKey("not an SM2 public key"))?;
+        let sig = sm2::dsa::Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
+        vk.verify(msg, &sig).map_err(|_| CryptoError::BadSignature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +292,26 @@ mod tests {
             Err(CryptoError::BadSignature)
         );
         assert!(!format!("{k:?}").contains("9d61b1"));
+    }
+
+    #[test]
+    fn sm2_gbt32918_annex_a_signature_verifies() {
+        // GM/T 0003.5-2012 Annex A on the recommended curve (shared/datasets/vectors/sm2.json).
+        let d: [u8; 32] =
+            hex::decode("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let k = Sm2SigningKey::from_seed(&d).unwrap();
+        let sig = hex::decode("F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA").unwrap();
+        k.public().verify(b"message digest", &sig).unwrap();
+        assert_eq!(
+            k.public().verify(b"message digesT", &sig),
+            Err(CryptoError::BadSignature)
+        );
+        let own = k.sign(b"checkpoint");
+        k.public().verify(b"checkpoint", &own).unwrap();
+        assert!(!format!("{k:?}").contains("3945208f"));
     }
 
     #[test]

@@ -262,6 +262,51 @@ fn checkpoint_round_trip_and_origin_check() {
     }
 }
 
+#[test]
+fn sm2_co_signature_in_the_same_note() {
+    let signer = NoteSigner::new(
+        "city.example/audit",
+        cf_crypto::Ed25519SigningKey::from_seed(&[7; 32]),
+    )
+    .unwrap()
+    .with_sm2(cf_crypto::Sm2SigningKey::from_seed(&[9; 32]).unwrap());
+    let cp = Checkpoint {
+        origin: "city.example/audit".into(),
+        size: 3,
+        root: [1; 32],
+        extensions: vec![],
+    };
+    let text = cp.sign(&[&signer]).unwrap();
+    assert_eq!(text.matches('\u{2014}').count(), 2, "{text}");
+    let vs = signer.verifiers();
+    assert_eq!(vs.len(), 2);
+    // Both trusted: both verify. Only Ed25519 trusted: the SM2 line is kept unverified.
+    assert_eq!(
+        note::open(&text, &vs).unwrap().verified_by.len(),
+        1,
+        "one name, two keys"
+    );
+    let only_ed = note::open(&text, &vs[..1]).unwrap();
+    assert_eq!(only_ed.unverified.len(), 1);
+    let only_sm2 = note::open(&text, &vs[1..]).unwrap();
+    assert_eq!(only_sm2.unverified.len(), 1);
+    // A corrupted SM2 signature fails when its key is trusted.
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.last().unwrap();
+    let (prefix, b64) = last.rsplit_once(' ').unwrap();
+    let mut raw = B64.decode(b64).unwrap();
+    raw[10] ^= 1;
+    let bad = text.replace(last, &format!("{prefix} {}", B64.encode(raw)));
+    assert!(note::open(&bad, &vs[1..]).is_err());
+    // Private keys round-trip.
+    let keys = signer.private_keys();
+    let again = NoteSigner::from_skey(keys[0].expose())
+        .unwrap()
+        .with_sm2_skey(keys[1].expose())
+        .unwrap();
+    assert_eq!(again.verifier_keys(), signer.verifier_keys());
+}
+
 fn model_tree(n: usize) -> (MerkleTree, Vec<[u8; 32]>) {
     let mut t = MerkleTree::new();
     let mut leaves = Vec::new();

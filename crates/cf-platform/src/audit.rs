@@ -268,6 +268,11 @@ impl AuditLedger {
         read_tree(&self.inner).size()
     }
 
+    /// Every verifier key of the ledger (Ed25519, then the SM2 co-signing key if any).
+    pub fn verifier_keys(&self) -> Vec<String> {
+        self.inner.signer.verifier_keys()
+    }
+
     /// The ledger's public verifier key (C2SP vkey string).
     pub fn verifier_key(&self) -> String {
         self.inner.signer.verifier_key()

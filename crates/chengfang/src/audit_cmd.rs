@@ -118,22 +118,36 @@ pub async fn load(path: &Path) -> Result<LedgerSource> {
 /// `chengfang audit verify`.
 pub async fn verify_cmd(
     path: &Path,
-    key: Option<String>,
+    keys: Vec<String>,
     origin: Option<String>,
     allow_unsigned_tail: bool,
     json: bool,
 ) -> Result<bool> {
     let src = load(path).await?;
-    let pinned = key.is_some();
-    let vkey = key
-        .or(src.vkey.clone())
-        .context("no verifier key: pass --key <vkey> (printed by `chengfang serve`)")?;
-    let verifier =
-        NoteVerifier::from_vkey(vkey.trim()).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let pinned = !keys.is_empty();
+    let vkeys: Vec<String> = if pinned {
+        keys
+    } else {
+        src.vkey
+            .clone()
+            .map(|v| v.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    if vkeys.is_empty() {
+        anyhow::bail!("no verifier key: pass --key <vkey> (printed by `chengfang serve`)");
+    }
+    let verifiers: Vec<NoteVerifier> = vkeys
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            NoteVerifier::from_vkey(v.trim())
+                .map_err(|e| anyhow::anyhow!("--key {}: {e}", v.trim()))
+        })
+        .collect::<Result<_>>()?;
     let origin = origin
         .or(src.origin.clone())
-        .unwrap_or_else(|| verifier.name().to_string());
-    let report = verify(src.rows, &src.notes, &origin, &[verifier]);
+        .unwrap_or_else(|| verifiers[0].name().to_string());
+    let report = verify(src.rows, &src.notes, &origin, &verifiers);
     let ok = if allow_unsigned_tail {
         report.ok()
     } else {

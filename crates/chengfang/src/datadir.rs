@@ -91,15 +91,26 @@ impl DataDir {
             s
         } else {
             let key = cf_crypto::Ed25519SigningKey::generate(&cf_crypto::OsRng)?;
-            let seed: Secret<[u8; 32]> = key.seed();
             let s = NoteSigner::new(origin, key)?;
-            let skey = skey_string(&s, &seed);
-            write_private(&key_path, skey.expose())?;
+            write_private(&key_path, s.private_keys()[0].expose())?;
+            s
+        };
+        // SIG-1: checkpoints are co-signed with SM2 (GB/T 32918) beside Ed25519.
+        let sm2_path = self.root.join("keys/ledger-sm2.key");
+        let signer = if sm2_path.exists() {
+            let text = std::fs::read_to_string(&sm2_path)
+                .with_context(|| format!("cannot read {}", sm2_path.display()))?;
+            signer
+                .with_sm2_skey(text.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", sm2_path.display()))?
+        } else {
+            let s = signer.with_sm2(cf_crypto::Sm2SigningKey::generate(&cf_crypto::OsRng)?);
+            write_private(&sm2_path, s.private_keys()[1].expose())?;
             s
         };
         std::fs::write(
             self.root.join("ledger.vkey"),
-            format!("{}\n", signer.verifier_key()),
+            format!("{}\n", signer.verifier_keys().join("\n")),
         )?;
         std::fs::write(self.root.join("ledger.origin"), format!("{origin}\n"))?;
         Ok(signer)
@@ -148,20 +159,4 @@ impl DataDir {
     pub fn ca_cert(&self) -> PathBuf {
         self.root.join("ca/ca.pem")
     }
-}
-
-fn skey_string(s: &NoteSigner, seed: &Secret<[u8; 32]>) -> Secret<String> {
-    use base64::Engine;
-    let vkey = s.verifier_key();
-    let mut parts = vkey.splitn(3, '+');
-    let (name, id) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let mut b = vec![1u8];
-    b.extend_from_slice(seed.expose());
-    Secret::new(format!(
-        "PRIVATE+KEY+{name}+{id}+{}",
-        base64::engine::general_purpose::STANDARD.encode(b)
-    ))
 }

@@ -311,14 +311,9 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     )
     .await?;
     p.close().await;
-    let ok = crate::audit_cmd::verify_cmd(
-        p.dir.root(),
-        Some(p.ledger.verifier_key()),
-        None,
-        false,
-        false,
-    )
-    .await?;
+    let ok =
+        crate::audit_cmd::verify_cmd(p.dir.root(), p.ledger.verifier_keys(), None, false, false)
+            .await?;
     println!(
         "\nDemo finished; offline verification {}. Data directory: {}",
         if ok { "passed" } else { "FAILED" },

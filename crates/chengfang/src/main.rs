@@ -105,9 +105,10 @@ enum AuditCmd {
     Verify {
         /// Data directory or export file.
         path: PathBuf,
-        /// The ledger's verifier key (pin it; default: the one stored with the ledger).
+        /// The ledger's verifier key(s) (pin them; repeat for the SM2 co-signing key; default:
+        /// the ones stored with the ledger).
         #[arg(long)]
-        key: Option<String>,
+        key: Vec<String>,
         /// Expected checkpoint origin (default: the one stored with the ledger).
         #[arg(long)]
         origin: Option<String>,

@@ -625,17 +625,23 @@ async fn serve_end_to_end_over_https() {
         "an issued token leaked into the server output"
     );
 
+    // Two pinned keys: Ed25519 and the SM2 co-signing key (SIG-1); each alone also verifies.
     let vkey = std::fs::read_to_string(dir.join("ledger.vkey")).unwrap();
-    let out = Command::new(bin())
-        .args(["audit", "verify", "--key", vkey.trim()])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let keys: Vec<&str> = vkey.lines().collect();
+    assert_eq!(keys.len(), 2, "{vkey}");
+    for pinned in [keys.clone(), vec![keys[0]], vec![keys[1]]] {
+        let mut cmd = Command::new(bin());
+        cmd.args(["audit", "verify"]);
+        for k in &pinned {
+            cmd.args(["--key", k]);
+        }
+        let out = cmd.arg(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{pinned:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     let out = Command::new(bin())
         .args(["audit", "report", "--since", "1h", "--json", "--data-dir"])
         .arg(&dir)
