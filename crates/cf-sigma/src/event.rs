@@ -88,6 +88,20 @@ impl FieldSource for EvtxEvent<'_> {
         if let Some(v) = self.data.and_then(|d| d.get(name)) {
             return Some(v);
         }
+        // Security 4688 carries process creation under other names than Sysmon's event 1, which
+        // the process_creation rules are written for.
+        if let Some(alias) = match name {
+            "Image" => Some("NewProcessName"),
+            "ParentImage" => Some("ParentProcessName"),
+            _ => None,
+        } && self
+            .channel()
+            .is_some_and(|c| c.eq_ignore_ascii_case("security"))
+            && self.event_id() == Some(4688)
+            && let Some(v) = self.data.and_then(|d| d.get(alias))
+        {
+            return Some(v);
+        }
         // Events whose payload is under UserData (e.g. log cleared) keep it one level deeper.
         if let Some(Value::Object(ud)) = self.user_data {
             for inner in ud.values() {

@@ -98,6 +98,7 @@ fn finds_every_hit_chainsaw_and_hayabusa_agree_on() {
     let got = hits(&set, &events(&data));
     let mut agreed = BTreeSet::new();
     let mut either = BTreeSet::new();
+    let mut hayabusa = BTreeSet::new();
     for line in std::fs::read_to_string(data.join("detection/expected.jsonl"))
         .unwrap()
         .lines()
@@ -110,6 +111,9 @@ fn finds_every_hit_chainsaw_and_hayabusa_agree_on() {
         for peer in ["chainsaw", "hayabusa"] {
             for n in v[peer]["matches"].as_array().unwrap() {
                 either.insert((id.clone(), n.as_u64().unwrap() as usize));
+                if peer == "hayabusa" {
+                    hayabusa.insert((id.clone(), n.as_u64().unwrap() as usize));
+                }
             }
         }
     }
@@ -122,6 +126,11 @@ fn finds_every_hit_chainsaw_and_hayabusa_agree_on() {
     let extra = got.difference(&either).count();
     // Hits no peer produced are few and explained in docs/detection-parity.md.
     assert!(extra <= 25, "{extra} hits outside both peers");
+    let hayabusa_found = got.intersection(&hayabusa).count();
+    assert!(
+        hayabusa_found >= 4100,
+        "only {hayabusa_found} of Hayabusa's hits"
+    );
 }
 
 #[test]
