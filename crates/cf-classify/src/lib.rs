@@ -8,4 +8,4 @@
 mod checks;
 mod recognise;
 
-pub use recognise::{EntityType, Span, scan};
+pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan};

@@ -678,6 +678,29 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
     resolve(c)
 }
 
+/// The column or key name at the end of a unit key (`residents:0:姓名`, `rec-1:/person/name`),
+/// used as the hint of [`scan`].
+pub fn hint_from_key(key: &str) -> Option<&str> {
+    let (_, tail) = key.rsplit_once(':')?;
+    let last = tail.rsplit('/').next().unwrap_or(tail);
+    (!last.is_empty()).then_some(last)
+}
+
+/// The spans with Unicode code-point offsets (Python `str` indices, as the corpus and the
+/// `scan` contract use) instead of byte offsets.
+pub fn code_point_spans(text: &str, spans: &[Span]) -> Vec<(usize, usize, EntityType)> {
+    spans
+        .iter()
+        .map(|s| {
+            (
+                text[..s.start].chars().count(),
+                text[..s.end].chars().count(),
+                s.kind,
+            )
+        })
+        .collect()
+}
+
 /// Keep the best candidate where candidates overlap: higher priority, then longer.
 fn resolve(mut c: Vec<(u8, Span)>) -> Vec<Span> {
     c.sort_by(|a, b| {

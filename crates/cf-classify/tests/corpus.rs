@@ -26,11 +26,6 @@ fn units() -> Option<Vec<serde_json::Value>> {
     )
 }
 
-fn hint(key: &str) -> Option<&str> {
-    let (_, tail) = key.rsplit_once(':')?;
-    Some(tail.rsplit('/').next().unwrap_or(tail))
-}
-
 #[test]
 fn strict_f1_per_type_and_hard_negatives() {
     let Some(units) = units() else { return };
@@ -41,19 +36,10 @@ fn strict_f1_per_type_and_hard_negatives() {
     for u in &units {
         let text = u["text"].as_str().unwrap();
         let key = u["key"].as_str().unwrap();
-        let cps: Vec<usize> = {
-            let mut v = vec![0usize; text.len() + 1];
-            let mut n = 0;
-            for (b, _) in text.char_indices() {
-                v[b] = n;
-                n += 1;
-            }
-            v[text.len()] = n;
-            v
-        };
-        let pred: HashSet<(usize, usize, String)> = cf_classify::scan(text, hint(key))
+        let spans = cf_classify::scan(text, cf_classify::hint_from_key(key));
+        let pred: HashSet<(usize, usize, String)> = cf_classify::code_point_spans(text, &spans)
             .into_iter()
-            .map(|s| (cps[s.start], cps[s.end], s.kind.as_str().to_string()))
+            .map(|(s, e, k)| (s, e, k.as_str().to_string()))
             .collect();
         let gold: HashSet<(usize, usize, String)> = u["spans"]
             .as_array()

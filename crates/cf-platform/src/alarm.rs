@@ -62,9 +62,4 @@ impl Alarms {
             tracing::error!(alarm = kind, error = %e, "alarm could not be published to the bus");
         }
     }
-
-    /// The bus alarms go to.
-    pub fn bus(&self) -> &Arc<dyn EventBus> {
-        &self.bus
-    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cf_core::{SharedClock, Timestamp};
+use cf_core::SharedClock;
 use cf_event::{AuditRecord, Severity};
 use cf_ledger::{Checkpoint, Hash, MerkleTree, NoteSigner, leaf_hash};
 use serde::{Deserialize, Serialize};
@@ -342,14 +342,6 @@ impl AuditLedger {
         require(auth, Action::ReadAudit)?;
         let t = read_tree(&self.inner);
         t.consistency_proof(old, new)
-            .map_err(|e| PlatformError::InvalidInput(e.to_string()))
-    }
-
-    /// Root at a size.
-    pub fn root_at(&self, auth: &Authorized, size: u64) -> Result<Hash, PlatformError> {
-        require(auth, Action::ReadAudit)?;
-        let t = read_tree(&self.inner);
-        t.root_at(size)
             .map_err(|e| PlatformError::InvalidInput(e.to_string()))
     }
 
@@ -702,9 +694,4 @@ pub fn system_record(
         cf_event::Outcome::Success,
         "-",
     )
-}
-
-/// Timestamp helper for reports.
-pub fn since(clock: &SharedClock, d: Duration) -> Timestamp {
-    clock.now().minus(d)
 }

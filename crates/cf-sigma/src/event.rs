@@ -19,6 +19,22 @@ pub trait FieldSource {
     }
 }
 
+/// Visit the string leaves of `v` (and numbers as text when `numbers`) until `f` says stop.
+fn walk_text(v: &Value, numbers: bool, f: &mut dyn FnMut(&str) -> bool) -> bool {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().any(|x| walk_text(x, numbers, f)),
+        Value::Object(o) => o.values().any(|x| walk_text(x, numbers, f)),
+        Value::Number(n) if numbers => f(&n.to_string()),
+        _ => false,
+    }
+}
+
+/// A dotted path (`Event.EventData.X`) from `root`.
+fn path<'v>(root: &'v Value, name: &str) -> Option<&'v Value> {
+    name.split('.').try_fold(root, |cur, part| cur.get(part))
+}
+
 /// An `evtx_dump -o jsonl --separate-json-attributes` event.
 #[derive(Debug)]
 pub struct EvtxEvent<'a> {
@@ -115,29 +131,16 @@ impl FieldSource for EvtxEvent<'_> {
         }
         // Dotted paths address the document directly (`Event.EventData.X`).
         if name.contains('.') {
-            let mut cur = self.root;
-            for part in name.split('.') {
-                cur = cur.get(part)?;
-            }
-            return Some(cur);
+            return path(self.root, name);
         }
         None
     }
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        fn walk(v: &Value, f: &mut dyn FnMut(&str) -> bool) -> bool {
-            match v {
-                Value::String(s) => f(s),
-                Value::Array(a) => a.iter().any(|x| walk(x, f)),
-                Value::Object(o) => o.values().any(|x| walk(x, f)),
-                Value::Number(n) => f(&n.to_string()),
-                _ => false,
-            }
-        }
         [self.data, self.user_data]
             .into_iter()
             .flatten()
-            .any(|v| walk(v, f))
+            .any(|v| walk_text(v, true, f))
     }
 
     fn lower(&self, s: &str) -> Rc<str> {
@@ -158,25 +161,10 @@ impl FieldSource for EvtxEvent<'_> {
 
 impl FieldSource for Value {
     fn field(&self, name: &str) -> Option<&Value> {
-        if let Some(v) = self.get(name) {
-            return Some(v);
-        }
-        let mut cur = self;
-        for part in name.split('.') {
-            cur = cur.get(part)?;
-        }
-        Some(cur)
+        self.get(name).or_else(|| path(self, name))
     }
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        fn walk(v: &Value, f: &mut dyn FnMut(&str) -> bool) -> bool {
-            match v {
-                Value::String(s) => f(s),
-                Value::Array(a) => a.iter().any(|x| walk(x, f)),
-                Value::Object(o) => o.values().any(|x| walk(x, f)),
-                _ => false,
-            }
-        }
-        walk(self, f)
+        walk_text(self, false, f)
     }
 }

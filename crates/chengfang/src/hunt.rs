@@ -145,25 +145,23 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                 eprintln!("{}:{no}: skipped, not JSON: {e}", events.display());
             }
         }
-        {
-            for (no, r) in found_all {
-                let rule = &rules[r];
-                n_hits += 1;
-                if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({ "rule_id": rule.id, "line": no, "title": rule.title, "level": rule.level.as_str() })
-                    )?;
-                } else {
-                    writeln!(
-                        out,
-                        "line {no:>7}  {:<13} {}  ({})",
-                        rule.level.as_str(),
-                        rule.title,
-                        rule.id
-                    )?;
-                }
+        for (no, r) in found_all {
+            let rule = &rules[r];
+            n_hits += 1;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "rule_id": rule.id, "line": no, "title": rule.title, "level": rule.level.as_str() })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "line {no:>7}  {:<13} {}  ({})",
+                    rule.level.as_str(),
+                    rule.title,
+                    rule.id
+                )?;
             }
         }
     }

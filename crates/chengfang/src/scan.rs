@@ -7,13 +7,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// The column or key name at the end of a unit key (`residents:0:姓名`, `rec-1:/person/name`).
-pub fn hint_of(key: &str) -> Option<&str> {
-    let (_, tail) = key.rsplit_once(':')?;
-    let last = tail.rsplit('/').next().unwrap_or(tail);
-    (!last.is_empty()).then_some(last)
-}
-
 /// Run the scan.
 pub fn run(units: &Path, json: bool) -> Result<bool> {
     let input: Box<dyn BufRead> = if units.as_os_str() == "-" {
@@ -52,25 +45,14 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
             continue;
         };
         n += 1;
-        let hint = key.as_str().and_then(hint_of);
+        let hint = key.as_str().and_then(cf_classify::hint_from_key);
         let spans = cf_classify::scan(text, hint);
         found += spans.len() as u64;
-        // Byte offsets → Unicode code-point offsets.
-        let mut cp = Vec::with_capacity(text.len() + 1);
-        let mut count = 0usize;
-        for (b, ch) in text.char_indices() {
-            while cp.len() < b {
-                cp.push(count);
-            }
-            cp.push(count);
-            let _ = ch;
-            count += 1;
-        }
-        while cp.len() <= text.len() {
-            cp.push(count);
-        }
         if json {
-            let arr: Vec<serde_json::Value> = spans.iter().map(|s| serde_json::json!({ "start": cp[s.start], "end": cp[s.end], "type": s.kind.as_str() })).collect();
+            let arr: Vec<serde_json::Value> = cf_classify::code_point_spans(text, &spans)
+                .into_iter()
+                .map(|(start, end, kind)| serde_json::json!({ "start": start, "end": end, "type": kind.as_str() }))
+                .collect();
             writeln!(out, "{}", serde_json::json!({ "key": key, "spans": arr }))?;
         } else {
             for s in &spans {
@@ -100,8 +82,11 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
 mod tests {
     #[test]
     fn hints() {
-        assert_eq!(super::hint_of("residents:0:姓名"), Some("姓名"));
-        assert_eq!(super::hint_of("dev-rec-000000:/person/name"), Some("name"));
-        assert_eq!(super::hint_of("dev-doc-000001"), None);
+        assert_eq!(cf_classify::hint_from_key("residents:0:姓名"), Some("姓名"));
+        assert_eq!(
+            cf_classify::hint_from_key("dev-rec-000000:/person/name"),
+            Some("name")
+        );
+        assert_eq!(cf_classify::hint_from_key("dev-doc-000001"), None);
     }
 }
