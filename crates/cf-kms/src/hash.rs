@@ -1,0 +1,68 @@
+//! Hashes and MACs offered as a service and used for blind indexes: SHA-256 and SM3 (GB/T 32905),
+//! HMAC over either.
+
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+/// A hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlg {
+    /// SHA-256.
+    Sha256,
+    /// SM3.
+    Sm3,
+}
+
+impl HashAlg {
+    /// Parse `sha256` or `sm3`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sha256" | "sha2-256" => Some(HashAlg::Sha256),
+            "sm3" => Some(HashAlg::Sm3),
+            _ => None,
+        }
+    }
+
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashAlg::Sha256 => "sha256",
+            HashAlg::Sm3 => "sm3",
+        }
+    }
+
+    /// Digest of `data`.
+    pub fn digest(self, data: &[u8]) -> [u8; 32] {
+        match self {
+            HashAlg::Sha256 => sha2::Sha256::digest(data).into(),
+            HashAlg::Sm3 => sm3::Sm3::digest(data).into(),
+        }
+    }
+
+    /// HMAC of `data` under `key`.
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> [u8; 32] {
+        match self {
+            HashAlg::Sha256 => {
+                let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+                    .expect("HMAC takes keys of any length");
+                m.update(data);
+                m.finalize().into_bytes().into()
+            }
+            HashAlg::Sm3 => {
+                let mut m = <hmac::Hmac<sm3::Sm3> as KeyInit>::new_from_slice(key)
+                    .expect("HMAC takes keys of any length");
+                m.update(data);
+                m.finalize().into_bytes().into()
+            }
+        }
+    }
+}
+
+/// HKDF-SHA256 expansion of `ikm` to `len` bytes under a labelled `info`.
+pub fn hkdf(ikm: &[u8], salt: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm);
+    hk.expand_multi_info(info, out)
+        .expect("callers never ask for more than 255 hash lengths");
+}
