@@ -206,7 +206,7 @@ pub fn check_name(name: &str) -> Result<(), KmsError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && !name.starts_with(['.', '-']);
+        && !name.starts_with(['.', '-', '_']);
     if ok {
         Ok(())
     } else {

@@ -76,6 +76,11 @@ pub enum Action {
     PublishEvents,
     /// Read platform metrics.
     ReadMetrics,
+    /// Create, rotate, configure, import and destroy keys (ENC-1, DES-1).
+    ManageKeys,
+    /// Encrypt, decrypt, sign and derive with keys; administrators manage keys but do not
+    /// use them, so no single role both controls a key and reads the data under it.
+    UseKeys,
 }
 
 impl Action {
@@ -87,6 +92,8 @@ impl Action {
             Action::RotateBootstrap => "tokens.rotate_bootstrap",
             Action::PublishEvents => "events.publish",
             Action::ReadMetrics => "metrics.read",
+            Action::ManageKeys => "kms.manage",
+            Action::UseKeys => "kms.use",
         }
     }
     fn allowed(self, roles: &[Role]) -> bool {
@@ -97,6 +104,8 @@ impl Action {
             Action::RotateBootstrap => has(Role::Admin),
             Action::PublishEvents => has(Role::Service) || has(Role::Operator) || has(Role::Admin),
             Action::ReadMetrics => has(Role::Admin) || has(Role::Operator) || has(Role::Auditor),
+            Action::ManageKeys => has(Role::Admin),
+            Action::UseKeys => has(Role::Service) || has(Role::Operator),
         }
     }
 }

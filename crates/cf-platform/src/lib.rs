@@ -6,6 +6,7 @@
 pub mod alarm;
 pub mod audit;
 pub mod authz;
+pub mod kms;
 pub mod metrics;
 pub mod ports;
 pub mod report;
@@ -58,6 +59,18 @@ impl PlatformError {
             PlatformError::AuditUnavailable(_) => C::AuditUnavailable,
             PlatformError::Unavailable(_) => C::Unavailable,
             PlatformError::Internal(_) => C::Internal,
+        }
+    }
+}
+
+impl From<cf_kms::KmsError> for PlatformError {
+    fn from(e: cf_kms::KmsError) -> Self {
+        use cf_kms::KmsError as K;
+        match e {
+            K::Rng | K::Io(_) => PlatformError::Internal(e.to_string()),
+            K::Unseal(_) => PlatformError::Unavailable(e.to_string()),
+            K::Version { .. } | K::Unsupported { .. } => PlatformError::Conflict(e.to_string()),
+            _ => PlatformError::InvalidInput(e.to_string()),
         }
     }
 }

@@ -67,6 +67,22 @@ pub struct TokenRecord {
     pub must_change: bool,
 }
 
+/// One stored key of the KMS: metadata and versions with their material wrapped under the
+/// organisation's KEK (never plaintext key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsRecord {
+    /// Key name (unique); organisation KEKs are stored as `_org.<org>`.
+    pub name: String,
+    /// Owning organisation.
+    pub org: String,
+    /// The wrapped key ring (cf-kms stored form).
+    pub body: String,
+    /// Optimistic-concurrency revision, 1 on insert, +1 per update.
+    pub revision: u64,
+    /// Last change.
+    pub updated: Timestamp,
+}
+
 /// Platform state. Every method is atomic; `append_ledger` is durable when it returns.
 #[async_trait]
 pub trait StateStore: Send + Sync + std::fmt::Debug {
@@ -96,6 +112,15 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Mark revoked; not-found if absent, conflict if already revoked.
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// Insert a KMS key (revision 1); conflict if the name exists.
+    async fn kms_insert(&self, rec: &KmsRecord) -> Result<(), StoreError>;
+    /// Replace a KMS key if its stored revision is `rec.revision - 1`; conflict otherwise. After
+    /// an update that erased material the backend scrubs what it can of the old bytes.
+    async fn kms_update(&self, rec: &KmsRecord) -> Result<(), StoreError>;
+    /// A KMS key by name.
+    async fn kms_get(&self, name: &str) -> Result<Option<KmsRecord>, StoreError>;
+    /// All KMS keys, by name.
+    async fn kms_list(&self) -> Result<Vec<KmsRecord>, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cf_core::Timestamp;
 use cf_ledger::Hash;
-use cf_platform::ports::{StateStore, StoreError, StoredCheckpoint, StoredEntry, TokenRecord};
+use cf_platform::ports::{
+    KmsRecord, StateStore, StoreError, StoredCheckpoint, StoredEntry, TokenRecord,
+};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -92,7 +94,7 @@ impl SqlStore {
                     match backend {
                         Backend::Sqlite => {
                             // Durable: WAL with a full fsync at every commit.
-                            conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;").await?;
+                            conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;").await?;
                         }
                         Backend::Postgres => {
                             // An acknowledged append must survive a crash whatever the server default.
@@ -444,6 +446,73 @@ impl StateStore for SqlStore {
         }
     }
 
+    async fn kms_insert(&self, rec: &KmsRecord) -> Result<(), StoreError> {
+        let r = sqlx::query("INSERT INTO kms_keys (name, org, body, revision, updated_ns) VALUES ($1, $2, $3, 1, $4)")
+            .bind(rec.name.clone())
+            .bind(rec.org.clone())
+            .bind(rec.body.clone())
+            .bind(rec.updated.unix_nanos())
+            .execute(&self.pool)
+            .await;
+        match r.map_err(be) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(format!("key {} exists", rec.name)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn kms_update(&self, rec: &KmsRecord) -> Result<(), StoreError> {
+        let prev = i64::try_from(rec.revision)
+            .map_err(|_| StoreError::Conflict("revision overflow".into()))?
+            - 1;
+        let done = sqlx::query("UPDATE kms_keys SET body = $1, revision = $2, updated_ns = $3 WHERE name = $4 AND revision = $5")
+            .bind(rec.body.clone())
+            .bind(prev + 1)
+            .bind(rec.updated.unix_nanos())
+            .bind(rec.name.clone())
+            .bind(prev)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "key {} changed concurrently; retry",
+                rec.name
+            )));
+        }
+        if self.backend == Backend::Sqlite {
+            // secure_delete zeroes the freed cells in the database file; truncating the WAL drops
+            // the older page images that still held the previous (wrapped) material.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+                .map_err(be)?;
+        }
+        Ok(())
+    }
+
+    async fn kms_get(&self, name: &str) -> Result<Option<KmsRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, org, body, revision, updated_ns FROM kms_keys WHERE name = $1",
+        )
+        .bind(name.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?;
+        row.map(|r| kms_from_row(&r)).transpose()
+    }
+
+    async fn kms_list(&self) -> Result<Vec<KmsRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, org, body, revision, updated_ns FROM kms_keys ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?;
+        rows.iter().map(kms_from_row).collect()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -451,6 +520,18 @@ impl StateStore for SqlStore {
             .map_err(be)?;
         Ok(())
     }
+}
+
+fn kms_from_row(r: &AnyRow) -> Result<KmsRecord, StoreError> {
+    let rev: i64 = r.try_get("revision").map_err(be)?;
+    Ok(KmsRecord {
+        name: r.try_get("name").map_err(be)?,
+        org: r.try_get("org").map_err(be)?,
+        body: r.try_get("body").map_err(be)?,
+        revision: u64::try_from(rev)
+            .map_err(|_| StoreError::Corrupt("negative kms revision".into()))?,
+        updated: Timestamp::from_unix_nanos(r.try_get("updated_ns").map_err(be)?),
+    })
 }
 
 fn checkpoint_from_row(r: &AnyRow) -> Result<StoredCheckpoint, StoreError> {

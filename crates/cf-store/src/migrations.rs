@@ -13,10 +13,11 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger and api tokens",
-    sqlite: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger and api tokens",
+        sqlite: r#"
 CREATE TABLE ledger_entries (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, leaf_hash BLOB NOT NULL);
 CREATE TABLE ledger_checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL, time_ns INTEGER NOT NULL);
 CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
@@ -26,7 +27,7 @@ CREATE TRIGGER ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints 
 CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, roles TEXT NOT NULL, secret_hash BLOB NOT NULL,
   created_ns INTEGER NOT NULL, expires_ns INTEGER, revoked_ns INTEGER, must_change INTEGER NOT NULL);
 "#,
-    postgres: r#"
+        postgres: r#"
 CREATE TABLE ledger_entries (seq BIGINT PRIMARY KEY, body TEXT NOT NULL, leaf_hash BYTEA NOT NULL);
 CREATE TABLE ledger_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL, time_ns BIGINT NOT NULL);
 CREATE FUNCTION cf_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'ledger records are append-only'; END $$;
@@ -35,7 +36,20 @@ CREATE TRIGGER ledger_checkpoints_append_only BEFORE UPDATE OR DELETE ON ledger_
 CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, roles TEXT NOT NULL, secret_hash BYTEA NOT NULL,
   created_ns BIGINT NOT NULL, expires_ns BIGINT, revoked_ns BIGINT, must_change BIGINT NOT NULL);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "kms keys",
+        sqlite: r#"
+CREATE TABLE kms_keys (name TEXT PRIMARY KEY, org TEXT NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
+CREATE INDEX kms_keys_org ON kms_keys (org);
+"#,
+        postgres: r#"
+CREATE TABLE kms_keys (name TEXT PRIMARY KEY, org TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, updated_ns BIGINT NOT NULL);
+CREATE INDEX kms_keys_org ON kms_keys (org);
+"#,
+    },
+];
 
 /// Apply every migration newer than the database's version.
 pub(crate) async fn apply(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {

@@ -565,3 +565,269 @@ async fn denial_floods_are_summarised(s: Arc<SqlStore>) {
     ledger.shutdown().await;
 }
 on_both!(denial_summary, denial_floods_are_summarised);
+
+/// The KMS service on each backend (ENC-1, DES-1): keys persist only wrapped, uses and changes
+/// are audited before they take effect, administrators manage keys but cannot use them, and a
+/// destroyed key leaves its ciphertext unrecoverable and its material nowhere in the database.
+async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
+    use cf_kms::keyring::KeyType;
+    use cf_platform::kms::{KeyChange, Kms, NewKey, Plain};
+    use cf_platform::tokens::RequestContext;
+
+    let (signer, clock, alarms, metrics, _bus) = ledger_parts();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
+        .await
+        .unwrap();
+    let rng: Arc<dyn cf_crypto::Rng> = Arc::new(cf_crypto::OsRng);
+    let root = cf_kms::seal::Kek::generate(rng.as_ref()).unwrap();
+    let root_copy = cf_kms::seal::Kek::from_bytes(root.expose()).unwrap();
+    let kms = Kms::new(s.clone(), ledger.clone(), clock.clone(), rng.clone(), root).unwrap();
+    let admin = Principal {
+        id: "tok-admin".into(),
+        roles: vec![authz::Role::Admin],
+        must_change: false,
+    };
+    let app = Principal {
+        id: "tok-app".into(),
+        roles: vec![authz::Role::Service],
+        must_change: false,
+    };
+    let manage = authz::authorize(&admin, authz::Action::ManageKeys).unwrap();
+    let usek = authz::authorize(&app, authz::Action::UseKeys).unwrap();
+    assert!(
+        authz::authorize(&admin, authz::Action::UseKeys).is_err(),
+        "admins do not read data"
+    );
+    assert!(authz::authorize(&app, authz::Action::ManageKeys).is_err());
+    let ctx = RequestContext::internal();
+
+    let new = NewKey {
+        name: "citizens-2026".into(),
+        key_type: KeyType::Sm4Gcm,
+        org: Some("civil-affairs".into()),
+        convergent: true,
+        derived: false,
+        deletion_allowed: false,
+    };
+    let (info, r0) = kms.create(&manage, &ctx, &new).await.unwrap();
+    assert_eq!(
+        (info.latest_version, info.org.as_str()),
+        (1, "civil-affairs")
+    );
+    assert!(
+        kms.create(&manage, &ctx, &new).await.is_err(),
+        "names are unique"
+    );
+    assert!(
+        kms.encrypt(&manage, &ctx, "citizens-2026", &[])
+            .await
+            .is_err()
+    );
+
+    let items: Vec<Plain> = (0..50)
+        .map(|i| Plain {
+            plaintext: zeroize::Zeroizing::new(format!("11010119900307{i:04}").into_bytes()),
+            context: b"people.sfzh".to_vec(),
+            deterministic: i % 2 == 0,
+        })
+        .collect();
+    let (cts, r1) = kms
+        .encrypt(&usek, &ctx, "citizens-2026", &items)
+        .await
+        .unwrap();
+    assert!(r1.seq() > r0.seq());
+    let back: Vec<(String, Vec<u8>)> = cts
+        .iter()
+        .map(|c| (c.clone(), b"people.sfzh".to_vec()))
+        .collect();
+    let (pts, _) = kms
+        .decrypt(&usek, &ctx, "citizens-2026", &back)
+        .await
+        .unwrap();
+    assert_eq!(&pts[7][..], b"110101199003070007");
+    let wrong_ctx = vec![(cts[0].clone(), b"people.phone".to_vec())];
+    let e = kms
+        .decrypt(&usek, &ctx, "citizens-2026", &wrong_ctx)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().starts_with("items[0]:"), "{e}");
+
+    // Rotate, rewrap, raise the minimum version: old ciphertext refused, rewrapped accepted.
+    kms.rotate(&manage, &ctx, "citizens-2026").await.unwrap();
+    let (rewrapped, _) = kms
+        .rewrap(&usek, &ctx, "citizens-2026", &back[..3])
+        .await
+        .unwrap();
+    assert!(
+        rewrapped
+            .iter()
+            .all(|c| cf_kms::Envelope::from_text(c).unwrap().version == 2)
+    );
+    kms.configure(
+        &manage,
+        &ctx,
+        "citizens-2026",
+        &KeyChange {
+            min_decryption_version: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        kms.decrypt(&usek, &ctx, "citizens-2026", &back[..1])
+            .await
+            .is_err()
+    );
+    let rw: Vec<_> = rewrapped
+        .iter()
+        .map(|c| (c.clone(), b"people.sfzh".to_vec()))
+        .collect();
+    assert_eq!(
+        &kms.decrypt(&usek, &ctx, "citizens-2026", &rw)
+            .await
+            .unwrap()
+            .0[1][..],
+        b"110101199003070001"
+    );
+
+    // BYOK: material encrypted to the platform's SM2 wrapping key.
+    let wk = kms.wrapping_key().unwrap();
+    let material = [0x5Au8; 32];
+    let wrapped = cf_kms::sm2enc::encrypt(&wk, &material, rng.as_ref()).unwrap();
+    let byok = NewKey {
+        name: "byok-aes".into(),
+        key_type: KeyType::Aes256Gcm,
+        org: None,
+        convergent: false,
+        derived: false,
+        deletion_allowed: true,
+    };
+    let (bi, _) = kms.import(&manage, &ctx, &byok, &wrapped).await.unwrap();
+    assert!(bi.imported);
+    let (c, _) = kms
+        .encrypt(
+            &usek,
+            &ctx,
+            "byok-aes",
+            &[Plain {
+                plaintext: zeroize::Zeroizing::new(b"x".to_vec()),
+                context: vec![],
+                deterministic: false,
+            }],
+        )
+        .await
+        .unwrap();
+    let env = cf_kms::Envelope::from_text(&c[0]).unwrap();
+    assert_eq!(
+        &cf_kms::aead::open(
+            cf_kms::Algorithm::Aes256Gcm,
+            &material,
+            &env.nonce,
+            &env.aad(b""),
+            &env.body
+        )
+        .unwrap()[..],
+        b"x",
+        "imported material is what encrypts"
+    );
+
+    // Crypto-shredding: refused until allowed, then every version gone.
+    assert!(
+        kms.destroy(&manage, &ctx, "citizens-2026", None)
+            .await
+            .is_err()
+    );
+    kms.configure(
+        &manage,
+        &ctx,
+        "citizens-2026",
+        &KeyChange {
+            deletion_allowed: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = s.kms_get("citizens-2026").await.unwrap().unwrap().body;
+    let wrapped_v1 =
+        serde_json::from_str::<serde_json::Value>(&before).unwrap()["versions"][0]["wrapped"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let on_disk = |needle: &[u8]| -> bool {
+        db_dir.as_ref().is_some_and(|dir| {
+            std::fs::read_dir(dir).unwrap().any(|f| {
+                let bytes = std::fs::read(f.unwrap().path()).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle)
+            })
+        })
+    };
+    let needle = wrapped_v1.trim_start_matches("w1:").as_bytes()[..40].to_vec();
+    assert_eq!(
+        on_disk(&needle),
+        db_dir.is_some(),
+        "the scan can see stored material"
+    );
+    let (gone, rd) = kms
+        .destroy(&manage, &ctx, "citizens-2026", None)
+        .await
+        .unwrap();
+    assert!(
+        gone.versions
+            .iter()
+            .all(|v| v.state == cf_kms::KeyState::Destroyed)
+    );
+    let e = kms
+        .decrypt(&usek, &ctx, "citizens-2026", &rw)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("destroyed"), "{e}");
+    // A second service over the same store and root sees the destruction too.
+    let (signer2, clock2, alarms2, metrics2, _b) = ledger_parts();
+    let _ = (signer2, alarms2, metrics2);
+    let kms2 = Kms::new(s.clone(), ledger.clone(), clock2, rng.clone(), root_copy).unwrap();
+    assert!(
+        kms2.decrypt(&usek, &ctx, "citizens-2026", &rw)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        kms2.info(&usek, "byok-aes").await.unwrap().latest_version,
+        1
+    );
+
+    // The destruction record is in the ledger, privileged, naming the versions.
+    let reader = authz::authorize(&Principal::system(), authz::Action::ReadAudit).unwrap();
+    let entries = ledger.entries(&reader, rd.seq(), 1).await.unwrap();
+    let rec = &entries[0].record;
+    assert_eq!(
+        (rec.event_type.as_str(), rec.object.as_str(), rec.privileged),
+        ("kms.destroy", "key:citizens-2026", true)
+    );
+    assert_eq!(rec.detail["destroyed_versions"], serde_json::json!([1, 2]));
+    // No record holds plaintext or key bytes.
+    let all = ledger.entries(&reader, 0, 1000).await.unwrap();
+    let text = serde_json::to_string(&all.iter().map(|e| &e.record).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("1101011990030700") && !text.contains(&hex::encode(material)));
+    assert!(all.iter().any(|e| e.record.event_type == "kms.decrypt"));
+
+    // secure_delete + WAL truncation: the destroyed version's wrapped bytes are in no file.
+    assert!(!on_disk(&needle), "destroyed material remains on disk");
+    ledger.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_on_sqlite() {
+    let b = sqlite().await;
+    let dir = b._dir.as_ref().map(|d| d.path().to_path_buf());
+    kms_service(b.store.clone(), dir).await;
+    b.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_on_postgres() {
+    let Some(b) = postgres().await else { return };
+    kms_service(b.store.clone(), None).await;
+    b.cleanup().await;
+}
