@@ -9,6 +9,7 @@ pub mod ack;
 pub mod auth;
 pub mod error;
 mod handlers;
+pub mod kms;
 pub mod metrics;
 pub mod openapi;
 pub mod tls;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Start time.
     pub started: Timestamp,
+    /// Key management.
+    pub kms: cf_platform::kms::Kms,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -81,6 +84,26 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             get(handlers::consistency_proof),
         )
         .route("/api/v1/audit/report", get(handlers::audit_report))
+        .route(
+            "/api/v1/kms/keys",
+            post(kms::create_key).get(kms::list_keys),
+        )
+        .route("/api/v1/kms/keys/{name}", get(kms::get_key))
+        .route("/api/v1/kms/keys/{name}/rotate", post(kms::rotate))
+        .route("/api/v1/kms/keys/{name}/config", post(kms::configure))
+        .route("/api/v1/kms/keys/{name}/destroy", post(kms::destroy))
+        .route("/api/v1/kms/keys/{name}/encrypt", post(kms::encrypt))
+        .route("/api/v1/kms/keys/{name}/decrypt", post(kms::decrypt))
+        .route("/api/v1/kms/keys/{name}/rewrap", post(kms::rewrap))
+        .route("/api/v1/kms/keys/{name}/datakey", post(kms::data_key))
+        .route("/api/v1/kms/keys/{name}/sign", post(kms::sign))
+        .route("/api/v1/kms/keys/{name}/verify", post(kms::verify))
+        .route(
+            "/api/v1/kms/keys/{name}/blind-index",
+            post(kms::blind_index),
+        )
+        .route("/api/v1/kms/wrapping-key", get(kms::wrapping_key))
+        .route("/api/v1/kms/hash", post(kms::hash))
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))

@@ -28,11 +28,15 @@ impl Modify for BearerAuth {
         handlers::healthz, handlers::readyz, handlers::whoami, handlers::rotate,
         handlers::create_token, handlers::list_tokens, handlers::revoke_token,
         handlers::audit_records, handlers::audit_checkpoint, handlers::inclusion_proof,
-        handlers::consistency_proof, handlers::audit_report, openapi_json, crate::metrics::metrics
+        handlers::consistency_proof, handlers::audit_report, openapi_json, crate::metrics::metrics,
+        crate::kms::create_key, crate::kms::list_keys, crate::kms::get_key, crate::kms::wrapping_key,
+        crate::kms::rotate, crate::kms::configure, crate::kms::destroy, crate::kms::encrypt,
+        crate::kms::decrypt, crate::kms::rewrap, crate::kms::data_key, crate::kms::sign,
+        crate::kms::verify, crate::kms::blind_index, crate::kms::hash
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"))
 )]
 pub struct ApiDoc;
 

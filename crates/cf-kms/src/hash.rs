@@ -66,3 +66,57 @@ pub fn hkdf(ikm: &[u8], salt: &[u8], info: &[&[u8]], out: &mut [u8]) {
     hk.expand_multi_info(info, out)
         .expect("callers never ask for more than 255 hash lengths");
 }
+
+/// A running digest, for files too large to hold in memory.
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-256.
+    Sha256(sha2::Sha256),
+    /// SM3.
+    Sm3(sm3::Sm3),
+}
+
+impl HashAlg {
+    /// A running digest.
+    pub fn hasher(self) -> Hasher {
+        match self {
+            HashAlg::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            HashAlg::Sm3 => Hasher::Sm3(sm3::Sm3::new()),
+        }
+    }
+}
+
+impl Hasher {
+    /// Feed bytes.
+    pub fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => Digest::update(h, b),
+            Hasher::Sm3(h) => Digest::update(h, b),
+        }
+    }
+
+    /// The digest.
+    pub fn finish(self) -> [u8; 32] {
+        match self {
+            Hasher::Sha256(h) => h.finalize().into(),
+            Hasher::Sm3(h) => h.finalize().into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_digest_equals_one_shot() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        for alg in [HashAlg::Sha256, HashAlg::Sm3] {
+            let mut h = alg.hasher();
+            for c in data.chunks(777) {
+                h.update(c);
+            }
+            assert_eq!(h.finish(), alg.digest(&data));
+        }
+    }
+}

@@ -167,6 +167,24 @@ pub const FIELDS: &[Field] = &[
         default: "\"text\"",
         doc: "Log format: human text or one JSON object per line.",
     },
+    Field {
+        path: "kms.seal",
+        kind: Kind::OneOf(&["key-file", "passphrase"]),
+        default: "\"key-file\"",
+        doc: "How the KMS root key is sealed at rest (ENC-1): by a key file, or by an operator passphrase through Argon2id (the platform then needs `kms.passphrase_file` to start). Chosen when the root key is first made.",
+    },
+    Field {
+        path: "kms.key_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "Key file (32+ random bytes) that seals the root key; default `<data_dir>/keys/kms-root.keyfile`, made on first start. Keep it on other storage than the data directory in production.",
+    },
+    Field {
+        path: "kms.passphrase_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "File holding the operator passphrase (12+ characters) when `kms.seal = \"passphrase\"`.",
+    },
 ];
 
 /// A problem with the configuration, located by TOML path.
@@ -217,6 +235,17 @@ pub struct Config {
     pub log_level: String,
     /// JSON logs.
     pub log_json: bool,
+    /// KMS root sealing.
+    pub kms: KmsSeal,
+}
+
+/// How the KMS root key is sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KmsSeal {
+    /// By a key file (path; empty for the default in the data directory).
+    KeyFile(Option<PathBuf>),
+    /// By a passphrase read from this file.
+    Passphrase(Option<PathBuf>),
 }
 
 #[derive(Debug, Clone)]
@@ -523,6 +552,14 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         },
         log_level: s("log.level"),
         log_json: s("log.format") == "json",
+        kms: {
+            let opt = |p: &str| Some(PathBuf::from(s(p))).filter(|p| !p.as_os_str().is_empty());
+            if s("kms.seal") == "passphrase" {
+                KmsSeal::Passphrase(opt("kms.passphrase_file"))
+            } else {
+                KmsSeal::KeyFile(opt("kms.key_file"))
+            }
+        },
         data_dir,
     };
     (Some(cfg), problems)

@@ -116,6 +116,60 @@ impl DataDir {
         Ok(signer)
     }
 
+    /// The KMS root key: unsealed from `keys/kms-root.sealed`, or made and sealed on first start
+    /// (ENC-1). The passphrase or key file never enters the data directory's other files or logs.
+    pub fn kms_root(&self, seal: &crate::config::KmsSeal) -> Result<cf_kms::seal::Kek> {
+        use crate::config::KmsSeal;
+        use cf_kms::seal::{Argon2Params, Kek, SealedRoot};
+        let sealed_path = self.root.join("keys/kms-root.sealed");
+        let read_secret = |p: &Path, what: &str| -> Result<zeroize::Zeroizing<Vec<u8>>> {
+            let b = std::fs::read(p)
+                .with_context(|| format!("cannot read the KMS {what} {}", p.display()))?;
+            Ok(zeroize::Zeroizing::new(b))
+        };
+        let passphrase = |p: &Option<PathBuf>| -> Result<zeroize::Zeroizing<Vec<u8>>> {
+            let p = p.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("kms.seal = \"passphrase\" needs kms.passphrase_file")
+            })?;
+            let mut b = read_secret(p, "passphrase file")?;
+            while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+                b.pop();
+            }
+            Ok(b)
+        };
+        let default_kf = self.root.join("keys/kms-root.keyfile");
+        if sealed_path.exists() {
+            let text = std::fs::read_to_string(&sealed_path)
+                .with_context(|| format!("cannot read {}", sealed_path.display()))?;
+            let sealed = SealedRoot::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", sealed_path.display()))?;
+            let root = match seal {
+                KmsSeal::KeyFile(p) => sealed
+                    .unseal_keyfile(&read_secret(p.as_ref().unwrap_or(&default_kf), "key file")?),
+                KmsSeal::Passphrase(p) => sealed.unseal_passphrase(&passphrase(p)?),
+            };
+            return root.map_err(|e| anyhow::anyhow!("{}: {e}", sealed_path.display()));
+        }
+        let root = Kek::generate(&cf_crypto::OsRng)?;
+        let sealed = match seal {
+            KmsSeal::KeyFile(p) => {
+                let kf_path = p.clone().unwrap_or(default_kf);
+                if !kf_path.exists() {
+                    let kf = cf_crypto::random_bytes(&cf_crypto::OsRng, 32)?;
+                    write_private(&kf_path, &hex::encode(&kf))?;
+                }
+                root.seal_with_keyfile(&read_secret(&kf_path, "key file")?, &cf_crypto::OsRng)?
+            }
+            KmsSeal::Passphrase(p) => root.seal_with_passphrase(
+                &passphrase(p)?,
+                Argon2Params::default(),
+                &cf_crypto::OsRng,
+            )?,
+        };
+        write_private(&sealed_path, &sealed.to_json())?;
+        Ok(root)
+    }
+
     /// Certificate chain and key for the API: the supplied pair, or one issued by the platform
     /// CA (made on first start), renewed when older than 60 days.
     pub fn tls_material(

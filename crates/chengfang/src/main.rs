@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod bench;
 mod config;
+mod crypt;
 mod datadir;
 mod demo;
 mod hunt;
@@ -79,6 +80,38 @@ enum Cmd {
         /// JSON output (the stable contract).
         #[arg(long)]
         json: bool,
+    },
+    /// Protect files with the platform's keys: envelope encryption, decryption, shredding.
+    Kms {
+        #[command(subcommand)]
+        cmd: crypt::KmsCmd,
+    },
+    /// Sign a file with a KMS signing key (ed25519 or sm2); writes FILE.sig.
+    Sign {
+        #[command(flatten)]
+        remote: crypt::Remote,
+        /// Signing key name.
+        #[arg(long)]
+        key: String,
+        /// Digest of the file that is signed: sha256 or sm3.
+        #[arg(long, default_value = "sm3")]
+        digest: String,
+        /// Signature output (default FILE.sig).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// File to sign.
+        file: PathBuf,
+    },
+    /// Verify a detached signature offline; exit 0 if valid, 1 if not.
+    Verify {
+        /// Signed file.
+        file: PathBuf,
+        /// Signature file (default FILE.sig).
+        #[arg(long)]
+        sig: Option<PathBuf>,
+        /// Require this signer's public key (hex), as published by the platform.
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
@@ -269,6 +302,30 @@ async fn run(cli: Cli) -> Result<bool> {
                 .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
             demo::run(cfg, duration).await?;
             Ok(true)
+        }
+        Cmd::Kms { cmd } => crypt::run(cmd).await,
+        Cmd::Sign {
+            remote,
+            key,
+            digest,
+            out,
+            file,
+        } => {
+            let alg = cf_kms::HashAlg::parse(&digest)
+                .ok_or_else(|| anyhow::anyhow!("--digest: use sha256 or sm3"))?;
+            crypt::sign(&remote, &key, &file, out, alg).await
+        }
+        Cmd::Verify {
+            file,
+            sig,
+            public_key,
+        } => {
+            let sig = sig.unwrap_or_else(|| {
+                let mut n = file.as_os_str().to_os_string();
+                n.push(".sig");
+                PathBuf::from(n)
+            });
+            crypt::verify(&file, &sig, public_key.as_deref())
         }
         Cmd::Config {
             cmd: ConfigCmd::Check { json },

@@ -30,6 +30,8 @@ pub struct Platform {
     pub metrics: Arc<Metrics>,
     /// Clock.
     pub clock: SharedClock,
+    /// Key management.
+    pub kms: cf_platform::kms::Kms,
 }
 
 impl Platform {
@@ -74,7 +76,18 @@ impl Platform {
             clock.clone(),
             Arc::new(cf_crypto::OsRng),
         );
+        let root = dir
+            .kms_root(&cfg.kms)
+            .context("cannot unseal the KMS root key")?;
+        let kms = cf_platform::kms::Kms::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            root,
+        )?;
         Ok(Platform {
+            kms,
             dir,
             store,
             bus,
@@ -100,6 +113,7 @@ impl Platform {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             started: self.clock.now(),
+            kms: self.kms.clone(),
         }
     }
 

@@ -798,3 +798,354 @@ fn scan_units_prints_code_point_offsets_per_unit() {
         "a bad check digit is not an ID"
     );
 }
+
+fn run_cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run chengfang");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// ENC-1…ENC-3, DES-1, SIG-1 end to end: keys over the HTTPS API, separation of duties, BYOK,
+/// file envelope encryption and signatures through the CLI, crypto-shredding, and a grep of every
+/// log line, metric and audit record for key material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_end_to_end_and_key_material_never_leaks() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let mut srv = start_server(&dir);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/rotate"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let tok = |roles: &'static str| {
+        let (c, u, admin) = (c.clone(), u(""), admin.clone());
+        async move {
+            let (s, v) = json(
+                c.post(format!("{u}/api/v1/tokens"))
+                    .bearer_auth(&admin)
+                    .json(&serde_json::json!({"name": roles, "roles": [roles]}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(s, 201, "{v}");
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let app = tok("service").await;
+    let auditor = tok("auditor").await;
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        c.post(u(path))
+            .bearer_auth(token.to_string())
+            .json(&body)
+            .send()
+    };
+
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/keys",
+            &admin,
+            serde_json::json!({"name": "citizens", "type": "sm4-gcm", "deletion_allowed": true}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(
+        v["audit_seq"].is_u64() && v["versions"][0]["state"] == "active",
+        "{v}"
+    );
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/keys",
+            &admin,
+            serde_json::json!({"name": "docs-signer", "type": "sm2"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/keys",
+            &admin,
+            serde_json::json!({"name": "x", "type": "des"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("type")),
+        "{v}"
+    );
+
+    // BYOK: known material, encrypted to the platform's SM2 wrapping key.
+    let (_, wk) = json(
+        c.get(u("/api/v1/kms/wrapping-key"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let material = [0xC3u8; 32];
+    let wrapped = cf_kms::sm2enc::encrypt(
+        &hex::decode(wk["public_key"].as_str().unwrap()).unwrap(),
+        &material,
+        &cf_crypto::OsRng,
+    )
+    .unwrap();
+    let (s, v) = json(post("/api/v1/kms/keys", &admin, serde_json::json!({"name": "byok", "type": "aes256-gcm", "wrapped_material": b64.encode(&wrapped)})).await.unwrap()).await;
+    assert_eq!((s, v["imported"].as_bool()), (201, Some(true)), "{v}");
+
+    // Services use keys; administrators manage them but cannot read data.
+    let item = serde_json::json!({"items": [{"plaintext": b64.encode("110101199003074578"), "context": b64.encode("people.sfzh")}]});
+    let (s, v) = json(
+        post("/api/v1/kms/keys/citizens/encrypt", &admin, item.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = json(
+        post("/api/v1/kms/keys/citizens/encrypt", &app, item)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let ct = v["ciphertexts"][0].as_str().unwrap().to_string();
+    assert!(ct.starts_with("cfk1:"));
+    let (s, v) = json(post("/api/v1/kms/keys/citizens/decrypt", &app, serde_json::json!({"items": [{"ciphertext": ct, "context": b64.encode("people.sfzh")}]})).await.unwrap()).await;
+    assert_eq!(
+        (s, v["plaintexts"][0].as_str()),
+        (200, Some(b64.encode("110101199003074578").as_str())),
+        "{v}"
+    );
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/keys/citizens/decrypt",
+            &app,
+            serde_json::json!({"items": [{"ciphertext": ct.replace("cfk1:A", "cfk1:B")}]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{v}"
+    );
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/hash",
+            &app,
+            serde_json::json!({"algorithm": "sm3", "data": b64.encode("abc")}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["digest"].as_str()),
+        (
+            200,
+            Some("66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0")
+        )
+    );
+
+    // Files through the CLI: envelope encryption with a data key, streaming chunks.
+    let token_file = tmp.path().join("app.token");
+    std::fs::write(&token_file, &app).unwrap();
+    let ca = dir.join("ca/ca.pem");
+    let remote = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--url".into(),
+            srv.url.clone(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--ca".into(),
+            ca.display().to_string(),
+        ]);
+        a
+    };
+    let plain = tmp.path().join("census.csv");
+    let data: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("{i},张三,1380013{:04}\n", i % 10_000).into_bytes())
+        .collect();
+    std::fs::write(&plain, &data).unwrap();
+    let (enc, dec) = (
+        tmp.path().join("census.csv.cfs"),
+        tmp.path().join("census.out.csv"),
+    );
+    let args = remote(&["kms", "encrypt-file", "--key", "citizens"]);
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ps, pe) = (plain.display().to_string(), enc.display().to_string());
+    a.extend([ps.as_str(), pe.as_str()]);
+    let (code, out) = run_cli(&a);
+    assert_eq!(code, 0, "{out}");
+    let args = remote(&["kms", "decrypt-file", "--key", "citizens"]);
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pd = dec.display().to_string();
+    a.extend([pe.as_str(), pd.as_str()]);
+    let (code, out) = run_cli(&a);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(std::fs::read(&dec).unwrap(), data);
+    // One flipped byte deep in the file: refused, and no output appears.
+    let mut bad = std::fs::read(&enc).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    let tampered = tmp.path().join("tampered.cfs");
+    std::fs::write(&tampered, &bad).unwrap();
+    let pt = tampered.display().to_string();
+    let pout = tmp.path().join("never.csv").display().to_string();
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend([pt.as_str(), pout.as_str()]);
+    let (code, out) = run_cli(&a);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("does not authenticate") && !Path::new(&pout).exists(),
+        "{out}"
+    );
+
+    // Signatures: sign through the platform, verify offline, pinned.
+    let args = remote(&["sign", "--key", "docs-signer"]);
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.push(ps.as_str());
+    let (code, out) = run_cli(&a);
+    assert_eq!(code, 0, "{out}");
+    let sig: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{ps}.sig")).unwrap()).unwrap();
+    let pk = sig["public_key"].as_str().unwrap().to_string();
+    assert_eq!(run_cli(&["verify", &ps, "--public-key", &pk]).0, 0);
+    assert_eq!(
+        run_cli(&["verify", &ps, "--public-key", &"04".repeat(65)]).0,
+        1
+    );
+    std::fs::write(&plain, b"altered").unwrap();
+    let (code, out) = run_cli(&["verify", &ps]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not match"), "{out}");
+
+    // Crypto-shredding: after destroy, neither the field nor the file can be recovered.
+    let (s, v) = json(
+        post(
+            "/api/v1/kms/keys/citizens/destroy",
+            &admin,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let destroy_seq = v["audit_seq"].as_u64().unwrap();
+    let (s, v) = json(post("/api/v1/kms/keys/citizens/decrypt", &app, serde_json::json!({"items": [{"ciphertext": ct, "context": b64.encode("people.sfzh")}]})).await.unwrap()).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("destroyed"),
+        "{v}"
+    );
+    let dargs = remote(&["kms", "decrypt-file", "--key", "citizens"]);
+    let mut a2: Vec<&str> = dargs.iter().map(String::as_str).collect();
+    a2.extend([pe.as_str(), pout.as_str()]);
+    let (code, out) = run_cli(&a2);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("destroyed"), "{out}");
+    // The destruction record is provable: included under a signed checkpoint.
+    let (s, v) = json(
+        c.get(u(&format!(
+            "/api/v1/audit/records?from={destroy_seq}&limit=1"
+        )))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["entries"][0]["record"]["event_type"], "kms.destroy",
+        "{v}"
+    );
+
+    // Key material never appears in logs, metrics, API answers or audit records.
+    let (_, records) = json(
+        c.get(u("/api/v1/audit/records?from=0&limit=1000"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let metrics = c
+        .get(u("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, keys) = json(
+        c.get(u("/api/v1/kms/keys"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let keyfile = std::fs::read_to_string(dir.join("keys/kms-root.keyfile")).unwrap();
+    let sealed = std::fs::read_to_string(dir.join("keys/kms-root.sealed")).unwrap();
+    let wrapped_in_sealed = serde_json::from_str::<serde_json::Value>(&sealed).unwrap()["wrapped"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let everything = format!(
+        "{}\n{records}\n{metrics}\n{keys}",
+        srv.output.lock().unwrap()
+    );
+    for (what, needle) in [
+        ("imported material (hex)", hex::encode(material)),
+        ("imported material (base64)", b64.encode(material)),
+        ("root key file", keyfile.trim().to_string()),
+        ("sealed root", wrapped_in_sealed[3..40].to_string()),
+        ("citizen id", "110101199003074578".to_string()),
+    ] {
+        assert!(!everything.contains(&needle), "{what} leaked");
+    }
+    assert!(!sealed.contains(keyfile.trim()));
+    assert!(
+        everything.contains("kms.decrypt"),
+        "the grep saw the audit records"
+    );
+    let _ = srv.child.kill();
+}
