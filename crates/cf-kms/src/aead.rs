@@ -1,5 +1,7 @@
 //! The three AEADs a key may use (AES-256-GCM, SM4-GCM per RFC 8998, ChaCha20-Poly1305), behind
-//! one keyed `Cipher` so envelopes and streams never name a crate.
+//! one keyed `Cipher` so envelopes and streams never name a crate. AES-GCM and ChaCha20-Poly1305
+//! come from ring (assembly from BoringSSL, already our TLS provider); SM4-GCM is RustCrypto's
+//! generic GCM over the `sm4` block cipher, as no assembly SM4 exists in the Rust ecosystem.
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use serde::{Deserialize, Serialize};
@@ -71,12 +73,10 @@ impl Algorithm {
 
 /// A keyed AEAD instance (key schedule done once).
 pub enum Cipher {
-    /// AES-256-GCM.
-    Aes(Box<aes_gcm::Aes256Gcm>),
+    /// AES-256-GCM or ChaCha20-Poly1305 (ring).
+    Ring(Box<ring::aead::LessSafeKey>),
     /// SM4-GCM.
     Sm4(Box<Sm4Gcm>),
-    /// ChaCha20-Poly1305.
-    ChaCha(Box<chacha20poly1305::ChaCha20Poly1305>),
 }
 
 impl std::fmt::Debug for Cipher {
@@ -95,15 +95,24 @@ impl Cipher {
                 alg.key_len()
             ))
         };
-        Ok(match alg {
-            Algorithm::Aes256Gcm => Cipher::Aes(Box::new(
-                aes_gcm::Aes256Gcm::new_from_slice(key).map_err(bad)?,
-            )),
-            Algorithm::Sm4Gcm => Cipher::Sm4(Box::new(Sm4Gcm::new_from_slice(key).map_err(bad)?)),
-            Algorithm::ChaCha20Poly1305 => Cipher::ChaCha(Box::new(
-                chacha20poly1305::ChaCha20Poly1305::new_from_slice(key).map_err(bad)?,
-            )),
-        })
+        let ring_key = |a: &'static ring::aead::Algorithm| {
+            ring::aead::UnboundKey::new(a, key)
+                .map(|k| Cipher::Ring(Box::new(ring::aead::LessSafeKey::new(k))))
+                .map_err(|_| {
+                    KmsError::Invalid(format!(
+                        "{} needs a {}-byte key",
+                        alg.as_str(),
+                        alg.key_len()
+                    ))
+                })
+        };
+        match alg {
+            Algorithm::Aes256Gcm => ring_key(&ring::aead::AES_256_GCM),
+            Algorithm::ChaCha20Poly1305 => ring_key(&ring::aead::CHACHA20_POLY1305),
+            Algorithm::Sm4Gcm => Ok(Cipher::Sm4(Box::new(
+                Sm4Gcm::new_from_slice(key).map_err(bad)?,
+            ))),
+        }
     }
 
     /// Encrypt `buf` in place and append the tag.
@@ -113,12 +122,19 @@ impl Cipher {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), KmsError> {
-        let r = match self {
-            Cipher::Aes(c) => c.encrypt_in_place(nonce.into(), aad, buf),
-            Cipher::Sm4(c) => c.encrypt_in_place(nonce.into(), aad, buf),
-            Cipher::ChaCha(c) => c.encrypt_in_place(nonce.into(), aad, buf),
-        };
-        r.map_err(|_| KmsError::Invalid("message too long for one AEAD call".into()))
+        fn too_long<E>(_: E) -> KmsError {
+            KmsError::Invalid("message too long for one AEAD call".into())
+        }
+        match self {
+            Cipher::Ring(k) => k
+                .seal_in_place_append_tag(
+                    ring::aead::Nonce::assume_unique_for_key(*nonce),
+                    ring::aead::Aad::from(aad),
+                    buf,
+                )
+                .map_err(too_long),
+            Cipher::Sm4(c) => c.encrypt_in_place(nonce.into(), aad, buf).map_err(too_long),
+        }
     }
 
     /// Check the tag at the end of `buf`, then decrypt in place and drop the tag.
@@ -128,12 +144,23 @@ impl Cipher {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), KmsError> {
-        let r = match self {
-            Cipher::Aes(c) => c.decrypt_in_place(nonce.into(), aad, buf),
-            Cipher::Sm4(c) => c.decrypt_in_place(nonce.into(), aad, buf),
-            Cipher::ChaCha(c) => c.decrypt_in_place(nonce.into(), aad, buf),
-        };
-        r.map_err(|_| KmsError::Tampered("tag mismatch"))
+        match self {
+            Cipher::Ring(k) => {
+                let n = k
+                    .open_in_place(
+                        ring::aead::Nonce::assume_unique_for_key(*nonce),
+                        ring::aead::Aad::from(aad),
+                        buf,
+                    )
+                    .map_err(|_| KmsError::Tampered("tag mismatch"))?
+                    .len();
+                buf.truncate(n);
+                Ok(())
+            }
+            Cipher::Sm4(c) => c
+                .decrypt_in_place(nonce.into(), aad, buf)
+                .map_err(|_| KmsError::Tampered("tag mismatch")),
+        }
     }
 }
 
@@ -185,6 +212,39 @@ mod tests {
             assert_eq!(Algorithm::from_id(alg.id()), Some(alg));
             assert_eq!(Algorithm::parse(alg.as_str()), Some(alg));
         }
+    }
+
+    #[test]
+    fn aes_256_gcm_known_answers() {
+        // McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 13 and 14.
+        let k = [0u8; 32];
+        let n = [0u8; 12];
+        assert_eq!(
+            hex::encode(seal(Algorithm::Aes256Gcm, &k, &n, b"", b"").unwrap()),
+            "530f8afbc74536b9a963b4f1c4cb738b"
+        );
+        assert_eq!(
+            hex::encode(seal(Algorithm::Aes256Gcm, &k, &n, b"", &[0u8; 16]).unwrap()),
+            "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"
+        );
+    }
+
+    #[test]
+    fn chacha20_poly1305_rfc8439_tag() {
+        // RFC 8439 section 2.8.2.
+        let key: Vec<u8> = (0x80u8..=0x9f).collect();
+        let nonce: [u8; 12] = hex::decode("070000004041424344454647")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let ct = seal(Algorithm::ChaCha20Poly1305, &key, &nonce, &aad, pt).unwrap();
+        assert_eq!(hex::encode(&ct[..16]), "d31a8d34648e60db7b86afbc53ef7ec2");
+        assert_eq!(
+            hex::encode(&ct[ct.len() - 16..]),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
     }
 
     #[test]

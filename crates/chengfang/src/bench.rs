@@ -44,6 +44,19 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Field and bulk encryption (AES-256-GCM, SM4-GCM, ChaCha20-Poly1305) through the KMS engine,
+    /// beside `openssl speed` on the same machine in the same run.
+    Kms {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Field size in bytes.
+        #[arg(long, default_value_t = 64)]
+        field_bytes: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append records as fast as possible, printing `ACK <seq>` for each acknowledged one
     /// (used by the crash test; stops after --count, or when killed).
     #[command(hide = true)]
@@ -166,9 +179,135 @@ fn own_sha256_64b() -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// `openssl speed -evp ALG -bytes N`: bytes per second, or None if openssl is missing or lacks ALG.
+fn openssl_speed(alg: &str, bytes: usize, seconds: f64) -> Option<f64> {
+    let secs = format!("{}", seconds.ceil().max(1.0) as u64);
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed",
+            "-evp",
+            alg,
+            "-bytes",
+            &bytes.to_string(),
+            "-seconds",
+            &secs,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.lines().last()?.split_whitespace().last()?;
+    Some(v.trim_end_matches('k').parse::<f64>().ok()? * 1000.0)
+}
+
+/// Repeat `f` for about `seconds`; returns calls per second (median of three slices).
+fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed().as_secs_f64() < seconds / 3.0 {
+            for _ in 0..64 {
+                f();
+            }
+            n += 64;
+        }
+        rates.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[1]
+}
+
+fn bench_kms(seconds: f64, field: usize, json: bool) -> Result<bool> {
+    use cf_kms::keyring::{KeyRing, KeyType, Policy};
+    let now = Timestamp::from_unix_secs(1_790_000_000);
+    // The platform's KMS draws nonces from the same buffered OS generator.
+    let rng = cf_crypto::BufferedOsRng::default();
+    let mut rows = Vec::new();
+    for (t, peer) in [
+        (KeyType::Aes256Gcm, "aes-256-gcm"),
+        (KeyType::Sm4Gcm, "sm4-ctr"),
+        (KeyType::ChaCha20Poly1305, "chacha20-poly1305"),
+    ] {
+        let k = KeyRing::generate("bench", "bench", t, Policy::default(), now, &rng)?;
+        let cipher = k.cipher(1, b"")?;
+        let pt = vec![0x5Au8; field];
+        let fields = rate(seconds, || {
+            std::hint::black_box(
+                k.encrypt_with(&cipher, &pt, b"", false, &rng)
+                    .map(|e| e.encode())
+                    .ok(),
+            );
+        });
+        let alg = t.aead().unwrap_or(cf_kms::Algorithm::Aes256Gcm);
+        let dk = vec![9u8; 32];
+        let mb = 256usize;
+        let data = vec![0xA5u8; mb << 20];
+        let t0 = Instant::now();
+        let mut sink = std::io::sink();
+        let mut passes = 0u64;
+        while passes == 0 || t0.elapsed().as_secs_f64() < seconds {
+            cf_kms::stream::encrypt(
+                alg,
+                &dk,
+                "cfk1:bench",
+                cf_kms::stream::DEFAULT_CHUNK_LOG2,
+                &mut &data[..],
+                &mut sink,
+                &rng,
+            )?;
+            passes += 1;
+        }
+        let bulk = (passes as f64 * data.len() as f64) / t0.elapsed().as_secs_f64();
+        let peer_field = openssl_speed(peer, field, seconds);
+        let peer_bulk = openssl_speed(peer, 65536, seconds);
+        rows.push(serde_json::json!({
+            "algorithm": alg.as_str(),
+            "field_bytes": field,
+            "field_ops_per_s": fields.round(),
+            "bulk_bytes_per_s": bulk.round(),
+            "openssl_alg": peer,
+            "openssl_field_ops_per_s": peer_field.map(|b| (b / field as f64).round()),
+            "openssl_bulk_bytes_per_s": peer_bulk.map(f64::round),
+            "bulk_ratio": peer_bulk.map(|p| bulk / p),
+            "field_ratio": peer_field.map(|p| fields / (p / field as f64)),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::json!({ "kms": rows }));
+    } else {
+        println!(
+            "{:<18} {:>14} {:>14} {:>10} {:>12} {:>12} {:>8}",
+            "algorithm", "fields/s", "openssl/s", "ratio", "bulk MB/s", "openssl MB/s", "ratio"
+        );
+        for r in &rows {
+            let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{:<18} {:>14.0} {:>14.0} {:>10.2} {:>12.0} {:>12.0} {:>8.2}   (peer: openssl {})",
+                r["algorithm"].as_str().unwrap_or(""),
+                f("field_ops_per_s"),
+                f("openssl_field_ops_per_s"),
+                f("field_ratio"),
+                f("bulk_bytes_per_s") / 1e6,
+                f("openssl_bulk_bytes_per_s") / 1e6,
+                f("bulk_ratio"),
+                r["openssl_alg"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "fields: full cfk1 envelopes (random nonce from the OS, header, AEAD), one core; bulk: STREAM file format, 64 KiB chunks, one core"
+        );
+    }
+    Ok(true)
+}
+
 /// Run a benchmark command.
 pub async fn run(cmd: BenchCmd) -> Result<bool> {
     match cmd {
+        BenchCmd::Kms {
+            seconds,
+            field_bytes,
+            json,
+        } => bench_kms(seconds, field_bytes, json),
         BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
         BenchCmd::Ledger {
             records,

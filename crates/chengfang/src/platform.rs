@@ -83,7 +83,7 @@ impl Platform {
             store.clone(),
             ledger.clone(),
             clock.clone(),
-            Arc::new(cf_crypto::OsRng),
+            Arc::new(cf_crypto::BufferedOsRng::default()),
             root,
         )?;
         Ok(Platform {
