@@ -5,7 +5,7 @@
 //! Architecture invariant: pure functions over text; a column name or JSON key may be passed as a
 //! hint, but every identifier with a checksum is recognised by content alone.
 
-mod checks;
+pub mod checks;
 mod recognise;
 
 pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan};

@@ -46,6 +46,31 @@ pub enum EntityType {
 }
 
 impl EntityType {
+    /// Every type.
+    pub const ALL: [EntityType; 16] = [
+        EntityType::CnResidentId,
+        EntityType::CnUscc,
+        EntityType::BankCard,
+        EntityType::Email,
+        EntityType::Url,
+        EntityType::Ipv6,
+        EntityType::MacAddress,
+        EntityType::Ipv4,
+        EntityType::CnMobile,
+        EntityType::CnLandline,
+        EntityType::CnLicensePlate,
+        EntityType::Passport,
+        EntityType::DateOfBirth,
+        EntityType::Postcode,
+        EntityType::Address,
+        EntityType::PersonName,
+    ];
+
+    /// Parse the corpus name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     /// The corpus name, e.g. `CN_RESIDENT_ID`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,6 +8,7 @@ mod crypt;
 mod datadir;
 mod demo;
 mod hunt;
+mod mask;
 mod platform;
 mod scan;
 
@@ -113,6 +114,9 @@ enum Cmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Mask a CSV, JSONL or text file for a recipient role (static masking), optionally
+    /// refusing to write it unless it is k-anonymous and l-diverse.
+    Mask(mask::MaskArgs),
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -304,6 +308,7 @@ async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Cmd::Kms { cmd } => crypt::run(cmd).await,
+        Cmd::Mask(a) => mask::run(&a),
         Cmd::Sign {
             remote,
             key,

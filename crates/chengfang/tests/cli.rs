@@ -1149,3 +1149,66 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
     );
     let _ = srv.child.kill();
 }
+
+/// MSK-1/MSK-4: `chengfang mask` writes a masked copy for a role, and refuses to write anything
+/// when the result is not k-anonymous.
+#[test]
+fn mask_writes_per_role_and_refuses_a_table_that_is_not_k_anonymous() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("people.csv");
+    std::fs::write(
+        &input,
+        "姓名,公民身份号码,手机号码,出生日期,户籍地址\n张伟,11010519491231002X,13800138000,1949-12-31,北京市朝阳区建国路88号\n李娜,11010519491231002X,13900139000,1949-06-01,北京市海淀区中关村大街1号\n",
+    )
+    .unwrap();
+    let key = tmp.path().join("mask.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    let out = tmp.path().join("out.csv");
+    let p = |x: &Path| x.display().to_string();
+    let (code, text) = run_cli(&[
+        "mask",
+        &p(&input),
+        "--output",
+        &p(&out),
+        "--key-file",
+        &p(&key),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let masked = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        masked.contains("张*,110105********002X,138****8000,1949,北京市"),
+        "{masked}"
+    );
+    let (code, text) = run_cli(&[
+        "mask",
+        &p(&input),
+        "--output",
+        &p(&out),
+        "--key-file",
+        &p(&key),
+        "--role",
+        "analyst",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let analyst = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        analyst.contains("P-") && !analyst.contains("11010519491231002X"),
+        "{analyst}"
+    );
+    let refused = tmp.path().join("refused.csv");
+    let (code, text) = run_cli(&[
+        "mask",
+        &p(&input),
+        "--output",
+        &p(&refused),
+        "--key-file",
+        &p(&key),
+        "--qi",
+        "出生日期,户籍地址",
+        "--k",
+        "3",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("2-anonymous") && !refused.exists(), "{text}");
+}
