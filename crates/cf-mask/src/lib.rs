@@ -10,6 +10,7 @@ pub mod generalize;
 pub mod kanon;
 pub mod policy;
 pub mod surrogate;
+pub mod watermark;
 
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -158,7 +159,9 @@ impl Rule {
 
 /// Holds the masking key (32 bytes, zeroised on drop) and applies rules.
 pub struct Masker {
-    key: Zeroizing<[u8; 32]>,
+    _key: Zeroizing<[u8; 32]>,
+    // Keyed HMAC state computed once; each call clones it instead of re-hashing the key pads.
+    mac: hmac::Hmac<sha2::Sha256>,
 }
 
 impl std::fmt::Debug for Masker {
@@ -170,15 +173,17 @@ impl std::fmt::Debug for Masker {
 impl Masker {
     /// A masker over a 32-byte key (derive it per dataset from the KMS).
     pub fn new(key: [u8; 32]) -> Self {
+        let mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key)
+            .expect("HMAC takes any key length");
         Masker {
-            key: Zeroizing::new(key),
+            _key: Zeroizing::new(key),
+            mac,
         }
     }
 
     /// HMAC-SHA256 of `data` under a purpose-labelled subkey.
     pub(crate) fn prf(&self, label: &str, data: &[u8]) -> [u8; 32] {
-        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key[..])
-            .expect("HMAC takes any key length");
+        let mut m = self.mac.clone();
         m.update(label.as_bytes());
         m.update(&[0]);
         m.update(data);

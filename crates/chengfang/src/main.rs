@@ -11,6 +11,8 @@ mod hunt;
 mod mask;
 mod platform;
 mod scan;
+mod tables;
+mod wm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +119,10 @@ enum Cmd {
     /// Mask a CSV, JSONL or text file for a recipient role (static masking), optionally
     /// refusing to write it unless it is k-anonymous and l-diverse.
     Mask(mask::MaskArgs),
+    /// Mark an export (.csv/.json/.jsonl) with an invisible keyed fingerprint of its recipient.
+    Watermark(wm::MarkArgs),
+    /// Name the recipient of a leaked copy; exit 0 if one is named, 1 if none.
+    Trace(wm::TraceArgs),
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -309,6 +315,8 @@ async fn run(cli: Cli) -> Result<bool> {
         }
         Cmd::Kms { cmd } => crypt::run(cmd).await,
         Cmd::Mask(a) => mask::run(&a),
+        Cmd::Watermark(a) => wm::mark(&a),
+        Cmd::Trace(a) => wm::trace(&a),
         Cmd::Sign {
             remote,
             key,

@@ -1212,3 +1212,76 @@ fn mask_writes_per_role_and_refuses_a_table_that_is_not_k_anonymous() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("2-anonymous") && !refused.exists(), "{text}");
 }
+
+/// PRV-1 through the CLI: mark a JSON export for one recipient, leak a fifth of it as CSV with
+/// columns reversed, and trace it.
+#[test]
+fn watermark_then_trace_names_the_recipient_of_a_partial_leak() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |x: &Path| x.display().to_string();
+    let input = tmp.path().join("export.csv");
+    let mut csv = String::from("id,name,age,district\n");
+    for i in 0..400 {
+        csv.push_str(&format!(
+            "{},P-{:08x},{},{}\n",
+            5000 + i,
+            i * 7919,
+            20 + i % 50,
+            ["朝阳区", "海淀区"][i % 2]
+        ));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let key = tmp.path().join("wm.key");
+    std::fs::write(&key, "cd".repeat(32)).unwrap();
+    let marked = tmp.path().join("to-b.json");
+    let (code, out) = run_cli(&[
+        "watermark",
+        &p(&input),
+        "--output",
+        &p(&marked),
+        "--recipient",
+        "district-b",
+        "--key-column",
+        "id",
+        "--key-file",
+        &p(&key),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&std::fs::read_to_string(&marked).unwrap()).unwrap();
+    let mut leak = String::from("district,age,name,id\n");
+    for r in rows.iter().step_by(5) {
+        leak.push_str(&format!(
+            "{},{},{},{}\n",
+            r["district"].as_str().unwrap(),
+            r["age"].as_str().unwrap(),
+            r["name"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        ));
+    }
+    let leaked = tmp.path().join("leak.csv");
+    std::fs::write(&leaked, leak).unwrap();
+    let (code, out) = run_cli(&[
+        "trace",
+        &p(&leaked),
+        "--recipients",
+        "district-a,district-b,police",
+        "--key-column",
+        "id",
+        "--key-file",
+        &p(&key),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("leaked copy of `district-b`"), "{out}");
+    let (code, out) = run_cli(&[
+        "trace",
+        &p(&input),
+        "--recipients",
+        "district-a,district-b,police",
+        "--key-column",
+        "id",
+        "--key-file",
+        &p(&key),
+    ]);
+    assert_eq!(code, 1, "the unmarked original names nobody: {out}");
+}

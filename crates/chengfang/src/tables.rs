@@ -1,0 +1,134 @@
+//! Reading and writing tables as CSV, JSON (an array of objects) or JSONL, chosen by file
+//! extension, for exports, watermarks and tracing.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use cf_mask::watermark::Table;
+
+/// Format from the extension.
+fn format(p: &Path) -> Result<&'static str> {
+    match p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("csv") => Ok("csv"),
+        Some("json") => Ok("json"),
+        Some("jsonl") | Some("ndjson") => Ok("jsonl"),
+        _ => bail!("{}: use a .csv, .json or .jsonl file", p.display()),
+    }
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn from_objects(objs: Vec<serde_json::Map<String, serde_json::Value>>) -> Table {
+    let mut header: Vec<String> = Vec::new();
+    for o in &objs {
+        for k in o.keys() {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+    }
+    let rows = objs
+        .iter()
+        .map(|o| {
+            header
+                .iter()
+                .map(|h| o.get(h).map(cell).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    Table { header, rows }
+}
+
+/// Read a table.
+pub fn read(p: &Path) -> Result<Table> {
+    match format(p)? {
+        "csv" => {
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_path(p)
+                .with_context(|| format!("cannot open {}", p.display()))?;
+            let header = r.headers()?.iter().map(str::to_string).collect();
+            let mut rows = Vec::new();
+            for (i, rec) in r.records().enumerate() {
+                rows.push(
+                    rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?
+                        .iter()
+                        .map(str::to_string)
+                        .collect(),
+                );
+            }
+            Ok(Table { header, rows })
+        }
+        "json" => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let objs: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected a JSON array of objects", p.display()))?;
+            Ok(from_objects(objs))
+        }
+        _ => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let mut objs = Vec::new();
+            for (i, l) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                objs.push(serde_json::from_str(l).with_context(|| {
+                    format!("{}: line {} is not a JSON object", p.display(), i + 1)
+                })?);
+            }
+            Ok(from_objects(objs))
+        }
+    }
+}
+
+/// Write a table (atomically: a temporary file renamed into place).
+pub fn write(p: &Path, t: &Table) -> Result<()> {
+    let tmp = p.with_extension("partial");
+    match format(p)? {
+        "csv" => {
+            let mut w = csv::Writer::from_path(&tmp)?;
+            w.write_record(&t.header)?;
+            for r in &t.rows {
+                w.write_record(r)?;
+            }
+            w.flush()?;
+        }
+        f => {
+            let objs: Vec<serde_json::Value> = t
+                .rows
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(
+                        t.header
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().map(|v| serde_json::Value::String(v.clone())))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let text = if f == "json" {
+                serde_json::to_string_pretty(&objs)?
+            } else {
+                objs.iter().map(|o| o.to_string() + "\n").collect()
+            };
+            std::fs::write(&tmp, text)?;
+        }
+    }
+    std::fs::rename(&tmp, p)?;
+    Ok(())
+}
