@@ -6,6 +6,7 @@
 //! hint, but every identifier with a checksum is recognised by content alone.
 
 pub mod checks;
+pub mod columns;
 mod recognise;
 
 pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan};

@@ -5,6 +5,7 @@
 //! backends wherever possible; per-backend statements are kept side by side in `migrations`.
 
 mod migrations;
+pub mod sample;
 
 pub use migrations::latest_version;
 

@@ -7,6 +7,7 @@ mod config;
 mod crypt;
 mod datadir;
 mod demo;
+mod discover;
 mod hunt;
 mod mask;
 mod platform;
@@ -116,6 +117,8 @@ enum Cmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Find and grade personal and important data in databases and files; per-column reports.
+    Discover(discover::DiscoverArgs),
     /// Mask a CSV, JSONL or text file for a recipient role (static masking), optionally
     /// refusing to write it unless it is k-anonymous and l-diverse.
     Mask(mask::MaskArgs),
@@ -315,6 +318,7 @@ async fn run(cli: Cli) -> Result<bool> {
         }
         Cmd::Kms { cmd } => crypt::run(cmd).await,
         Cmd::Mask(a) => mask::run(&a),
+        Cmd::Discover(a) => discover::run(&a).await,
         Cmd::Watermark(a) => wm::mark(&a),
         Cmd::Trace(a) => wm::trace(&a),
         Cmd::Sign {

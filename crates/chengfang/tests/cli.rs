@@ -1285,3 +1285,68 @@ fn watermark_then_trace_names_the_recipient_of_a_partial_leak() {
     ]);
     assert_eq!(code, 1, "the unmarked original names nobody: {out}");
 }
+
+/// DAT-1/DAT-2 through the CLI: a SQLite database and a CSV file, per-column types and grades as
+/// JSON, and an HTML report that escapes what it shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_grades_databases_and_files_per_column() {
+    use sqlx::Executor;
+    let tmp = tempfile::tempdir().unwrap();
+    sqlx::any::install_default_drivers();
+    let db = tmp.path().join("city.db");
+    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    pool.execute("CREATE TABLE \"<script>\" (c1 TEXT, c2 TEXT, c3 INTEGER)")
+        .await
+        .unwrap();
+    for (id, ph) in [
+        ("11010519491231002X", "13800138000"),
+        ("110105195506197724", "13900139000"),
+    ] {
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO \"<script>\" VALUES ('{id}', '{ph}', 7)"
+        )))
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let csv = tmp.path().join("plates.csv");
+    std::fs::write(&csv, "hphm,note\n京A12345,ok\n沪B67890,\n").unwrap();
+    let html = tmp.path().join("report.html");
+    let url = format!("sqlite://{}", db.display());
+    let (code, out) = run_cli(&[
+        "discover",
+        &url,
+        &csv.display().to_string(),
+        "--json",
+        "--html",
+        &html.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let t = &v["tables"][0];
+    assert_eq!(
+        (t["table"].as_str(), t["rows"].as_u64(), t["level"].as_str()),
+        (Some("<script>"), Some(2), Some("sensitive_personal")),
+        "{t}"
+    );
+    assert_eq!(t["columns"][0]["type"], "CN_RESIDENT_ID");
+    assert_eq!(t["columns"][1]["type"], "CN_MOBILE");
+    assert_eq!(t["columns"][2]["type"], serde_json::Value::Null);
+    assert_eq!(
+        v["tables"][1]["columns"][0]["type"], "CN_LICENSE_PLATE",
+        "{v}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("&lt;script&gt;") && !page.contains("<script>"),
+        "the report escapes names"
+    );
+    let (code, out) = run_cli(&["discover", "postgres://nobody@127.0.0.1:1/x"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot sample") && !out.contains("nobody@"),
+        "errors name the source without credentials: {out}"
+    );
+}
