@@ -35,7 +35,7 @@ pub fn client(ca_pem: &str) -> Result<reqwest::Client> {
         .build()?)
 }
 
-async fn call(
+pub(crate) async fn call(
     c: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
@@ -58,7 +58,7 @@ async fn call(
     Ok(v)
 }
 
-fn say(tag: &str, msg: impl AsRef<str>) {
+pub(crate) fn say(tag: &str, msg: impl AsRef<str>) {
     println!("[{tag:^9}] {}", msg.as_ref());
 }
 
@@ -187,37 +187,18 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
         }
     });
 
-    // Data discovery (DAT-1, DAT-2): find and grade the personal data in the citizen register.
+    // Data protection (issue 4): discovery, keys, masking per role, watermarked export, tracing,
+    // crypto-shredding — all through the running platform.
     let register = sim.city.citizens(200, 2026);
-    let mut found: std::collections::BTreeMap<&'static str, usize> =
-        std::collections::BTreeMap::new();
-    for c in &register {
-        for (col, value) in [
-            ("姓名", &c.name),
-            ("公民身份号码", &c.resident_id),
-            ("手机号码", &c.mobile),
-            ("户籍地址", &c.address),
-        ] {
-            for span in cf_classify::scan(value, Some(col)) {
-                *found.entry(span.kind.as_str()).or_default() += 1;
-            }
-        }
-    }
-    let summary: Vec<String> = found.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    say(
-        "discover",
-        format!(
-            "citizen register, {} rows: {} -> graded sensitive personal data (DAT-1)",
-            register.len(),
-            summary.join(", ")
-        ),
-    );
-    p.ledger
-        .append(
-            cf_platform::audit::system_record(&p.clock, "data.discovery", "dataset:citizen_register", "scan")
-                .with_detail(serde_json::json!({ "rows": register.len(), "findings": found, "grade": "sensitive_personal" })),
-        )
-        .await?;
+    crate::demo_data::run(
+        &crate::demo_data::Ctx {
+            http: &http,
+            url: &url,
+            admin: &admin,
+        },
+        &register,
+    )
+    .await?;
 
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -7,6 +7,7 @@ mod config;
 mod crypt;
 mod datadir;
 mod demo;
+mod demo_data;
 mod discover;
 mod hunt;
 mod mask;

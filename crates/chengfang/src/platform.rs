@@ -205,7 +205,11 @@ pub async fn bind(cfg: &Config, p: &Platform) -> Result<Endpoint> {
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // Without a signal handler (some sandboxes), wait for the other signal or the deadline
+        // instead of stopping at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {

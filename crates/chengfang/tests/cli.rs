@@ -1350,3 +1350,30 @@ async fn discover_grades_databases_and_files_per_column() {
         "errors name the source without credentials: {out}"
     );
 }
+
+/// The README's first command: the demo city runs every act it announces and ends verified.
+#[test]
+fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let (code, out) = run_cli(&[
+        "demo",
+        "--duration",
+        "6s",
+        "--data-dir",
+        &dir.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "graded sensitive_personal",
+        "admin decrypting -> 403",
+        "sees [standard]",
+        "sees [analytics]: 1 P-",
+        "-> transport-bureau (",
+        "ciphertexts -> 409",
+        "inclusion proof of",
+        "offline verification passed",
+    ] {
+        assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
+    }
+}
