@@ -8,5 +8,6 @@
 pub mod checks;
 pub mod columns;
 mod recognise;
+pub mod tabular;
 
 pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan};

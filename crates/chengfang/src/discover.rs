@@ -2,11 +2,10 @@
 //! PostgreSQL, MariaDB by URL), CSV, JSON/JSONL and text files (DAT-1, DAT-2), with per-column
 //! reports as a table, JSON or HTML.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cf_classify::columns::{ColumnProfile, ColumnProfiler, GradeScheme};
+use cf_classify::columns::{ColumnProfile, GradeScheme};
 use clap::Args;
 use serde::Serialize;
 
@@ -50,79 +49,42 @@ pub struct TableReport {
     pub columns: Vec<ColumnProfile>,
 }
 
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        serde_json::Value::Object(o) => {
-            for (k, x) in o {
-                flatten(
-                    &if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}/{k}")
-                    },
-                    x,
-                    out,
-                );
-            }
-        }
-        serde_json::Value::Array(a) => {
-            for x in a {
-                flatten(prefix, x, out);
-            }
-        }
-        serde_json::Value::String(s) => {
-            let e = out.entry(prefix.to_string()).or_default();
-            if !e.is_empty() {
-                e.push('\n');
-            }
-            e.push_str(s);
-        }
-        serde_json::Value::Null => {}
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 fn profile(
     source: &str,
     table: &str,
     rows: u64,
-    header: &[String],
-    data: &[Vec<String>],
+    t: &cf_classify::tabular::Tabular,
     scheme: &GradeScheme,
 ) -> TableReport {
-    let mut profs: Vec<ColumnProfiler> = header.iter().map(|h| ColumnProfiler::new(h)).collect();
-    for r in data {
-        for (p, v) in profs.iter_mut().zip(r) {
-            // A flattened array holds several values in one cell, one per line.
-            for part in v.split('\n') {
-                p.add(part);
-            }
-        }
-    }
-    let columns: Vec<ColumnProfile> = profs.into_iter().map(|p| p.finish(scheme)).collect();
+    let columns: Vec<ColumnProfile> = cf_classify::tabular::profile(t, scheme);
     let levels: Vec<&str> = columns.iter().map(|c| c.level.as_str()).collect();
     let level = scheme.table_level(&levels, rows);
     TableReport {
         source: source.to_string(),
         table: table.to_string(),
         rows,
-        sampled: data.len(),
+        sampled: t.rows.len(),
         level,
         columns,
     }
 }
 
 async fn one(src: &str, a: &DiscoverArgs, scheme: &GradeScheme) -> Result<Vec<TableReport>> {
+    use cf_classify::tabular::{Tabular, parse_csv, parse_json};
     if src.contains("://") {
         let shown = cf_store::redact_url(src);
         let tables = cf_store::sample::sample_database(src, a.schema.as_deref(), a.sample)
             .await
             .with_context(|| format!("cannot sample {shown}"))?;
         return Ok(tables
-            .iter()
-            .map(|t| profile(&shown, &t.name, t.total_rows, &t.columns, &t.rows, scheme))
+            .into_iter()
+            .map(|t| {
+                let tab = Tabular {
+                    header: t.columns,
+                    rows: t.rows,
+                };
+                profile(&shown, &t.name, t.total_rows, &tab, scheme)
+            })
             .collect());
     }
     let path = PathBuf::from(src);
@@ -135,71 +97,37 @@ async fn one(src: &str, a: &DiscoverArgs, scheme: &GradeScheme) -> Result<Vec<Ta
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    match ext.as_str() {
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {src} as UTF-8 text"))?;
+    let bad = |e: String| anyhow::anyhow!("{src}: {e}");
+    let (t, n) = match ext.as_str() {
         "csv" => {
-            let t = crate::tables::read(&path)?;
+            let t = parse_csv(&text).map_err(bad)?;
             let n = t.rows.len();
-            let take: Vec<Vec<String>> = t.rows.into_iter().take(a.sample as usize).collect();
-            Ok(vec![profile(
-                src, &name, n as u64, &t.header, &take, scheme,
-            )])
+            (
+                Tabular {
+                    header: t.header,
+                    rows: t.rows.into_iter().take(a.sample as usize).collect(),
+                },
+                n,
+            )
         }
         "json" | "jsonl" | "ndjson" => {
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("cannot read {src}"))?;
-            let values: Vec<serde_json::Value> = if ext == "json" {
-                match serde_json::from_str(&text).with_context(|| format!("{src}: not JSON"))? {
-                    serde_json::Value::Array(a) => a,
-                    v => vec![v],
-                }
-            } else {
-                text.lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                    .map(|(i, l)| {
-                        serde_json::from_str(l)
-                            .with_context(|| format!("{src}: line {} is not JSON", i + 1))
-                    })
-                    .collect::<Result<_>>()?
-            };
-            let n = values.len();
-            let flat: Vec<BTreeMap<String, String>> = values
-                .iter()
-                .take(a.sample as usize)
-                .map(|v| {
-                    let mut m = BTreeMap::new();
-                    flatten("", v, &mut m);
-                    m
-                })
-                .collect();
-            let mut header: Vec<String> = flat.iter().flat_map(|m| m.keys().cloned()).collect();
-            header.sort();
-            header.dedup();
-            let rows: Vec<Vec<String>> = flat
-                .iter()
-                .map(|m| {
-                    header
-                        .iter()
-                        .map(|h| m.get(h).cloned().unwrap_or_default())
-                        .collect()
-                })
-                .collect();
-            Ok(vec![profile(src, &name, n as u64, &header, &rows, scheme)])
+            parse_json(&text, ext != "json", a.sample as usize).map_err(bad)?
         }
         _ => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {src} as UTF-8 text"))?;
-            let lines: Vec<Vec<String>> = text.lines().map(|l| vec![l.to_string()]).collect();
-            Ok(vec![profile(
-                src,
-                &name,
-                lines.len() as u64,
-                &["text".to_string()],
-                &lines,
-                scheme,
-            )])
+            let rows: Vec<Vec<String>> = text.lines().map(|l| vec![l.to_string()]).collect();
+            let n = rows.len();
+            (
+                Tabular {
+                    header: vec!["text".into()],
+                    rows,
+                },
+                n,
+            )
         }
-    }
+    };
+    Ok(vec![profile(src, &name, n as u64, &t, scheme)])
 }
 
 fn esc(s: &str) -> String {
