@@ -7,6 +7,7 @@
 
 pub mod ack;
 pub mod auth;
+pub mod data;
 pub mod error;
 mod handlers;
 pub mod kms;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub started: Timestamp,
     /// Key management.
     pub kms: cf_platform::kms::Kms,
+    /// Datasets, masked reads and exports.
+    pub data: cf_platform::dataflow::DataService,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -104,6 +107,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .route("/api/v1/kms/wrapping-key", get(kms::wrapping_key))
         .route("/api/v1/kms/hash", post(kms::hash))
+        .route("/api/v1/datasets", post(data::register).get(data::list))
+        .route("/api/v1/datasets/{name}/rows", get(data::rows))
+        .route("/api/v1/exports", post(data::request).get(data::exports))
+        .route("/api/v1/exports/trace", post(data::trace))
+        .route("/api/v1/exports/{id}/decision", post(data::decide))
+        .route("/api/v1/exports/{id}/deliver", post(data::deliver))
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))

@@ -32,11 +32,13 @@ impl Modify for BearerAuth {
         crate::kms::create_key, crate::kms::list_keys, crate::kms::get_key, crate::kms::wrapping_key,
         crate::kms::rotate, crate::kms::configure, crate::kms::destroy, crate::kms::encrypt,
         crate::kms::decrypt, crate::kms::rewrap, crate::kms::data_key, crate::kms::sign,
-        crate::kms::verify, crate::kms::blind_index, crate::kms::hash
+        crate::kms::verify, crate::kms::blind_index, crate::kms::hash,
+        crate::data::register, crate::data::list, crate::data::rows, crate::data::request,
+        crate::data::exports, crate::data::decide, crate::data::deliver, crate::data::trace
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"))
 )]
 pub struct ApiDoc;
 

@@ -81,6 +81,14 @@ pub enum Action {
     /// Encrypt, decrypt, sign and derive with keys; administrators manage keys but do not
     /// use them, so no single role both controls a key and reads the data under it.
     UseKeys,
+    /// Register datasets (the city's databases that exports and masked reads draw on).
+    ManageDatasets,
+    /// Read datasets masked by the caller's role, and request exports (MSK-3, MSK-4).
+    ReadData,
+    /// Approve or reject export requests (never one's own).
+    ApproveExports,
+    /// Trace a leaked copy to the export it came from (PRV-1).
+    TraceLeaks,
 }
 
 impl Action {
@@ -94,6 +102,10 @@ impl Action {
             Action::ReadMetrics => "metrics.read",
             Action::ManageKeys => "kms.manage",
             Action::UseKeys => "kms.use",
+            Action::ManageDatasets => "data.manage",
+            Action::ReadData => "data.read",
+            Action::ApproveExports => "exports.approve",
+            Action::TraceLeaks => "exports.trace",
         }
     }
     fn allowed(self, roles: &[Role]) -> bool {
@@ -106,6 +118,10 @@ impl Action {
             Action::ReadMetrics => has(Role::Admin) || has(Role::Operator) || has(Role::Auditor),
             Action::ManageKeys => has(Role::Admin),
             Action::UseKeys => has(Role::Service) || has(Role::Operator),
+            Action::ManageDatasets => has(Role::Admin),
+            Action::ReadData => has(Role::Service) || has(Role::Operator),
+            Action::ApproveExports => has(Role::Admin),
+            Action::TraceLeaks => has(Role::Auditor),
         }
     }
 }

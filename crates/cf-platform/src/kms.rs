@@ -140,6 +140,16 @@ impl Kms {
         })
     }
 
+    /// A 256-bit key for a platform-internal purpose (masking, watermarks), derived from the root
+    /// so every node of a deployment agrees on it and it is never stored.
+    pub fn internal_key(&self, purpose: &str) -> [u8; 32] {
+        *self
+            .inner
+            .root
+            .derive(format!("internal/{purpose}").as_bytes())
+            .expose()
+    }
+
     /// SM2 public key (SEC1) to which bring-your-own-key material is encrypted for import.
     pub fn wrapping_key(&self) -> Result<Vec<u8>, PlatformError> {
         Ok(cf_kms::sm2enc::public_key(&self.inner.byok_secret)?)

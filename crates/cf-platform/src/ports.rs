@@ -83,6 +83,22 @@ pub struct KmsRecord {
     pub updated: Timestamp,
 }
 
+/// A small platform object kept as JSON (datasets, export requests …), with an optimistic
+/// revision so concurrent updates from several nodes cannot silently overwrite each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Kind, e.g. `dataset`.
+    pub kind: String,
+    /// Id, unique within the kind.
+    pub id: String,
+    /// JSON body.
+    pub body: String,
+    /// 1 on insert, +1 per update.
+    pub revision: u64,
+    /// Last change.
+    pub updated: Timestamp,
+}
+
 /// Platform state. Every method is atomic; `append_ledger` is durable when it returns.
 #[async_trait]
 pub trait StateStore: Send + Sync + std::fmt::Debug {
@@ -121,6 +137,14 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     async fn kms_get(&self, name: &str) -> Result<Option<KmsRecord>, StoreError>;
     /// All KMS keys, by name.
     async fn kms_list(&self) -> Result<Vec<KmsRecord>, StoreError>;
+    /// Insert a document (revision 1); conflict if (kind, id) exists.
+    async fn doc_insert(&self, doc: &Document) -> Result<(), StoreError>;
+    /// Replace a document if its stored revision is `doc.revision - 1`; conflict otherwise.
+    async fn doc_update(&self, doc: &Document) -> Result<(), StoreError>;
+    /// A document.
+    async fn doc_get(&self, kind: &str, id: &str) -> Result<Option<Document>, StoreError>;
+    /// Every document of a kind, by id.
+    async fn doc_list(&self, kind: &str) -> Result<Vec<Document>, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -328,4 +352,20 @@ impl SeenIds {
         self.order.push_back(id.to_string());
         true
     }
+}
+
+/// Rows of a table in a database outside the platform (read only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceRows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows as text.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Read access to the city's own databases, for dynamic masking and exports (MSK-3, MSK-4).
+#[async_trait]
+pub trait DataSource: Send + Sync + std::fmt::Debug {
+    /// Up to `limit` rows of `table` in the database at `url`.
+    async fn read(&self, url: &str, table: &str, limit: u32) -> Result<SourceRows, StoreError>;
 }

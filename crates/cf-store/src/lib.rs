@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use cf_core::Timestamp;
 use cf_ledger::Hash;
 use cf_platform::ports::{
-    KmsRecord, StateStore, StoreError, StoredCheckpoint, StoredEntry, TokenRecord,
+    Document, KmsRecord, StateStore, StoreError, StoredCheckpoint, StoredEntry, TokenRecord,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -514,6 +514,64 @@ impl StateStore for SqlStore {
         rows.iter().map(kms_from_row).collect()
     }
 
+    async fn doc_insert(&self, d: &Document) -> Result<(), StoreError> {
+        let r = sqlx::query("INSERT INTO documents (kind, id, body, revision, updated_ns) VALUES ($1, $2, $3, 1, $4)")
+            .bind(d.kind.clone())
+            .bind(d.id.clone())
+            .bind(d.body.clone())
+            .bind(d.updated.unix_nanos())
+            .execute(&self.pool)
+            .await;
+        match r.map_err(be) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "{} `{}` exists",
+                d.kind, d.id
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn doc_update(&self, d: &Document) -> Result<(), StoreError> {
+        let prev = to_i64(d.revision)? - 1;
+        let done = sqlx::query("UPDATE documents SET body = $1, revision = $2, updated_ns = $3 WHERE kind = $4 AND id = $5 AND revision = $6")
+            .bind(d.body.clone())
+            .bind(prev + 1)
+            .bind(d.updated.unix_nanos())
+            .bind(d.kind.clone())
+            .bind(d.id.clone())
+            .bind(prev)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "{} `{}` changed concurrently; retry",
+                d.kind, d.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn doc_get(&self, kind: &str, id: &str) -> Result<Option<Document>, StoreError> {
+        let row = sqlx::query("SELECT kind, id, body, revision, updated_ns FROM documents WHERE kind = $1 AND id = $2")
+            .bind(kind.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
+        row.map(|r| doc_from_row(&r)).transpose()
+    }
+
+    async fn doc_list(&self, kind: &str) -> Result<Vec<Document>, StoreError> {
+        let rows = sqlx::query("SELECT kind, id, body, revision, updated_ns FROM documents WHERE kind = $1 ORDER BY id")
+            .bind(kind.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -521,6 +579,18 @@ impl StateStore for SqlStore {
             .map_err(be)?;
         Ok(())
     }
+}
+
+fn doc_from_row(r: &AnyRow) -> Result<Document, StoreError> {
+    let rev: i64 = r.try_get("revision").map_err(be)?;
+    Ok(Document {
+        kind: r.try_get("kind").map_err(be)?,
+        id: r.try_get("id").map_err(be)?,
+        body: r.try_get("body").map_err(be)?,
+        revision: u64::try_from(rev)
+            .map_err(|_| StoreError::Corrupt("negative document revision".into()))?,
+        updated: Timestamp::from_unix_nanos(r.try_get("updated_ns").map_err(be)?),
+    })
 }
 
 fn kms_from_row(r: &AnyRow) -> Result<KmsRecord, StoreError> {

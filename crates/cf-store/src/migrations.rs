@@ -49,6 +49,16 @@ CREATE TABLE kms_keys (name TEXT PRIMARY KEY, org TEXT NOT NULL, body TEXT NOT N
 CREATE INDEX kms_keys_org ON kms_keys (org);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "documents",
+        sqlite: r#"
+CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL, updated_ns INTEGER NOT NULL, PRIMARY KEY (kind, id));
+"#,
+        postgres: r#"
+CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, updated_ns BIGINT NOT NULL, PRIMARY KEY (kind, id));
+"#,
+    },
 ];
 
 /// Apply every migration newer than the database's version.

@@ -193,3 +193,33 @@ pub async fn sample_database(
     pool.close().await;
     Ok(out)
 }
+
+/// [`cf_platform::ports::DataSource`] over [`sample_database`]'s drivers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SqlDataSource;
+
+#[async_trait::async_trait]
+impl cf_platform::ports::DataSource for SqlDataSource {
+    async fn read(
+        &self,
+        url: &str,
+        table: &str,
+        limit: u32,
+    ) -> Result<cf_platform::ports::SourceRows, StoreError> {
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, table),
+        };
+        let all = sample_database(url, schema, limit).await?;
+        let t = all
+            .into_iter()
+            .find(|t| t.name == table || t.name.rsplit('.').next() == Some(name))
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("table `{table}` in {}", crate::redact_url(url)))
+            })?;
+        Ok(cf_platform::ports::SourceRows {
+            columns: t.columns,
+            rows: t.rows,
+        })
+    }
+}

@@ -831,3 +831,39 @@ async fn kms_on_postgres() {
     kms_service(b.store.clone(), None).await;
     b.cleanup().await;
 }
+
+async fn documents(s: Arc<SqlStore>) {
+    use cf_platform::ports::Document;
+    let t = Timestamp::from_unix_secs(1_790_000_000);
+    let d = |id: &str, body: &str, revision| Document {
+        kind: "export".into(),
+        id: id.into(),
+        body: body.into(),
+        revision,
+        updated: t,
+    };
+    s.doc_insert(&d("b", "{\"n\":1}", 1)).await.unwrap();
+    s.doc_insert(&d("a", "{}", 1)).await.unwrap();
+    assert!(matches!(
+        s.doc_insert(&d("a", "{}", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.doc_update(&d("b", "{\"n\":2}", 2)).await.unwrap();
+    // A writer that read revision 1 loses: optimistic concurrency.
+    assert!(matches!(
+        s.doc_update(&d("b", "{\"n\":3}", 2)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let got = s.doc_get("export", "b").await.unwrap().unwrap();
+    assert_eq!((got.body.as_str(), got.revision), ("{\"n\":2}", 2));
+    assert!(s.doc_get("dataset", "b").await.unwrap().is_none());
+    let ids: Vec<String> = s
+        .doc_list("export")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+}
+on_both!(document_rows, documents);

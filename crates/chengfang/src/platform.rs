@@ -32,6 +32,8 @@ pub struct Platform {
     pub clock: SharedClock,
     /// Key management.
     pub kms: cf_platform::kms::Kms,
+    /// Datasets, masked reads, exports.
+    pub data: cf_platform::dataflow::DataService,
 }
 
 impl Platform {
@@ -86,7 +88,18 @@ impl Platform {
             Arc::new(cf_crypto::BufferedOsRng::default()),
             root,
         )?;
+        let data = cf_platform::dataflow::DataService::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_store::sample::SqlDataSource),
+            cf_platform::dataflow::default_policies(),
+            kms.internal_key("masking"),
+            kms.internal_key("watermark"),
+            Arc::new(cf_crypto::OsRng),
+        )?;
         Ok(Platform {
+            data,
             kms,
             dir,
             store,
@@ -114,6 +127,7 @@ impl Platform {
             clock: self.clock.clone(),
             started: self.clock.now(),
             kms: self.kms.clone(),
+            data: self.data.clone(),
         }
     }
 

@@ -1377,3 +1377,263 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
         assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
     }
 }
+
+/// MSK-3, MSK-4, PRV-1 over HTTPS: a registered database table read with different masking by
+/// different callers, an export that needs someone else's approval, delivered once, masked and
+/// watermarked, and a leaked fifth of it traced back to the export by an auditor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_masked_reads_and_the_export_workflow() {
+    use sqlx::Executor;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    sqlx::any::install_default_drivers();
+    let db = tmp.path().join("civil.db");
+    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    pool.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, 姓名 TEXT, 公民身份号码 TEXT, 手机号码 TEXT, 户籍地址 TEXT)").await.unwrap();
+    let mut originals = Vec::new();
+    for i in 0..300u32 {
+        let first17 = format!(
+            "11010519{:02}0{}{:02}{:03}",
+            50 + i % 40,
+            1 + i % 9,
+            10 + i % 18,
+            i
+        );
+        let id = format!(
+            "{first17}{}",
+            cf_classify::checks::resident_id_check(first17.as_bytes()).unwrap() as char
+        );
+        pool.execute(sqlx::AssertSqlSafe(format!("INSERT INTO people VALUES ({}, '王{}', '{id}', '1380013{:04}', '北京市朝阳区建国路{}号')", i + 1, ["伟", "芳", "娜"][i as usize % 3], i, i + 1))).await.unwrap();
+        originals.push(id);
+    }
+    pool.close().await;
+
+    let mut srv = start_server(&dir);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/rotate"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let mut tokens = std::collections::HashMap::new();
+    for (name, roles) in [
+        ("svc", vec!["service"]),
+        ("op", vec!["operator"]),
+        ("aud", vec!["auditor"]),
+        ("dual", vec!["admin", "service"]),
+    ] {
+        let (s, v) = json(
+            c.post(u("/api/v1/tokens"))
+                .bearer_auth(&admin)
+                .json(&serde_json::json!({"name": name, "roles": roles}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        tokens.insert(name, v["token"].as_str().unwrap().to_string());
+    }
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        c.post(u(path))
+            .bearer_auth(token.to_string())
+            .json(&body)
+            .send()
+    };
+    let get = |path: &str, token: &str| c.get(u(path)).bearer_auth(token.to_string()).send();
+    let source = format!("sqlite://{}", db.display());
+
+    let (s, v) = json(post("/api/v1/datasets", &admin, serde_json::json!({"name": "citizens", "source": source, "table": "people", "key_column": "uid"})).await.unwrap()).await;
+    assert_eq!(
+        (
+            s,
+            v["error"]["message"]
+                .as_str()
+                .map(|m| m.contains("no column `uid`"))
+        ),
+        (400, Some(true)),
+        "{v}"
+    );
+    let (s, v) = json(post("/api/v1/datasets", &admin, serde_json::json!({"name": "citizens", "source": source, "table": "people", "key_column": "id"})).await.unwrap()).await;
+    assert_eq!(s, 201, "{v}");
+
+    // Same read, different callers, different masking (MSK-3).
+    let (s, op) = json(
+        get("/api/v1/datasets/citizens/rows?limit=5", &tokens["op"])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, op["policy"].as_str()), (200, Some("standard")), "{op}");
+    let (s, svc) = json(
+        get("/api/v1/datasets/citizens/rows?limit=5", &tokens["svc"])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, svc["policy"].as_str()),
+        (200, Some("analytics")),
+        "{svc}"
+    );
+    let col = op["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "公民身份号码")
+        .unwrap();
+    let op_id = op["rows"][0][col].as_str().unwrap();
+    let svc_id = svc["rows"][0][col].as_str().unwrap();
+    assert!(
+        op_id.starts_with("110105") && op_id.contains("********"),
+        "{op_id}"
+    );
+    assert!(
+        cf_classify::checks::resident_id(svc_id) && svc_id != originals[0],
+        "{svc_id}"
+    );
+    assert_eq!(
+        get("/api/v1/datasets/citizens/rows", &admin)
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "admins register datasets but do not read them"
+    );
+
+    // Export workflow (MSK-4): request, no self-approval, approval, one delivery.
+    let ask = serde_json::json!({"dataset": "citizens", "recipient": "transport-bureau", "recipient_role": "analyst", "purpose": "commuter study"});
+    let (s, e) = json(
+        post("/api/v1/exports", &tokens["svc"], ask.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, e["state"].as_str()), (201, Some("requested")), "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let (s, _) = json(
+        post(
+            &format!("/api/v1/exports/{id}/deliver"),
+            &tokens["svc"],
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 409, "not approved yet");
+    let (_, own) = json(
+        post("/api/v1/exports", &tokens["dual"], ask.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (s, v) = json(
+        post(
+            &format!("/api/v1/exports/{}/decision", own["id"].as_str().unwrap()),
+            &tokens["dual"],
+            serde_json::json!({"approve": true}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403, "no one approves their own export: {v}");
+    let (s, v) = json(
+        post(
+            &format!("/api/v1/exports/{id}/decision"),
+            &admin,
+            serde_json::json!({"approve": true, "reason": "DPA-2026-17"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("approved")), "{v}");
+    let (s, d) = json(
+        post(
+            &format!("/api/v1/exports/{id}/deliver"),
+            &tokens["svc"],
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((s, d["export"]["rows"].as_u64()), (200, Some(300)), "{d}");
+    let csv = d["csv"].as_str().unwrap().to_string();
+    assert!(
+        originals.iter().all(|o| !csv.contains(o.as_str())),
+        "no original ID leaves in an analyst export"
+    );
+    assert_eq!(
+        d["export"]["sha256"].as_str().unwrap(),
+        hex::encode(cf_crypto::sha256(csv.as_bytes()))
+    );
+    let (s, _) = json(
+        post(
+            &format!("/api/v1/exports/{id}/deliver"),
+            &tokens["svc"],
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 409, "delivered once");
+
+    // The leak (PRV-1): a fifth of the rows, columns reversed, traced by an auditor.
+    let lines: Vec<&str> = csv.lines().collect();
+    let reverse = |l: &str| l.split(',').rev().collect::<Vec<_>>().join(",");
+    let mut leak = reverse(lines[0]) + "\n";
+    for l in lines[1..].iter().step_by(5) {
+        leak.push_str(&(reverse(l) + "\n"));
+    }
+    let (s, t) = json(
+        post(
+            "/api/v1/exports/trace",
+            &tokens["aud"],
+            serde_json::json!({"dataset": "citizens", "csv": leak}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, t["attributed"].as_str()),
+        (200, Some("transport-bureau")),
+        "{t}"
+    );
+    assert_eq!(t["exports"][0].as_str(), Some(id.as_str()));
+
+    // Every step is in the ledger, without the data.
+    let (_, recs) = json(
+        get("/api/v1/audit/records?from=0&limit=1000", &tokens["aud"])
+            .await
+            .unwrap(),
+    )
+    .await;
+    let text = recs.to_string();
+    for ev in [
+        "data.dataset.register",
+        "data.read",
+        "data.export.request",
+        "data.export.approve",
+        "data.export.deliver",
+        "data.export.trace",
+    ] {
+        assert!(text.contains(ev), "{ev} not audited");
+    }
+    assert!(
+        !text.contains(&originals[0]) && !text.contains(svc_id),
+        "audit records carry no data"
+    );
+    let _ = srv.child.kill();
+}
