@@ -26,6 +26,30 @@ impl std::fmt::Debug for Kek {
 /// The root key is a KEK that is itself sealed.
 pub type RootKey = Kek;
 
+/// What the root of the hierarchy must do: wrap and unwrap the keys one level below it. A
+/// software [`Kek`] unsealed from a passphrase or key file does it in memory; a PKCS#11 HSM
+/// (`cf-hsm`) does it without the root key ever leaving the token.
+pub trait RootWrap: Send + Sync + std::fmt::Debug {
+    /// Wrap `material`, bound to `aad`.
+    fn wrap(&self, aad: &[u8], material: &[u8], rng: &dyn Rng) -> Result<String, KmsError>;
+    /// Unwrap what `wrap` produced with the same `aad`.
+    fn unwrap(&self, aad: &[u8], wrapped: &str) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+    /// `software` or `pkcs11`.
+    fn kind(&self) -> &'static str;
+}
+
+impl RootWrap for Kek {
+    fn wrap(&self, aad: &[u8], material: &[u8], rng: &dyn Rng) -> Result<String, KmsError> {
+        Kek::wrap(self, aad, material, rng)
+    }
+    fn unwrap(&self, aad: &[u8], wrapped: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        Kek::unwrap(self, aad, wrapped)
+    }
+    fn kind(&self) -> &'static str {
+        "software"
+    }
+}
+
 const WRAP_PREFIX: &str = "w1:";
 
 impl Kek {

@@ -12,7 +12,7 @@ use cf_core::SharedClock;
 use cf_crypto::Rng;
 use cf_event::{AuditRecord, Outcome};
 use cf_kms::keyring::{KeyInfo, KeyRing, KeyType, Policy};
-use cf_kms::seal::Kek;
+use cf_kms::seal::{Kek, RootWrap};
 use cf_kms::{Algorithm, Envelope, HashAlg};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -92,7 +92,8 @@ struct Inner {
     ledger: AuditLedger,
     clock: SharedClock,
     rng: Arc<dyn Rng>,
-    root: Kek,
+    root: Arc<dyn RootWrap>,
+    derive: Kek,
     byok_secret: Zeroizing<Vec<u8>>,
     cache: Mutex<HashMap<String, (u64, Arc<KeyRing>)>>,
 }
@@ -115,18 +116,45 @@ fn need(auth: &Authorized, a: Action) -> Result<(), PlatformError> {
 }
 
 impl Kms {
-    /// The service over an unsealed root key.
-    pub fn new(
+    /// The service over the root of the key hierarchy (software or HSM). Platform-internal keys
+    /// (the BYOK wrapping key, masking and watermark keys) derive from one derivation key that is
+    /// made on first start and stored wrapped by the root, so every node of a deployment agrees on
+    /// them and an HSM root guards them too.
+    pub async fn open(
         store: Arc<dyn StateStore>,
         ledger: AuditLedger,
         clock: SharedClock,
         rng: Arc<dyn Rng>,
-        root: Kek,
+        root: Arc<dyn RootWrap>,
     ) -> Result<Self, PlatformError> {
-        // The import (BYOK) wrapping key is derived from the root, so every node of a deployment
-        // presents the same one and it survives restarts without being stored.
-        let seed = root.derive(b"byok-wrapping-sm2");
-        let byok_secret = scalar_from(seed.expose())?;
+        const NAME: &str = "_internal.derive";
+        let aad = b"chengfang-kms/v1/internal/derive";
+        let derive = match store.kms_get(NAME).await? {
+            Some(r) => Kek::from_bytes(&root.unwrap(aad, &r.body)?)?,
+            None => {
+                let k = Kek::generate(rng.as_ref())?;
+                let body = root.wrap(aad, k.expose(), rng.as_ref())?;
+                let rec = KmsRecord {
+                    name: NAME.into(),
+                    org: "_internal".into(),
+                    body,
+                    revision: 1,
+                    updated: clock.now(),
+                };
+                match store.kms_insert(&rec).await {
+                    Ok(()) => k,
+                    // Another node made it first: use theirs.
+                    Err(crate::ports::StoreError::Conflict(_)) => {
+                        let r = store.kms_get(NAME).await?.ok_or_else(|| {
+                            PlatformError::Internal("derivation key vanished".into())
+                        })?;
+                        Kek::from_bytes(&root.unwrap(aad, &r.body)?)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let byok_secret = scalar_from(derive.derive(b"byok-wrapping-sm2").expose())?;
         Ok(Kms {
             inner: Arc::new(Inner {
                 store,
@@ -134,18 +162,24 @@ impl Kms {
                 clock,
                 rng,
                 root,
+                derive,
                 byok_secret,
                 cache: Mutex::default(),
             }),
         })
     }
 
-    /// A 256-bit key for a platform-internal purpose (masking, watermarks), derived from the root
-    /// so every node of a deployment agrees on it and it is never stored.
+    /// Which root guards the hierarchy: `software` or `pkcs11`.
+    pub fn root_kind(&self) -> &'static str {
+        self.inner.root.kind()
+    }
+
+    /// A 256-bit key for a platform-internal purpose (masking, watermarks), derived from the
+    /// stored derivation key, so every node agrees on it and it is never stored itself.
     pub fn internal_key(&self, purpose: &str) -> [u8; 32] {
         *self
             .inner
-            .root
+            .derive
             .derive(format!("internal/{purpose}").as_bytes())
             .expose()
     }
@@ -216,7 +250,7 @@ impl Kms {
     }
 
     async fn load(&self, name: &str) -> Result<(u64, Arc<KeyRing>), PlatformError> {
-        if name.starts_with(ORG_PREFIX) {
+        if name.starts_with(ORG_PREFIX) || name.starts_with('_') {
             return Err(PlatformError::NotFound(format!("no key `{name}`")));
         }
         let rec = self
@@ -352,7 +386,7 @@ impl Kms {
         need(auth, Action::ManageKeys)?;
         let mut out = Vec::new();
         for r in self.inner.store.kms_list().await? {
-            if !r.name.starts_with(ORG_PREFIX) {
+            if !r.name.starts_with('_') {
                 out.push(self.load(&r.name).await?.1.info());
             }
         }

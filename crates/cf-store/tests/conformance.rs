@@ -581,7 +581,15 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     let rng: Arc<dyn cf_crypto::Rng> = Arc::new(cf_crypto::OsRng);
     let root = cf_kms::seal::Kek::generate(rng.as_ref()).unwrap();
     let root_copy = cf_kms::seal::Kek::from_bytes(root.expose()).unwrap();
-    let kms = Kms::new(s.clone(), ledger.clone(), clock.clone(), rng.clone(), root).unwrap();
+    let kms = Kms::open(
+        s.clone(),
+        ledger.clone(),
+        clock.clone(),
+        rng.clone(),
+        Arc::new(root),
+    )
+    .await
+    .unwrap();
     let admin = Principal {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
@@ -786,7 +794,20 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     // A second service over the same store and root sees the destruction too.
     let (signer2, clock2, alarms2, metrics2, _b) = ledger_parts();
     let _ = (signer2, alarms2, metrics2);
-    let kms2 = Kms::new(s.clone(), ledger.clone(), clock2, rng.clone(), root_copy).unwrap();
+    let kms2 = Kms::open(
+        s.clone(),
+        ledger.clone(),
+        clock2,
+        rng.clone(),
+        Arc::new(root_copy),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        kms2.wrapping_key().unwrap(),
+        kms.wrapping_key().unwrap(),
+        "nodes agree on derived keys"
+    );
     assert!(
         kms2.decrypt(&usek, &ctx, "citizens-2026", &rw)
             .await

@@ -169,9 +169,33 @@ pub const FIELDS: &[Field] = &[
     },
     Field {
         path: "kms.seal",
-        kind: Kind::OneOf(&["key-file", "passphrase"]),
+        kind: Kind::OneOf(&["key-file", "passphrase", "pkcs11"]),
         default: "\"key-file\"",
-        doc: "How the KMS root key is sealed at rest (ENC-1): by a key file, or by an operator passphrase through Argon2id (the platform then needs `kms.passphrase_file` to start). Chosen when the root key is first made.",
+        doc: "Where the KMS root key lives (ENC-1): sealed by a key file, sealed by an operator passphrase through Argon2id (the platform then needs `kms.passphrase_file` to start), or inside a PKCS#11 HSM token that never releases it (`kms.pkcs11_*`). Chosen when the first key is made.",
+    },
+    Field {
+        path: "kms.pkcs11_module",
+        kind: Kind::Str,
+        default: "\"/usr/lib/softhsm/libsofthsm2.so\"",
+        doc: "PKCS#11 module of the HSM when `kms.seal = \"pkcs11\"`.",
+    },
+    Field {
+        path: "kms.pkcs11_token",
+        kind: Kind::Str,
+        default: "\"chengfang\"",
+        doc: "Label of the HSM token holding the root key.",
+    },
+    Field {
+        path: "kms.pkcs11_pin_file",
+        kind: Kind::Str,
+        default: "",
+        doc: "File holding the token's user PIN (required with `kms.seal = \"pkcs11\"`).",
+    },
+    Field {
+        path: "kms.pkcs11_key_label",
+        kind: Kind::Str,
+        default: "\"chengfang-root\"",
+        doc: "Label of the root key object in the token; an AES-256 key is generated there (sensitive, non-extractable) if none exists.",
     },
     Field {
         path: "kms.key_file",
@@ -246,6 +270,17 @@ pub enum KmsSeal {
     KeyFile(Option<PathBuf>),
     /// By a passphrase read from this file.
     Passphrase(Option<PathBuf>),
+    /// Inside a PKCS#11 token.
+    Pkcs11 {
+        /// Module path.
+        module: String,
+        /// Token label.
+        token: String,
+        /// PIN file.
+        pin_file: Option<PathBuf>,
+        /// Root key label.
+        key_label: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -556,6 +591,13 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             let opt = |p: &str| Some(PathBuf::from(s(p))).filter(|p| !p.as_os_str().is_empty());
             if s("kms.seal") == "passphrase" {
                 KmsSeal::Passphrase(opt("kms.passphrase_file"))
+            } else if s("kms.seal") == "pkcs11" {
+                KmsSeal::Pkcs11 {
+                    module: s("kms.pkcs11_module"),
+                    token: s("kms.pkcs11_token"),
+                    pin_file: opt("kms.pkcs11_pin_file"),
+                    key_label: s("kms.pkcs11_key_label"),
+                }
             } else {
                 KmsSeal::KeyFile(opt("kms.key_file"))
             }

@@ -118,7 +118,35 @@ impl DataDir {
 
     /// The KMS root key: unsealed from `keys/kms-root.sealed`, or made and sealed on first start
     /// (ENC-1). The passphrase or key file never enters the data directory's other files or logs.
-    pub fn kms_root(&self, seal: &crate::config::KmsSeal) -> Result<cf_kms::seal::Kek> {
+    pub fn kms_root(
+        &self,
+        seal: &crate::config::KmsSeal,
+    ) -> Result<std::sync::Arc<dyn cf_kms::seal::RootWrap>> {
+        use crate::config::KmsSeal;
+        if let KmsSeal::Pkcs11 {
+            module,
+            token,
+            pin_file,
+            key_label,
+        } = seal
+        {
+            let pin_file = pin_file.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("kms.seal = \"pkcs11\" needs kms.pkcs11_pin_file")
+            })?;
+            let pin = std::fs::read_to_string(pin_file)
+                .with_context(|| format!("cannot read the PIN file {}", pin_file.display()))?;
+            let cfg = cf_hsm::HsmConfig {
+                module: module.clone(),
+                token: token.clone(),
+                pin: zeroize::Zeroizing::new(pin.trim().to_string()),
+                key_label: key_label.clone(),
+            };
+            return Ok(std::sync::Arc::new(cf_hsm::HsmRoot::open(&cfg)?));
+        }
+        Ok(std::sync::Arc::new(self.software_root(seal)?))
+    }
+
+    fn software_root(&self, seal: &crate::config::KmsSeal) -> Result<cf_kms::seal::Kek> {
         use crate::config::KmsSeal;
         use cf_kms::seal::{Argon2Params, Kek, SealedRoot};
         let sealed_path = self.root.join("keys/kms-root.sealed");
@@ -144,6 +172,9 @@ impl DataDir {
             let sealed = SealedRoot::parse(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", sealed_path.display()))?;
             let root = match seal {
+                KmsSeal::Pkcs11 { .. } => {
+                    anyhow::bail!("internal: an HSM root is not unsealed from files")
+                }
                 KmsSeal::KeyFile(p) => sealed
                     .unseal_keyfile(&read_secret(p.as_ref().unwrap_or(&default_kf), "key file")?),
                 KmsSeal::Passphrase(p) => sealed.unseal_passphrase(&passphrase(p)?),
@@ -152,6 +183,7 @@ impl DataDir {
         }
         let root = Kek::generate(&cf_crypto::OsRng)?;
         let sealed = match seal {
+            KmsSeal::Pkcs11 { .. } => anyhow::bail!("internal: an HSM root is not sealed to files"),
             KmsSeal::KeyFile(p) => {
                 let kf_path = p.clone().unwrap_or(default_kf);
                 if !kf_path.exists() {

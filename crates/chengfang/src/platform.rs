@@ -81,13 +81,14 @@ impl Platform {
         let root = dir
             .kms_root(&cfg.kms)
             .context("cannot unseal the KMS root key")?;
-        let kms = cf_platform::kms::Kms::new(
+        let kms = cf_platform::kms::Kms::open(
             store.clone(),
             ledger.clone(),
             clock.clone(),
             Arc::new(cf_crypto::BufferedOsRng::default()),
             root,
-        )?;
+        )
+        .await?;
         let data = cf_platform::dataflow::DataService::new(
             store.clone(),
             ledger.clone(),

@@ -221,9 +221,16 @@ struct Server {
 }
 
 fn start_server(dir: &Path) -> Server {
+    start_server_with(dir, &[], true)
+}
+
+/// Start `serve`; on a restart (`fresh` false) no bootstrap credential is printed, so the
+/// server counts as up once it has printed its CA line.
+fn start_server_with(dir: &Path, env: &[(&str, String)], fresh: bool) -> Server {
     let mut child = Command::new(bin())
         .args(["serve", "--data-dir"])
         .arg(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("CHENGFANG_SERVER__LISTEN", "127.0.0.1:0")
         .env("CHENGFANG_LEDGER__ORIGIN", "test.city/audit")
         .env("CHENGFANG_SERVER__BODY_LIMIT_BYTES", "16384")
@@ -257,6 +264,9 @@ fn start_server(dir: &Path) -> Server {
             }
             if l.trim_start().starts_with("cfk_") {
                 token = Some(l.trim().to_string());
+            }
+            if !fresh && l.trim_start().starts_with("platform CA") {
+                token = Some(String::new());
             }
         }
     }
@@ -1636,4 +1646,141 @@ async fn datasets_masked_reads_and_the_export_workflow() {
         "audit records carry no data"
     );
     let _ = srv.child.kill();
+}
+
+/// ENC-1 with the root in an HSM: `kms.seal = "pkcs11"` against a SoftHSM2 token; keys made in one
+/// run decrypt in the next, and no sealed root file is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_root_in_a_softhsm_token_survives_restarts() {
+    use base64::Engine;
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    if !Path::new(module).exists() {
+        assert!(
+            !cf_testkit::in_ci(),
+            "SoftHSM2 is missing in CI; .ci/run must install softhsm2"
+        );
+        eprintln!("*** SKIPPED: SoftHSM2 not installed ***");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("softhsm2.conf");
+    std::fs::create_dir_all(tmp.path().join("tokens")).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tmp.path().join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "city-hsm",
+            "--pin",
+            "24681357",
+            "--so-pin",
+            "13572468",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let pin = tmp.path().join("pin");
+    std::fs::write(&pin, "24681357\n").unwrap();
+    let env = [
+        ("SOFTHSM2_CONF", conf.display().to_string()),
+        ("CHENGFANG_KMS__SEAL", "pkcs11".to_string()),
+        ("CHENGFANG_KMS__PKCS11_MODULE", module.to_string()),
+        ("CHENGFANG_KMS__PKCS11_TOKEN", "city-hsm".to_string()),
+        ("CHENGFANG_KMS__PKCS11_PIN_FILE", pin.display().to_string()),
+    ];
+    let dir = tmp.path().join("data");
+    let mut srv = start_server_with(&dir, &env, true);
+    let c = client(&dir);
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/auth/rotate", srv.url))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/tokens", srv.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "app", "roles": ["service"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let app = v["token"].as_str().unwrap().to_string();
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/kms/keys", srv.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "records", "type": "aes256-gcm"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/kms/keys/records/encrypt", srv.url))
+            .bearer_auth(&app)
+            .json(&serde_json::json!({"items": [{"plaintext": b64.encode("hsm-guarded")}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let ct = v["ciphertexts"][0].as_str().unwrap().to_string();
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    assert!(
+        !dir.join("keys/kms-root.sealed").exists(),
+        "no root key file when the root is in the HSM"
+    );
+
+    let mut srv = start_server_with(&dir, &env, false);
+    let c = client(&dir);
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/kms/keys/records/decrypt", srv.url))
+            .bearer_auth(&app)
+            .json(&serde_json::json!({"items": [{"ciphertext": ct}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["plaintexts"][0].as_str()),
+        (200, Some(b64.encode("hsm-guarded").as_str())),
+        "{v}"
+    );
+    let _ = srv.child.kill();
+
+    // Without the right PIN the platform refuses to start, and says why without the PIN.
+    std::fs::write(&pin, "11111111").unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--data-dir"])
+        .arg(&dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("CHENGFANG_SERVER__LISTEN", "127.0.0.1:0")
+        .env("CHENGFANG_LEDGER__ORIGIN", "test.city/audit")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("login to token `city-hsm` refused")
+            && !text.contains("11111111"),
+        "{text}"
+    );
 }
