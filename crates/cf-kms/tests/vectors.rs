@@ -258,3 +258,214 @@ fn openssl_agrees_on_sm3_and_on_the_sm4_gcm_keystream() {
         }
     }
 }
+
+// --- SM2 against openssl, both directions (GM/T 0009 DER on openssl's side) ---
+
+fn der_len(out: &mut Vec<u8>, n: usize) {
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend([0x81, n as u8]);
+    } else {
+        out.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+}
+
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut o = vec![tag];
+    der_len(&mut o, body.len());
+    o.extend_from_slice(body);
+    o
+}
+
+fn der_int(x: &[u8]) -> Vec<u8> {
+    let mut v: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+    if v.first().is_none_or(|b| b & 0x80 != 0) {
+        v.insert(0, 0);
+    }
+    der(0x02, &v)
+}
+
+/// Split a DER SEQUENCE into its elements' contents.
+fn der_items(b: &[u8]) -> Vec<Vec<u8>> {
+    fn read(b: &[u8], at: &mut usize) -> (u8, Vec<u8>) {
+        let tag = b[*at];
+        let mut len = b[*at + 1] as usize;
+        *at += 2;
+        if len & 0x80 != 0 {
+            let n = len & 0x7f;
+            len = b[*at..*at + n].iter().fold(0, |a, x| a << 8 | *x as usize);
+            *at += n;
+        }
+        let v = b[*at..*at + len].to_vec();
+        *at += len;
+        (tag, v)
+    }
+    let mut at = 0;
+    let (_, seq) = read(b, &mut at);
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < seq.len() {
+        items.push(read(&seq, &mut i).1);
+    }
+    items
+}
+
+fn int32(x: &[u8]) -> Vec<u8> {
+    let x: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut v = vec![0u8; 32 - x.len()];
+    v.extend(x);
+    v
+}
+
+fn spki_pem(point: &[u8]) -> String {
+    use base64::Engine;
+    let mut der = hex::decode("3059301306072a8648ce3d020106082a811ccf5501822d034200").unwrap();
+    der.extend_from_slice(point);
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+fn openssl_file(args: &[&str]) -> Option<Vec<u8>> {
+    openssl(args, b"")
+}
+
+#[test]
+fn sm2_interoperates_with_openssl_for_encryption_and_signatures() {
+    use cf_kms::keyring::{KeyRing, KeyType, Policy, verify_detached};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let rng = cf_crypto::OsRng;
+    let ours = KeyRing::generate(
+        "sm2",
+        "t",
+        KeyType::Sm2,
+        Policy::default(),
+        cf_core::Timestamp::from_unix_secs(0),
+        &rng,
+    )
+    .unwrap();
+    let our_pub = ours.public_key(1).unwrap();
+    std::fs::write(p("ours.pub.pem"), spki_pem(&our_pub)).unwrap();
+    std::fs::write(p("msg"), "城市数据 city data").unwrap();
+
+    // openssl encrypts to our key; we decrypt (GM/T 0009 DER → C1‖C3‖C2).
+    let Some(_) = openssl_file(&[
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        &p("ours.pub.pem"),
+        "-in",
+        &p("msg"),
+        "-out",
+        &p("to-us.der"),
+    ]) else {
+        return;
+    };
+    let it = der_items(&std::fs::read(p("to-us.der")).unwrap());
+    let mut raw = vec![0x04];
+    raw.extend(int32(&it[0]));
+    raw.extend(int32(&it[1]));
+    raw.extend(&it[2]);
+    raw.extend(&it[3]);
+    assert_eq!(
+        &ours.sm2_decrypt(1, &raw).unwrap()[..],
+        "城市数据 city data".as_bytes()
+    );
+
+    // openssl signs (SM3 with the default ID); we verify. We sign; openssl verifies.
+    openssl_file(&[
+        "ecparam",
+        "-name",
+        "SM2",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("theirs.pem"),
+    ])
+    .unwrap();
+    let sig_der = openssl_file(&[
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        &p("theirs.pem"),
+        "-in",
+        &p("msg"),
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        "distid:1234567812345678",
+    ])
+    .unwrap();
+    let their_spki = openssl_file(&[
+        "pkey",
+        "-in",
+        &p("theirs.pem"),
+        "-pubout",
+        "-outform",
+        "DER",
+    ])
+    .unwrap();
+    let their_pub = their_spki[their_spki.len() - 65..].to_vec();
+    let s = der_items(&sig_der);
+    let mut rs = int32(&s[0]);
+    rs.extend(int32(&s[1]));
+    verify_detached(
+        KeyType::Sm2,
+        &their_pub,
+        "城市数据 city data".as_bytes(),
+        &rs,
+    )
+    .expect("openssl's SM2 signature verifies here");
+    let (_, our_sig) = ours.sign("城市数据 city data".as_bytes()).unwrap();
+    let mut seq = der_int(&our_sig[..32]);
+    seq.extend(der_int(&our_sig[32..]));
+    std::fs::write(p("our.sig"), der(0x30, &seq)).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            &p("ours.pub.pem"),
+            "-in",
+            &p("msg"),
+            "-rawin",
+            "-digest",
+            "sm3",
+            "-pkeyopt",
+            "distid:1234567812345678",
+            "-sigfile",
+            &p("our.sig"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "openssl rejects our SM2 signature: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    // We encrypt to openssl's key; openssl decrypts.
+    let ct = cf_kms::sm2enc::encrypt(&their_pub, b"to openssl", &rng).unwrap();
+    let (x, y, c3, c2) = (&ct[1..33], &ct[33..65], &ct[65..97], &ct[97..]);
+    let mut body = der_int(x);
+    body.extend(der_int(y));
+    body.extend(der(0x04, c3));
+    body.extend(der(0x04, c2));
+    std::fs::write(p("to-them.der"), der(0x30, &body)).unwrap();
+    let pt = openssl_file(&[
+        "pkeyutl",
+        "-decrypt",
+        "-inkey",
+        &p("theirs.pem"),
+        "-in",
+        &p("to-them.der"),
+    ])
+    .unwrap();
+    assert_eq!(pt, b"to openssl");
+}
