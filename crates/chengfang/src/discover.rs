@@ -12,7 +12,7 @@ use serde::Serialize;
 /// Arguments.
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
-    /// Sources: database URLs (sqlite://, postgres://, mysql://) or files (.csv, .json, .jsonl, other text).
+    /// Sources: database URLs (sqlite://, postgres://, mysql://) or files (.csv, .json, .jsonl, .xlsx, other text).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Rows sampled per table.
@@ -97,6 +97,15 @@ async fn one(src: &str, a: &DiscoverArgs, scheme: &GradeScheme) -> Result<Vec<Ta
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    if ext == "xlsx" {
+        let t = crate::tables::read(&path)?;
+        let n = t.rows.len();
+        let tab = Tabular {
+            header: t.header,
+            rows: t.rows.into_iter().take(a.sample as usize).collect(),
+        };
+        return Ok(vec![profile(src, &name, n as u64, &tab, scheme)]);
+    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {src} as UTF-8 text"))?;
     let bad = |e: String| anyhow::anyhow!("{src}: {e}");

@@ -1,5 +1,5 @@
-//! Reading and writing tables as CSV, JSON (an array of objects) or JSONL, chosen by file
-//! extension, for exports, watermarks and tracing.
+//! Reading and writing tables as CSV, JSON (an array of objects), JSONL or XLSX (first sheet,
+//! first row the header), chosen by file extension, for exports, watermarks, tracing and discovery.
 
 use std::path::Path;
 
@@ -17,7 +17,8 @@ fn format(p: &Path) -> Result<&'static str> {
         Some("csv") => Ok("csv"),
         Some("json") => Ok("json"),
         Some("jsonl") | Some("ndjson") => Ok("jsonl"),
-        _ => bail!("{}: use a .csv, .json or .jsonl file", p.display()),
+        Some("xlsx") => Ok("xlsx"),
+        _ => bail!("{}: use a .csv, .json, .jsonl or .xlsx file", p.display()),
     }
 }
 
@@ -70,6 +71,23 @@ pub fn read(p: &Path) -> Result<Table> {
             }
             Ok(Table { header, rows })
         }
+        "xlsx" => {
+            use calamine::Reader;
+            let mut wb = calamine::open_workbook_auto(p)
+                .with_context(|| format!("cannot open {} as a workbook", p.display()))?;
+            let range = wb
+                .worksheet_range_at(0)
+                .with_context(|| format!("{}: the workbook has no sheet", p.display()))?
+                .with_context(|| format!("{}: first sheet", p.display()))?;
+            let mut rows = range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect::<Vec<String>>());
+            let header = rows.next().unwrap_or_default();
+            Ok(Table {
+                header,
+                rows: rows.collect(),
+            })
+        }
         "json" => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
@@ -99,6 +117,19 @@ pub fn read(p: &Path) -> Result<Table> {
 pub fn write(p: &Path, t: &Table) -> Result<()> {
     let tmp = p.with_extension("partial");
     match format(p)? {
+        "xlsx" => {
+            let mut wb = rust_xlsxwriter::Workbook::new();
+            let ws = wb.add_worksheet();
+            for (r, row) in std::iter::once(&t.header).chain(t.rows.iter()).enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    let (r, c) = (u32::try_from(r)?, u16::try_from(c)?);
+                    ws.write_string(r, c, v)
+                        .with_context(|| format!("{}: cell {r},{c}", p.display()))?;
+                }
+            }
+            wb.save(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+        }
         "csv" => {
             let mut w = csv::Writer::from_path(&tmp)?;
             w.write_record(&t.header)?;

@@ -1784,3 +1784,65 @@ async fn kms_root_in_a_softhsm_token_survives_restarts() {
         "{text}"
     );
 }
+
+/// PRV-1 across formats: a copy marked as XLSX is traced from the spreadsheet itself, and
+/// discovery reads the spreadsheet's columns.
+#[test]
+fn watermarks_survive_a_spreadsheet_and_discovery_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |x: &Path| x.display().to_string();
+    let input = tmp.path().join("export.csv");
+    let mut csv = String::from("id,name,phone,district\n");
+    for i in 0..300 {
+        csv.push_str(&format!(
+            "{},P-{:08x},1380013{:04},{}\n",
+            7000 + i,
+            i * 104_729,
+            i,
+            ["朝阳区", "海淀区", "东城区"][i % 3]
+        ));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let key = tmp.path().join("wm.key");
+    std::fs::write(&key, "ef".repeat(32)).unwrap();
+    let sheet = tmp.path().join("to-c.xlsx");
+    let (code, out) = run_cli(&[
+        "watermark",
+        &p(&input),
+        "--output",
+        &p(&sheet),
+        "--recipient",
+        "bureau-c",
+        "--key-column",
+        "id",
+        "--key-file",
+        &p(&key),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        &std::fs::read(&sheet).unwrap()[..2],
+        b"PK",
+        "an XLSX (zip) file"
+    );
+    let (code, out) = run_cli(&[
+        "trace",
+        &p(&sheet),
+        "--recipients",
+        "bureau-a,bureau-b,bureau-c",
+        "--key-column",
+        "id",
+        "--key-file",
+        &p(&key),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("leaked copy of `bureau-c`"), "{out}");
+    let (code, out) = run_cli(&["discover", &p(&sheet), "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let cols = v["tables"][0]["columns"].as_array().unwrap();
+    assert!(
+        cols.iter()
+            .any(|c| c["name"] == "phone" && c["type"] == "CN_MOBILE"),
+        "{v}"
+    );
+}
