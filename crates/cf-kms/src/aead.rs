@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::KmsError;
 
 /// SM4 in GCM mode: the generic GCM over the SM4 block cipher with a 96-bit nonce (RFC 8998).
-pub type Sm4Gcm = aes_gcm::AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12>;
+pub type Sm4Gcm = aes_gcm::AesGcm<crate::sm4t::Sm4T, aes_gcm::aead::consts::U12>;
 
 /// An authenticated cipher. The discriminant is the byte written in envelopes; never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
