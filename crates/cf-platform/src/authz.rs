@@ -1,6 +1,6 @@
-//! Authorisation for the foundation: role-based rights over the platform's actions, yielding the
-//! `Authorized<A>` proof that every mutating service demands (AUZ-1, AUD-5). Issue 3 replaces the
-//! rule table with Cedar policies in `cf-authz`; the proof type and call sites stay.
+//! Authorisation: the platform's actions decided by Cedar policies (`cf-authz`, RBAC through role
+//! entities, ABAC over context), yielding the `Authorized` proof that every service demands
+//! (AUZ-1, AUD-5). Only an Allow from the policies mints one.
 
 use std::fmt;
 
@@ -108,22 +108,6 @@ impl Action {
             Action::TraceLeaks => "exports.trace",
         }
     }
-    fn allowed(self, roles: &[Role]) -> bool {
-        let has = |r| roles.contains(&r);
-        match self {
-            Action::ReadAudit => has(Role::Auditor),
-            Action::ManageTokens => has(Role::Admin),
-            Action::RotateBootstrap => has(Role::Admin),
-            Action::PublishEvents => has(Role::Service) || has(Role::Operator) || has(Role::Admin),
-            Action::ReadMetrics => has(Role::Admin) || has(Role::Operator) || has(Role::Auditor),
-            Action::ManageKeys => has(Role::Admin),
-            Action::UseKeys => has(Role::Service) || has(Role::Operator),
-            Action::ManageDatasets => has(Role::Admin),
-            Action::ReadData => has(Role::Service) || has(Role::Operator),
-            Action::ApproveExports => has(Role::Admin),
-            Action::TraceLeaks => has(Role::Auditor),
-        }
-    }
 }
 
 /// Proof that `principal` may perform `action`; only [`authorize`] makes one.
@@ -149,12 +133,32 @@ pub fn authorize(
     principal: &Principal,
     action: Action,
 ) -> Result<Authorized, crate::PlatformError> {
-    if principal.must_change && action != Action::RotateBootstrap {
-        return Err(crate::PlatformError::Forbidden(
-            "this bootstrap credential must be changed first: POST /api/v1/auth/rotate".into(),
-        ));
-    }
-    if !action.allowed(&principal.roles) {
+    static POLICIES: std::sync::LazyLock<cf_authz::Policies> =
+        std::sync::LazyLock::new(cf_authz::Policies::builtin);
+    let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+    let subject = cf_authz::Subject {
+        id: &principal.id,
+        roles: &roles,
+        must_change: principal.must_change,
+    };
+    let verdict = POLICIES
+        .decide(
+            &subject,
+            action.as_str(),
+            "platform",
+            &cf_authz::AccessContext::default(),
+        )
+        .map_err(|e| crate::PlatformError::Internal(e.to_string()))?;
+    if !verdict.allowed {
+        if verdict
+            .reasons
+            .iter()
+            .any(|r| r == "bootstrap-must-rotate-first")
+        {
+            return Err(crate::PlatformError::Forbidden(
+                "this bootstrap credential must be changed first: POST /api/v1/auth/rotate".into(),
+            ));
+        }
         return Err(crate::PlatformError::Forbidden(format!(
             "{} may not {}",
             principal.id,
