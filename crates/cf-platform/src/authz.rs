@@ -126,6 +126,17 @@ impl Authorized {
     pub fn action(&self) -> Action {
         self.action
     }
+    /// Refuse unless this proof is for `a` (services check the proof they were handed).
+    pub fn require(&self, a: Action) -> Result<(), crate::PlatformError> {
+        if self.action == a {
+            Ok(())
+        } else {
+            Err(crate::PlatformError::Forbidden(format!(
+                "{} is needed",
+                a.as_str()
+            )))
+        }
+    }
 }
 
 /// Decide. A bootstrap credential may only rotate itself.

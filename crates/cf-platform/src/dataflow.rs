@@ -148,17 +148,6 @@ impl std::fmt::Debug for DataService {
     }
 }
 
-fn need(auth: &Authorized, a: Action) -> Result<(), PlatformError> {
-    if auth.action() == a {
-        Ok(())
-    } else {
-        Err(PlatformError::Forbidden(format!(
-            "{} is needed",
-            a.as_str()
-        )))
-    }
-}
-
 /// The platform's default policy bindings: services (applications) get analytics masking,
 /// everyone else the standard policy, until issue 3's roles refine them.
 pub fn default_policies() -> PolicySet {
@@ -251,7 +240,7 @@ impl DataService {
         table: &str,
         key_column: &str,
     ) -> Result<(Dataset, Receipt), PlatformError> {
-        need(auth, Action::ManageDatasets)?;
+        auth.require(Action::ManageDatasets)?;
         cf_kms::keyring::check_name(name)
             .map_err(|e| PlatformError::InvalidInput(format!("name: {e}")))?;
         if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
@@ -346,7 +335,7 @@ impl DataService {
         name: &str,
         limit: u32,
     ) -> Result<(MaskedRows, Receipt), PlatformError> {
-        need(auth, Action::ReadData)?;
+        auth.require(Action::ReadData)?;
         let d = self.dataset(name).await?;
         let mut t = self.table(&d, limit).await?;
         let policy = self.inner.policies.for_roles(&Self::roles(auth));
@@ -412,7 +401,7 @@ impl DataService {
         recipient_role: &str,
         purpose: &str,
     ) -> Result<(Export, Receipt), PlatformError> {
-        need(auth, Action::ReadData)?;
+        auth.require(Action::ReadData)?;
         self.dataset(dataset).await?;
         if recipient.trim().is_empty() || purpose.trim().is_empty() {
             return Err(PlatformError::InvalidInput(
@@ -457,7 +446,7 @@ impl DataService {
         approve: bool,
         reason: &str,
     ) -> Result<(Export, Receipt), PlatformError> {
-        need(auth, Action::ApproveExports)?;
+        auth.require(Action::ApproveExports)?;
         let (mut e, rev) = self.export_doc(id).await?;
         if e.requester == auth.principal().id {
             return Err(PlatformError::Forbidden(
@@ -523,7 +512,7 @@ impl DataService {
         ctx: &RequestContext,
         id: &str,
     ) -> Result<(Delivery, Receipt), PlatformError> {
-        need(auth, Action::ReadData)?;
+        auth.require(Action::ReadData)?;
         let (mut e, rev) = self.export_doc(id).await?;
         if e.requester != auth.principal().id {
             return Err(PlatformError::Forbidden(
@@ -561,7 +550,7 @@ impl DataService {
         dataset: &str,
         csv: &str,
     ) -> Result<(serde_json::Value, Receipt), PlatformError> {
-        need(auth, Action::TraceLeaks)?;
+        auth.require(Action::TraceLeaks)?;
         let d = self.dataset(dataset).await?;
         let t = cf_classify::tabular::parse_csv(csv)
             .map_err(|e| PlatformError::InvalidInput(format!("content: {e}")))?;

@@ -104,17 +104,6 @@ impl std::fmt::Debug for Kms {
     }
 }
 
-fn need(auth: &Authorized, a: Action) -> Result<(), PlatformError> {
-    if auth.action() == a {
-        Ok(())
-    } else {
-        Err(PlatformError::Forbidden(format!(
-            "{} is needed",
-            a.as_str()
-        )))
-    }
-}
-
 impl Kms {
     /// The service over the root of the key hierarchy (software or HSM). Platform-internal keys
     /// (the BYOK wrapping key, masking and watermark keys) derive from one derivation key that is
@@ -309,7 +298,7 @@ impl Kms {
         ctx: &RequestContext,
         req: &NewKey,
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
-        need(auth, Action::ManageKeys)?;
+        auth.require(Action::ManageKeys)?;
         let ring = KeyRing::generate(
             &req.name,
             req.org.as_deref().unwrap_or(DEFAULT_ORG),
@@ -329,7 +318,7 @@ impl Kms {
         req: &NewKey,
         wrapped: &[u8],
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
-        need(auth, Action::ManageKeys)?;
+        auth.require(Action::ManageKeys)?;
         let material = cf_kms::sm2enc::decrypt(&self.inner.byok_secret, wrapped)?;
         let ring = KeyRing::import(
             &req.name,
@@ -383,7 +372,7 @@ impl Kms {
 
     /// Every key's metadata.
     pub async fn list(&self, auth: &Authorized) -> Result<Vec<KeyInfo>, PlatformError> {
-        need(auth, Action::ManageKeys)?;
+        auth.require(Action::ManageKeys)?;
         let mut out = Vec::new();
         for r in self.inner.store.kms_list().await? {
             if !r.name.starts_with('_') {
@@ -402,7 +391,7 @@ impl Kms {
         action: &str,
         f: impl Fn(&mut KeyRing) -> Result<serde_json::Value, PlatformError>,
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
-        need(auth, Action::ManageKeys)?;
+        auth.require(Action::ManageKeys)?;
         let (rev, ring) = self.load(name).await?;
         let kek = self.org_kek(ring.org(), false).await?;
         // Work on a private copy so a refused change leaves the cached ring untouched.
@@ -492,7 +481,7 @@ impl Kms {
     }
 
     async fn use_key(&self, auth: &Authorized, name: &str) -> Result<Arc<KeyRing>, PlatformError> {
-        need(auth, Action::UseKeys)?;
+        auth.require(Action::UseKeys)?;
         Ok(self.load(name).await?.1)
     }
 
