@@ -160,6 +160,66 @@ fn classes(p: &str) -> usize {
     [lower, upper, digit, other].iter().filter(|x| **x).count()
 }
 
+/// Keyboard columns of a US/Chinese layout; Chinese users' favourite walks run down them.
+const COLUMNS: [&str; 10] = [
+    "1qaz", "2wsx", "3edc", "4rfv", "5tgb", "6yhn", "7ujm", "8ik,", "9ol.", "0p;/",
+];
+
+fn unshift(c: char) -> char {
+    match c {
+        '!' => '1',
+        '@' => '2',
+        '#' => '3',
+        '$' => '4',
+        '%' => '5',
+        '^' => '6',
+        '&' => '7',
+        '*' => '8',
+        '(' => '9',
+        ')' => '0',
+        '<' => ',',
+        '>' => '.',
+        ':' => ';',
+        '?' => '/',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+static PINYIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^(?:(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?(?:iang|iong|uang|ang|eng|ing|ong|uai|uan|ian|iao|ai|ei|ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ue|ui|er|a|o|e|i|u|v))+$")
+        .unwrap_or_else(|e| panic!("built-in pinyin pattern: {e}"))
+});
+
+/// Patterns zxcvbn's English dictionaries miss but Chinese password lists are full of: walks down
+/// keyboard columns (`1qaz2wsx`, `1qaz@WSX`) and pinyin names or words with a year, date or short
+/// number (`zhangwei1988`, `nihao123`).
+pub fn chinese_weak_pattern(password: &str) -> Option<&'static str> {
+    let flat: String = password.chars().map(unshift).collect();
+    if COLUMNS
+        .windows(2)
+        .any(|w| flat.contains(&format!("{}{}", w[0], w[1])))
+    {
+        return Some("a walk down keyboard columns");
+    }
+    let lower = password.to_ascii_lowercase();
+    let letters: String = lower.chars().filter(|c| c.is_ascii_lowercase()).collect();
+    let digits: String = lower.chars().filter(|c| c.is_ascii_digit()).collect();
+    let split = lower.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let letters_then_digits = lower[..split].chars().all(|c| c.is_ascii_lowercase())
+        && lower[split..].chars().all(|c| c.is_ascii_digit());
+    let datey = digits.len() <= 4
+        || (digits.len() <= 8 && (digits.starts_with("19") || digits.starts_with("20")));
+    if letters_then_digits
+        && letters.len() >= 4
+        && !digits.is_empty()
+        && datey
+        && PINYIN.is_match(&letters)
+    {
+        return Some("a pinyin name or word with a date or short number");
+    }
+    None
+}
+
 /// Every way `password` breaks `policy`. `attributes` are the user's own strings (names, e-mail,
 /// phone, account id); `history` their previous hashes, newest first.
 pub fn check(
@@ -191,7 +251,11 @@ pub fn check(
     }
     let inputs: Vec<&str> = personal.iter().map(String::as_str).collect();
     let est = zxcvbn::zxcvbn(password, &inputs);
-    let score = u8::from(est.score());
+    let mut score = u8::from(est.score());
+    let chinese = chinese_weak_pattern(password);
+    if chinese.is_some() {
+        score = score.min(1);
+    }
     if score < policy.min_strength {
         let hint = est
             .feedback()
@@ -288,7 +352,15 @@ mod tests {
             history: 0,
             max_age_days: 0,
         };
-        for weak in ["Password123!", "Qwerty123456", "P@ssw0rd2024"] {
+        for weak in [
+            "Password123!",
+            "Qwerty123456",
+            "P@ssw0rd2024",
+            "1qaz@WSX3edc",
+            "zhangwei1988",
+            "Nihao123456",
+            "liuyang19880101",
+        ] {
             assert!(
                 check(&p, weak, &[], &[])
                     .iter()
@@ -296,6 +368,22 @@ mod tests {
                 "{weak}"
             );
         }
+    }
+
+    #[test]
+    fn chinese_patterns_do_not_catch_strong_passwords() {
+        for ok in [
+            "Qp7#vL9!mZ2$wR",
+            "correct horse battery staple",
+            "Tr0ub4dor&3xyzW",
+            "qazwsx-is-not-a-column",
+        ] {
+            assert_eq!(chinese_weak_pattern(ok), None, "{ok}");
+        }
+        assert_eq!(
+            chinese_weak_pattern("1qaz2wsx"),
+            Some("a walk down keyboard columns")
+        );
     }
 
     #[test]
