@@ -1,65 +1,16 @@
 //! The HSM root against a real PKCS#11 module: SoftHSM2 with a token made for the test.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use cf_hsm::{HsmConfig, HsmError, HsmRoot};
 use cf_kms::seal::RootWrap;
 use zeroize::Zeroizing;
 
-/// The SoftHSM2 module, or None (loudly, outside CI only) when it is not installed.
-pub fn module() -> Option<String> {
-    let m = std::env::var("CHENGFANG_PKCS11_MODULE")
-        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into());
-    if Path::new(&m).exists() {
-        return Some(m);
-    }
-    assert!(
-        !cf_testkit::in_ci(),
-        "SoftHSM2 ({m}) is missing in CI; .ci/run must install softhsm2"
-    );
-    eprintln!("\n*** SKIPPED: SoftHSM2 not installed ({m}); HSM tests did not run ***\n");
-    None
-}
-
-fn init_token(dir: &Path, label: &str) -> PathBuf {
-    let conf = dir.join("softhsm2.conf");
-    std::fs::create_dir_all(dir.join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let st = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            "12345678",
-            "--so-pin",
-            "87654321",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    conf
-}
-
 #[test]
 fn root_key_wraps_in_the_token_persists_and_never_leaves_it() {
-    let Some(module) = module() else { return };
+    let Some(module) = cf_testkit::softhsm_module() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let conf = init_token(tmp.path(), "chengfang-test");
+    let conf = cf_testkit::softhsm_token(tmp.path(), "chengfang-test", "12345678");
     // SAFETY: this is the only test in this binary, so no other thread reads the environment.
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     let cfg = |pin: &str| HsmConfig {

@@ -226,8 +226,7 @@ impl DataService {
             .doc_get("dataset", name)
             .await?
             .ok_or_else(|| PlatformError::NotFound(format!("no dataset `{name}`")))?;
-        serde_json::from_str(&d.body)
-            .map_err(|e| PlatformError::Internal(format!("dataset `{name}`: {e}")))
+        parse_doc(&d)
     }
 
     /// Register a dataset (administrators).
@@ -301,13 +300,10 @@ impl DataService {
                 "data.manage or data.read is needed".into(),
             ));
         }
-        let mut out = Vec::new();
-        for d in self.inner.store.doc_list("dataset").await? {
-            let ds: Dataset = serde_json::from_str(&d.body)
-                .map_err(|e| PlatformError::Internal(e.to_string()))?;
-            out.push(ds.shown());
-        }
-        Ok(out)
+        let docs = self.inner.store.doc_list("dataset").await?;
+        docs.iter()
+            .map(|d| parse_doc::<Dataset>(d).map(|ds| ds.shown()))
+            .collect()
     }
 
     fn roles(auth: &Authorized) -> Vec<&'static str> {
@@ -368,10 +364,7 @@ impl DataService {
             .doc_get("export", id)
             .await?
             .ok_or_else(|| PlatformError::NotFound(format!("no export `{id}`")))?;
-        Ok((
-            serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?,
-            d.revision,
-        ))
+        Ok((parse_doc(&d)?, d.revision))
     }
 
     async fn save(&self, e: &Export, revision: u64) -> Result<(), PlatformError> {
@@ -493,14 +486,8 @@ impl DataService {
                 "data.read or exports.approve is needed".into(),
             ));
         }
-        let mut out = Vec::new();
-        for d in self.inner.store.doc_list("export").await? {
-            let e: Export = serde_json::from_str(&d.body)
-                .map_err(|x| PlatformError::Internal(x.to_string()))?;
-            if all || e.requester == auth.principal().id {
-                out.push(e);
-            }
-        }
+        let mut out = self.exports_all().await?;
+        out.retain(|e| all || e.requester == auth.principal().id);
         Ok(out)
     }
 
@@ -592,16 +579,14 @@ impl DataService {
     }
 
     async fn exports_all(&self) -> Result<Vec<Export>, PlatformError> {
-        self.inner
-            .store
-            .doc_list("export")
-            .await?
-            .iter()
-            .map(|d| {
-                serde_json::from_str(&d.body).map_err(|x| PlatformError::Internal(x.to_string()))
-            })
-            .collect()
+        let docs = self.inner.store.doc_list("export").await?;
+        docs.iter().map(parse_doc).collect()
     }
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(d: &Document) -> Result<T, PlatformError> {
+    serde_json::from_str(&d.body)
+        .map_err(|e| PlatformError::Internal(format!("stored {} `{}`: {e}", d.kind, d.id)))
 }
 
 fn to_csv(t: &Table) -> String {

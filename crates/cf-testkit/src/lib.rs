@@ -59,3 +59,55 @@ pub fn tcp_open(addr: &str) -> bool {
             std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(500)).is_ok()
         })
 }
+
+/// SoftHSM2's PKCS#11 module (`$CHENGFANG_PKCS11_MODULE` or Debian's path), or `None` after a loud
+/// message when it is not installed (outside CI only; in CI it panics).
+pub fn softhsm_module() -> Option<String> {
+    let m = std::env::var("CHENGFANG_PKCS11_MODULE")
+        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into());
+    if std::path::Path::new(&m).exists() {
+        return Some(m);
+    }
+    assert!(
+        !in_ci(),
+        "SoftHSM2 ({m}) is missing in CI; .ci/run must install softhsm2"
+    );
+    eprintln!("\n*** SKIPPED: SoftHSM2 not installed ({m}); HSM tests did not run ***\n");
+    None
+}
+
+/// A fresh SoftHSM2 token labelled `label` with user PIN `pin`, kept under `dir`; returns the
+/// configuration file to pass as `SOFTHSM2_CONF`.
+pub fn softhsm_token(dir: &std::path::Path, label: &str, pin: &str) -> PathBuf {
+    let conf = dir.join("softhsm2.conf");
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("create the token directory");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("write softhsm2.conf");
+    let out = std::process::Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            "87654321",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util runs");
+    assert!(
+        out.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    conf
+}

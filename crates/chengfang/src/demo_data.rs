@@ -141,15 +141,19 @@ pub async fn run(c: &Ctx<'_>, register: &[cf_sim::Citizen]) -> Result<()> {
     );
 
     // Masking per role (MSK-2, MSK-3) with a masking key drawn from the KMS.
-    let dk = call(
-        c.http,
-        Method::POST,
-        &api("/api/v1/kms/keys/citizen-register/datakey"),
-        &app,
-        Some(serde_json::json!({})),
-    )
-    .await?;
-    let masker = Masker::new(key32(&dk)?);
+    // A fresh KMS data key each for masking and for the watermark.
+    let data_key = || async {
+        let v = call(
+            c.http,
+            Method::POST,
+            &api("/api/v1/kms/keys/citizen-register/datakey"),
+            &app,
+            Some(serde_json::json!({})),
+        )
+        .await?;
+        key32(&v)
+    };
+    let masker = Masker::new(data_key().await?);
     let set = PolicySet::default();
     for role in ["operator", "analyst", "case-officer"] {
         let p = set.for_roles(&[role]);
@@ -169,15 +173,7 @@ pub async fn run(c: &Ctx<'_>, register: &[cf_sim::Citizen]) -> Result<()> {
         &export.header.clone(),
         &mut export.rows,
     );
-    let wk = call(
-        c.http,
-        Method::POST,
-        &api("/api/v1/kms/keys/citizen-register/datakey"),
-        &app,
-        Some(serde_json::json!({})),
-    )
-    .await?;
-    let wm = Masker::new(key32(&wk)?);
+    let wm = Masker::new(data_key().await?);
     let recipients: Vec<String> = [
         "health-bureau",
         "transport-bureau",

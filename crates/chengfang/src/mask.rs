@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cf_mask::{Masker, PolicySet};
 use clap::Args;
 
@@ -45,16 +45,7 @@ pub struct MaskArgs {
 }
 
 fn key(path: &Path) -> Result<Masker> {
-    let raw = std::fs::read(path)
-        .with_context(|| format!("cannot read the masking key {}", path.display()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let bytes = match hex::decode(text.trim()) {
-        Ok(b) if b.len() >= 32 => b,
-        _ => raw.clone(),
-    };
-    if bytes.len() < 32 {
-        bail!("{}: a masking key needs at least 32 bytes", path.display());
-    }
+    let bytes = crate::tables::key_file(path, "masking key")?;
     // Keys longer than 32 bytes are compressed; the masker's own PRF keeps them apart by purpose.
     Ok(Masker::new(cf_crypto::sha256(&bytes)))
 }
@@ -114,17 +105,9 @@ pub fn run(a: &MaskArgs) -> Result<bool> {
     let tmp = a.output.with_extension("partial");
     let report = match ext.as_str() {
         "csv" => {
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_path(&a.input)
-                .with_context(|| format!("cannot open {}", a.input.display()))?;
-            let header: Vec<String> = r.headers()?.iter().map(str::to_string).collect();
-            let mut rows = Vec::new();
-            for (i, rec) in r.records().enumerate() {
-                let rec = rec.with_context(|| format!("{}: row {}", a.input.display(), i + 2))?;
-                rows.push(rec.iter().map(str::to_string).collect::<Vec<_>>());
-            }
-            let counts = cf_mask::mask_table(&m, policy, &header, &mut rows);
+            let mut table = crate::tables::read(&a.input)?;
+            let (header, rows) = (&table.header, &mut table.rows);
+            let counts = cf_mask::mask_table(&m, policy, header, rows);
             let col = |name: &str| {
                 header
                     .iter()
@@ -138,7 +121,7 @@ pub fn run(a: &MaskArgs) -> Result<bool> {
                         .map(|c| col(c.trim()))
                         .collect::<Result<Vec<_>>>()?;
                     let s = a.sensitive.as_deref().map(col).transpose()?;
-                    Some(cf_mask::kanon::check(&rows, &qi, s, a.k, a.l))
+                    Some(cf_mask::kanon::check(rows, &qi, s, a.k, a.l))
                 }
                 None => None,
             };
@@ -172,13 +155,9 @@ pub fn run(a: &MaskArgs) -> Result<bool> {
                 }
                 return Ok(false);
             }
-            let mut w = csv::Writer::from_path(&tmp)?;
-            w.write_record(&header)?;
-            for r in &rows {
-                w.write_record(r)?;
-            }
-            w.flush()?;
-            serde_json::json!({"rows": rows.len(), "columns": counts, "kanon": kanon})
+            let report = serde_json::json!({"rows": rows.len(), "columns": counts, "kanon": kanon});
+            crate::tables::write(&a.output, &table)?;
+            report
         }
         _ => {
             let f = std::fs::File::open(&a.input)
@@ -203,10 +182,11 @@ pub fn run(a: &MaskArgs) -> Result<bool> {
                 lines += 1;
             }
             w.flush()?;
+            drop(w);
+            std::fs::rename(&tmp, &a.output)?;
             serde_json::json!({"lines": lines, "masked_values": found})
         }
     };
-    std::fs::rename(&tmp, &a.output)?;
     if a.json {
         println!(
             "{}",

@@ -55,21 +55,14 @@ fn from_objects(objs: Vec<serde_json::Map<String, serde_json::Value>>) -> Table 
 pub fn read(p: &Path) -> Result<Table> {
     match format(p)? {
         "csv" => {
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_path(p)
-                .with_context(|| format!("cannot open {}", p.display()))?;
-            let header = r.headers()?.iter().map(str::to_string).collect();
-            let mut rows = Vec::new();
-            for (i, rec) in r.records().enumerate() {
-                rows.push(
-                    rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?
-                        .iter()
-                        .map(str::to_string)
-                        .collect(),
-                );
-            }
-            Ok(Table { header, rows })
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {} as UTF-8 text", p.display()))?;
+            let t = cf_classify::tabular::parse_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            Ok(Table {
+                header: t.header,
+                rows: t.rows,
+            })
         }
         "xlsx" => {
             use calamine::Reader;
@@ -162,4 +155,25 @@ pub fn write(p: &Path, t: &Table) -> Result<()> {
     }
     std::fs::rename(&tmp, p)?;
     Ok(())
+}
+
+/// Key material from a file given on the command line (masking, watermark keys): 32 or more
+/// bytes, either raw or as hex text. The bytes are wiped when dropped.
+pub fn key_file(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let raw = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("cannot read the {what} {}", path.display()))?,
+    );
+    let hex_bytes = std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|t| hex::decode(t.trim()).ok())
+        .filter(|b| b.len() >= 32);
+    let bytes = match hex_bytes {
+        Some(b) => zeroize::Zeroizing::new(b),
+        None => raw,
+    };
+    if bytes.len() < 32 {
+        bail!("{}: a {what} needs at least 32 bytes", path.display());
+    }
+    Ok(bytes)
 }

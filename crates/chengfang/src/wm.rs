@@ -48,18 +48,7 @@ pub struct TraceArgs {
 }
 
 fn masker(p: &std::path::Path) -> Result<cf_mask::Masker> {
-    let raw = std::fs::read(p)
-        .with_context(|| format!("cannot read the watermark key {}", p.display()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let bytes = hex::decode(text.trim())
-        .ok()
-        .filter(|b| b.len() >= 32)
-        .unwrap_or(raw.clone());
-    anyhow::ensure!(
-        bytes.len() >= 32,
-        "{}: a watermark key needs at least 32 bytes",
-        p.display()
-    );
+    let bytes = crate::tables::key_file(p, "watermark key")?;
     // Domain-separated from masking keys made from the same file.
     Ok(cf_mask::Masker::new(cf_crypto::sha256_parts(&[
         b"chengfang-watermark/v1",

@@ -1653,47 +1653,17 @@ async fn datasets_masked_reads_and_the_export_workflow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_root_in_a_softhsm_token_survives_restarts() {
     use base64::Engine;
-    let module = "/usr/lib/softhsm/libsofthsm2.so";
-    if !Path::new(module).exists() {
-        assert!(
-            !cf_testkit::in_ci(),
-            "SoftHSM2 is missing in CI; .ci/run must install softhsm2"
-        );
-        eprintln!("*** SKIPPED: SoftHSM2 not installed ***");
+    let Some(module) = cf_testkit::softhsm_module() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("softhsm2.conf");
-    std::fs::create_dir_all(tmp.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tmp.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let st = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "city-hsm",
-            "--pin",
-            "24681357",
-            "--so-pin",
-            "13572468",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    let conf = cf_testkit::softhsm_token(tmp.path(), "city-hsm", "24681357");
     let pin = tmp.path().join("pin");
     std::fs::write(&pin, "24681357\n").unwrap();
     let env = [
         ("SOFTHSM2_CONF", conf.display().to_string()),
         ("CHENGFANG_KMS__SEAL", "pkcs11".to_string()),
-        ("CHENGFANG_KMS__PKCS11_MODULE", module.to_string()),
+        ("CHENGFANG_KMS__PKCS11_MODULE", module.clone()),
         ("CHENGFANG_KMS__PKCS11_TOKEN", "city-hsm".to_string()),
         ("CHENGFANG_KMS__PKCS11_PIN_FILE", pin.display().to_string()),
     ];
