@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use cf_core::Secret;
 
 /// Re-export so engines that only depend on this crate can wrap key material.
+pub mod devkey;
+
 pub mod secret {
     pub use cf_core::Secret;
 }

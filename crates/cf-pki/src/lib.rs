@@ -18,9 +18,17 @@ pub enum PkiError {
     /// A PEM input could not be parsed.
     #[error("invalid PEM for {0}")]
     Pem(&'static str),
+    /// A CSR, certificate or CRL was malformed or did not verify.
+    #[error("{0}")]
+    Invalid(String),
+    /// A well-formed input that this CA does not issue for.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
-fn ce(e: rcgen::Error) -> PkiError {
+pub mod device;
+
+pub(crate) fn ce(e: rcgen::Error) -> PkiError {
     PkiError::Cert(e.to_string())
 }
 
@@ -110,5 +118,18 @@ mod tests {
         .unwrap();
         assert!(srv.cert_pem.contains("BEGIN CERTIFICATE"));
         assert!(issue_server_cert("junk", &ca.key_pem, &["x".into()], now, 1).is_err());
+    }
+}
+
+/// Entry point shared by the cargo-fuzz target `csr` and the stable corpus replay test.
+pub mod fuzzing {
+    /// Untrusted CSRs and certificates (DER or PEM text) must never panic.
+    pub fn csr(data: &[u8]) {
+        let _ = crate::device::verify_csr_der(data);
+        let _ = crate::device::cert_info_der(data);
+        if let Ok(s) = std::str::from_utf8(data) {
+            let _ = crate::device::verify_csr(s);
+            let _ = crate::device::cert_info(s);
+        }
     }
 }

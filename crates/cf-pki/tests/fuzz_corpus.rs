@@ -1,0 +1,41 @@
+//! Replays the committed cargo-fuzz corpus `fuzz/corpus/csr` on stable Rust.
+
+#[test]
+fn csr_corpus_replays_without_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/csr");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        for cut in [
+            data.len(),
+            0,
+            1,
+            data.len() / 2,
+            data.len().saturating_sub(1),
+        ] {
+            cf_pki::fuzzing::csr(&data[..cut]);
+        }
+        n += 1;
+    }
+    assert!(n >= 2, "csr corpus has the PEM and DER seeds");
+}
+
+#[test]
+fn csrs_made_by_openssl_verify_and_sm2_is_refused_with_a_reason() {
+    use cf_crypto::devkey::KeyAlg;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/csr");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let p = cf_pki::device::verify_csr(&read("p256.pem")).unwrap();
+    assert_eq!(
+        (p.alg, p.requested_cn.as_deref()),
+        (KeyAlg::EcdsaP256, Some("cam-1"))
+    );
+    let der = std::fs::read(dir.join("p256.der")).unwrap();
+    assert_eq!(cf_pki::device::verify_csr_der(&der).unwrap(), p);
+    let e = cf_pki::device::verify_csr(&read("ed25519.pem")).unwrap();
+    assert_eq!(e.alg, KeyAlg::Ed25519);
+    let err = cf_pki::device::verify_csr(&read("sm2.pem"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SM2"), "{err}");
+}
