@@ -159,7 +159,10 @@ impl Policies {
 mod tests {
     use super::*;
 
-    const ACTIONS: [&str; 11] = [
+    const ACTIONS: [&str; 14] = [
+        "devices.manage",
+        "devices.read",
+        "devices.quarantine",
         "audit.read",
         "tokens.manage",
         "tokens.rotate_bootstrap",
@@ -181,7 +184,10 @@ mod tests {
             | "tokens.rotate_bootstrap"
             | "kms.manage"
             | "data.manage"
-            | "exports.approve" => role == "admin",
+            | "exports.approve"
+            | "devices.manage" => role == "admin",
+            "devices.read" => matches!(role, "admin" | "operator" | "auditor"),
+            "devices.quarantine" => matches!(role, "admin" | "operator"),
             "events.publish" => matches!(role, "service" | "operator" | "admin"),
             "metrics.read" => matches!(role, "admin" | "operator" | "auditor"),
             "kms.use" | "data.read" => matches!(role, "service" | "operator"),

@@ -85,8 +85,8 @@ pub struct Device {
     pub cert_serial: Option<String>,
     /// Its expiry.
     pub cert_not_after: Option<Timestamp>,
-    /// Algorithm and fingerprint of the enrolled key.
-    pub key_fingerprint: Option<String>,
+    /// The enrolled key (its telemetry is verified with it).
+    pub key: Option<EnrolledKey>,
     /// Firmware hash last reported (hex SHA-256).
     pub reported_firmware: Option<String>,
     /// Registered at.
@@ -104,7 +104,7 @@ impl Device {
             status: DeviceStatus::Registered,
             cert_serial: None,
             cert_not_after: None,
-            key_fingerprint: None,
+            key: None,
             reported_firmware: None,
             created: now,
             quarantine_reason: None,
@@ -117,6 +117,25 @@ impl Device {
     /// MQTT topic prefix the device may publish under: `city/<district>/<id>/`.
     pub fn topic_prefix(&self) -> String {
         format!("city/{}/{}/", self.spec.district, self.spec.id)
+    }
+}
+
+/// A device's enrolled public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolledKey {
+    /// Algorithm.
+    pub alg: cf_crypto::devkey::KeyAlg,
+    /// Raw public key, hex.
+    pub public_key: String,
+}
+
+impl EnrolledKey {
+    /// Parse for verification.
+    pub fn parse(&self) -> Result<cf_crypto::devkey::DevicePublicKey, DeviceError> {
+        let raw = hex::decode(&self.public_key)
+            .map_err(|_| DeviceError::Crypto("enrolled key: not hex".into()))?;
+        cf_crypto::devkey::DevicePublicKey::parse(self.alg, &raw)
+            .map_err(|e| DeviceError::Crypto(e.to_string()))
     }
 }
 

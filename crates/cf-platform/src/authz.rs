@@ -89,6 +89,13 @@ pub enum Action {
     ApproveExports,
     /// Trace a leaked copy to the export it came from (PRV-1).
     TraceLeaks,
+    /// Register, import, retire devices; issue enrollment tokens; revoke certificates; trust
+    /// vendors' firmware keys and manifests (DEV-1, INT-1).
+    ManageDevices,
+    /// Read the device registry and its state.
+    ReadDevices,
+    /// Isolate a device and release it (AVL-2) — security operations' response.
+    QuarantineDevices,
 }
 
 impl Action {
@@ -106,6 +113,9 @@ impl Action {
             Action::ReadData => "data.read",
             Action::ApproveExports => "exports.approve",
             Action::TraceLeaks => "exports.trace",
+            Action::ManageDevices => "devices.manage",
+            Action::ReadDevices => "devices.read",
+            Action::QuarantineDevices => "devices.quarantine",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod alarm;
 pub mod audit;
 pub mod authz;
 pub mod dataflow;
+pub mod devices;
 pub mod kms;
 pub mod metrics;
 pub mod ports;

@@ -219,6 +219,16 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;
 }
 
+/// The device network's broker, as the platform drives it (AVL-2): where revocations go and how
+/// commands reach a device. Implemented over Mosquitto by the MQTT edge.
+#[async_trait]
+pub trait DeviceGateway: Send + Sync + std::fmt::Debug {
+    /// Install `crl_pem` where the broker reads it and make the broker use it now.
+    async fn push_crl(&self, crl_pem: &str) -> Result<(), BusError>;
+    /// Publish `payload` on the MQTT topic `topic` (QoS 1, retained so a reconnecting device sees it).
+    async fn command(&self, topic: &str, payload: &[u8]) -> Result<(), BusError>;
+}
+
 /// Validate a topic (no wildcards) or a filter (wildcards allowed).
 pub fn check_topic(topic: &str, filter: bool) -> Result<(), BusError> {
     if topic.is_empty() || topic.len() > 200 {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cf_core::{ManualClock, SharedClock, SystemClock, Timestamp};
+use cf_core::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 use cf_event::{AuditRecord, Outcome};
 use cf_ledger::{Checkpoint, NoteSigner, leaf_hash, verify_inclusion};
 use cf_platform::alarm::Alarms;
@@ -888,3 +888,383 @@ async fn documents(s: Arc<SqlStore>) {
     assert_eq!(ids, ["a", "b"]);
 }
 on_both!(document_rows, documents);
+
+/// A broker stand-in that records what the device service pushes to it.
+#[derive(Debug, Default)]
+struct RecordingGateway {
+    crls: std::sync::Mutex<Vec<String>>,
+    commands: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl cf_platform::ports::DeviceGateway for RecordingGateway {
+    async fn push_crl(&self, crl_pem: &str) -> Result<(), cf_platform::ports::BusError> {
+        self.crls.lock().unwrap().push(crl_pem.to_string());
+        Ok(())
+    }
+    async fn command(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), cf_platform::ports::BusError> {
+        self.commands.lock().unwrap().push((
+            topic.to_string(),
+            String::from_utf8_lossy(payload).into_owned(),
+        ));
+        Ok(())
+    }
+}
+
+/// The device trust service end to end on each backend (DEV-1, AVL-2, INT-1): registry, import,
+/// one-time enrollment, renewal, CRL, signed telemetry with forgery/replay/spoofing alerts,
+/// quarantine with every step audited, firmware integrity, and state surviving a restart.
+async fn device_service(s: Arc<SqlStore>) {
+    use cf_crypto::devkey::{DeviceSigner, KeyAlg};
+    use cf_device::firmware::Manifest;
+    use cf_device::registry::{DeviceStatus, NewDevice};
+    use cf_device::telemetry::{Envelope, Reject, Verdict};
+    use cf_platform::devices::{DeviceCa, DeviceConfig, DeviceService};
+    use cf_platform::tokens::RequestContext;
+
+    let (signer, lclock, alarms, metrics, bus) = ledger_parts();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), lclock, alarms, metrics)
+        .await
+        .unwrap();
+    let t0 = Timestamp::from_unix_secs(1_790_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let ca = cf_pki::new_ca("Test Device CA", t0, 10).unwrap();
+    let gw = Arc::new(RecordingGateway::default());
+    let open = |s: Arc<SqlStore>, ledger: AuditLedger| {
+        let gw = gw.clone();
+        let bus = bus.clone();
+        let clock = clock.clone();
+        let ca = DeviceCa {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        };
+        async move {
+            DeviceService::open(
+                s,
+                ledger,
+                clock,
+                Arc::new(cf_crypto::OsRng),
+                bus,
+                Some(gw),
+                ca,
+                DeviceConfig::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let svc = open(s.clone(), ledger.clone()).await;
+    let p = |id: &str, role| Principal {
+        id: id.into(),
+        roles: vec![role],
+        must_change: false,
+    };
+    let admin = p("tok-admin", authz::Role::Admin);
+    let op = p("tok-op", authz::Role::Operator);
+    let manage = authz::authorize(&admin, authz::Action::ManageDevices).unwrap();
+    let quarantine = authz::authorize(&op, authz::Action::QuarantineDevices).unwrap();
+    let read = authz::authorize(
+        &p("tok-aud", authz::Role::Auditor),
+        authz::Action::ReadDevices,
+    )
+    .unwrap();
+    assert!(authz::authorize(&op, authz::Action::ManageDevices).is_err());
+    assert!(authz::authorize(&p("svc", authz::Role::Service), authz::Action::ReadDevices).is_err());
+    let ctx = RequestContext::internal();
+    let spec = |id: &str, kind: &str| NewDevice {
+        id: id.into(),
+        kind: kind.into(),
+        layer: cf_core::Layer::TerminalPerception,
+        district: "haidian".into(),
+        lat: 39.96,
+        lon: 116.3,
+        owner_org: "traffic".into(),
+        vendor: "Acme".into(),
+        model: "ENV-1".into(),
+        firmware: "1.0".into(),
+    };
+
+    // Registry: one by one, and a CSV with one good, one bad and one duplicate row.
+    svc.register(&manage, &ctx, spec("env-1", "environment-sensor"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.register(&manage, &ctx, spec("env-1", "camera")).await,
+        Err(cf_platform::PlatformError::Conflict(_))
+    ));
+    assert!(
+        svc.register(&read, &ctx, spec("env-9", "camera"))
+            .await
+            .is_err(),
+        "readers cannot register"
+    );
+    let csv = "id,kind,layer,district,lat,lon,owner_org,vendor,model,firmware\n\
+env-2,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n\
+env-3,environment-sensor,orbit,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n\
+env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
+    let rep = svc.import_csv(&manage, &ctx, csv.as_bytes()).await.unwrap();
+    assert_eq!(rep.registered, ["env-2"]);
+    assert_eq!(rep.errors.len(), 2, "{:?}", rep.errors);
+    assert_eq!(
+        svc.list(&read, Some("haidian"), None).await.unwrap().len(),
+        2
+    );
+
+    // Enrollment: one-time token + the device's own CSR; the token cannot be used twice.
+    let (tok, _, _) = svc.enrollment_token(&manage, &ctx, "env-1").await.unwrap();
+    let k1 = cf_pki::device::device_key(KeyAlg::EcdsaP256, "whatever").unwrap();
+    let e1 = svc.enroll(&ctx, &tok, &k1.csr_der).await.unwrap();
+    let info = cf_pki::device::verify_issued_by(&e1.cert_pem, &ca.cert_pem, t0).unwrap();
+    assert_eq!(info.common_name.as_deref(), Some("env-1"));
+    assert!(matches!(
+        svc.enroll(&ctx, &tok, &k1.csr_der).await,
+        Err(cf_platform::PlatformError::Unauthenticated(_))
+    ));
+    assert!(svc.enroll(&ctx, "cfe_made-up", &k1.csr_der).await.is_err());
+    // Two parallel uses of one token: exactly one certificate.
+    let (tok2, _, _) = svc.enrollment_token(&manage, &ctx, "env-2").await.unwrap();
+    let k2 = cf_pki::device::device_key(KeyAlg::Ed25519, "env-2").unwrap();
+    let (a, b) = tokio::join!(
+        svc.enroll(&ctx, &tok2, &k2.csr_der),
+        svc.enroll(&ctx, &tok2, &k2.csr_der)
+    );
+    assert_eq!(
+        a.is_ok() as u8 + b.is_ok() as u8,
+        1,
+        "one token, one certificate"
+    );
+    assert_eq!(
+        svc.get(&read, "env-1").await.unwrap().status,
+        DeviceStatus::Active
+    );
+
+    // Telemetry signed with the enrolled key is accepted; forgeries, replays and spoofing are not.
+    let dev1 = DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &k1.pkcs8).unwrap();
+    let now_ms = || clock.now().unix_millis();
+    let reading = |seq: u64, t: f64| {
+        Envelope::seal(
+            &dev1,
+            "env-1",
+            1,
+            seq,
+            now_ms(),
+            format!(r#"{{"type":"reading","metrics":{{"temperature_c":{t}}}}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let topic = "city/haidian/env-1/telemetry";
+    let m1 = reading(1, 21.5);
+    assert_eq!(
+        svc.ingest(&m1, topic, Some("env-1"), Some("10.1.0.7"))
+            .await
+            .verdict,
+        Verdict::Accepted { late: false }
+    );
+    assert_eq!(
+        svc.ingest(&m1, topic, Some("env-1"), Some("10.1.0.7"))
+            .await
+            .verdict,
+        Verdict::Duplicate
+    );
+    let stranger =
+        DeviceSigner::sm2(cf_crypto::Sm2SigningKey::from_seed(&[9; 32]).unwrap()).unwrap();
+    let forged = Envelope::seal(&stranger, "env-1", 1, 2, now_ms(), b"{}").unwrap();
+    let f = svc.ingest(&forged, topic, None, None).await;
+    assert_eq!(f.verdict, Verdict::Rejected(Reject::WrongAlgorithm));
+    assert_eq!(f.alerts[0].kind, "telemetry.forged");
+    let spoof = svc
+        .ingest(&reading(3, 20.0), topic, Some("env-2"), None)
+        .await;
+    assert_eq!(spoof.alerts[0].kind, "device.identity_mismatch");
+    let hot = svc
+        .ingest(&reading(4, 500.0), topic, Some("env-1"), None)
+        .await;
+    assert_eq!(hot.alerts[0].kind, "device.out_of_range");
+    clock.advance(Duration::from_secs(3600));
+    let replay = svc.ingest(&m1, topic, Some("env-1"), None).await;
+    assert_eq!(
+        replay.verdict,
+        Verdict::Rejected(Reject::Replay { boot: 1, seq: 1 })
+    );
+    let kinds: Vec<String> = bus
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.topic.clone())
+        .collect();
+    for k in [
+        "alert.telemetry.forged",
+        "alert.device.identity_mismatch",
+        "alert.device.out_of_range",
+        "alert.telemetry.replay",
+    ] {
+        assert!(
+            kinds.iter().any(|x| x == k),
+            "{k} not on the bus: {kinds:?}"
+        );
+    }
+
+    // Renewal with the current certificate supersedes it; the old serial lands on the CRL.
+    let k1b = cf_pki::device::device_key(KeyAlg::EcdsaP256, "env-1").unwrap();
+    let e1b = svc.renew(&ctx, &e1.cert_pem, &k1b.csr_der).await.unwrap();
+    assert_ne!(e1b.serial, e1.serial);
+    assert!(
+        svc.renew(&ctx, &e1.cert_pem, &k1b.csr_der).await.is_err(),
+        "superseded certificate"
+    );
+    let crl = svc.crl().await.unwrap();
+    assert_eq!(
+        cf_pki::device::crl_serials(&crl, &ca.cert_pem).unwrap(),
+        vec![e1.serial.clone()]
+    );
+    assert_eq!(gw.crls.lock().unwrap().len(), 1);
+    // The old key no longer verifies; the new one does.
+    assert!(matches!(
+        svc.ingest(&reading(10, 20.0), topic, Some("env-1"), None)
+            .await
+            .verdict,
+        Verdict::Rejected(Reject::BadSignature)
+    ));
+    let dev1b = DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &k1b.pkcs8).unwrap();
+    let ok = Envelope::seal(
+        &dev1b,
+        "env-1",
+        1,
+        11,
+        now_ms(),
+        br#"{"type":"reading","metrics":{}}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        svc.ingest(&ok, topic, Some("env-1"), None).await.verdict,
+        Verdict::Accepted { .. }
+    ));
+
+    // Replay state survives a restart of the service once saved.
+    svc.tick().await.unwrap();
+    let svc2 = open(s.clone(), ledger.clone()).await;
+    assert_eq!(
+        svc2.ingest(&ok, topic, Some("env-1"), None).await.verdict,
+        Verdict::Duplicate
+    );
+
+    // Quarantine: audited, certificate revoked, CRL pushed, command published, ingest blocked.
+    let before = ledger.size();
+    let q = svc2
+        .quarantine(&quarantine, &ctx, "env-1", "operator: suspected clone")
+        .await
+        .unwrap();
+    assert!(q.certificate_revoked && q.crl_pushed && q.command_sent && q.ingest_blocked);
+    assert!(
+        ledger.size() >= before + 2,
+        "decision and effects are both in the ledger"
+    );
+    let (ctopic, cbody) = gw.commands.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(ctopic, "city/haidian/env-1/control");
+    assert!(cbody.contains("quarantine"));
+    let crl = svc2.crl().await.unwrap();
+    assert!(
+        cf_pki::device::crl_serials(&crl, &ca.cert_pem)
+            .unwrap()
+            .contains(&e1b.serial)
+    );
+    let ok2 = Envelope::seal(&dev1b, "env-1", 1, 12, now_ms(), b"{}").unwrap();
+    assert_eq!(
+        svc2.ingest(&ok2, topic, Some("env-1"), None).await.verdict,
+        Verdict::Rejected(Reject::UnknownDevice)
+    );
+    assert!(
+        svc2.enrollment_token(&manage, &ctx, "env-1").await.is_err(),
+        "quarantined devices cannot re-enroll"
+    );
+    svc2.release(&quarantine, &ctx, "env-1").await.unwrap();
+    assert_eq!(
+        svc2.get(&read, "env-1").await.unwrap().status,
+        DeviceStatus::Registered
+    );
+
+    // Firmware: a vendor-signed release passes; anything else alerts and quarantines.
+    let vendor =
+        DeviceSigner::sm2(cf_crypto::Sm2SigningKey::from_seed(&[11; 32]).unwrap()).unwrap();
+    svc2.trust_vendor(
+        &manage,
+        &ctx,
+        "Acme",
+        KeyAlg::Sm2,
+        &hex::encode(vendor.public().raw()),
+    )
+    .await
+    .unwrap();
+    let good = hex::encode(cf_crypto::sha256(b"acme env-1 firmware 1.0"));
+    let m = Manifest {
+        vendor: "Acme".into(),
+        model: "ENV-1".into(),
+        version: "1.0".into(),
+        sha256: good.clone(),
+    }
+    .sign(&vendor)
+    .unwrap();
+    svc2.add_firmware(&manage, &ctx, m.clone()).await.unwrap();
+    let mut forged_m = m.clone();
+    forged_m.manifest.sha256 = hex::encode(cf_crypto::sha256(b"evil"));
+    assert!(svc2.add_firmware(&manage, &ctx, forged_m).await.is_err());
+    let (tok3, _, _) = svc2.enrollment_token(&manage, &ctx, "env-1").await.unwrap();
+    let k1c = cf_pki::device::device_key(KeyAlg::Ed25519, "env-1").unwrap();
+    svc2.enroll(&ctx, &tok3, &k1c.csr_der).await.unwrap();
+    let dev1c = DeviceSigner::from_pkcs8(KeyAlg::Ed25519, &k1c.pkcs8).unwrap();
+    let hello = |seq, sha: &str| {
+        Envelope::seal(
+            &dev1c,
+            "env-1",
+            2,
+            seq,
+            clock.now().unix_millis(),
+            format!(r#"{{"type":"hello","firmware_sha256":"{sha}"}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let h = svc2
+        .ingest(&hello(1, &good), topic, Some("env-1"), None)
+        .await;
+    assert!(h.alerts.is_empty(), "{:?}", h.alerts);
+    let bad = svc2
+        .ingest(&hello(2, &"ab".repeat(32)), topic, Some("env-1"), None)
+        .await;
+    assert_eq!(bad.alerts[0].kind, "device.firmware_mismatch");
+    let d = svc2.get(&read, "env-1").await.unwrap();
+    assert_eq!(
+        d.status,
+        DeviceStatus::Quarantined,
+        "policy quarantines unapproved firmware"
+    );
+    assert_eq!(
+        d.reported_firmware.as_deref(),
+        Some("ab".repeat(32).as_str())
+    );
+
+    // Every step is in the ledger, and no key material is.
+    let entries = s.ledger_entries(0, 10_000).await.unwrap();
+    let all: String = entries.iter().map(|e| e.body.as_str()).collect();
+    for ev in [
+        "device.register",
+        "device.enrollment_token",
+        "device.enroll",
+        "device.renew",
+        "device.quarantine",
+        "device.quarantine.applied",
+        "device.release",
+        "device.vendor_key",
+        "device.firmware_manifest",
+    ] {
+        assert!(all.contains(&format!("\"{ev}\"")), "{ev} not audited");
+    }
+    assert!(!all.contains(&tok3), "enrollment tokens are never recorded");
+    assert!(!all.contains("PRIVATE KEY"));
+    ledger.shutdown().await;
+}
+on_both!(device_rows, device_service);
