@@ -172,6 +172,12 @@ impl NewDevice {
     /// Validate every field; the first problem is reported with its field name.
     pub fn validate(&self) -> Result<(), DeviceError> {
         check_id(&self.id)?;
+        if self.id.starts_with("chengfang-") {
+            return Err(DeviceError::Invalid(format!(
+                "id `{}`: ids starting with `chengfang-` are the platform's own",
+                self.id
+            )));
+        }
         if !KINDS.contains(&self.kind.as_str()) {
             return Err(DeviceError::Invalid(format!(
                 "kind `{}`: use one of {}",

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::PlatformError;
 use crate::audit::{AuditLedger, Receipt};
 use crate::authz::{Action, Authorized};
-use crate::ports::{DeviceGateway, Document, EventBus, StateStore};
+use crate::ports::{BrokerPolicy, DeviceGateway, Document, EventBus, StateStore, TopicGrant};
 use crate::tokens::RequestContext;
 
 /// The CA that signs device certificates.
@@ -621,8 +621,9 @@ impl DeviceService {
         self.save_device(dev, ddoc).await?;
         if let Some(old) = superseded {
             self.mark_revoked(&old, false).await?;
-            self.push_crl().await;
         }
+        // New grants (and, on renewal, the superseded serial on the CRL) reach the broker.
+        self.push_crl().await;
         Ok(Enrolled {
             device: dev.id().to_string(),
             cert_pem: pem,
@@ -751,24 +752,69 @@ impl DeviceService {
         .map_err(|e| PlatformError::Internal(e.to_string()))
     }
 
-    /// Push the CRL to the broker; returns whether a broker took it.
+    /// What the broker must enforce now: the CRL and every device's topics. Active devices
+    /// publish under their prefix and read their control topic; quarantined devices keep only the
+    /// control topic, so the quarantine command still reaches them while their publishes stop.
+    pub async fn broker_policy(&self) -> Result<BrokerPolicy, PlatformError> {
+        let crl_pem = self.crl().await?;
+        let mut grants = Vec::new();
+        for d in self.inner.store.doc_list("device").await? {
+            let dev: Device = parse(&d)?;
+            let prefix = dev.topic_prefix();
+            let control = format!("{prefix}control");
+            match dev.status {
+                DeviceStatus::Active => grants.push(TopicGrant {
+                    username: dev.id().to_string(),
+                    read: vec![control],
+                    write: vec![format!("{prefix}telemetry"), format!("{prefix}events")],
+                }),
+                DeviceStatus::Quarantined => grants.push(TopicGrant {
+                    username: dev.id().to_string(),
+                    read: vec![control],
+                    write: Vec::new(),
+                }),
+                DeviceStatus::Registered | DeviceStatus::Retired => {}
+            }
+        }
+        grants.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(BrokerPolicy { crl_pem, grants })
+    }
+
+    /// Push the broker policy; returns whether a broker took it.
     async fn push_crl(&self) -> bool {
         let Some(g) = &self.inner.gateway else {
             return false;
         };
-        match self.crl().await {
-            Ok(pem) => match g.push_crl(&pem).await {
+        match self.broker_policy().await {
+            Ok(p) => match g.apply(&p).await {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::error!(error = %e, "CRL push to the broker failed");
+                    tracing::error!(error = %e, "broker policy push failed");
                     false
                 }
             },
             Err(e) => {
-                tracing::error!(error = %e, "CRL could not be built");
+                tracing::error!(error = %e, "broker policy could not be built");
                 false
             }
         }
+    }
+
+    /// A connection by `device` from `addr` seen by the transport (broker connection log,
+    /// HTTPS client address): feeds the two-places detector and publishes its alerts.
+    pub async fn seen_from(&self, device: &str, addr: &str) -> Vec<Alert> {
+        let now = self.inner.clock.now();
+        let alerts = self.live().monitor.seen_from(device, addr, now);
+        for a in &alerts {
+            *self
+                .live()
+                .stats
+                .alerts
+                .entry(a.kind.to_string())
+                .or_default() += 1;
+            self.publish_alert(a).await;
+        }
+        alerts
     }
 
     /// Revoke a device's certificate (it must enroll again with a new token).
@@ -938,6 +984,7 @@ impl DeviceService {
         dev.status = DeviceStatus::Registered;
         dev.quarantine_reason = None;
         self.save_device(&dev, &ddoc).await?;
+        self.push_crl().await;
         if let Some(g) = &self.inner.gateway {
             let topic = format!("{}control", dev.topic_prefix());
             if let Err(e) = g.command(&topic, br#"{"command":"release"}"#).await {

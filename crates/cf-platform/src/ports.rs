@@ -219,12 +219,33 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;
 }
 
+/// What the broker must enforce: revoked certificates and which identity may use which topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerPolicy {
+    /// CRL, PEM.
+    pub crl_pem: String,
+    /// Per-identity topic grants (MQTT filters), sorted by username.
+    pub grants: Vec<TopicGrant>,
+}
+
+/// Topics one identity may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicGrant {
+    /// Certificate CN, used by the broker as the username.
+    pub username: String,
+    /// Filters it may subscribe to.
+    pub read: Vec<String>,
+    /// Filters it may publish to.
+    pub write: Vec<String>,
+}
+
 /// The device network's broker, as the platform drives it (AVL-2): where revocations go and how
 /// commands reach a device. Implemented over Mosquitto by the MQTT edge.
 #[async_trait]
 pub trait DeviceGateway: Send + Sync + std::fmt::Debug {
-    /// Install `crl_pem` where the broker reads it and make the broker use it now.
-    async fn push_crl(&self, crl_pem: &str) -> Result<(), BusError>;
+    /// Install the CRL and the per-device topic grants where the broker reads them, and make the
+    /// broker use them now (new connections see the CRL; existing ones lose revoked grants).
+    async fn apply(&self, policy: &BrokerPolicy) -> Result<(), BusError>;
     /// Publish `payload` on the MQTT topic `topic` (QoS 1, retained so a reconnecting device sees it).
     async fn command(&self, topic: &str, payload: &[u8]) -> Result<(), BusError>;
 }

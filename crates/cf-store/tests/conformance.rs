@@ -893,13 +893,18 @@ on_both!(document_rows, documents);
 #[derive(Debug, Default)]
 struct RecordingGateway {
     crls: std::sync::Mutex<Vec<String>>,
+    grants: std::sync::Mutex<Vec<cf_platform::ports::TopicGrant>>,
     commands: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 #[async_trait::async_trait]
 impl cf_platform::ports::DeviceGateway for RecordingGateway {
-    async fn push_crl(&self, crl_pem: &str) -> Result<(), cf_platform::ports::BusError> {
-        self.crls.lock().unwrap().push(crl_pem.to_string());
+    async fn apply(
+        &self,
+        p: &cf_platform::ports::BrokerPolicy,
+    ) -> Result<(), cf_platform::ports::BusError> {
+        self.crls.lock().unwrap().push(p.crl_pem.clone());
+        self.grants.lock().unwrap().clone_from(&p.grants);
         Ok(())
     }
     async fn command(
@@ -1122,7 +1127,17 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
         cf_pki::device::crl_serials(&crl, &ca.cert_pem).unwrap(),
         vec![e1.serial.clone()]
     );
-    assert_eq!(gw.crls.lock().unwrap().len(), 1);
+    // Pushed at each enrollment and at the renewal.
+    assert_eq!(gw.crls.lock().unwrap().len(), 3);
+    let g = gw.grants.lock().unwrap().clone();
+    assert_eq!(
+        g.iter().map(|g| g.username.as_str()).collect::<Vec<_>>(),
+        ["env-1", "env-2"]
+    );
+    assert_eq!(
+        g[0].write,
+        ["city/haidian/env-1/telemetry", "city/haidian/env-1/events"]
+    );
     // The old key no longer verifies; the new one does.
     assert!(matches!(
         svc.ingest(&reading(10, 20.0), topic, Some("env-1"), None)
@@ -1167,6 +1182,11 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
     let (ctopic, cbody) = gw.commands.lock().unwrap().last().cloned().unwrap();
     assert_eq!(ctopic, "city/haidian/env-1/control");
     assert!(cbody.contains("quarantine"));
+    let g = gw.grants.lock().unwrap().clone();
+    assert!(
+        g[0].write.is_empty() && g[0].read == ["city/haidian/env-1/control"],
+        "a quarantined device keeps only its control topic"
+    );
     let crl = svc2.crl().await.unwrap();
     assert!(
         cf_pki::device::crl_serials(&crl, &ca.cert_pem)

@@ -111,3 +111,31 @@ pub fn softhsm_token(dir: &std::path::Path, label: &str, pin: &str) -> PathBuf {
     );
     conf
 }
+
+/// The `mosquitto` broker binary, or `None` after a loud message when it is not installed
+/// (outside CI only; in CI it panics, because `.ci/run` installs it).
+pub fn mosquitto_binary() -> Option<PathBuf> {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
+        if std::path::Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    assert!(
+        !in_ci(),
+        "mosquitto is not installed in CI; .ci/run must install it"
+    );
+    eprintln!("\n*** SKIPPED: mosquitto not installed; broker tests did not run ***\n");
+    None
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

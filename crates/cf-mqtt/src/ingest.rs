@@ -1,0 +1,138 @@
+//! Telemetry ingest over MQTT: one persistent session subscribed to every device's telemetry and
+//! to the broker's connection log; each message is verified by the device service before it is
+//! acknowledged (QoS 1, manual acks), so nothing the broker holds is lost across restarts.
+
+use std::time::Duration;
+
+use cf_platform::devices::DeviceService;
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use tokio::sync::watch;
+
+/// Topics the ingest session subscribes to.
+pub const TELEMETRY_FILTER: &str = "city/+/+/telemetry";
+/// Mosquitto's notice-level log, where connection messages appear (`log_dest topic`).
+pub const LOG_FILTER: &str = "$SYS/broker/log/N";
+
+/// Connect as the platform's ingest identity. `clean_session = false` keeps the subscription and
+/// the queued messages at the broker while the platform is away.
+pub fn connect(opts: rumqttc::MqttOptions) -> (AsyncClient, EventLoop) {
+    let mut o = opts;
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    AsyncClient::new(o, 1024)
+}
+
+/// Counters of the loop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoopStats {
+    /// Sessions established.
+    pub connects: u64,
+    /// Telemetry messages handed to the service.
+    pub messages: u64,
+    /// Connection log lines parsed.
+    pub connections_seen: u64,
+}
+
+/// `(username, ip)` from a Mosquitto connection log line, e.g.
+/// `1700000000: New client connected from 10.0.0.7:51234 as cam-1 (p2, c1, k30, u'cam-1').`
+pub fn parse_connect_line(line: &str) -> Option<(String, String)> {
+    let rest = line.split("New client connected from ").nth(1)?;
+    let (addr, rest) = rest.split_once(" as ")?;
+    // IPv6 addresses are printed without brackets, so the port is after the last colon.
+    let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
+    let user = rest.split("u'").nth(1)?.split('\'').next()?;
+    if user.is_empty() {
+        return None;
+    }
+    Some((user.to_string(), ip.to_string()))
+}
+
+/// Run until `stop` turns true. Broker outages are waited out with backoff; the session resumes
+/// where it left off.
+pub async fn run(
+    svc: DeviceService,
+    client: AsyncClient,
+    mut events: EventLoop,
+    mut stop: watch::Receiver<bool>,
+    stats: tokio::sync::watch::Sender<LoopStats>,
+) {
+    let mut st = LoopStats::default();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            _ = stop.changed() => {
+                if *stop.borrow() { let _ = client.disconnect().await; return; }
+                continue;
+            }
+            ev = events.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                st.connects += 1;
+                // Idempotent: a resumed session already has them.
+                for f in [TELEMETRY_FILTER, LOG_FILTER] {
+                    if let Err(e) = client.subscribe(f, QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, filter = f, "MQTT subscribe failed");
+                    }
+                }
+                stats.send_replace(st);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.topic.starts_with("$SYS/") {
+                    if let Some((user, ip)) = std::str::from_utf8(&p.payload)
+                        .ok()
+                        .and_then(parse_connect_line)
+                    {
+                        st.connections_seen += 1;
+                        svc.seen_from(&user, &ip).await;
+                    }
+                } else {
+                    // The broker's ACL lets only device <id> publish on city/<district>/<id>/…,
+                    // so the topic names the authenticated identity.
+                    let identity = p.topic.split('/').nth(2).map(str::to_string);
+                    svc.ingest(&p.payload, &p.topic, identity.as_deref(), None)
+                        .await;
+                    st.messages += 1;
+                }
+                if let Err(e) = client.ack(&p).await {
+                    tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
+                }
+                stats.send_replace(st);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => if *stop.borrow() { return; },
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_lines_yield_user_and_address() {
+        assert_eq!(
+            parse_connect_line(
+                "1764100000: New client connected from 10.0.0.7:51234 as cam-1 (p2, c1, k30, u'cam-1')."
+            ),
+            Some(("cam-1".into(), "10.0.0.7".into()))
+        );
+        assert_eq!(
+            parse_connect_line("New client connected from ::1:40000 as x (p2, c0, k60, u'env-2')."),
+            Some(("env-2".into(), "::1".into()))
+        );
+        assert_eq!(
+            parse_connect_line("New client connected from 1.2.3.4:5 as x (p2, c1, k60)."),
+            None
+        );
+        assert_eq!(parse_connect_line("Client cam-1 disconnected."), None);
+    }
+}
