@@ -8,6 +8,7 @@
 pub mod ack;
 pub mod auth;
 pub mod data;
+pub mod devices;
 pub mod error;
 mod handlers;
 pub mod kms;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub kms: cf_platform::kms::Kms,
     /// Datasets, masked reads and exports.
     pub data: cf_platform::dataflow::DataService,
+    /// Device registry, enrollment, telemetry.
+    pub devices: cf_platform::devices::DeviceService,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -113,6 +116,30 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/exports/trace", post(data::trace))
         .route("/api/v1/exports/{id}/decision", post(data::decide))
         .route("/api/v1/exports/{id}/deliver", post(data::deliver))
+        .route(
+            "/api/v1/devices",
+            post(devices::register).get(devices::list),
+        )
+        .route("/api/v1/devices/import", post(devices::import))
+        .route("/api/v1/devices/stats", get(devices::stats))
+        .route("/api/v1/devices/crl", get(devices::crl))
+        .route("/api/v1/devices/telemetry", post(devices::telemetry))
+        .route("/api/v1/devices/vendor-keys", post(devices::trust_vendor))
+        .route("/api/v1/devices/firmware", post(devices::add_firmware))
+        .route("/api/v1/devices/{id}", get(devices::get))
+        .route(
+            "/api/v1/devices/{id}/enrollment-token",
+            post(devices::enrollment_token),
+        )
+        .route("/api/v1/devices/{id}/revoke", post(devices::revoke))
+        .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
+        .route("/api/v1/devices/{id}/release", post(devices::release))
+        .route("/.well-known/est/cacerts", get(devices::est_cacerts))
+        .route("/.well-known/est/simpleenroll", post(devices::est_enroll))
+        .route(
+            "/.well-known/est/simplereenroll",
+            post(devices::est_reenroll),
+        )
         .fallback(handlers::not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
@@ -125,15 +152,23 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-/// The client's address, whatever the transport.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+/// The client's address, whatever the transport, and the client certificate (DER) it
+/// presented in the TLS handshake, if any (already checked against the device CA by rustls).
+#[derive(Debug, Clone)]
+pub struct PeerAddr(pub SocketAddr, pub Option<Arc<Vec<u8>>>);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
     for PeerAddr
 {
     fn connect_info(s: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        PeerAddr(*s.remote_addr())
+        let cert = s
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Arc::new(c.as_ref().to_vec()));
+        PeerAddr(*s.remote_addr(), cert)
     }
 }
 
@@ -142,7 +177,7 @@ impl
     for PeerAddr
 {
     fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*s.remote_addr())
+        PeerAddr(*s.remote_addr(), None)
     }
 }
 

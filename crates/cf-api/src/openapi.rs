@@ -34,11 +34,17 @@ impl Modify for BearerAuth {
         crate::kms::decrypt, crate::kms::rewrap, crate::kms::data_key, crate::kms::sign,
         crate::kms::verify, crate::kms::blind_index, crate::kms::hash,
         crate::data::register, crate::data::list, crate::data::rows, crate::data::request,
-        crate::data::exports, crate::data::decide, crate::data::deliver, crate::data::trace
+        crate::data::exports, crate::data::decide, crate::data::deliver, crate::data::trace,
+        crate::devices::register, crate::devices::list, crate::devices::get,
+        crate::devices::import, crate::devices::enrollment_token, crate::devices::revoke,
+        crate::devices::quarantine, crate::devices::release, crate::devices::stats,
+        crate::devices::crl, crate::devices::trust_vendor, crate::devices::add_firmware,
+        crate::devices::telemetry, crate::devices::est_cacerts, crate::devices::est_enroll,
+        crate::devices::est_reenroll
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"))
 )]
 pub struct ApiDoc;
 

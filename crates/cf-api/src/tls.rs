@@ -31,6 +31,17 @@ pub fn server_config(
     cert_chain_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with_clients(cert_chain_pem, key_pem, None)
+}
+
+/// As [`server_config`], also asking for (never requiring) a client certificate issued by
+/// `client_ca_pem`: devices authenticate with theirs (DEV-1), people and services with tokens.
+/// A presented certificate of another CA fails the handshake.
+pub fn server_config_with_clients(
+    cert_chain_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
             .collect::<Result<_, _>>()
@@ -41,10 +52,29 @@ pub fn server_config(
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|_| TlsError::Key("no usable PRIVATE KEY block found".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots
+                    .add(c.map_err(|e| TlsError::Cert(e.to_string()))?)
+                    .map_err(|e| TlsError::Cert(e.to_string()))?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(v)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

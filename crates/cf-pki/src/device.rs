@@ -102,6 +102,11 @@ fn pem_block(pem: &str, what: &'static str) -> Result<Vec<u8>, PkiError> {
     Ok(der)
 }
 
+/// The DER inside a certificate PEM.
+pub fn pem_to_der(cert_pem: &str) -> Result<Vec<u8>, PkiError> {
+    pem_block(cert_pem, "certificate")
+}
+
 /// Parse a CSR and verify its self-signature (proof of possession).
 pub fn verify_csr(csr_pem: &str) -> Result<CsrInfo, PkiError> {
     let der = pem_block(csr_pem, "CSR")?;
@@ -221,14 +226,23 @@ pub fn verify_issued_by(
     now: Timestamp,
 ) -> Result<CertInfo, PkiError> {
     let der = pem_block(cert_pem, "certificate")?;
+    verify_issued_by_der(&der, ca_cert_pem, now)
+}
+
+/// As [`verify_issued_by`], from DER (a certificate from a TLS handshake).
+pub fn verify_issued_by_der(
+    der: &[u8],
+    ca_cert_pem: &str,
+    now: Timestamp,
+) -> Result<CertInfo, PkiError> {
     let ca_der = pem_block(ca_cert_pem, "CA certificate")?;
-    let (_, c) = X509Certificate::from_der(&der)
+    let (_, c) = X509Certificate::from_der(der)
         .map_err(|_| PkiError::Invalid("not an X.509 certificate".into()))?;
     let (_, ca) = X509Certificate::from_der(&ca_der)
         .map_err(|_| PkiError::Invalid("CA: not an X.509 certificate".into()))?;
     c.verify_signature(Some(ca.public_key()))
         .map_err(|_| PkiError::Invalid("certificate not issued by this CA".into()))?;
-    let info = cert_info_der(&der)?;
+    let info = cert_info_der(der)?;
     if now < info.not_before || now > info.not_after {
         return Err(PkiError::Invalid(
             "certificate outside its validity period".into(),

@@ -633,6 +633,36 @@ impl DeviceService {
         })
     }
 
+    /// Authenticate a device by the certificate it presented (DER): issued by the device CA,
+    /// within validity, and the device's current certificate (so revoked or superseded ones fail
+    /// even before the CRL reaches every relying party). Returns the device id.
+    pub async fn authenticate_cert(&self, der: &[u8]) -> Result<String, PlatformError> {
+        let now = self.inner.clock.now();
+        let refuse = |why: String| {
+            PlatformError::Unauthenticated(format!("device certificate refused: {why}"))
+        };
+        let info = cf_pki::device::verify_issued_by_der(der, &self.inner.ca.cert_pem, now)
+            .map_err(|e| refuse(e.to_string()))?;
+        let id = info
+            .common_name
+            .ok_or_else(|| refuse("no device id".into()))?;
+        let (dev, _) = self
+            .device_doc(&id)
+            .await
+            .map_err(|_| refuse(format!("`{id}` is not registered")))?;
+        if dev.status != DeviceStatus::Active || dev.cert_serial.as_deref() != Some(&info.serial) {
+            return Err(refuse(format!(
+                "not the current certificate of an active device `{id}`"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// The device CA certificate, PEM (RFC 7030 `cacerts`).
+    pub fn ca_pem(&self) -> &str {
+        &self.inner.ca.cert_pem
+    }
+
     /// Renew (RFC 7030 `simplereenroll`): the caller proved possession of the current, unrevoked
     /// certificate (`presented_pem`, from the TLS handshake); a new key is allowed.
     pub async fn renew(
@@ -641,9 +671,22 @@ impl DeviceService {
         presented_pem: &str,
         csr_der: &[u8],
     ) -> Result<Enrolled, PlatformError> {
-        let now = self.inner.clock.now();
-        let info = cf_pki::device::verify_issued_by(presented_pem, &self.inner.ca.cert_pem, now)
+        let der = cf_pki::device::pem_to_der(presented_pem)
             .map_err(|e| PlatformError::Unauthenticated(format!("renewal refused: {e}")))?;
+        self.renew_der(ctx, &der, csr_der).await
+    }
+
+    /// As [`DeviceService::renew`], with the presented certificate as DER (from the handshake).
+    pub async fn renew_der(
+        &self,
+        ctx: &RequestContext,
+        presented_der: &[u8],
+        csr_der: &[u8],
+    ) -> Result<Enrolled, PlatformError> {
+        let now = self.inner.clock.now();
+        let info =
+            cf_pki::device::verify_issued_by_der(presented_der, &self.inner.ca.cert_pem, now)
+                .map_err(|e| PlatformError::Unauthenticated(format!("renewal refused: {e}")))?;
         let id = info.common_name.ok_or_else(|| {
             PlatformError::Unauthenticated("renewal refused: no device id".into())
         })?;

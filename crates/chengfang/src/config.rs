@@ -209,6 +209,48 @@ pub const FIELDS: &[Field] = &[
         default: "",
         doc: "File holding the operator passphrase (12+ characters) when `kms.seal = \"passphrase\"`.",
     },
+    Field {
+        path: "devices.cert_lifetime",
+        kind: Kind::Duration,
+        default: "\"72h\"",
+        doc: "Lifetime of device certificates (DEV-1). Short-lived by design: devices renew through `/.well-known/est/simplereenroll` before expiry.",
+    },
+    Field {
+        path: "devices.enrollment_token_ttl",
+        kind: Kind::Duration,
+        default: "\"7d\"",
+        doc: "How long a one-time enrollment token stays valid.",
+    },
+    Field {
+        path: "devices.quarantine_on_firmware_mismatch",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Quarantine a device automatically when it reports firmware that no vendor-signed manifest approves (INT-1, MGT-5).",
+    },
+    Field {
+        path: "devices.freshness_horizon",
+        kind: Kind::Duration,
+        default: "\"5m\"",
+        doc: "Copies of an already-used telemetry counter younger than this are dropped as redeliveries; older ones raise a replay alert.",
+    },
+    Field {
+        path: "devices.max_clock_ahead",
+        kind: Kind::Duration,
+        default: "\"60s\"",
+        doc: "How far a device clock may run ahead of the platform's before its telemetry is refused.",
+    },
+    Field {
+        path: "broker.url",
+        kind: Kind::Url(&["mqtts"]),
+        default: "",
+        doc: "The device broker (Mosquitto) the platform ingests from, e.g. `mqtts://127.0.0.1:8883`. Empty: no MQTT ingest (HTTPS telemetry still works). Write the broker's configuration with `chengfang broker config`.",
+    },
+    Field {
+        path: "broker.dir",
+        kind: Kind::Str,
+        default: "",
+        doc: "Directory of the broker's files (configuration, CRL, ACL, PID); default `<data_dir>/broker`. The platform rewrites CRL and ACL there and signals the broker to reload them, so it must run on the same host.",
+    },
 ];
 
 /// A problem with the configuration, located by TOML path.
@@ -261,6 +303,27 @@ pub struct Config {
     pub log_json: bool,
     /// KMS root sealing.
     pub kms: KmsSeal,
+    /// Device trust.
+    pub devices: DeviceSettings,
+}
+
+/// The `[devices]` and `[broker]` sections.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    /// Certificate lifetime.
+    pub cert_lifetime: Duration,
+    /// Enrollment token lifetime.
+    pub token_ttl: Duration,
+    /// Auto-quarantine on unapproved firmware.
+    pub quarantine_on_firmware_mismatch: bool,
+    /// Replay horizon.
+    pub freshness_horizon: Duration,
+    /// Clock lead allowed.
+    pub max_clock_ahead: Duration,
+    /// Broker host and port, when MQTT ingest is on.
+    pub broker: Option<(String, u16)>,
+    /// Broker files.
+    pub broker_dir: PathBuf,
 }
 
 /// How the KMS root key is sealed.
@@ -547,6 +610,29 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: false,
         });
     }
+    let broker = match s("broker.url") {
+        u if u.is_empty() => None,
+        u => {
+            let hp = u.trim_start_matches("mqtts://").trim_end_matches('/');
+            match hp
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            {
+                Some((h, p)) if !h.is_empty() => Some((h, p)),
+                _ => {
+                    problems.push(Problem {
+                        path: "broker.url".into(),
+                        message: format!("`{u}` must be mqtts://HOST:PORT"),
+                        source: values
+                            .get("broker.url")
+                            .map_or("default".into(), |v| v.source.clone()),
+                        warning: false,
+                    });
+                    None
+                }
+            }
+        }
+    };
     if problems.iter().any(|p| !p.warning) {
         return (None, problems);
     }
@@ -601,6 +687,18 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             } else {
                 KmsSeal::KeyFile(opt("kms.key_file"))
             }
+        },
+        devices: DeviceSettings {
+            cert_lifetime: d("devices.cert_lifetime"),
+            token_ttl: d("devices.enrollment_token_ttl"),
+            quarantine_on_firmware_mismatch: b("devices.quarantine_on_firmware_mismatch"),
+            freshness_horizon: d("devices.freshness_horizon"),
+            max_clock_ahead: d("devices.max_clock_ahead"),
+            broker,
+            broker_dir: match s("broker.dir") {
+                x if x.is_empty() => data_dir.join("broker"),
+                x => PathBuf::from(x),
+            },
         },
         data_dir,
     };

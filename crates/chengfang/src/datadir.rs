@@ -210,11 +210,7 @@ impl DataDir {
         now: Timestamp,
     ) -> Result<(String, Secret<String>)> {
         let (ca_cert, ca_key) = (self.root.join("ca/ca.pem"), self.root.join("ca/ca.key"));
-        if !ca_cert.exists() {
-            let ca = cf_pki::new_ca("Chengfang Platform CA", now, 10)?;
-            write_private(&ca_key, ca.key_pem.expose())?;
-            std::fs::write(&ca_cert, &ca.cert_pem)?;
-        }
+        self.ca(now)?;
         let (srv_cert, srv_key, issued) = (
             self.root.join("tls/server.pem"),
             self.root.join("tls/server.key"),
@@ -238,6 +234,21 @@ impl DataDir {
         Ok((
             std::fs::read_to_string(&srv_cert)?,
             Secret::new(std::fs::read_to_string(&srv_key)?),
+        ))
+    }
+
+    /// The platform CA (made on first use): certificate and key, PEM. It issues the API's
+    /// server certificate, the broker's, and every device certificate (DEV-1).
+    pub fn ca(&self, now: Timestamp) -> Result<(String, Secret<String>)> {
+        let (ca_cert, ca_key) = (self.root.join("ca/ca.pem"), self.root.join("ca/ca.key"));
+        if !ca_cert.exists() {
+            let ca = cf_pki::new_ca("Chengfang Platform CA", now, 10)?;
+            write_private(&ca_key, ca.key_pem.expose())?;
+            std::fs::write(&ca_cert, &ca.cert_pem)?;
+        }
+        Ok((
+            std::fs::read_to_string(&ca_cert)?,
+            Secret::new(std::fs::read_to_string(&ca_key)?),
         ))
     }
 

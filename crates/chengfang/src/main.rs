@@ -8,11 +8,13 @@ mod crypt;
 mod datadir;
 mod demo;
 mod demo_data;
+mod devices_cmd;
 mod discover;
 mod hunt;
 mod mask;
 mod platform;
 mod scan;
+mod simulate;
 mod tables;
 mod wm;
 
@@ -127,6 +129,21 @@ enum Cmd {
     Watermark(wm::MarkArgs),
     /// Name the recipient of a leaked copy; exit 0 if one is named, 1 if none.
     Trace(wm::TraceArgs),
+    /// The device registry and enrollment (DEV-1): register, import, tokens, revoke, quarantine.
+    Device {
+        #[command(subcommand)]
+        cmd: devices_cmd::DeviceCmd,
+    },
+    /// The device broker (Mosquitto): write its configuration from the platform's CA and registry.
+    Broker {
+        #[command(subcommand)]
+        cmd: devices_cmd::BrokerCmd,
+    },
+    /// Simulations against a running platform (`simulate devices --count N`).
+    Simulate {
+        #[command(subcommand)]
+        cmd: simulate::SimulateCmd,
+    },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -238,6 +255,9 @@ fn load_config(
     if let Some(d) = data_dir {
         if cfg.storage_url == format!("sqlite://{}", cfg.data_dir.join("state.db").display()) {
             cfg.storage_url = format!("sqlite://{}", d.join("state.db").display());
+        }
+        if cfg.devices.broker_dir == cfg.data_dir.join("broker") {
+            cfg.devices.broker_dir = d.join("broker");
         }
         cfg.data_dir = d;
     }
@@ -425,6 +445,13 @@ async fn run(cli: Cli) -> Result<bool> {
             }
         },
         Cmd::Bench { cmd } => bench::run(cmd).await,
+        Cmd::Device { cmd } => devices_cmd::run(cmd).await,
+        Cmd::Simulate { cmd } => simulate::run(cmd).await,
+        Cmd::Broker { cmd } => {
+            let cfg = load_config(file, None)?;
+            init_logging("warn", cfg.log_json);
+            devices_cmd::broker(cmd, cfg).await
+        }
         Cmd::Scan { units, json } => scan::run(&units, json),
         Cmd::Hunt {
             rules,

@@ -34,6 +34,10 @@ pub struct Platform {
     pub kms: cf_platform::kms::Kms,
     /// Datasets, masked reads, exports.
     pub data: cf_platform::dataflow::DataService,
+    /// Device registry, enrollment, telemetry.
+    pub devices: cf_platform::devices::DeviceService,
+    /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
+    mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
 
 impl Platform {
@@ -99,7 +103,10 @@ impl Platform {
             kms.internal_key("watermark"),
             Arc::new(cf_crypto::OsRng),
         )?;
+        let (devices, mqtt) = open_devices(cfg, &dir, &store, &ledger, &clock, &bus).await?;
         Ok(Platform {
+            devices,
+            mqtt: std::sync::Mutex::new(mqtt),
             data,
             kms,
             dir,
@@ -129,7 +136,48 @@ impl Platform {
             started: self.clock.now(),
             kms: self.kms.clone(),
             data: self.data.clone(),
+            devices: self.devices.clone(),
         }
+    }
+
+    /// Start the device background work: the MQTT ingest session (if a broker is configured) and
+    /// the periodic tick (district silence, replay-state saves). Stops when `stop` turns true.
+    pub fn spawn_devices(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let taken = self.mqtt.lock().ok().and_then(|mut m| m.take());
+        if let Some((client, events)) = taken {
+            let (stats, _) = tokio::sync::watch::channel(Default::default());
+            tasks.push(tokio::spawn(cf_mqtt::ingest::run(
+                self.devices.clone(),
+                client,
+                events,
+                stop.clone(),
+                stats,
+            )));
+        }
+        let svc = self.devices.clone();
+        let mut stop = stop;
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Err(e) = svc.tick().await {
+                            tracing::error!(error = %e, "device tick failed");
+                        }
+                    }
+                    _ = stop.changed() => if *stop.borrow() {
+                        // Save replay state one last time so a restart cannot reopen windows.
+                        let _ = svc.tick().await;
+                        return;
+                    },
+                }
+            }
+        }));
+        tasks
     }
 
     /// Audit a platform life-cycle event.
@@ -205,7 +253,13 @@ pub async fn bind(cfg: &Config, p: &Platform) -> Result<Endpoint> {
             ),
             None => p.dir.tls_material(&cfg.hostnames, p.clock.now())?,
         };
-        Some(cf_api::tls::server_config(&chain, key.expose())?)
+        // Devices may present their certificate (EST re-enrollment, HTTPS telemetry).
+        let (ca_pem, _) = p.dir.ca(p.clock.now())?;
+        Some(cf_api::tls::server_config_with_clients(
+            &chain,
+            key.expose(),
+            Some(&ca_pem),
+        )?)
     } else {
         None
     };
@@ -293,7 +347,19 @@ pub async fn serve(cfg: Config) -> Result<()> {
         println!();
     }
     let (server, stop_tx) = p.spawn_api(cfg.body_limit_bytes, cfg.request_timeout, ep);
+    let (dev_stop, dev_stop_rx) = tokio::sync::watch::channel(false);
+    let dev_tasks = p.spawn_devices(dev_stop_rx);
+    if let Some((h, port)) = &cfg.devices.broker {
+        println!(
+            "  device broker   mqtts://{h}:{port} (files in {})",
+            cfg.devices.broker_dir.display()
+        );
+    }
     shutdown_signal().await;
+    let _ = dev_stop.send(true);
+    for t in dev_tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(());
     // Whatever happened to the listener, the ledger is still closed cleanly below.
@@ -319,4 +385,89 @@ pub async fn serve(cfg: Config) -> Result<()> {
     p.close().await;
     println!("Chengfang stopped; every acknowledged record is committed.");
     Ok(())
+}
+
+type MqttSession = (rumqttc::AsyncClient, rumqttc::EventLoop);
+
+/// The device service, with the Mosquitto gateway and an ingest session when `broker.url` is set.
+async fn open_devices(
+    cfg: &Config,
+    dir: &DataDir,
+    store: &Arc<SqlStore>,
+    ledger: &AuditLedger,
+    clock: &SharedClock,
+    bus: &Arc<dyn EventBus>,
+) -> Result<(cf_platform::devices::DeviceService, Option<MqttSession>)> {
+    let now = clock.now();
+    let (ca_pem, ca_key) = dir.ca(now)?;
+    let d = &cfg.devices;
+    let dcfg = cf_platform::devices::DeviceConfig {
+        cert_hours: u32::try_from(d.cert_lifetime.as_secs() / 3600)
+            .unwrap_or(72)
+            .max(1),
+        token_ttl_s: d.token_ttl.as_secs(),
+        quarantine_on_firmware_mismatch: d.quarantine_on_firmware_mismatch,
+        freshness: cf_device::telemetry::Freshness {
+            horizon_ms: i64::try_from(d.freshness_horizon.as_millis()).unwrap_or(300_000),
+            max_ahead_ms: i64::try_from(d.max_clock_ahead.as_millis()).unwrap_or(60_000),
+        },
+        ..Default::default()
+    };
+    let mut session = None;
+    let mut gateway: Option<Arc<dyn cf_platform::ports::DeviceGateway>> = None;
+    if let Some((host, port)) = &d.broker {
+        // The platform's own MQTT identity: a fresh short-lived certificate at every start.
+        let k = cf_pki::device::device_key(
+            cf_crypto::devkey::KeyAlg::EcdsaP256,
+            cf_mqtt::broker::INGEST_IDENTITY,
+        )?;
+        let mut serial = [0u8; 16];
+        cf_crypto::Rng::fill(&cf_crypto::OsRng, &mut serial)?;
+        let cert = cf_pki::device::issue_device_cert(
+            &ca_pem,
+            &ca_key,
+            &k.csr_der,
+            cf_mqtt::broker::INGEST_IDENTITY,
+            &serial,
+            now,
+            24 * 30,
+        )?;
+        let tls = cf_mqtt::client_tls(&ca_pem, &cert, k.key_pem.expose())?;
+        let (client, events) = cf_mqtt::ingest::connect(cf_mqtt::options(
+            &format!("{}-{}", cf_mqtt::broker::INGEST_IDENTITY, cfg.node_name),
+            host,
+            *port,
+            tls,
+        ));
+        gateway = Some(Arc::new(cf_mqtt::broker::MosquittoGateway::new(
+            broker_layout(cfg, *port),
+            client.clone(),
+        )));
+        session = Some((client, events));
+    }
+    let svc = cf_platform::devices::DeviceService::open(
+        store.clone(),
+        ledger.clone(),
+        clock.clone(),
+        Arc::new(cf_crypto::OsRng),
+        bus.clone(),
+        gateway,
+        cf_platform::devices::DeviceCa {
+            cert_pem: ca_pem,
+            key_pem: ca_key,
+        },
+        dcfg,
+    )
+    .await?;
+    Ok((svc, session))
+}
+
+/// Where the broker's files are, as `chengfang broker config` writes them.
+pub fn broker_layout(cfg: &Config, port: u16) -> cf_mqtt::broker::BrokerLayout {
+    cf_mqtt::broker::BrokerLayout {
+        dir: cfg.devices.broker_dir.clone(),
+        bind: "127.0.0.1".into(),
+        port,
+        user: None,
+    }
 }

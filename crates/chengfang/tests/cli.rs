@@ -1816,3 +1816,295 @@ fn watermarks_survive_a_spreadsheet_and_discovery_reads_it() {
         "{v}"
     );
 }
+
+/// Issue 5 end to end through the binary: `broker config` writes Mosquitto's files, `serve` runs
+/// with MQTT ingest, devices are imported and enrolled with the CLI (EST), telemetry arrives over
+/// MQTT/TLS and over HTTPS with the device's client certificate, forgeries are refused, the
+/// device re-enrolls with its certificate, and `device quarantine` cuts it off at the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_enroll_over_est_and_report_over_mqtt_and_https() {
+    use cf_crypto::devkey::{DeviceSigner, KeyAlg};
+    use cf_device::telemetry::Envelope;
+    let Some(mosq_bin) = cf_testkit::mosquitto_binary() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let port = cf_testkit::free_port();
+    let broker_url = format!("mqtts://127.0.0.1:{port}");
+    let out = Command::new(bin())
+        .args([
+            "broker",
+            "config",
+            "--port",
+            &port.to_string(),
+            "--user",
+            "root",
+        ])
+        .env("CHENGFANG_DATA_DIR", &dir)
+        .env("CHENGFANG_LEDGER__ORIGIN", "test.city/audit")
+        .output()
+        .unwrap();
+    let (code, out) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(code, 0, "{out}");
+    let conf = dir.join("broker/mosquitto.conf");
+    assert!(conf.exists(), "{out}");
+    let mut mosq = Command::new(&mosq_bin)
+        .arg("-c")
+        .arg(&conf)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if cf_testkit::tcp_open(&format!("127.0.0.1:{port}")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut srv = start_server_with(&dir, &[("CHENGFANG_BROKER__URL", broker_url.clone())], true);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/rotate"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let (_, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let operator = v["token"].as_str().unwrap().to_string();
+    let admin_file = tmp.path().join("admin.token");
+    let op_file = tmp.path().join("op.token");
+    std::fs::write(&admin_file, &admin).unwrap();
+    std::fs::write(&op_file, &operator).unwrap();
+    let ca = dir.join("ca/ca.pem");
+    let remote = |tok: &Path| {
+        vec![
+            "--url".to_string(),
+            srv.url.clone(),
+            "--token-file".into(),
+            tok.display().to_string(),
+            "--ca".into(),
+            ca.display().to_string(),
+        ]
+    };
+    let cli = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&a)
+    };
+    let csv = tmp.path().join("devices.csv");
+    std::fs::write(
+        &csv,
+        "id,kind,layer,district,lat,lon,owner_org,vendor,model,firmware\n\
+cam-1,camera,terminal,xicheng,39.91,116.36,traffic,Acme,IPC-200,1.0\n\
+env-1,environment-sensor,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n\
+bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
+    )
+    .unwrap();
+    let mut a = vec!["device".into(), "import".into()];
+    a.extend(remote(&admin_file));
+    a.push(csv.display().to_string());
+    let (code, out) = cli(a);
+    assert_eq!(code, 1, "one bad row makes the import exit 1: {out}");
+    assert!(
+        out.contains("registered 2 device(s)") && out.contains("devices.csv:4: kind `toaster`"),
+        "{out}"
+    );
+    let mut a = vec!["device".into(), "token".into()];
+    a.extend(remote(&admin_file));
+    a.push("env-1".into());
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    let token = out.lines().next().unwrap().trim().to_string();
+    assert!(token.starts_with("cfe_"), "{out}");
+    let creds = tmp.path().join("env-1");
+    let (code, out) = cli(vec![
+        "device".into(),
+        "enroll".into(),
+        "--url".into(),
+        srv.url.clone(),
+        "--ca".into(),
+        ca.display().to_string(),
+        "--token".into(),
+        token.clone(),
+        "--id".into(),
+        "env-1".into(),
+        "--out".into(),
+        creds.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = cli(vec![
+        "device".into(),
+        "enroll".into(),
+        "--url".into(),
+        srv.url.clone(),
+        "--ca".into(),
+        ca.display().to_string(),
+        "--token".into(),
+        token,
+        "--id".into(),
+        "env-1".into(),
+        "--out".into(),
+        tmp.path().join("again").display().to_string(),
+    ]);
+    assert_ne!(code, 0, "a token works once");
+    let cert_pem = std::fs::read_to_string(creds.join("cert.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(creds.join("key.pem")).unwrap();
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+
+    // HTTPS telemetry with the client certificate.
+    let key_der = {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap() {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+            _ => panic!("PKCS#8 expected"),
+        }
+    };
+    let signer =
+        DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &cf_core::Secret::new(key_der)).unwrap();
+    let mtls = {
+        let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*cfg).clone())
+            .build()
+            .unwrap()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let reading = |seq: u64| {
+        Envelope::seal(
+            &signer,
+            "env-1",
+            1,
+            seq,
+            now_ms(),
+            br#"{"type":"reading","metrics":{"pm25":35}}"#,
+        )
+        .unwrap()
+    };
+    let r = mtls
+        .post(u("/api/v1/devices/telemetry"))
+        .body(reading(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let r = c
+        .post(u("/api/v1/devices/telemetry"))
+        .body(reading(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no client certificate, no telemetry");
+    let mut forged = reading(3);
+    let n = forged.len();
+    forged[n - 80] ^= 1;
+    let r = mtls
+        .post(u("/api/v1/devices/telemetry"))
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a tampered message is refused");
+
+    // The same device over MQTT through the broker the platform configured.
+    let mut o = cf_mqtt::options(
+        "env-1",
+        "127.0.0.1",
+        port,
+        cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap(),
+    );
+    o.set_clean_session(true);
+    let (mc, mut ev) = rumqttc::AsyncClient::new(o, 50);
+    let poller = tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    for seq in 10..15 {
+        mc.publish(
+            "city/xicheng/env-1/telemetry",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            reading(seq),
+        )
+        .await
+        .unwrap();
+    }
+    let mut accepted = 0;
+    for _ in 0..100 {
+        let (_, st) = json(
+            c.get(u("/api/v1/devices/stats"))
+                .bearer_auth(&operator)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        accepted = st["accepted"].as_u64().unwrap_or(0);
+        if accepted >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted, 6, "1 over HTTPS + 5 over MQTT");
+    poller.abort();
+
+    // Re-enrollment (EST simplereenroll) with the current certificate and a new key.
+    let k2 = cf_pki::device::device_key(KeyAlg::EcdsaP256, "env-1").unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &k2.csr_der);
+    let r = mtls
+        .post(u("/.well-known/est/simplereenroll"))
+        .body(b64)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("BEGIN CERTIFICATE"));
+
+    // Quarantine from the SOC's CLI; the broker is told at once.
+    let mut a = vec!["device".into(), "quarantine".into()];
+    a.extend(remote(&op_file));
+    a.extend([
+        "env-1".into(),
+        "--reason".into(),
+        "tampered telemetry".into(),
+    ]);
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("\"crl_pushed\": true") && out.contains("\"command_sent\": true"),
+        "{out}"
+    );
+    let mut a = vec!["device".into(), "list".into()];
+    a.extend(remote(&op_file));
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("env-1") && l.contains("quarantined")),
+        "{out}"
+    );
+    let acl = std::fs::read_to_string(dir.join("broker/acl")).unwrap();
+    assert!(
+        acl.contains("user env-1\ntopic read city/xicheng/env-1/control\n\n"),
+        "{acl}"
+    );
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    let _ = mosq.kill();
+    let _ = mosq.wait();
+}
