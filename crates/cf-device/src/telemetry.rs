@@ -39,6 +39,7 @@ pub struct Envelope {
     pub body: Vec<u8>,
     signed_len: usize,
     sig: Vec<u8>,
+    raw: Vec<u8>,
 }
 
 impl Envelope {
@@ -88,6 +89,7 @@ impl Envelope {
             body,
             signed_len,
             sig,
+            raw: b.to_vec(),
         })
     }
 
@@ -334,26 +336,42 @@ impl Verifier {
     }
 
     fn judge(&mut self, env: &Envelope, connected_as: Option<&str>, now: Timestamp) -> Verdict {
+        let key = match self.key_for(env, connected_as) {
+            Ok(k) => k,
+            Err(r) => return Verdict::Rejected(r),
+        };
+        if let Err(r) = env.verify_with(&key) {
+            return Verdict::Rejected(r);
+        }
+        self.admit(env, now)
+    }
+
+    /// First half of [`Verifier::check`]: the key that must have signed `env`, after the identity
+    /// and algorithm checks. Callers that verify many messages in parallel take the key under
+    /// their lock, verify outside it with [`Envelope::verify_with`], then call [`Verifier::admit`].
+    pub fn key_for(
+        &self,
+        env: &Envelope,
+        connected_as: Option<&str>,
+    ) -> Result<DevicePublicKey, Reject> {
         if let Some(c) = connected_as
             && c != env.device
         {
-            return Verdict::Rejected(Reject::IdentityMismatch {
+            return Err(Reject::IdentityMismatch {
                 claimed: env.device.clone(),
                 connected: c.to_string(),
             });
         }
-        let Some(key) = self.keys.get(&env.device) else {
-            return Verdict::Rejected(Reject::UnknownDevice);
-        };
+        let key = self.keys.get(&env.device).ok_or(Reject::UnknownDevice)?;
         if key.alg() != env.alg {
-            return Verdict::Rejected(Reject::WrongAlgorithm);
+            return Err(Reject::WrongAlgorithm);
         }
-        // Reconstruct the signed prefix from the original layout (decode kept its length).
-        let signed = encode_prefix(env);
-        debug_assert_eq!(signed.len(), env.signed_len);
-        if key.verify(&signed, &env.sig).is_err() {
-            return Verdict::Rejected(Reject::BadSignature);
-        }
+        Ok(key.clone())
+    }
+
+    /// Second half: freshness and the replay window, for an envelope whose signature verified.
+    /// Never call it for an unverified envelope: forged messages must not move the window.
+    pub fn admit(&mut self, env: &Envelope, now: Timestamp) -> Verdict {
         let now_ms = now.unix_millis();
         let ahead = env.ts_ms.saturating_sub(now_ms);
         if ahead > self.fresh.max_ahead_ms {
@@ -404,6 +422,18 @@ impl Verifier {
     }
 }
 
+impl Envelope {
+    /// Check the signature with `key` (the enrolled key of [`Envelope::device`]).
+    pub fn verify_with(&self, key: &DevicePublicKey) -> Result<(), Reject> {
+        if key.alg() != self.alg {
+            return Err(Reject::WrongAlgorithm);
+        }
+        key.verify(&self.raw[..self.signed_len], &self.sig)
+            .map_err(|_| Reject::BadSignature)
+    }
+}
+
+#[cfg(test)]
 fn encode_prefix(env: &Envelope) -> Vec<u8> {
     let mut out = Vec::with_capacity(env.signed_len);
     out.extend_from_slice(MAGIC);
@@ -580,6 +610,14 @@ mod tests {
                 .1,
             Verdict::Accepted { late: true }
         );
+    }
+
+    #[test]
+    fn the_signed_prefix_is_the_canonical_encoding() {
+        let (_, s) = setup();
+        let m = msg(&s, 2, 9, T0);
+        let e = Envelope::decode(&m).unwrap();
+        assert_eq!(encode_prefix(&e), m[..e.signed_len].to_vec());
     }
 
     proptest::proptest! {

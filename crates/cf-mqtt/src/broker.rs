@@ -85,7 +85,10 @@ log_type error\n\
 log_type warning\n\
 log_type notice\n\
 log_type information\n\
-max_queued_messages 10000\n\
+# The platform's ingest session receives every device's telemetry: a wide in-flight window and a\n\
+# deep queue (bounded memory) ride out verification bursts and platform restarts.\n\
+max_inflight_messages 1000\n\
+max_queued_messages 200000\n\
 \n\
 listener {port} {bind}\n\
 protocol mqtt\n\
@@ -146,7 +149,15 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), MqttE
         path: path.display().to_string(),
         err,
     };
-    let tmp = path.with_extension("tmp");
+    // A unique temporary name, so concurrent writers never rename each other's files away.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path
+        .file_name()
+        .map(|f| f.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     {
         let mut o = std::fs::OpenOptions::new();
         o.write(true).create(true).truncate(true);

@@ -19,7 +19,13 @@ pub fn connect(opts: rumqttc::MqttOptions) -> (AsyncClient, EventLoop) {
     let mut o = opts;
     o.set_clean_session(false);
     o.set_manual_acks(true);
-    AsyncClient::new(o, 1024)
+    let (client, mut events) = AsyncClient::new(o, 4096);
+    // PUBACKs are tiny: without TCP_NODELAY, Nagle and delayed ACKs hold each one back for tens
+    // of milliseconds, and the broker's in-flight window (max_inflight_messages) stalls.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    events.set_network_options(net);
+    (client, events)
 }
 
 /// Counters of the loop.
@@ -47,6 +53,38 @@ pub fn parse_connect_line(line: &str) -> Option<(String, String)> {
     Some((user.to_string(), ip.to_string()))
 }
 
+/// Parallel verifiers. Verification (a signature per message) is the costly step.
+pub const WORKERS: usize = 4;
+
+async fn handle(
+    svc: &DeviceService,
+    client: &AsyncClient,
+    stats: &watch::Sender<LoopStats>,
+    p: rumqttc::Publish,
+) {
+    if p.topic.starts_with("$SYS/") {
+        if let Some((user, ip)) = std::str::from_utf8(&p.payload)
+            .ok()
+            .and_then(parse_connect_line)
+        {
+            svc.seen_from(&user, &ip).await;
+            stats.send_modify(|s| s.connections_seen += 1);
+        }
+    } else {
+        // The broker's ACL lets only device <id> publish on city/<district>/<id>/…, so the topic
+        // names the authenticated identity.
+        let identity = p.topic.split('/').nth(2).map(str::to_string);
+        svc.ingest(&p.payload, &p.topic, identity.as_deref(), None)
+            .await;
+        stats.send_modify(|s| s.messages += 1);
+    }
+    // Acknowledged only after processing: a crash before this line means the broker
+    // redelivers, and the replay window drops the copy if it was seen.
+    if let Err(e) = client.ack(&p).await {
+        tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
+    }
+}
+
 /// Run until `stop` turns true. Broker outages are waited out with backoff; the session resumes
 /// where it left off.
 pub async fn run(
@@ -56,6 +94,20 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     stats: tokio::sync::watch::Sender<LoopStats>,
 ) {
+    let stats = std::sync::Arc::new(stats);
+    let mut shards = Vec::with_capacity(WORKERS);
+    for _ in 0..WORKERS {
+        // Bounded: when workers fall behind, the event loop stops reading from the broker and
+        // TCP backpressure reaches it, instead of memory growing here.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(256);
+        shards.push(tx);
+        let (svc, client, stats) = (svc.clone(), client.clone(), stats.clone());
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                handle(&svc, &client, &stats, p).await;
+            }
+        });
+    }
     let mut st = LoopStats::default();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -76,29 +128,20 @@ pub async fn run(
                         tracing::error!(error = %e, filter = f, "MQTT subscribe failed");
                     }
                 }
-                stats.send_replace(st);
+                stats.send_modify(|s| s.connects = st.connects);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.topic.starts_with("$SYS/") {
-                    if let Some((user, ip)) = std::str::from_utf8(&p.payload)
-                        .ok()
-                        .and_then(parse_connect_line)
-                    {
-                        st.connections_seen += 1;
-                        svc.seen_from(&user, &ip).await;
-                    }
-                } else {
-                    // The broker's ACL lets only device <id> publish on city/<district>/<id>/…,
-                    // so the topic names the authenticated identity.
-                    let identity = p.topic.split('/').nth(2).map(str::to_string);
-                    svc.ingest(&p.payload, &p.topic, identity.as_deref(), None)
-                        .await;
-                    st.messages += 1;
+                // One device's messages always go to the same worker, so they are verified in
+                // the order the broker delivered them (a reboot's new window must not overtake
+                // the old boot's last messages); different devices are verified in parallel.
+                let shard = p.topic.split('/').nth(2).map_or(0, |id| {
+                    id.bytes().fold(0usize, |h, b| {
+                        h.wrapping_mul(31).wrapping_add(usize::from(b))
+                    })
+                }) % shards.len();
+                if shards[shard].send(p).await.is_err() {
+                    return;
                 }
-                if let Err(e) = client.ack(&p).await {
-                    tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
-                }
-                stats.send_replace(st);
             }
             Ok(_) => {}
             Err(e) => {

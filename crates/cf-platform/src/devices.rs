@@ -10,7 +10,7 @@ use cf_core::{Secret, SharedClock, Timestamp};
 use cf_device::firmware::{Catalog, FirmwareCheck, SignedManifest};
 use cf_device::monitor::{Alert, Monitor, MonitorConfig};
 use cf_device::registry::{Device, DeviceStatus, EnrolledKey, NewDevice};
-use cf_device::telemetry::{Body, Freshness, Reject, Verdict, Verifier};
+use cf_device::telemetry::{Body, Envelope, Freshness, Reject, Verdict, Verifier};
 use cf_event::{AuditRecord, Event, Outcome, Severity};
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +147,11 @@ struct Inner {
     cfg: DeviceConfig,
     live: Mutex<Live>,
     alert_ids: std::sync::atomic::AtomicU64,
+    // Coalesces broker policy pushes: enrollments in bursts share one rewrite and reload.
+    push_running: std::sync::atomic::AtomicBool,
+    push_dirty: std::sync::atomic::AtomicBool,
+    push_wanted: std::sync::atomic::AtomicU64,
+    push_done: tokio::sync::watch::Sender<u64>,
 }
 
 struct Live {
@@ -239,6 +244,10 @@ impl DeviceService {
                 cfg,
                 live: Mutex::new(live),
                 alert_ids: Default::default(),
+                push_running: Default::default(),
+                push_wanted: Default::default(),
+                push_done: tokio::sync::watch::channel(0).0,
+                push_dirty: Default::default(),
             }),
         })
     }
@@ -622,8 +631,10 @@ impl DeviceService {
         if let Some(old) = superseded {
             self.mark_revoked(&old, false).await?;
         }
-        // New grants (and, on renewal, the superseded serial on the CRL) reach the broker.
-        self.push_crl().await;
+        // New grants (and, on renewal, the superseded serial on the CRL) reach the broker;
+        // coalesced, because devices enroll in bursts and each push rewrites every grant.
+        let generation = self.push_soon();
+        self.pushed(generation).await;
         Ok(Enrolled {
             device: dev.id().to_string(),
             cert_pem: pem,
@@ -841,6 +852,56 @@ impl DeviceService {
                 false
             }
         }
+    }
+
+    /// Push the broker policy soon, in the background, coalescing bursts: one task pushes while
+    /// changes keep arriving. Returns the generation to wait for with [`Self::pushed`] (0 when
+    /// there is no broker). Used for grants; revocations push synchronously.
+    fn push_soon(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        if self.inner.gateway.is_none() {
+            return 0;
+        }
+        let generation = self.inner.push_wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.push_dirty.store(true, Ordering::SeqCst);
+        if self.inner.push_running.swap(true, Ordering::SeqCst) {
+            return generation;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // Let a burst of enrollments accumulate into one rewrite and reload.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                while me.inner.push_dirty.swap(false, Ordering::SeqCst) {
+                    let target = me.inner.push_wanted.load(Ordering::SeqCst);
+                    me.push_crl().await;
+                    me.inner.push_done.send_modify(|g| *g = (*g).max(target));
+                }
+                me.inner.push_running.store(false, Ordering::SeqCst);
+                // A change that arrived after the last swap restarts the loop unless another
+                // task has taken over.
+                if !me.inner.push_dirty.load(Ordering::SeqCst)
+                    || me.inner.push_running.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
+            }
+        });
+        generation
+    }
+
+    /// Wait (at most 5 s) until the broker has the policy of `generation`, so an enrolled device
+    /// can publish as soon as it has its certificate.
+    async fn pushed(&self, generation: u64) {
+        if generation == 0 {
+            return;
+        }
+        let mut rx = self.inner.push_done.subscribe();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            rx.wait_for(|g| *g >= generation),
+        )
+        .await;
     }
 
     /// A connection by `device` from `addr` seen by the transport (broker connection log,
@@ -1130,9 +1191,28 @@ impl DeviceService {
     ) -> Ingested {
         let now = self.inner.clock.now();
         let mut firmware: Option<(Device, String)> = None;
+        // Decode and verify the signature outside the lock (the expensive part), so parallel
+        // ingest workers only serialise on the replay window and the detectors.
+        let env = Envelope::decode(msg);
+        let pre: Result<(), Reject> = match &env {
+            Err(e) => Err(Reject::Malformed {
+                detail: e.to_string(),
+            }),
+            Ok(e) => {
+                let key = self.live().verifier.key_for(e, connected_as);
+                key.and_then(|k| e.verify_with(&k))
+            }
+        };
+        let env = env.ok();
         let out = {
             let mut live = self.live();
-            let (env, verdict) = live.verifier.check(msg, connected_as, now);
+            let verdict = match (&pre, &env) {
+                (Ok(()), Some(e)) => live.verifier.admit(e, now),
+                (Err(r), _) => Verdict::Rejected(r.clone()),
+                (Ok(()), None) => Verdict::Rejected(Reject::Malformed {
+                    detail: "undecodable".into(),
+                }),
+            };
             let device = env.as_ref().map(|e| e.device.clone());
             let mut alerts = Vec::new();
             match &verdict {

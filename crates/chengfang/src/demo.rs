@@ -200,6 +200,34 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     )
     .await?;
 
+    // Device trust (issue 5): enrollment, signed telemetry, terminal-layer attacks, firmware.
+    let mut alerts = p.bus.subscribe("alert.>", "demo-alerts").await?;
+    tokio::spawn(async move {
+        while let Some(d) = alerts.rx.recv().await {
+            say(
+                "ALERT",
+                format!("{} {}", d.event.topic, d.event.payload["detail"]),
+            );
+            let _ = d.ack().await;
+        }
+    });
+    let districts: Vec<String> = sim
+        .city
+        .districts
+        .iter()
+        .map(|d| d.code.to_ascii_lowercase())
+        .collect();
+    crate::demo_devices::run(
+        &crate::demo_data::Ctx {
+            http: &http,
+            url: &url,
+            admin: &admin,
+        },
+        &std::fs::read_to_string(p.dir.ca_cert())?,
+        &districts,
+    )
+    .await?;
+
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_status = Instant::now();

@@ -8,6 +8,7 @@ mod crypt;
 mod datadir;
 mod demo;
 mod demo_data;
+mod demo_devices;
 mod devices_cmd;
 mod discover;
 mod hunt;

@@ -220,6 +220,14 @@ struct Server {
     output: Arc<std::sync::Mutex<String>>,
 }
 
+impl Drop for Server {
+    /// A failing test must not leave its server running (it would hold the test's pipes open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_server(dir: &Path) -> Server {
     start_server_with(dir, &[], true)
 }
@@ -1382,6 +1390,10 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
         "-> transport-bureau (",
         "ciphertexts -> 409",
         "inclusion proof of",
+        "12 devices enrolled over EST",
+        "reading altered in transit -> 400",
+        "(cloned identity) -> 400",
+        "device quarantined; its next reading -> 401",
         "offline verification passed",
     ] {
         assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
@@ -1852,18 +1864,27 @@ async fn devices_enroll_over_est_and_report_over_mqtt_and_https() {
     assert_eq!(code, 0, "{out}");
     let conf = dir.join("broker/mosquitto.conf");
     assert!(conf.exists(), "{out}");
-    let mut mosq = Command::new(&mosq_bin)
-        .arg("-c")
-        .arg(&conf)
-        .spawn()
-        .unwrap();
+    struct Broker(std::process::Child);
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _mosq = Broker(
+        Command::new(&mosq_bin)
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..100 {
         if cf_testkit::tcp_open(&format!("127.0.0.1:{port}")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut srv = start_server_with(&dir, &[("CHENGFANG_BROKER__URL", broker_url.clone())], true);
+    let srv = start_server_with(&dir, &[("CHENGFANG_BROKER__URL", broker_url.clone())], true);
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let (_, v) = json(
@@ -2103,8 +2124,5 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
         acl.contains("user env-1\ntopic read city/xicheng/env-1/control\n\n"),
         "{acl}"
     );
-    let _ = srv.child.kill();
-    let _ = srv.child.wait();
-    let _ = mosq.kill();
-    let _ = mosq.wait();
+    drop(srv);
 }
