@@ -57,6 +57,23 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Device telemetry verification inside the platform (no broker): enrolled devices' signed
+    /// messages through `DeviceService::ingest` on the same sharded workers as MQTT ingest, per
+    /// key algorithm. The end-to-end figure through Mosquitto comes from `simulate devices`.
+    Devices {
+        /// Enrolled devices.
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Messages per algorithm.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Parallel workers (the MQTT ingest uses 4).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append records as fast as possible, printing `ACK <seq>` for each acknowledged one
     /// (used by the crash test; stops after --count, or when killed).
     #[command(hide = true)]
@@ -143,6 +160,136 @@ async fn open(backend: &str, pg: &str, dir: Option<PathBuf>, cfg: LedgerConfig) 
         _dir: tmp,
         schema,
     })
+}
+
+/// `bench devices`.
+async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Result<()> {
+    use cf_crypto::devkey::{DeviceSigner, KeyAlg};
+    use cf_device::registry::NewDevice;
+    use cf_device::telemetry::{Envelope, Verdict};
+    use cf_platform::devices::{DeviceCa, DeviceConfig, DeviceService};
+    use cf_platform::tokens::RequestContext;
+    use cf_platform::{Action, Principal, Role, authz};
+
+    let o = open("sqlite", "", None, LedgerConfig::default()).await?;
+    let now = cf_core::Clock::now(&SystemClock);
+    let ca = cf_pki::new_ca("Bench Device CA", now, 1)?;
+    let svc = DeviceService::open(
+        o.store.clone() as Arc<dyn StateStore>,
+        o.ledger.clone(),
+        Arc::new(SystemClock),
+        Arc::new(cf_crypto::OsRng),
+        Arc::new(cf_bus::MemoryBus::new()),
+        None,
+        DeviceCa {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        },
+        DeviceConfig::default(),
+    )
+    .await?;
+    let admin = Principal {
+        id: "bench".into(),
+        roles: vec![Role::Admin],
+        must_change: false,
+    };
+    let manage = authz::authorize(&admin, Action::ManageDevices)?;
+    let ctx = RequestContext::internal();
+    let t0 = Instant::now();
+    let mut fleet = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("bench-{i:05}");
+        svc.register(
+            &manage,
+            &ctx,
+            NewDevice {
+                id: id.clone(),
+                kind: "environment-sensor".into(),
+                layer: cf_core::Layer::TerminalPerception,
+                district: format!("d{}", i % 6),
+                lat: 39.9,
+                lon: 116.4,
+                owner_org: "bench".into(),
+                vendor: "Acme".into(),
+                model: "B1".into(),
+                firmware: "1".into(),
+            },
+        )
+        .await?;
+        let (tok, _, _) = svc.enrollment_token(&manage, &ctx, &id).await?;
+        let alg = if i % 2 == 0 {
+            KeyAlg::EcdsaP256
+        } else {
+            KeyAlg::Ed25519
+        };
+        let k = cf_pki::device::device_key(alg, &id)?;
+        svc.enroll(&ctx, &tok, &k.csr_der).await?;
+        fleet.push((id, alg, DeviceSigner::from_pkcs8(alg, &k.pkcs8)?));
+    }
+    let enroll_rate = n as f64 / t0.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519] {
+        let mine: Vec<&(String, KeyAlg, DeviceSigner)> =
+            fleet.iter().filter(|f| f.1 == alg).collect();
+        let mut seqs = vec![0u64; mine.len()];
+        let ts = cf_core::Clock::now(&SystemClock).unix_millis();
+        let mut shards: Vec<Vec<Vec<u8>>> = vec![Vec::new(); workers.max(1)];
+        for m in 0..messages {
+            let d = m % mine.len();
+            seqs[d] += 1;
+            let body = format!(
+                r#"{{"type":"reading","metrics":{{"temperature_c":{}}}}}"#,
+                15 + m % 10
+            );
+            let msg = Envelope::seal(&mine[d].2, &mine[d].0, 1, seqs[d], ts, body.as_bytes())?;
+            shards[d % workers.max(1)].push(msg);
+        }
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for shard in shards {
+            let svc = svc.clone();
+            tasks.spawn(async move {
+                let mut ok = 0usize;
+                for m in shard {
+                    let id = Envelope::decode(&m).map(|e| e.device).unwrap_or_default();
+                    if matches!(
+                        svc.ingest(&m, "", Some(&id), None).await.verdict,
+                        Verdict::Accepted { .. }
+                    ) {
+                        ok += 1;
+                    }
+                }
+                ok
+            });
+        }
+        let mut accepted = 0;
+        while let Some(r) = tasks.join_next().await {
+            accepted += r?;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        if accepted != messages {
+            anyhow::bail!("{alg}: only {accepted} of {messages} accepted");
+        }
+        rows.push(serde_json::json!({"alg": alg.as_str(), "messages": messages, "seconds": secs, "per_second": messages as f64 / secs}));
+    }
+    o.ledger.shutdown().await;
+    let out = serde_json::json!({"devices": n, "workers": workers, "enrollments_per_second_in_process": enroll_rate, "verify": rows});
+    if json {
+        println!("{out}");
+    } else {
+        println!(
+            "{n} devices enrolled in process at {enroll_rate:.0}/s (CSR check, certificate, ledger, store)"
+        );
+        for r in out["verify"].as_array().into_iter().flatten() {
+            println!(
+                "{:<11} {:>8} messages  {:>7.0} verified/s on {workers} workers",
+                r["alg"].as_str().unwrap_or(""),
+                r["messages"],
+                r["per_second"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -309,6 +456,12 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
             json,
         } => bench_kms(seconds, field_bytes, json),
         BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
+        BenchCmd::Devices {
+            devices: n,
+            messages,
+            workers,
+            json,
+        } => devices(n, messages, workers, json).await.map(|()| true),
         BenchCmd::Ledger {
             records,
             clients,
