@@ -2045,6 +2045,35 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
         .unwrap();
     assert_eq!(r.status(), 400, "a tampered message is refused");
 
+    // A clone of the credential used from a second address, alternating with the original:
+    // one identity in two places (the loopback net gives us 127.0.0.2).
+    let clone = {
+        let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*cfg).clone())
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap()
+    };
+    for (i, c2) in [&clone, &mtls, &clone].into_iter().enumerate() {
+        let r = c2
+            .post(u("/api/v1/devices/telemetry"))
+            .body(reading(4 + i as u64))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let (_, st) = json(
+        c.get(u("/api/v1/devices/stats"))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st["alerts"]["device.two_places"], 1, "{st}");
+
     // The same device over MQTT through the broker the platform configured.
     let mut o = cf_mqtt::options(
         "env-1",
@@ -2076,12 +2105,12 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
         )
         .await;
         accepted = st["accepted"].as_u64().unwrap_or(0);
-        if accepted >= 6 {
+        if accepted >= 9 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(accepted, 6, "1 over HTTPS + 5 over MQTT");
+    assert_eq!(accepted, 9, "4 over HTTPS + 5 over MQTT");
     poller.abort();
 
     // Re-enrollment (EST simplereenroll) with the current certificate and a new key.
