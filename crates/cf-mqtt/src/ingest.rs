@@ -60,11 +60,7 @@ pub fn parse_connect_line(line: &str) -> Option<(String, String)> {
 /// Parallel verifiers. Verification (a signature per message) is the costly step.
 pub const WORKERS: usize = 4;
 
-async fn handle(
-    svc: &DeviceService,
-    stats: &watch::Sender<LoopStats>,
-    p: rumqttc::Publish,
-) {
+async fn handle(svc: &DeviceService, stats: &watch::Sender<LoopStats>, p: rumqttc::Publish) {
     if p.topic.starts_with("$SYS/") {
         if let Some((user, ip)) = std::str::from_utf8(&p.payload)
             .ok()

@@ -2125,6 +2125,50 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("BEGIN CERTIFICATE"));
 
+    // A small simulated fleet over MQTT/TLS, half of it misbehaving: every kind of misbehaviour
+    // that can show within seconds is refused or flagged.
+    let mut a = vec!["simulate".into(), "devices".into()];
+    a.extend(remote(&admin_file));
+    a.extend(
+        [
+            "--broker",
+            &broker_url,
+            "--count",
+            "12",
+            "--duration",
+            "3s",
+            "--interval",
+            "100ms",
+            "--misbehave",
+            "0.5",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    let sim: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(sim["connected"], 12, "{out}");
+    assert!(sim["platform"]["accepted"].as_u64().unwrap() > 100, "{out}");
+    for kind in [
+        "telemetry.forged",
+        "device.identity_mismatch",
+        "device.out_of_range",
+        "device.rate",
+    ] {
+        assert!(
+            sim["platform"]["alerts_by_kind"][kind]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "{kind}: {out}"
+        );
+    }
+    assert!(
+        sim["platform"]["duplicates"].as_u64().unwrap() > 0,
+        "replayed copies dropped: {out}"
+    );
+
     // Quarantine from the SOC's CLI; the broker is told at once.
     let mut a = vec!["device".into(), "quarantine".into()];
     a.extend(remote(&op_file));
