@@ -5,4 +5,6 @@
 //!
 //! Architecture invariant: no I/O; randomness is injected; passwords never appear in errors.
 
+pub mod otp;
 pub mod password;
+pub mod throttle;
