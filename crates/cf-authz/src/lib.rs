@@ -5,6 +5,8 @@
 //! Architecture invariant: no I/O; policies arrive as text (the built-in default is
 //! `policies/default.cedar`), principals and context as plain values.
 
+pub mod rights;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 

@@ -161,6 +161,9 @@ impl Tokens {
                 "roles: at least one role is required".into(),
             ));
         }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        cf_authz::rights::check(&names, &cf_authz::rights::default_rules())
+            .map_err(|v| PlatformError::Conflict(v.to_string()))?;
         let bad = |_| PlatformError::Unavailable("random source unavailable".into());
         let id = hex::encode(cf_crypto::random_bytes(self.rng.as_ref(), 8).map_err(bad)?);
         let secret = cf_crypto::random_token(self.rng.as_ref(), 32).map_err(bad)?;

@@ -1450,7 +1450,6 @@ async fn datasets_masked_reads_and_the_export_workflow() {
         ("svc", vec!["service"]),
         ("op", vec!["operator"]),
         ("aud", vec!["auditor"]),
-        ("dual", vec!["admin", "service"]),
     ] {
         let (s, v) = json(
             c.post(u("/api/v1/tokens"))
@@ -1552,23 +1551,25 @@ async fn datasets_masked_reads_and_the_export_workflow() {
     )
     .await;
     assert_eq!(s, 409, "not approved yet");
-    let (_, own) = json(
-        post("/api/v1/exports", &tokens["dual"], ask.clone())
+    // No one can both request and approve: separation of duties refuses the grant that would
+    // allow it (AUZ-4); the service's own-approval check stays as defence in depth.
+    let (s, v) = json(
+        c.post(u("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "dual", "roles": ["admin", "service"]}))
+            .send()
             .await
             .unwrap(),
     )
     .await;
-    let (s, v) = json(
-        post(
-            &format!("/api/v1/exports/{}/decision", own["id"].as_str().unwrap()),
-            &tokens["dual"],
-            serde_json::json!({"approve": true}),
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 403, "no one approves their own export: {v}");
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("separation of duties"),
+        "{v}"
+    );
     let (s, v) = json(
         post(
             &format!("/api/v1/exports/{id}/decision"),
