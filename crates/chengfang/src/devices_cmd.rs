@@ -103,6 +103,20 @@ pub enum DeviceCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// On the device: renew its certificate over EST `simplereenroll`, authenticated by the
+    /// current certificate, with a new key; rewrites key.pem and cert.pem in --dir. With
+    /// --within, only when the certificate expires within that time (for a cron job).
+    Renew {
+        /// Platform URL.
+        #[arg(long, env = "CHENGFANG_URL")]
+        url: String,
+        /// Directory written by `device enroll` (key.pem, cert.pem, ca.pem).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Renew only if the certificate expires within this long (e.g. 24h).
+        #[arg(long)]
+        within: Option<String>,
+    },
 }
 
 /// A device's registration fields.
@@ -360,6 +374,7 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
                 out.display()
             );
         }
+        DeviceCmd::Renew { url, dir, within } => renew(&url, &dir, within.as_deref()).await?,
     }
     Ok(true)
 }
@@ -465,4 +480,60 @@ pub async fn broker(cmd: BrokerCmd, cfg: crate::config::Config) -> Result<bool> 
         layout.acl().display()
     );
     Ok(true)
+}
+
+/// `chengfang device renew`.
+async fn renew(url: &str, dir: &std::path::Path, within: Option<&str>) -> Result<()> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .with_context(|| format!("cannot read {}", dir.join(f).display()))
+    };
+    let (cert, key, ca) = (read("cert.pem")?, read("key.pem")?, read("ca.pem")?);
+    let info = cf_pki::device::cert_info(&cert)?;
+    let id = info.common_name.clone().unwrap_or_default();
+    if let Some(w) = within {
+        let w = cf_core::parse_duration(w).map_err(|e| anyhow::anyhow!("--within: {e}"))?;
+        let now = cf_core::Timestamp::from_unix_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        );
+        if info.not_after > now.plus(w) {
+            println!(
+                "{id}: certificate valid until {}; not renewed",
+                info.not_after
+            );
+            return Ok(());
+        }
+    }
+    let alg = info.alg.unwrap_or(cf_crypto::devkey::KeyAlg::EcdsaP256);
+    let k = cf_pki::device::device_key(alg, &id)?;
+    let tls = cf_mqtt::client_tls(&ca, &cert, &key)?;
+    let c = reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
+        .timeout(std::time::Duration::from_secs(20))
+        .build()?;
+    let url = url.trim_end_matches('/');
+    let resp = c
+        .post(format!("{url}/.well-known/est/simplereenroll"))
+        .header("content-type", "application/pkcs10")
+        .body(base64::engine::general_purpose::STANDARD.encode(&k.csr_der))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("renewal of {id} refused: {status}: {text}");
+    }
+    // Key first, then certificate: a crash in between leaves a pair that fails loudly rather
+    // than a silently mismatched one.
+    crate::datadir::write_private(&dir.join("key.pem"), k.key_pem.expose())?;
+    std::fs::write(dir.join("cert.pem"), &text)?;
+    let new = cf_pki::device::cert_info(&text)?;
+    println!(
+        "{id}: renewed, new key; certificate valid until {}",
+        new.not_after
+    );
+    Ok(())
 }

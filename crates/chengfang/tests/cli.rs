@@ -2115,6 +2115,67 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
     assert_eq!(accepted, 9, "4 over HTTPS + 5 over MQTT");
     poller.abort();
 
+    // Renewal from the device side: not yet due, then forced.
+    let (code, out) = cli(vec![
+        "device".into(),
+        "renew".into(),
+        "--url".into(),
+        srv.url.clone(),
+        "--dir".into(),
+        creds.display().to_string(),
+        "--within".into(),
+        "1h".into(),
+    ]);
+    assert!(code == 0 && out.contains("not renewed"), "{out}");
+    let (code, out) = cli(vec![
+        "device".into(),
+        "renew".into(),
+        "--url".into(),
+        srv.url.clone(),
+        "--dir".into(),
+        creds.display().to_string(),
+        "--within".into(),
+        "100d".into(),
+    ]);
+    assert!(code == 0 && out.contains("renewed, new key"), "{out}");
+    let cert_pem = std::fs::read_to_string(creds.join("cert.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(creds.join("key.pem")).unwrap();
+    let key_der = {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap() {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+            _ => panic!("PKCS#8 expected"),
+        }
+    };
+    let signer =
+        DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &cf_core::Secret::new(key_der)).unwrap();
+    let mtls = {
+        let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*cfg).clone())
+            .build()
+            .unwrap()
+    };
+    let reading = |seq: u64| {
+        Envelope::seal(
+            &signer,
+            "env-1",
+            1,
+            seq,
+            now_ms(),
+            br#"{"type":"reading","metrics":{"pm25":35}}"#,
+        )
+        .unwrap()
+    };
+    let r = mtls
+        .post(u("/api/v1/devices/telemetry"))
+        .body(reading(20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "the renewed certificate and key work");
+
     // Re-enrollment (EST simplereenroll) with the current certificate and a new key.
     let k2 = cf_pki::device::device_key(KeyAlg::EcdsaP256, "env-1").unwrap();
     let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &k2.csr_der);
