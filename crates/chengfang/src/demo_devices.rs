@@ -82,15 +82,15 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str, districts: &[String]) -> Result<()> 
         ));
         ids.push(id);
     }
-    let r = c
-        .http
-        .post(api("/api/v1/devices/import"))
-        .bearer_auth(c.admin)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await?;
-    let v: serde_json::Value = r.json().await?;
+    let (_, text) = crate::devices_cmd::post_raw(
+        c.http,
+        &api("/api/v1/devices/import"),
+        Some(c.admin),
+        "text/csv",
+        csv,
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
     say(
         "devices",
         format!(

@@ -272,16 +272,15 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
             let csv =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let (c, url, token) = self::remote(&remote)?;
-            let resp = c
-                .post(format!("{url}/api/v1/devices/import"))
-                .bearer_auth(token)
-                .header("content-type", "text/csv")
-                .body(csv)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = resp.status();
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            let (status, text) = post_raw(
+                &c,
+                &format!("{url}/api/v1/devices/import"),
+                Some(&token),
+                "text/csv",
+                csv,
+            )
+            .await?;
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             if !status.is_success() {
                 bail!(
                     "import: {status}: {}",
@@ -379,6 +378,26 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
     Ok(true)
 }
 
+/// POST a raw body (CSV, base64 PKCS#10) and return the status and the answer's text.
+pub async fn post_raw(
+    c: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<(reqwest::StatusCode, String)> {
+    let mut req = c.post(url).header("content-type", content_type).body(body);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    Ok((status, resp.text().await.unwrap_or_default()))
+}
+
 /// What a device holds after enrollment.
 pub struct DeviceCredentials {
     /// Private key, PEM.
@@ -401,16 +420,14 @@ pub async fn enroll(
 ) -> Result<DeviceCredentials> {
     let k = cf_pki::device::device_key(alg, id)?;
     let body = base64::engine::general_purpose::STANDARD.encode(&k.csr_der);
-    let resp = c
-        .post(format!("{url}/.well-known/est/simpleenroll"))
-        .bearer_auth(token)
-        .header("content-type", "application/pkcs10")
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let (status, text) = post_raw(
+        c,
+        &format!("{url}/.well-known/est/simpleenroll"),
+        Some(token),
+        "application/pkcs10",
+        body,
+    )
+    .await?;
     if !status.is_success() {
         bail!("enrollment of {id} refused: {status}: {text}");
     }
@@ -514,15 +531,14 @@ async fn renew(url: &str, dir: &std::path::Path, within: Option<&str>) -> Result
         .timeout(std::time::Duration::from_secs(20))
         .build()?;
     let url = url.trim_end_matches('/');
-    let resp = c
-        .post(format!("{url}/.well-known/est/simplereenroll"))
-        .header("content-type", "application/pkcs10")
-        .body(base64::engine::general_purpose::STANDARD.encode(&k.csr_der))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let (status, text) = post_raw(
+        &c,
+        &format!("{url}/.well-known/est/simplereenroll"),
+        None,
+        "application/pkcs10",
+        base64::engine::general_purpose::STANDARD.encode(&k.csr_der),
+    )
+    .await?;
     if !status.is_success() {
         bail!("renewal of {id} refused: {status}: {text}");
     }

@@ -162,20 +162,16 @@ pub async fn run(cmd: SimulateCmd) -> Result<bool> {
             lon = 116.2 + (i / 100 % 100) as f64 * 0.002,
         ));
     }
-    let r = http
-        .post(format!("{url}/api/v1/devices/import"))
-        .bearer_auth(&token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    if !r.status().is_success() {
-        bail!(
-            "registry import: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
+    let (status, text) = crate::devices_cmd::post_raw(
+        &http,
+        &format!("{url}/api/v1/devices/import"),
+        Some(&token),
+        "text/csv",
+        csv,
+    )
+    .await?;
+    if !status.is_success() {
+        bail!("registry import: {status} {text}");
     }
 
     // 2. Enrollment over EST, `concurrency` at a time.

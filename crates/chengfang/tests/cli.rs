@@ -1831,6 +1831,30 @@ fn watermarks_survive_a_spreadsheet_and_discovery_reads_it() {
     );
 }
 
+/// A device's signer and mutual-TLS HTTPS client from the files `chengfang device enroll` wrote.
+fn device_identity(dir: &Path) -> (cf_crypto::devkey::DeviceSigner, reqwest::Client) {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let cert_pem = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+    let ca_pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    let key_der = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap() {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        _ => panic!("PKCS#8 expected"),
+    };
+    let signer = cf_crypto::devkey::DeviceSigner::from_pkcs8(
+        cf_crypto::devkey::KeyAlg::EcdsaP256,
+        &cf_core::Secret::new(key_der),
+    )
+    .unwrap();
+    let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured((*cfg).clone())
+        .build()
+        .unwrap();
+    (signer, client)
+}
+
 /// Issue 5 end to end through the binary: `broker config` writes Mosquitto's files, `serve` runs
 /// with MQTT ingest, devices are imported and enrolled with the CLI (EST), telemetry arrives over
 /// MQTT/TLS and over HTTPS with the device's client certificate, forgeries are refused, the
@@ -1988,32 +2012,16 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
 
     // HTTPS telemetry with the client certificate.
-    let key_der = {
-        use rustls::pki_types::PrivateKeyDer;
-        use rustls::pki_types::pem::PemObject;
-        match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap() {
-            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-            _ => panic!("PKCS#8 expected"),
-        }
-    };
-    let signer =
-        DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &cf_core::Secret::new(key_der)).unwrap();
-    let mtls = {
-        let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured((*cfg).clone())
-            .build()
-            .unwrap()
-    };
+    let (signer, mtls) = device_identity(&creds);
     let now_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64
     };
-    let reading = |seq: u64| {
+    let reading_by = |s: &DeviceSigner, seq: u64| {
         Envelope::seal(
-            &signer,
+            s,
             "env-1",
             1,
             seq,
@@ -2022,6 +2030,7 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
         )
         .unwrap()
     };
+    let reading = |seq: u64| reading_by(&signer, seq);
     let r = mtls
         .post(u("/api/v1/devices/telemetry"))
         .body(reading(1))
@@ -2138,36 +2147,8 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
         "100d".into(),
     ]);
     assert!(code == 0 && out.contains("renewed, new key"), "{out}");
-    let cert_pem = std::fs::read_to_string(creds.join("cert.pem")).unwrap();
-    let key_pem = std::fs::read_to_string(creds.join("key.pem")).unwrap();
-    let key_der = {
-        use rustls::pki_types::PrivateKeyDer;
-        use rustls::pki_types::pem::PemObject;
-        match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap() {
-            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-            _ => panic!("PKCS#8 expected"),
-        }
-    };
-    let signer =
-        DeviceSigner::from_pkcs8(KeyAlg::EcdsaP256, &cf_core::Secret::new(key_der)).unwrap();
-    let mtls = {
-        let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured((*cfg).clone())
-            .build()
-            .unwrap()
-    };
-    let reading = |seq: u64| {
-        Envelope::seal(
-            &signer,
-            "env-1",
-            1,
-            seq,
-            now_ms(),
-            br#"{"type":"reading","metrics":{"pm25":35}}"#,
-        )
-        .unwrap()
-    };
+    let (signer, mtls) = device_identity(&creds);
+    let reading = |seq: u64| reading_by(&signer, seq);
     let r = mtls
         .post(u("/api/v1/devices/telemetry"))
         .body(reading(20))
