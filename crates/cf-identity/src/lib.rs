@@ -7,4 +7,5 @@
 
 pub mod otp;
 pub mod password;
+pub mod session;
 pub mod throttle;
