@@ -65,7 +65,13 @@ impl FromRequestParts<AppState> for Caller {
                 "missing `Authorization: Bearer <token>` header",
             ));
         };
-        match state.tokens.authenticate(bearer.trim()).await {
+        let bearer = bearer.trim();
+        let who = if bearer.starts_with("cfs_") {
+            state.identity.authenticate(bearer).await
+        } else {
+            state.tokens.authenticate(bearer).await
+        };
+        match who {
             Ok(principal) => Ok(Caller {
                 principal,
                 ctx,

@@ -11,6 +11,7 @@ pub mod data;
 pub mod devices;
 pub mod error;
 mod handlers;
+pub mod identity;
 pub mod kms;
 pub mod metrics;
 pub mod openapi;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub data: cf_platform::dataflow::DataService,
     /// Device registry, enrollment, telemetry.
     pub devices: cf_platform::devices::DeviceService,
+    /// User accounts, login, second factor, sessions.
+    pub identity: cf_platform::identity::IdentityService,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -134,6 +137,16 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke))
         .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
         .route("/api/v1/devices/{id}/release", post(devices::release))
+        .route(
+            "/api/v1/users",
+            post(identity::create_user).get(identity::users),
+        )
+        .route("/api/v1/auth/login", post(identity::login))
+        .route("/api/v1/account/password", post(identity::change_password))
+        .route("/api/v1/account/totp", post(identity::totp_begin))
+        .route("/api/v1/account/totp/confirm", post(identity::totp_confirm))
+        .route("/api/v1/sessions", get(identity::sessions))
+        .route("/api/v1/sessions/{handle}", delete(identity::end_session))
         .route("/.well-known/est/cacerts", get(devices::est_cacerts))
         .route("/.well-known/est/simpleenroll", post(devices::est_enroll))
         .route(

@@ -40,11 +40,14 @@ impl Modify for BearerAuth {
         crate::devices::quarantine, crate::devices::release, crate::devices::stats,
         crate::devices::crl, crate::devices::trust_vendor, crate::devices::add_firmware,
         crate::devices::telemetry, crate::devices::est_cacerts, crate::devices::est_enroll,
-        crate::devices::est_reenroll
+        crate::devices::est_reenroll,
+        crate::identity::create_user, crate::identity::users, crate::identity::login,
+        crate::identity::change_password, crate::identity::totp_begin, crate::identity::totp_confirm,
+        crate::identity::sessions, crate::identity::end_session
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"), (name = "identity"))
 )]
 pub struct ApiDoc;
 

@@ -161,7 +161,9 @@ impl Policies {
 mod tests {
     use super::*;
 
-    const ACTIONS: [&str; 14] = [
+    const ACTIONS: [&str; 16] = [
+        "users.manage",
+        "account.self",
         "devices.manage",
         "devices.read",
         "devices.quarantine",
@@ -187,7 +189,9 @@ mod tests {
             | "kms.manage"
             | "data.manage"
             | "exports.approve"
-            | "devices.manage" => role == "admin",
+            | "devices.manage"
+            | "users.manage" => role == "admin",
+            "account.self" => true,
             "devices.read" => matches!(role, "admin" | "operator" | "auditor"),
             "devices.quarantine" => matches!(role, "admin" | "operator"),
             "events.publish" => matches!(role, "service" | "operator" | "admin"),

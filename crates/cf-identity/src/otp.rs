@@ -191,6 +191,40 @@ impl Totp {
         ))
     }
 
+    /// Read an `otpauth://totp/…` URI back (what an authenticator app does).
+    pub fn from_uri(uri: &str) -> Result<Totp, OtpError> {
+        let q = uri
+            .strip_prefix("otpauth://totp/")
+            .and_then(|r| r.split_once('?'))
+            .map(|(_, q)| q)
+            .ok_or(OtpError::Invalid("not an otpauth://totp URI"))?;
+        let (mut secret, mut digits, mut step, mut alg) = (None, 6, 30, Algorithm::Sha1);
+        for kv in q.split('&') {
+            match kv.split_once('=') {
+                Some(("secret", v)) => {
+                    secret = Some(
+                        data_encoding::BASE32_NOPAD
+                            .decode(v.trim_end_matches('=').to_ascii_uppercase().as_bytes())
+                            .map_err(|_| OtpError::Invalid("secret is not base32"))?,
+                    )
+                }
+                Some(("digits", v)) => {
+                    digits = v.parse().map_err(|_| OtpError::Invalid("digits"))?
+                }
+                Some(("period", v)) => step = v.parse().map_err(|_| OtpError::Invalid("period"))?,
+                Some(("algorithm", "SHA256")) => alg = Algorithm::Sha256,
+                Some(("algorithm", "SHA512")) => alg = Algorithm::Sha512,
+                _ => {}
+            }
+        }
+        Totp::new(
+            secret.ok_or(OtpError::Invalid("no secret"))?,
+            digits,
+            step,
+            alg,
+        )
+    }
+
     /// The secret, for sealed storage (e.g. encrypted under a KMS key).
     pub fn secret(&self) -> &Secret<Vec<u8>> {
         &self.secret
@@ -312,6 +346,9 @@ mod tests {
             "otpauth://totp/Chengfang%20City:li.lei%40city.gov?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Chengfang%20City&algorithm=SHA1&digits=6&period=30"
         );
         assert_eq!(format!("{u:?}"), "[redacted]");
+        let back = Totp::from_uri(u.expose()).unwrap();
+        assert_eq!(back.code_at(1_790_000_000), t.code_at(1_790_000_000));
+        assert!(Totp::from_uri("https://example.com").is_err());
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub enum Action {
     ReadDevices,
     /// Isolate a device and release it (AVL-2) — security operations' response.
     QuarantineDevices,
+    /// Create and manage user accounts (IDM-1).
+    ManageUsers,
+    /// Act on one's own account: password, second factor, own sessions.
+    OwnAccount,
 }
 
 impl Action {
@@ -116,6 +120,8 @@ impl Action {
             Action::ManageDevices => "devices.manage",
             Action::ReadDevices => "devices.read",
             Action::QuarantineDevices => "devices.quarantine",
+            Action::ManageUsers => "users.manage",
+            Action::OwnAccount => "account.self",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authz;
 pub mod dataflow;
 pub mod devices;
+pub mod identity;
 pub mod kms;
 pub mod metrics;
 pub mod ports;
@@ -46,6 +47,9 @@ pub enum PlatformError {
     /// Unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 impl PlatformError {
@@ -61,6 +65,7 @@ impl PlatformError {
             PlatformError::AuditUnavailable(_) => C::AuditUnavailable,
             PlatformError::Unavailable(_) => C::Unavailable,
             PlatformError::Internal(_) => C::Internal,
+            PlatformError::RateLimited(_) => C::RateLimited,
         }
     }
 }

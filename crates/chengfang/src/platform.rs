@@ -36,6 +36,8 @@ pub struct Platform {
     pub data: cf_platform::dataflow::DataService,
     /// Device registry, enrollment, telemetry.
     pub devices: cf_platform::devices::DeviceService,
+    /// Accounts, login, sessions.
+    pub identity: cf_platform::identity::IdentityService,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -104,7 +106,16 @@ impl Platform {
             Arc::new(cf_crypto::OsRng),
         )?;
         let (devices, mqtt) = open_devices(cfg, &dir, &store, &ledger, &clock, &bus).await?;
+        let identity = cf_platform::identity::IdentityService::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            cf_identity::password::Costs::default(),
+            kms.internal_key("totp"),
+        )?;
         Ok(Platform {
+            identity,
             devices,
             mqtt: std::sync::Mutex::new(mqtt),
             data,
@@ -137,6 +148,7 @@ impl Platform {
             kms: self.kms.clone(),
             data: self.data.clone(),
             devices: self.devices.clone(),
+            identity: self.identity.clone(),
         }
     }
 

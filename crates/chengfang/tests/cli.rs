@@ -2243,3 +2243,240 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
     );
     drop(srv);
 }
+
+/// Issue 3 over HTTPS: an administrator creates an account with a one-time password; the user
+/// must change it first (weak choices refused with every reason); enrols TOTP; logs in with the
+/// second factor (replayed codes refused, a recovery code works once); guessing is throttled;
+/// sessions are listed with device and address and can be ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_passwords_second_factor_and_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let srv = start_server(&dir);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/rotate"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let new_user = |name: &str, roles: &[&str]| serde_json::json!({"username": name, "display_name": "Wang Fang", "domain": "government", "org": "civil-affairs", "roles": roles});
+    let (s, v) = json(
+        c.post(u("/api/v1/users"))
+            .bearer_auth(&admin)
+            .json(&new_user("wang.fang", &["operator"]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let initial = v["initial_password"].as_str().unwrap().to_string();
+    let (s, v) = json(
+        c.post(u("/api/v1/users"))
+            .bearer_auth(&admin)
+            .json(&new_user("li.si", &["admin", "auditor"]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 409, "separation of duties: {v}");
+    let login = |user: &str, pass: &str, otp: Option<&str>| {
+        let mut b = serde_json::json!({"username": user, "password": pass});
+        if let Some(o) = otp {
+            b["otp"] = o.into();
+        }
+        c.post(u("/api/v1/auth/login"))
+            .header("user-agent", "test-browser")
+            .json(&b)
+            .send()
+    };
+    let (s, v) = json(login("wang.fang", &initial, None).await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["must_change"], true);
+    let sess = v["session"].as_str().unwrap().to_string();
+    // Until the password is changed, nothing else is allowed.
+    let (s, _) = json(
+        c.get(u("/api/v1/devices"))
+            .bearer_auth(&sess)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, v) = json(
+        c.post(u("/api/v1/account/password"))
+            .bearer_auth(&sess)
+            .json(&serde_json::json!({"old": initial, "new": "wangfang1988"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("contains_personal_data") || msg.contains("too_weak"),
+        "{msg}"
+    );
+    let strong = "Qiu-yue-shan-7-lan!";
+    let (s, v) = json(
+        c.post(u("/api/v1/account/password"))
+            .bearer_auth(&sess)
+            .json(&serde_json::json!({"old": initial, "new": strong}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = json(
+        c.get(u("/api/v1/devices"))
+            .bearer_auth(&sess)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        s, 200,
+        "the operator's rights apply once the password is changed"
+    );
+
+    // TOTP enrolment: the URI an authenticator app scans, confirmed with a code.
+    let (_, v) = json(
+        c.post(u("/api/v1/account/totp"))
+            .bearer_auth(&sess)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let totp = cf_identity::otp::Totp::from_uri(v["uri"].as_str().unwrap()).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (s, v) = json(
+        c.post(u("/api/v1/account/totp/confirm"))
+            .bearer_auth(&sess)
+            .json(&serde_json::json!({"code": totp.code_at(now())}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let recovery: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let (s, v) = json(login("wang.fang", strong, None).await.unwrap()).await;
+    assert_eq!(s, 401, "second factor required: {v}");
+    // The next time step's code (the confirmation used the current one).
+    let code = totp.code_at(now() + 30);
+    let (s, v) = json(login("wang.fang", strong, Some(&code)).await.unwrap()).await;
+    assert_eq!((s, v["mfa"].as_bool()), (200, Some(true)), "{v}");
+    let s2 = v["session"].as_str().unwrap().to_string();
+    let (s, _) = json(login("wang.fang", strong, Some(&code)).await.unwrap()).await;
+    assert_eq!(s, 401, "a used code is refused");
+    let (s, _) = json(
+        login("wang.fang", strong, Some(&recovery[3]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "a recovery code stands in once");
+    let (s, _) = json(
+        login("wang.fang", strong, Some(&recovery[3]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401, "and only once");
+
+    // Sessions: the user sees theirs, the administrator sees everyone's and ends one.
+    let (_, mine) = json(
+        c.get(u("/api/v1/sessions"))
+            .bearer_auth(&s2)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(mine.as_array().unwrap().len() >= 2);
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["device"] == "test-browser" && x["address"] == "127.0.0.1")
+    );
+    let handle = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["mfa"] == true)
+        .unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = json(
+        c.delete(u(&format!("/api/v1/sessions/{handle}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, all) = json(
+        c.get(u("/api/v1/sessions"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let handles: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["handle"].as_str())
+        .collect();
+    assert!(
+        !handles.is_empty() && !handles.contains(&handle.as_str()),
+        "{all}"
+    );
+
+    // Guessing is throttled: after five wrong passwords from this address, even the right one waits.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(
+            login("wang.fang", "wrong password 1!", None)
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+    let (s, _) = json(
+        login("wang.fang", strong, Some(&totp.code_at(now() + 60)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 429, "locked for this address");
+    drop(srv);
+}

@@ -1,0 +1,169 @@
+//! Identity routes (IDM-1, IDM-5, PWD-2, PWD-3, AUZ-3): accounts for administrators, password
+//! login with a second factor, self-service password change and TOTP enrolment, sessions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cf_platform::authz::Action;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::ack::Ack;
+use crate::auth::{Caller, context};
+use crate::error::{ApiError, ErrorBody};
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError::invalid("body", e.body_text()))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "identity", responses((status = 201, description = "The account and its one-time initial password (must be changed at first login)"), (status = 409, body = ErrorBody)))]
+pub async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<cf_platform::identity::NewUser>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let (u, initial, r) = s.identity.create_user(&auth, &caller.ctx, body(b)?).await?;
+    Ok(Ack::created(
+        r,
+        serde_json::json!({"user": u, "initial_password": initial.expose()}),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "identity", responses((status = 200, description = "Accounts (no secrets)")))]
+pub async fn users(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<cf_platform::identity::UserInfo>>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    Ok(Json(s.identity.users(&auth).await?))
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// TOTP code or a recovery code, when a second factor is enrolled.
+    #[serde(default)]
+    pub otp: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "identity", request_body = Login, security(()), responses((status = 200, description = "A session bearer secret (cfs_…)"), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: JsonBody<Login>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ctx = context(&parts);
+    let l = body(b)?;
+    let device = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    let ok = s
+        .identity
+        .login(&ctx, &l.username, &l.password, l.otp.as_deref(), device)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "session": ok.session,
+        "handle": ok.info.handle,
+        "must_change": ok.must_change,
+        "mfa": ok.info.mfa,
+        "ended_sessions": ok.ended,
+    })))
+}
+
+/// Password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// Current password.
+    pub old: String,
+    /// New password.
+    pub new: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/account/password", tag = "identity", request_body = PasswordChange, responses((status = 200, description = "Changed"), (status = 400, body = ErrorBody)))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<PasswordChange>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let p = body(b)?;
+    let r = s
+        .identity
+        .change_password(&auth, &caller.ctx, &p.old, &p.new)
+        .await?;
+    Ok(Ack::ok(r, serde_json::json!({"changed": true})))
+}
+
+#[utoipa::path(post, path = "/api/v1/account/totp", tag = "identity", responses((status = 200, description = "otpauth:// URI for an authenticator app")))]
+pub async fn totp_begin(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let uri = s
+        .identity
+        .totp_begin(&auth, &caller.ctx, "Chengfang")
+        .await?;
+    Ok(Json(serde_json::json!({"uri": uri.expose()})))
+}
+
+/// A code from the authenticator.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    /// Six digits.
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/account/totp/confirm", tag = "identity", request_body = Code, responses((status = 200, description = "Enrolled; ten recovery codes, shown once")))]
+pub async fn totp_confirm(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<Code>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let c = body(b)?;
+    let (codes, r) = s.identity.totp_confirm(&auth, &caller.ctx, &c.code).await?;
+    let shown: Vec<&String> = codes.iter().map(|c| c.expose()).collect();
+    Ok(Ack::ok(r, serde_json::json!({"recovery_codes": shown})))
+}
+
+fn session_action(caller: &Caller) -> Action {
+    if caller.principal.roles.contains(&cf_platform::Role::Admin) {
+        Action::ManageUsers
+    } else {
+        Action::OwnAccount
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "identity", responses((status = 200, description = "Sessions with device and address: everyone's for administrators, one's own otherwise")))]
+pub async fn sessions(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<cf_identity::session::SessionInfo>>, ApiError> {
+    let auth = caller.authorize(&s, session_action(&caller)).await?;
+    Ok(Json(s.identity.sessions(&auth)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{handle}", tag = "identity", params(("handle" = String, Path)), responses((status = 200, description = "Ended"), (status = 404, body = ErrorBody)))]
+pub async fn end_session(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(handle): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, session_action(&caller)).await?;
+    let r = s.identity.end_session(&auth, &caller.ctx, &handle).await?;
+    Ok(Ack::ok(r, serde_json::json!({"ended": handle})))
+}

@@ -1,0 +1,744 @@
+//! User accounts and login (IDM-1, IDM-5, PWD-1…PWD-4, AUZ-3): accounts in identity domains and
+//! organisations with roles checked for separation of duties, one-time initial passwords that must
+//! be changed, Argon2id verification behind the lockout throttle, TOTP second factor with recovery
+//! codes, and sessions with idle/absolute timeouts that people and administrators can end.
+//! Every change and every login outcome is audited; passwords, codes and secrets never are.
+
+use std::sync::Arc;
+
+use cf_core::{Secret, SharedClock, Timestamp};
+use cf_event::{AuditRecord, Outcome};
+use cf_identity::otp::{RecoveryCodes, Totp};
+use cf_identity::password::{self, Costs, Policy};
+use cf_identity::session::{SessionInfo, SessionPolicy, Sessions};
+use cf_identity::throttle::{Refusal, Throttle, ThrottlePolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::PlatformError;
+use crate::audit::{AuditLedger, Receipt};
+use crate::authz::{Action, Authorized, Principal, Role};
+use crate::ports::{Document, StateStore};
+use crate::tokens::RequestContext;
+
+/// The identity domains of the whitepaper (IDM-1).
+pub const DOMAINS: [&str; 7] = [
+    "government",
+    "enterprise",
+    "partner",
+    "supplier",
+    "contractor",
+    "public",
+    "legal_person",
+];
+
+/// What an administrator supplies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login name, `[a-z0-9._-]{2,64}`, unique and immutable.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// One of [`DOMAINS`].
+    pub domain: String,
+    /// Organisation.
+    pub org: String,
+    /// Roles (separation of duties applies).
+    pub roles: Vec<String>,
+    /// Account valid until (RFC 3339), for contractors and partners.
+    #[serde(default)]
+    pub valid_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TotpState {
+    /// AES-256-GCM nonce ‖ ciphertext of the secret, hex, under the platform's internal TOTP key.
+    sealed: String,
+    confirmed: bool,
+    last_step: Option<u64>,
+}
+
+/// A stored account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserDoc {
+    username: String,
+    display_name: String,
+    domain: String,
+    org: String,
+    roles: Vec<String>,
+    valid_until: Option<Timestamp>,
+    password: String,
+    history: Vec<String>,
+    password_set: Timestamp,
+    must_change: bool,
+    disabled: bool,
+    totp: Option<TotpState>,
+    recovery: Option<RecoveryCodes>,
+    created: Timestamp,
+}
+
+/// An account as shown to administrators (no secrets).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserInfo {
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Identity domain.
+    pub domain: String,
+    /// Organisation.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Validity end.
+    pub valid_until: Option<Timestamp>,
+    /// Must change the password at next login.
+    pub must_change: bool,
+    /// Second factor enrolled.
+    pub mfa: bool,
+    /// Disabled.
+    pub disabled: bool,
+}
+
+impl UserDoc {
+    fn info(&self) -> UserInfo {
+        UserInfo {
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            domain: self.domain.clone(),
+            org: self.org.clone(),
+            roles: self.roles.clone(),
+            valid_until: self.valid_until,
+            must_change: self.must_change,
+            mfa: self.totp.as_ref().is_some_and(|t| t.confirmed),
+            disabled: self.disabled,
+        }
+    }
+}
+
+/// The result of a successful login.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginOk {
+    /// Bearer secret of the session (shown once).
+    pub session: String,
+    /// The session.
+    pub info: SessionInfo,
+    /// The password must be changed before anything else.
+    pub must_change: bool,
+    /// Sessions the concurrency cap ended.
+    pub ended: Vec<String>,
+}
+
+/// The service.
+#[derive(Clone)]
+pub struct IdentityService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for IdentityService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityService")
+    }
+}
+
+struct Inner {
+    store: Arc<dyn StateStore>,
+    ledger: AuditLedger,
+    clock: SharedClock,
+    rng: Arc<dyn cf_crypto::Rng>,
+    costs: Costs,
+    throttle: Throttle,
+    sessions: Sessions,
+    totp_key: Secret<[u8; 32]>,
+    // A hash verified for unknown usernames, so timing does not reveal which accounts exist.
+    decoy: String,
+}
+
+fn parse_user(d: &Document) -> Result<UserDoc, PlatformError> {
+    serde_json::from_str(&d.body)
+        .map_err(|e| PlatformError::Internal(format!("user `{}`: {e}", d.id)))
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, PlatformError> {
+    serde_json::to_string(v).map_err(|e| PlatformError::Internal(e.to_string()))
+}
+
+fn secs(t: Timestamp) -> i64 {
+    t.unix_nanos() / 1_000_000_000
+}
+
+fn check_username(u: &str) -> Result<(), PlatformError> {
+    if (2..=64).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(PlatformError::InvalidInput(
+            "username: 2-64 characters a-z, 0-9, '.', '_', '-'".into(),
+        ))
+    }
+}
+
+impl IdentityService {
+    /// The service. `totp_key` seals second-factor secrets at rest (from the KMS).
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        ledger: AuditLedger,
+        clock: SharedClock,
+        rng: Arc<dyn cf_crypto::Rng>,
+        costs: Costs,
+        totp_key: [u8; 32],
+    ) -> Result<Self, PlatformError> {
+        let decoy = password::hash("decoy password", costs, rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        Ok(IdentityService {
+            inner: Arc::new(Inner {
+                store,
+                ledger,
+                clock,
+                rng,
+                costs,
+                throttle: Throttle::new(ThrottlePolicy::default()),
+                sessions: Sessions::new(SessionPolicy::default()),
+                totp_key: Secret::new(totp_key),
+                decoy,
+            }),
+        })
+    }
+
+    fn record(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        event: &str,
+        object: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> AuditRecord {
+        AuditRecord::new(
+            event,
+            self.inner.clock.now(),
+            &ctx.source_addr,
+            "chengfang-identity",
+            subject,
+            object.to_string(),
+            event.rsplit('.').next().unwrap_or(event),
+            outcome,
+            &ctx.request_id,
+        )
+        .with_detail(detail)
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<(UserDoc, Document)>, PlatformError> {
+        match self.inner.store.doc_get("user", username).await? {
+            Some(d) => Ok(Some((parse_user(&d)?, d))),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, u: &UserDoc, prev: &Document) -> Result<(), PlatformError> {
+        self.inner
+            .store
+            .doc_update(&Document {
+                body: json(u)?,
+                revision: prev.revision + 1,
+                updated: self.inner.clock.now(),
+                ..prev.clone()
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn initial_password(&self) -> Result<Secret<String>, PlatformError> {
+        // 18 random characters from four classes: passes every domain's policy.
+        let t = cf_crypto::random_token(self.inner.rng.as_ref(), 15)
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        Ok(Secret::new(format!("{t}#7a")))
+    }
+
+    /// Create an account; returns its one-time initial password (shown once, must be changed).
+    pub async fn create_user(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        n: NewUser,
+    ) -> Result<(UserInfo, Secret<String>, Receipt), PlatformError> {
+        auth.require(Action::ManageUsers)?;
+        check_username(&n.username)?;
+        if !DOMAINS.contains(&n.domain.as_str()) {
+            return Err(PlatformError::InvalidInput(format!(
+                "domain `{}`: use one of {}",
+                n.domain,
+                DOMAINS.join(", ")
+            )));
+        }
+        if n.roles.iter().any(|r| Role::parse(r).is_none()) {
+            return Err(PlatformError::InvalidInput(
+                "roles: use admin, auditor, operator or service".into(),
+            ));
+        }
+        let roles: Vec<&str> = n.roles.iter().map(String::as_str).collect();
+        cf_authz::rights::check(&roles, &cf_authz::rights::default_rules())
+            .map_err(|v| PlatformError::Conflict(v.to_string()))?;
+        if self.user(&n.username).await?.is_some() {
+            return Err(PlatformError::Conflict(format!(
+                "user `{}` exists",
+                n.username
+            )));
+        }
+        let initial = self.initial_password()?;
+        let now = self.inner.clock.now();
+        let phc = password::hash(initial.expose(), self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let u = UserDoc {
+            username: n.username.clone(),
+            display_name: n.display_name,
+            domain: n.domain,
+            org: n.org,
+            roles: n.roles,
+            valid_until: n.valid_until,
+            password: phc.clone(),
+            history: vec![phc],
+            password_set: now,
+            must_change: true,
+            disabled: false,
+            totp: None,
+            recovery: None,
+            created: now,
+        };
+        let r = self
+            .inner
+            .ledger
+            .append(
+                self.record(ctx, &auth.principal().id, "identity.user.create", &format!("user:{}", u.username), Outcome::Success, serde_json::json!({"domain": u.domain, "org": u.org, "roles": u.roles, "valid_until": u.valid_until}))
+                    .privileged(),
+            )
+            .await?;
+        self.inner
+            .store
+            .doc_insert(&Document {
+                kind: "user".into(),
+                id: u.username.clone(),
+                body: json(&u)?,
+                revision: 1,
+                updated: now,
+            })
+            .await?;
+        Ok((u.info(), initial, r))
+    }
+
+    /// Every account (administrators).
+    pub async fn users(&self, auth: &Authorized) -> Result<Vec<UserInfo>, PlatformError> {
+        auth.require(Action::ManageUsers)?;
+        let mut v = Vec::new();
+        for d in self.inner.store.doc_list("user").await? {
+            v.push(parse_user(&d)?.info());
+        }
+        Ok(v)
+    }
+
+    /// Log in with a password and, when enrolled, a TOTP code or a recovery code.
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        pass: &str,
+        otp: Option<&str>,
+        device: &str,
+    ) -> Result<LoginOk, PlatformError> {
+        let now = self.inner.clock.now();
+        let fail = || {
+            PlatformError::Unauthenticated("username, password or second factor is wrong".into())
+        };
+        let attempt = match self
+            .inner
+            .throttle
+            .begin(username, &ctx.source_addr, secs(now))
+        {
+            Ok(a) => a,
+            Err(r) => {
+                let msg = match r {
+                    Refusal::Wait { retry_after } => {
+                        format!("too many failed logins; retry in {retry_after} s")
+                    }
+                    Refusal::Pair { until }
+                    | Refusal::Account { until }
+                    | Refusal::Source { until } => {
+                        format!(
+                            "too many failed logins; locked for {} s",
+                            (until - secs(now)).max(1)
+                        )
+                    }
+                };
+                self.audit_login(
+                    ctx,
+                    username,
+                    Outcome::Denied,
+                    serde_json::json!({"reason": "throttled", "refusal": r}),
+                )
+                .await?;
+                return Err(PlatformError::RateLimited(msg));
+            }
+        };
+        let found = self.user(username).await?;
+        let phc = found
+            .as_ref()
+            .map_or(self.inner.decoy.as_str(), |(u, _)| u.password.as_str());
+        let ok = password::verify(pass, phc).unwrap_or(false) && found.is_some();
+        let Some((mut u, doc)) = found.filter(|_| ok) else {
+            self.audit_login(
+                ctx,
+                username,
+                Outcome::Denied,
+                serde_json::json!({"reason": "bad credentials"}),
+            )
+            .await?;
+            return Err(fail());
+        };
+        if u.disabled || u.valid_until.is_some_and(|v| v <= now) {
+            self.audit_login(
+                ctx,
+                username,
+                Outcome::Denied,
+                serde_json::json!({"reason": "account disabled or expired"}),
+            )
+            .await?;
+            return Err(fail());
+        }
+        let mut mfa = false;
+        if let Some(t) = u.totp.clone().filter(|t| t.confirmed) {
+            let Some(code) = otp else {
+                self.audit_login(
+                    ctx,
+                    username,
+                    Outcome::Denied,
+                    serde_json::json!({"reason": "second factor missing"}),
+                )
+                .await?;
+                return Err(PlatformError::Unauthenticated(
+                    "a second factor (otp) is required".into(),
+                ));
+            };
+            let totp = self.open_totp(&t.sealed, &u.username)?;
+            match totp.verify(code, secs(now), t.last_step) {
+                Ok(step) => {
+                    u.totp = Some(TotpState {
+                        last_step: Some(step),
+                        ..t
+                    });
+                }
+                Err(_) => {
+                    // A recovery code works once in place of the TOTP code.
+                    let used = u.recovery.as_mut().is_some_and(|r| r.redeem(code).is_ok());
+                    if !used {
+                        self.audit_login(
+                            ctx,
+                            username,
+                            Outcome::Denied,
+                            serde_json::json!({"reason": "second factor wrong or replayed"}),
+                        )
+                        .await?;
+                        return Err(fail());
+                    }
+                }
+            }
+            mfa = true;
+            self.save(&u, &doc).await?;
+        }
+        self.inner.throttle.succeeded(attempt);
+        let (session, info, ended) = self
+            .inner
+            .sessions
+            .start(
+                &u.username,
+                device,
+                &ctx.source_addr,
+                mfa,
+                secs(now),
+                self.inner.rng.as_ref(),
+            )
+            .map_err(|e| PlatformError::Conflict(e.to_string()))?;
+        self.audit_login(
+            ctx,
+            username,
+            Outcome::Success,
+            serde_json::json!({"session": info.handle, "mfa": mfa, "ended": ended}),
+        )
+        .await?;
+        Ok(LoginOk {
+            session,
+            info,
+            must_change: u.must_change,
+            ended,
+        })
+    }
+
+    async fn audit_login(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<(), PlatformError> {
+        self.inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &format!("user:{username}"),
+                "auth.login",
+                "session",
+                outcome,
+                detail,
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The principal behind a session secret (`cfs_…`), marking the session used.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal, PlatformError> {
+        let now = secs(self.inner.clock.now());
+        let s = self
+            .inner
+            .sessions
+            .touch(secret, now)
+            .map_err(|e| PlatformError::Unauthenticated(e.to_string()))?;
+        let (u, _) = self
+            .user(&s.account)
+            .await?
+            .ok_or_else(|| PlatformError::Unauthenticated("account no longer exists".into()))?;
+        if u.disabled {
+            return Err(PlatformError::Unauthenticated("account disabled".into()));
+        }
+        Ok(Principal {
+            id: format!("user:{}", u.username),
+            roles: u.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            must_change: u.must_change,
+        })
+    }
+
+    fn username_of(auth: &Authorized) -> Result<String, PlatformError> {
+        auth.principal()
+            .id
+            .strip_prefix("user:")
+            .map(str::to_string)
+            .ok_or_else(|| PlatformError::Forbidden("only a logged-in user has an account".into()))
+    }
+
+    /// Change one's own password (the policy of the account's domain, history included).
+    pub async fn change_password(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        old: &str,
+        new: &str,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::OwnAccount)?;
+        let name = Self::username_of(auth)?;
+        let (mut u, doc) = self
+            .user(&name)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound("no such account".into()))?;
+        if !password::verify(old, &u.password).unwrap_or(false) {
+            return Err(PlatformError::Unauthenticated(
+                "the current password is wrong".into(),
+            ));
+        }
+        let policy = Policy::for_domain(&u.domain);
+        let attrs = [u.username.as_str(), u.display_name.as_str(), u.org.as_str()];
+        let v = password::check(&policy, new, &attrs, &u.history);
+        if !v.is_empty() {
+            return Err(PlatformError::InvalidInput(format!(
+                "new password refused: {}",
+                serde_json::to_string(&v).unwrap_or_default()
+            )));
+        }
+        let phc = password::hash(new, self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let r = self
+            .inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &auth.principal().id,
+                "identity.password.change",
+                &format!("user:{name}"),
+                Outcome::Success,
+                serde_json::json!({}),
+            ))
+            .await?;
+        u.history.insert(0, phc.clone());
+        u.history.truncate(policy.history.max(1));
+        u.password = phc;
+        u.password_set = self.inner.clock.now();
+        u.must_change = false;
+        self.save(&u, &doc).await?;
+        Ok(r)
+    }
+
+    fn seal_totp(&self, secret: &[u8], username: &str) -> Result<String, PlatformError> {
+        let mut nonce = [0u8; 12];
+        self.inner
+            .rng
+            .fill(&mut nonce)
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let ct = cf_kms::aead::seal(
+            cf_kms::aead::Algorithm::Aes256Gcm,
+            self.inner.totp_key.expose(),
+            &nonce,
+            username.as_bytes(),
+            secret,
+        )?;
+        Ok(format!("{}{}", hex::encode(nonce), hex::encode(ct)))
+    }
+
+    fn open_totp(&self, sealed: &str, username: &str) -> Result<Totp, PlatformError> {
+        let raw = hex::decode(sealed)
+            .map_err(|_| PlatformError::Internal("sealed TOTP secret is not hex".into()))?;
+        if raw.len() < 12 {
+            return Err(PlatformError::Internal(
+                "sealed TOTP secret too short".into(),
+            ));
+        }
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&raw[..12]);
+        let pt = cf_kms::aead::open(
+            cf_kms::aead::Algorithm::Aes256Gcm,
+            self.inner.totp_key.expose(),
+            &nonce,
+            username.as_bytes(),
+            &raw[12..],
+        )?;
+        Totp::new(pt.to_vec(), 6, 30, cf_identity::otp::Algorithm::Sha1)
+            .map_err(|e| PlatformError::Internal(e.to_string()))
+    }
+
+    /// Start TOTP enrolment: returns the `otpauth://` URI for an authenticator app. It takes
+    /// effect when confirmed with a code from the app.
+    pub async fn totp_begin(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        issuer: &str,
+    ) -> Result<Secret<String>, PlatformError> {
+        auth.require(Action::OwnAccount)?;
+        let name = Self::username_of(auth)?;
+        let (mut u, doc) = self
+            .user(&name)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound("no such account".into()))?;
+        if u.totp.as_ref().is_some_and(|t| t.confirmed) {
+            return Err(PlatformError::Conflict(
+                "a second factor is already enrolled".into(),
+            ));
+        }
+        let t = Totp::generate(self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        u.totp = Some(TotpState {
+            sealed: self.seal_totp(t.secret().expose(), &name)?,
+            confirmed: false,
+            last_step: None,
+        });
+        self.inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &auth.principal().id,
+                "identity.mfa.begin",
+                &format!("user:{name}"),
+                Outcome::Success,
+                serde_json::json!({"method": "totp"}),
+            ))
+            .await?;
+        self.save(&u, &doc).await?;
+        Ok(t.uri(issuer, &name))
+    }
+
+    /// Confirm TOTP enrolment with a current code; returns ten recovery codes (shown once).
+    pub async fn totp_confirm(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        code: &str,
+    ) -> Result<(Vec<Secret<String>>, Receipt), PlatformError> {
+        auth.require(Action::OwnAccount)?;
+        let name = Self::username_of(auth)?;
+        let (mut u, doc) = self
+            .user(&name)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound("no such account".into()))?;
+        let Some(t) = u.totp.clone().filter(|t| !t.confirmed) else {
+            return Err(PlatformError::Conflict("no enrolment to confirm".into()));
+        };
+        let totp = self.open_totp(&t.sealed, &name)?;
+        let step = totp
+            .verify(code, secs(self.inner.clock.now()), None)
+            .map_err(|_| {
+                PlatformError::InvalidInput("code: does not match the authenticator".into())
+            })?;
+        let (codes, store) = RecoveryCodes::generate(10, self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let r = self
+            .inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &auth.principal().id,
+                "identity.mfa.enrol",
+                &format!("user:{name}"),
+                Outcome::Success,
+                serde_json::json!({"method": "totp", "recovery_codes": 10}),
+            ))
+            .await?;
+        u.totp = Some(TotpState {
+            confirmed: true,
+            last_step: Some(step),
+            ..t
+        });
+        u.recovery = Some(store);
+        self.save(&u, &doc).await?;
+        Ok((codes, r))
+    }
+
+    /// Sessions: all of them for administrators, one's own otherwise.
+    pub fn sessions(&self, auth: &Authorized) -> Result<Vec<SessionInfo>, PlatformError> {
+        let now = secs(self.inner.clock.now());
+        match auth.action() {
+            Action::ManageUsers => Ok(self.inner.sessions.list(None, now)),
+            Action::OwnAccount => Ok(self
+                .inner
+                .sessions
+                .list(Some(&Self::username_of(auth)?), now)),
+            _ => Err(PlatformError::Forbidden(
+                "users.manage or account.self is needed".into(),
+            )),
+        }
+    }
+
+    /// End a session by handle (administrators: any; users: their own).
+    pub async fn end_session(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        handle: &str,
+    ) -> Result<Receipt, PlatformError> {
+        let own = self.sessions(auth)?;
+        if !own.iter().any(|s| s.handle == handle) {
+            return Err(PlatformError::NotFound(format!("no session `{handle}`")));
+        }
+        let r = self
+            .inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &auth.principal().id,
+                "identity.session.end",
+                &format!("session:{handle}"),
+                Outcome::Success,
+                serde_json::json!({}),
+            ))
+            .await?;
+        self.inner.sessions.revoke(handle);
+        Ok(r)
+    }
+}
