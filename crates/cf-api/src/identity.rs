@@ -167,3 +167,70 @@ pub async fn end_session(
     let r = s.identity.end_session(&auth, &caller.ctx, &handle).await?;
     Ok(Ack::ok(r, serde_json::json!({"ended": handle})))
 }
+
+#[utoipa::path(post, path = "/api/v1/users/{username}/reset", tag = "identity", params(("username" = String, Path)), responses((status = 200, description = "A new one-time password; the account's sessions ended")))]
+pub async fn admin_reset(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let (initial, r) = s
+        .identity
+        .admin_reset(&auth, &caller.ctx, &username)
+        .await?;
+    Ok(Ack::ok(
+        r,
+        serde_json::json!({"username": username, "initial_password": initial.expose()}),
+    ))
+}
+
+/// Who forgot their password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Login name.
+    pub username: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/reset", tag = "identity", request_body = ResetRequest, security(()), responses((status = 202, description = "If the account exists, a one-time code was sent"), (status = 429, body = ErrorBody)))]
+pub async fn reset_begin(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: JsonBody<ResetRequest>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let ctx = context(&parts);
+    let r = body(b)?;
+    s.identity.reset_begin(&ctx, &r.username).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({"sent": "if the account exists, a code is on its way"})),
+    ))
+}
+
+/// The code and the new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetComplete {
+    /// Login name.
+    pub username: String,
+    /// The one-time code.
+    pub code: String,
+    /// New password.
+    pub new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/reset/complete", tag = "identity", request_body = ResetComplete, security(()), responses((status = 200, description = "Password set; every session of the account ended"), (status = 401, body = ErrorBody)))]
+pub async fn reset_complete(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: JsonBody<ResetComplete>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let ctx = context(&parts);
+    let r = body(b)?;
+    let receipt = s
+        .identity
+        .reset_complete(&ctx, &r.username, &r.code, &r.new_password)
+        .await?;
+    Ok(Ack::ok(receipt, serde_json::json!({"reset": true})))
+}

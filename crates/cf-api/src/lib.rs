@@ -142,6 +142,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             post(identity::create_user).get(identity::users),
         )
         .route("/api/v1/auth/login", post(identity::login))
+        .route("/api/v1/auth/reset", post(identity::reset_begin))
+        .route(
+            "/api/v1/auth/reset/complete",
+            post(identity::reset_complete),
+        )
+        .route(
+            "/api/v1/users/{username}/reset",
+            post(identity::admin_reset),
+        )
         .route("/api/v1/account/password", post(identity::change_password))
         .route("/api/v1/account/totp", post(identity::totp_begin))
         .route("/api/v1/account/totp/confirm", post(identity::totp_confirm))

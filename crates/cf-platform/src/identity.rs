@@ -75,6 +75,16 @@ struct UserDoc {
     totp: Option<TotpState>,
     recovery: Option<RecoveryCodes>,
     created: Timestamp,
+    #[serde(default)]
+    reset: Option<ResetState>,
+}
+
+/// A pending self-service reset: the code's hash, its expiry and the attempts left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ResetState {
+    code_sha256: String,
+    expires: Timestamp,
+    attempts_left: u8,
 }
 
 /// An account as shown to administrators (no secrets).
@@ -152,6 +162,7 @@ struct Inner {
     totp_key: Secret<[u8; 32]>,
     // A hash verified for unknown usernames, so timing does not reveal which accounts exist.
     decoy: String,
+    sender: Option<Arc<dyn crate::ports::CodeSender>>,
 }
 
 fn parse_user(d: &Document) -> Result<UserDoc, PlatformError> {
@@ -169,13 +180,15 @@ fn secs(t: Timestamp) -> i64 {
 
 fn check_username(u: &str) -> Result<(), PlatformError> {
     if (2..=64).contains(&u.len())
+        && u.as_bytes()[0].is_ascii_alphanumeric()
         && u.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     {
         Ok(())
     } else {
         Err(PlatformError::InvalidInput(
-            "username: 2-64 characters a-z, 0-9, '.', '_', '-'".into(),
+            "username: 2-64 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+                .into(),
         ))
     }
 }
@@ -189,6 +202,7 @@ impl IdentityService {
         rng: Arc<dyn cf_crypto::Rng>,
         costs: Costs,
         totp_key: [u8; 32],
+        sender: Option<Arc<dyn crate::ports::CodeSender>>,
     ) -> Result<Self, PlatformError> {
         let decoy = password::hash("decoy password", costs, rng.as_ref())
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
@@ -203,6 +217,7 @@ impl IdentityService {
                 sessions: Sessions::new(SessionPolicy::default()),
                 totp_key: Secret::new(totp_key),
                 decoy,
+                sender,
             }),
         })
     }
@@ -306,6 +321,7 @@ impl IdentityService {
             totp: None,
             recovery: None,
             created: now,
+            reset: None,
         };
         let r = self
             .inner
@@ -698,6 +714,183 @@ impl IdentityService {
         u.recovery = Some(store);
         self.save(&u, &doc).await?;
         Ok((codes, r))
+    }
+
+    /// An administrator resets an account: a new one-time password that must be changed at first
+    /// login, and every session of the account ends.
+    pub async fn admin_reset(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        username: &str,
+    ) -> Result<(Secret<String>, Receipt), PlatformError> {
+        auth.require(Action::ManageUsers)?;
+        let (mut u, doc) = self
+            .user(username)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let initial = self.initial_password()?;
+        let phc = password::hash(initial.expose(), self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let r = self
+            .inner
+            .ledger
+            .append(
+                self.record(
+                    ctx,
+                    &auth.principal().id,
+                    "identity.password.reset",
+                    &format!("user:{username}"),
+                    Outcome::Success,
+                    serde_json::json!({"by": "administrator"}),
+                )
+                .privileged(),
+            )
+            .await?;
+        u.password = phc;
+        u.password_set = self.inner.clock.now();
+        u.must_change = true;
+        u.reset = None;
+        self.save(&u, &doc).await?;
+        self.inner.sessions.revoke_all(username);
+        Ok((initial, r))
+    }
+
+    /// Self-service reset, step 1: send a one-time code through the configured channel. The
+    /// answer is the same whether or not the account exists (no enumeration); requests are
+    /// throttled like logins.
+    pub async fn reset_begin(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+    ) -> Result<(), PlatformError> {
+        let now = self.inner.clock.now();
+        let attempt = self
+            .inner
+            .throttle
+            .begin(&format!("reset:{username}"), &ctx.source_addr, secs(now))
+            .map_err(|_| PlatformError::RateLimited("too many reset requests; try later".into()))?;
+        let _ = attempt; // Every request counts: the counter is what limits code floods.
+        let Some(sender) = &self.inner.sender else {
+            return Err(PlatformError::Unavailable(
+                "no one-time-code channel is configured".into(),
+            ));
+        };
+        let Some((mut u, doc)) = self.user(username).await? else {
+            self.inner
+                .ledger
+                .append(self.record(
+                    ctx,
+                    "anonymous",
+                    "identity.password.reset_request",
+                    &format!("user:{username}"),
+                    Outcome::Denied,
+                    serde_json::json!({"reason": "unknown account"}),
+                ))
+                .await?;
+            return Ok(());
+        };
+        let mut b = [0u8; 4];
+        self.inner
+            .rng
+            .fill(&mut b)
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let code = format!("{:06}", u32::from_be_bytes(b) % 1_000_000);
+        u.reset = Some(ResetState {
+            code_sha256: hex::encode(cf_crypto::sha256(format!("{username}:{code}").as_bytes())),
+            expires: now.plus(std::time::Duration::from_secs(600)),
+            attempts_left: 5,
+        });
+        self.inner
+            .ledger
+            .append(self.record(
+                ctx,
+                "anonymous",
+                "identity.password.reset_request",
+                &format!("user:{username}"),
+                Outcome::Success,
+                serde_json::json!({}),
+            ))
+            .await?;
+        self.save(&u, &doc).await?;
+        sender
+            .send(username, "password-reset", &code)
+            .await
+            .map_err(|e| PlatformError::Unavailable(e.to_string()))
+    }
+
+    /// Self-service reset, step 2: the code (10 minutes, 5 attempts) and a new password that meets
+    /// the domain's policy; every session of the account ends.
+    pub async fn reset_complete(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        code: &str,
+        new: &str,
+    ) -> Result<Receipt, PlatformError> {
+        let now = self.inner.clock.now();
+        let refuse = || PlatformError::Unauthenticated("the reset code is wrong or expired".into());
+        let (mut u, doc) = self.user(username).await?.ok_or_else(refuse)?;
+        let Some(mut st) = u.reset.clone() else {
+            return Err(refuse());
+        };
+        let want = hex::encode(cf_crypto::sha256(
+            format!("{username}:{}", code.trim()).as_bytes(),
+        ));
+        if now > st.expires || st.attempts_left == 0 {
+            u.reset = None;
+            self.save(&u, &doc).await?;
+            return Err(refuse());
+        }
+        if !cf_crypto::ct_eq(want.as_bytes(), st.code_sha256.as_bytes()) {
+            st.attempts_left -= 1;
+            u.reset = (st.attempts_left > 0).then_some(st);
+            self.save(&u, &doc).await?;
+            self.inner
+                .ledger
+                .append(self.record(
+                    ctx,
+                    &format!("user:{username}"),
+                    "identity.password.reset",
+                    &format!("user:{username}"),
+                    Outcome::Denied,
+                    serde_json::json!({"reason": "wrong code"}),
+                ))
+                .await?;
+            return Err(refuse());
+        }
+        let policy = Policy::for_domain(&u.domain);
+        let attrs = [u.username.as_str(), u.display_name.as_str(), u.org.as_str()];
+        let v = password::check(&policy, new, &attrs, &u.history);
+        if !v.is_empty() {
+            return Err(PlatformError::InvalidInput(format!(
+                "new password refused: {}",
+                serde_json::to_string(&v).unwrap_or_default()
+            )));
+        }
+        let phc = password::hash(new, self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let r = self
+            .inner
+            .ledger
+            .append(self.record(
+                ctx,
+                &format!("user:{username}"),
+                "identity.password.reset",
+                &format!("user:{username}"),
+                Outcome::Success,
+                serde_json::json!({"by": "one-time code"}),
+            ))
+            .await?;
+        u.history.insert(0, phc.clone());
+        u.history.truncate(policy.history.max(1));
+        u.password = phc;
+        u.password_set = now;
+        u.must_change = false;
+        u.reset = None;
+        self.save(&u, &doc).await?;
+        self.inner.sessions.revoke_all(username);
+        Ok(r)
     }
 
     /// Sessions: all of them for administrators, one's own otherwise.

@@ -400,3 +400,11 @@ pub trait DataSource: Send + Sync + std::fmt::Debug {
     /// Up to `limit` rows of `table` in the database at `url`.
     async fn read(&self, url: &str, table: &str, limit: u32) -> Result<SourceRows, StoreError>;
 }
+
+/// Delivers one-time codes to people (password reset, PWD-2): SMS, e-mail or a government
+/// messaging gateway in production; a file outbox in development and tests.
+#[async_trait]
+pub trait CodeSender: Send + Sync + std::fmt::Debug {
+    /// Send `code` to the account `username` (the sender knows the contact address).
+    async fn send(&self, username: &str, purpose: &str, code: &str) -> Result<(), BusError>;
+}

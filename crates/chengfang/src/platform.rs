@@ -113,6 +113,9 @@ impl Platform {
             Arc::new(cf_crypto::OsRng),
             cf_identity::password::Costs::default(),
             kms.internal_key("totp"),
+            Some(Arc::new(Outbox {
+                dir: dir.root().join("outbox"),
+            })),
         )?;
         Ok(Platform {
             identity,
@@ -481,5 +484,36 @@ pub fn broker_layout(cfg: &Config, port: u16) -> cf_mqtt::broker::BrokerLayout {
         bind: "127.0.0.1".into(),
         port,
         user: None,
+    }
+}
+
+/// The development one-time-code channel: codes are appended to `<data_dir>/outbox/<user>`
+/// (owner-only). Production plugs an SMS or messaging gateway into the same port.
+#[derive(Debug)]
+struct Outbox {
+    dir: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl cf_platform::ports::CodeSender for Outbox {
+    async fn send(
+        &self,
+        username: &str,
+        purpose: &str,
+        code: &str,
+    ) -> Result<(), cf_platform::ports::BusError> {
+        use std::io::Write;
+        let fail =
+            |e: std::io::Error| cf_platform::ports::BusError::Backend(format!("outbox: {e}"));
+        std::fs::create_dir_all(&self.dir).map_err(fail)?;
+        let mut o = std::fs::OpenOptions::new();
+        o.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(self.dir.join(username)).map_err(fail)?;
+        writeln!(f, "{purpose} {code}").map_err(fail)
     }
 }

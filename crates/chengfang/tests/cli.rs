@@ -2459,6 +2459,78 @@ async fn accounts_passwords_second_factor_and_sessions() {
         "{all}"
     );
 
+    // An administrator's reset: a new one-time password, and the account's sessions end.
+    let (s, v) = json(
+        c.post(u("/api/v1/users/wang.fang/reset"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = json(
+        c.get(u("/api/v1/sessions"))
+            .bearer_auth(&s2)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401, "sessions end with an administrator's reset");
+    // Self-service reset through the one-time-code channel (the development outbox).
+    for who in ["wang.fang", "nobody"] {
+        let (s, _) = json(
+            c.post(u("/api/v1/auth/reset"))
+                .json(&serde_json::json!({"username": who}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 202, "same answer whether or not {who} exists");
+    }
+    let outbox = std::fs::read_to_string(dir.join("outbox/wang.fang")).unwrap();
+    let code = outbox
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let complete = |code: &str, new: &str| {
+        c.post(u("/api/v1/auth/reset/complete"))
+            .json(&serde_json::json!({"username": "wang.fang", "code": code, "new_password": new}))
+            .send()
+    };
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    assert_eq!(
+        complete(wrong, "Hua-shan-dong-3-feng!")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (s, v) = json(complete(&code, "Hua-shan-dong-3-feng!").await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        complete(&code, "Another-Good-one-9!")
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "a code works once"
+    );
+    // (The authenticator's next code is not due for 30 s; a recovery code stands in.)
+    let (s, v) = json(
+        login("wang.fang", "Hua-shan-dong-3-feng!", Some(&recovery[5]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["must_change"].as_bool()), (200, Some(false)), "{v}");
+
     // Guessing is throttled: after five wrong passwords from this address, even the right one waits.
     let mut codes = Vec::new();
     for _ in 0..6 {
