@@ -240,6 +240,18 @@ pub const FIELDS: &[Field] = &[
         doc: "How far a device clock may run ahead of the platform's before its telemetry is refused.",
     },
     Field {
+        path: "collect.syslog_udp",
+        kind: Kind::Str,
+        default: "",
+        doc: "Receive syslog (RFC 5424/3164) over UDP on this `IP:PORT`, e.g. `0.0.0.0:514`; empty: off. Messages are published as `log.syslog` events, unparseable ones as `log.malformed` with their raw text.",
+    },
+    Field {
+        path: "collect.syslog_tcp",
+        kind: Kind::Str,
+        default: "",
+        doc: "Receive syslog over TCP (RFC 6587 octet counting or newlines) on this `IP:PORT`; empty: off.",
+    },
+    Field {
         path: "broker.url",
         kind: Kind::Url(&["mqtts"]),
         default: "",
@@ -305,6 +317,8 @@ pub struct Config {
     pub kms: KmsSeal,
     /// Device trust.
     pub devices: DeviceSettings,
+    /// Syslog listeners (UDP, TCP).
+    pub syslog: (Option<SocketAddr>, Option<SocketAddr>),
 }
 
 /// The `[devices]` and `[broker]` sections.
@@ -633,6 +647,30 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             }
         }
     };
+    let mut listen_addr = |path: &str| -> Option<SocketAddr> {
+        let v = s(path);
+        if v.is_empty() {
+            return None;
+        }
+        match v.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(Problem {
+                    path: path.into(),
+                    message: format!("`{v}` is not an IP:PORT address"),
+                    source: values
+                        .get(path)
+                        .map_or("default".into(), |x| x.source.clone()),
+                    warning: false,
+                });
+                None
+            }
+        }
+    };
+    let syslog = (
+        listen_addr("collect.syslog_udp"),
+        listen_addr("collect.syslog_tcp"),
+    );
     if problems.iter().any(|p| !p.warning) {
         return (None, problems);
     }
@@ -700,6 +738,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
                 x => PathBuf::from(x),
             },
         },
+        syslog,
         data_dir,
     };
     (Some(cfg), problems)

@@ -363,7 +363,27 @@ pub async fn serve(cfg: Config) -> Result<()> {
     }
     let (server, stop_tx) = p.spawn_api(cfg.body_limit_bytes, cfg.request_timeout, ep);
     let (dev_stop, dev_stop_rx) = tokio::sync::watch::channel(false);
-    let dev_tasks = p.spawn_devices(dev_stop_rx);
+    let mut dev_tasks = p.spawn_devices(dev_stop_rx.clone());
+    let counters = Arc::new(cf_collect::Counters::default());
+    let sink = cf_collect::Sink::new(p.bus.clone(), p.clock.clone(), &cfg.node_name, counters);
+    if let Some(a) = cfg.syslog.0 {
+        let sock = tokio::net::UdpSocket::bind(a)
+            .await
+            .with_context(|| format!("collect.syslog_udp: cannot bind {a}"))?;
+        println!("  syslog          udp://{}", sock.local_addr()?);
+        dev_tasks.push(tokio::spawn(cf_collect::udp(
+            sock,
+            sink.clone(),
+            dev_stop_rx.clone(),
+        )));
+    }
+    if let Some(a) = cfg.syslog.1 {
+        let l = tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("collect.syslog_tcp: cannot bind {a}"))?;
+        println!("  syslog          tcp://{}", l.local_addr()?);
+        dev_tasks.push(tokio::spawn(cf_collect::tcp(l, sink, dev_stop_rx)));
+    }
     if let Some((h, port)) = &cfg.devices.broker {
         println!(
             "  device broker   mqtts://{h}:{port} (files in {})",
