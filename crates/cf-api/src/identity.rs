@@ -154,7 +154,7 @@ pub async fn sessions(
     caller: Caller,
 ) -> Result<Json<Vec<cf_identity::session::SessionInfo>>, ApiError> {
     let auth = caller.authorize(&s, session_action(&caller)).await?;
-    Ok(Json(s.identity.sessions(&auth)?))
+    Ok(Json(s.identity.sessions(&auth).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{handle}", tag = "identity", params(("handle" = String, Path)), responses((status = 200, description = "Ended"), (status = 404, body = ErrorBody)))]

@@ -45,7 +45,7 @@ impl Default for SessionPolicy {
 }
 
 /// A session as administrators see it (never its bearer secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// Public handle (first 16 hex digits of the secret's hash).
     pub handle: String,
@@ -82,6 +82,32 @@ pub enum SessionEnd {
     /// A pending login took too long.
     #[error("login not completed in time")]
     LoginTimeout,
+}
+
+/// Whether `s` is still valid at `now` under `p` (for callers that keep sessions elsewhere,
+/// e.g. in a shared store).
+pub fn check(s: &SessionInfo, p: &SessionPolicy, now: i64) -> Result<(), SessionEnd> {
+    if now - s.created > p.absolute_s {
+        Err(SessionEnd::Absolute)
+    } else if now - s.last_seen > p.idle_s {
+        Err(SessionEnd::Idle)
+    } else {
+        Ok(())
+    }
+}
+
+/// The handle and storage key of a bearer secret: `(handle, sha256 hex)`.
+pub fn key_of(secret: &str) -> (String, String) {
+    let k = key(secret);
+    (k[..16].to_string(), k)
+}
+
+/// A fresh bearer secret.
+pub fn new_secret(rng: &dyn cf_crypto::Rng) -> Result<String, SessionEnd> {
+    Ok(format!(
+        "cfs_{}",
+        cf_crypto::random_token(rng, 32).map_err(|_| SessionEnd::Unknown)?
+    ))
 }
 
 #[derive(Debug, Default)]

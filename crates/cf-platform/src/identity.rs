@@ -10,7 +10,7 @@ use cf_core::{Secret, SharedClock, Timestamp};
 use cf_event::{AuditRecord, Outcome};
 use cf_identity::otp::{RecoveryCodes, Totp};
 use cf_identity::password::{self, Costs, Policy};
-use cf_identity::session::{SessionInfo, SessionPolicy, Sessions};
+use cf_identity::session::{self, SessionInfo, SessionPolicy};
 use cf_identity::throttle::{Refusal, Throttle, ThrottlePolicy};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,13 @@ impl UserDoc {
     }
 }
 
+/// A session as stored: shared by every node and kept across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSession {
+    info: SessionInfo,
+    ended: Option<Timestamp>,
+}
+
 /// The result of a successful login.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoginOk {
@@ -158,7 +165,7 @@ struct Inner {
     rng: Arc<dyn cf_crypto::Rng>,
     costs: Costs,
     throttle: Throttle,
-    sessions: Sessions,
+    session_policy: SessionPolicy,
     totp_key: Secret<[u8; 32]>,
     // A hash verified for unknown usernames, so timing does not reveal which accounts exist.
     decoy: String,
@@ -214,7 +221,7 @@ impl IdentityService {
                 rng,
                 costs,
                 throttle: Throttle::new(ThrottlePolicy::default()),
-                sessions: Sessions::new(SessionPolicy::default()),
+                session_policy: SessionPolicy::default(),
                 totp_key: Secret::new(totp_key),
                 decoy,
                 sender,
@@ -464,17 +471,8 @@ impl IdentityService {
         }
         self.inner.throttle.succeeded(attempt);
         let (session, info, ended) = self
-            .inner
-            .sessions
-            .start(
-                &u.username,
-                device,
-                &ctx.source_addr,
-                mfa,
-                secs(now),
-                self.inner.rng.as_ref(),
-            )
-            .map_err(|e| PlatformError::Conflict(e.to_string()))?;
+            .start_session(&u.username, device, &ctx.source_addr, mfa)
+            .await?;
         self.audit_login(
             ctx,
             username,
@@ -513,12 +511,7 @@ impl IdentityService {
 
     /// The principal behind a session secret (`cfs_…`), marking the session used.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, PlatformError> {
-        let now = secs(self.inner.clock.now());
-        let s = self
-            .inner
-            .sessions
-            .touch(secret, now)
-            .map_err(|e| PlatformError::Unauthenticated(e.to_string()))?;
+        let s = self.touch_session(secret).await?;
         let (u, _) = self
             .user(&s.account)
             .await?
@@ -752,7 +745,7 @@ impl IdentityService {
         u.must_change = true;
         u.reset = None;
         self.save(&u, &doc).await?;
-        self.inner.sessions.revoke_all(username);
+        self.end_sessions_of(username).await?;
         Ok((initial, r))
     }
 
@@ -889,23 +882,30 @@ impl IdentityService {
         u.must_change = false;
         u.reset = None;
         self.save(&u, &doc).await?;
-        self.inner.sessions.revoke_all(username);
+        self.end_sessions_of(username).await?;
         Ok(r)
     }
 
     /// Sessions: all of them for administrators, one's own otherwise.
-    pub fn sessions(&self, auth: &Authorized) -> Result<Vec<SessionInfo>, PlatformError> {
-        let now = secs(self.inner.clock.now());
-        match auth.action() {
-            Action::ManageUsers => Ok(self.inner.sessions.list(None, now)),
-            Action::OwnAccount => Ok(self
-                .inner
-                .sessions
-                .list(Some(&Self::username_of(auth)?), now)),
-            _ => Err(PlatformError::Forbidden(
-                "users.manage or account.self is needed".into(),
-            )),
-        }
+    pub async fn sessions(&self, auth: &Authorized) -> Result<Vec<SessionInfo>, PlatformError> {
+        let account = match auth.action() {
+            Action::ManageUsers => None,
+            Action::OwnAccount => Some(Self::username_of(auth)?),
+            _ => {
+                return Err(PlatformError::Forbidden(
+                    "users.manage or account.self is needed".into(),
+                ));
+            }
+        };
+        let mut v: Vec<SessionInfo> = self
+            .live_sessions()
+            .await?
+            .into_iter()
+            .map(|(s, _)| s.info)
+            .filter(|s| account.as_deref().is_none_or(|a| s.account == a))
+            .collect();
+        v.sort_by(|a, b| (a.created, &a.handle).cmp(&(b.created, &b.handle)));
+        Ok(v)
     }
 
     /// End a session by handle (administrators: any; users: their own).
@@ -915,7 +915,7 @@ impl IdentityService {
         ctx: &RequestContext,
         handle: &str,
     ) -> Result<Receipt, PlatformError> {
-        let own = self.sessions(auth)?;
+        let own = self.sessions(auth).await?;
         if !own.iter().any(|s| s.handle == handle) {
             return Err(PlatformError::NotFound(format!("no session `{handle}`")));
         }
@@ -931,7 +931,159 @@ impl IdentityService {
                 serde_json::json!({}),
             ))
             .await?;
-        self.inner.sessions.revoke(handle);
+        for (s, d) in self.live_sessions().await? {
+            if s.info.handle == handle {
+                self.end_doc(s, d).await?;
+            }
+        }
         Ok(r)
+    }
+
+    /// Sessions not ended and within their timeouts, with their documents.
+    async fn live_sessions(&self) -> Result<Vec<(StoredSession, Document)>, PlatformError> {
+        let now = secs(self.inner.clock.now());
+        let mut out = Vec::new();
+        for d in self.inner.store.doc_list("session").await? {
+            let s: StoredSession = serde_json::from_str(&d.body)
+                .map_err(|e| PlatformError::Internal(e.to_string()))?;
+            if s.ended.is_none() && session::check(&s.info, &self.inner.session_policy, now).is_ok()
+            {
+                out.push((s, d));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn end_doc(&self, mut s: StoredSession, d: Document) -> Result<(), PlatformError> {
+        s.ended = Some(self.inner.clock.now());
+        // A concurrent touch may have moved the revision; retry once with the fresh document.
+        let body = json(&s)?;
+        if self
+            .inner
+            .store
+            .doc_update(&Document {
+                body: body.clone(),
+                revision: d.revision + 1,
+                updated: self.inner.clock.now(),
+                ..d.clone()
+            })
+            .await
+            .is_err()
+            && let Some(fresh) = self.inner.store.doc_get("session", &d.id).await?
+        {
+            self.inner
+                .store
+                .doc_update(&Document {
+                    body,
+                    revision: fresh.revision + 1,
+                    updated: self.inner.clock.now(),
+                    ..fresh
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn end_sessions_of(&self, account: &str) -> Result<(), PlatformError> {
+        for (s, d) in self.live_sessions().await? {
+            if s.info.account == account {
+                self.end_doc(s, d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a session in the store (shared by every node, kept across restarts); the
+    /// per-account cap ends the least recently used sessions.
+    async fn start_session(
+        &self,
+        account: &str,
+        device: &str,
+        address: &str,
+        mfa: bool,
+    ) -> Result<(String, SessionInfo, Vec<String>), PlatformError> {
+        let now = self.inner.clock.now();
+        let p = self.inner.session_policy;
+        let mut mine: Vec<(StoredSession, Document)> = self
+            .live_sessions()
+            .await?
+            .into_iter()
+            .filter(|(s, _)| s.info.account == account)
+            .collect();
+        let mut ended = Vec::new();
+        if mine.len() >= p.max_per_account {
+            if p.on_cap == session::OnCap::Refuse {
+                return Err(PlatformError::Conflict(
+                    "too many sessions for this account".into(),
+                ));
+            }
+            mine.sort_by_key(|(s, _)| s.info.last_seen);
+            let excess = mine.len() + 1 - p.max_per_account;
+            for (s, d) in mine.into_iter().take(excess) {
+                ended.push(s.info.handle.clone());
+                self.end_doc(s, d).await?;
+            }
+        }
+        let secret = session::new_secret(self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let (handle, key) = session::key_of(&secret);
+        let info = SessionInfo {
+            handle,
+            account: account.to_string(),
+            device: device.chars().take(200).collect(),
+            address: address.to_string(),
+            created: secs(now),
+            last_seen: secs(now),
+            mfa,
+        };
+        self.inner
+            .store
+            .doc_insert(&Document {
+                kind: "session".into(),
+                id: key,
+                body: json(&StoredSession {
+                    info: info.clone(),
+                    ended: None,
+                })?,
+                revision: 1,
+                updated: now,
+            })
+            .await?;
+        Ok((secret, info, ended))
+    }
+
+    /// Validate a bearer secret; `last_seen` is written at most once a minute.
+    async fn touch_session(&self, secret: &str) -> Result<SessionInfo, PlatformError> {
+        let now = secs(self.inner.clock.now());
+        let unauth = |m: String| PlatformError::Unauthenticated(m);
+        let (_, key) = session::key_of(secret);
+        let d = self
+            .inner
+            .store
+            .doc_get("session", &key)
+            .await?
+            .ok_or_else(|| unauth("no such session".into()))?;
+        let mut s: StoredSession =
+            serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        if s.ended.is_some() {
+            return Err(unauth("session ended".into()));
+        }
+        session::check(&s.info, &self.inner.session_policy, now)
+            .map_err(|e| unauth(e.to_string()))?;
+        if now - s.info.last_seen >= 60 {
+            s.info.last_seen = now;
+            // Losing this race to another request only delays `last_seen`; it is not an error.
+            let _ = self
+                .inner
+                .store
+                .doc_update(&Document {
+                    body: json(&s)?,
+                    revision: d.revision + 1,
+                    updated: self.inner.clock.now(),
+                    ..d
+                })
+                .await;
+        }
+        Ok(s.info)
     }
 }

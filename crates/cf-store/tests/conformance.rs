@@ -1299,3 +1299,78 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
     ledger.shutdown().await;
 }
 on_both!(device_rows, device_service);
+
+/// Accounts and sessions on each backend (IDM-1, AUZ-3): sessions are stored, so another service
+/// instance (another node, or the same after a restart) accepts them, and ending one ends it
+/// everywhere.
+async fn identity_service(s: Arc<SqlStore>) {
+    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::tokens::RequestContext;
+    let (signer, clock, alarms, metrics, _bus) = ledger_parts();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
+        .await
+        .unwrap();
+    let cheap = cf_identity::password::Costs {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+    let node = || {
+        IdentityService::new(
+            s.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            cheap,
+            [7; 32],
+            None,
+        )
+        .unwrap()
+    };
+    let (a, b) = (node(), node());
+    let admin = Principal {
+        id: "tok-admin".into(),
+        roles: vec![authz::Role::Admin],
+        must_change: false,
+    };
+    let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
+    let ctx = RequestContext::internal();
+    let (_, initial, _) = a
+        .create_user(
+            &manage,
+            &ctx,
+            NewUser {
+                username: "zhao.lei".into(),
+                display_name: "Zhao Lei".into(),
+                domain: "enterprise".into(),
+                org: "water".into(),
+                roles: vec!["operator".into()],
+                valid_until: None,
+            },
+        )
+        .await
+        .unwrap();
+    let ok = a
+        .login(&ctx, "zhao.lei", initial.expose(), None, "cli")
+        .await
+        .unwrap();
+    assert!(ok.must_change);
+    let p = b.authenticate(&ok.session).await.unwrap();
+    assert_eq!((p.id.as_str(), p.must_change), ("user:zhao.lei", true));
+    let listed = b.sessions(&manage).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    b.end_session(&manage, &ctx, &listed[0].handle)
+        .await
+        .unwrap();
+    assert!(
+        a.authenticate(&ok.session).await.is_err(),
+        "ended on one node, ended on all"
+    );
+    assert!(
+        a.login(&ctx, "zhao.lei", "wrong", None, "cli")
+            .await
+            .is_err()
+    );
+    ledger.shutdown().await;
+}
+on_both!(identity_rows, identity_service);

@@ -2406,6 +2406,32 @@ async fn accounts_passwords_second_factor_and_sessions() {
     .await;
     assert_eq!(s, 401, "and only once");
 
+    // Sessions live in the store: they survive a restart of the platform.
+    let mut srv = srv;
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    let srv = start_server_with(&dir, &[], false);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let login = |user: &str, pass: &str, otp: Option<&str>| {
+        let mut b = serde_json::json!({"username": user, "password": pass});
+        if let Some(o) = otp {
+            b["otp"] = o.into();
+        }
+        c.post(u("/api/v1/auth/login"))
+            .header("user-agent", "test-browser")
+            .json(&b)
+            .send()
+    };
+    let (s, _) = json(
+        c.get(u("/api/v1/sessions"))
+            .bearer_auth(&s2)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "the session outlived the restart");
+
     // Sessions: the user sees theirs, the administrator sees everyone's and ends one.
     let (_, mine) = json(
         c.get(u("/api/v1/sessions"))
