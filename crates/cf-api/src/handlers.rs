@@ -455,3 +455,34 @@ pub async fn audit_report(
     }
     Ok(Json(AuditReport::build(all, since, now, 50)))
 }
+
+async fn ingest(
+    s: AppState,
+    caller: crate::auth::Caller,
+    body: axum::body::Bytes,
+    format: cf_platform::logs::LineFormat,
+) -> Result<Json<cf_platform::logs::BatchResult>, ApiError> {
+    caller
+        .authorize(&s, cf_platform::authz::Action::PublishEvents)
+        .await?;
+    let who = caller.principal.id.clone();
+    Ok(Json(s.logs.batch(&body, format, &who, "https").await))
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/syslog", tag = "system", request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Lines received, parsed, and kept as malformed")))]
+pub async fn ingest_syslog(
+    State(s): State<AppState>,
+    caller: crate::auth::Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<cf_platform::logs::BatchResult>, ApiError> {
+    ingest(s, caller, body, cf_platform::logs::LineFormat::Syslog).await
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/ndjson", tag = "system", request_body(content = String, content_type = "application/x-ndjson"), responses((status = 200, description = "Lines received, parsed, and kept as malformed")))]
+pub async fn ingest_ndjson(
+    State(s): State<AppState>,
+    caller: crate::auth::Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<cf_platform::logs::BatchResult>, ApiError> {
+    ingest(s, caller, body, cf_platform::logs::LineFormat::Ndjson).await
+}

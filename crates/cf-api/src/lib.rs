@@ -56,6 +56,8 @@ pub struct AppState {
     pub devices: cf_platform::devices::DeviceService,
     /// User accounts, login, second factor, sessions.
     pub identity: cf_platform::identity::IdentityService,
+    /// Log intake.
+    pub logs: cf_platform::logs::LogIntake,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -137,6 +139,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke))
         .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
         .route("/api/v1/devices/{id}/release", post(devices::release))
+        .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
+        .route("/api/v1/ingest/ndjson", post(handlers::ingest_ndjson))
         .route(
             "/api/v1/users",
             post(identity::create_user).get(identity::users),

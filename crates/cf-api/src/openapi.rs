@@ -44,7 +44,8 @@ impl Modify for BearerAuth {
         crate::identity::create_user, crate::identity::users, crate::identity::login,
         crate::identity::change_password, crate::identity::totp_begin, crate::identity::totp_confirm,
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
-        crate::identity::reset_begin, crate::identity::reset_complete
+        crate::identity::reset_begin, crate::identity::reset_complete,
+        handlers::ingest_syslog, handlers::ingest_ndjson
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

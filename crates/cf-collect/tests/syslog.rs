@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cf_collect::{Counters, Sink};
+use cf_collect::Counters;
+use cf_platform::logs::LogIntake;
 use cf_platform::ports::EventBus;
 
 async fn collect(
@@ -46,7 +47,7 @@ async fn syslog_over_udp_and_tcp_reaches_the_bus_and_garbage_is_kept() {
     let bus: Arc<dyn EventBus> = Arc::new(cf_bus::MemoryBus::new());
     let mut sub = bus.subscribe("log.>", "test").await.unwrap();
     let counters = Arc::new(Counters::default());
-    let sink = Sink::new(
+    let sink = LogIntake::new(
         bus.clone(),
         Arc::new(cf_core::SystemClock),
         "t",

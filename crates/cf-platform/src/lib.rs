@@ -10,6 +10,7 @@ pub mod dataflow;
 pub mod devices;
 pub mod identity;
 pub mod kms;
+pub mod logs;
 pub mod metrics;
 pub mod ports;
 pub mod report;

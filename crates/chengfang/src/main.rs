@@ -12,6 +12,7 @@ mod demo_devices;
 mod devices_cmd;
 mod discover;
 mod hunt;
+mod ingest_cmd;
 mod mask;
 mod platform;
 mod scan;
@@ -140,6 +141,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: devices_cmd::BrokerCmd,
     },
+    /// Send log files (syslog lines or NDJSON) to a running platform, with a progress bar.
+    Ingest(ingest_cmd::IngestArgs),
     /// Simulations against a running platform (`simulate devices --count N`).
     Simulate {
         #[command(subcommand)]
@@ -448,6 +451,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Bench { cmd } => bench::run(cmd).await,
         Cmd::Device { cmd } => devices_cmd::run(cmd).await,
         Cmd::Simulate { cmd } => simulate::run(cmd).await,
+        Cmd::Ingest(a) => ingest_cmd::run(a).await,
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;
             init_logging("warn", cfg.log_json);

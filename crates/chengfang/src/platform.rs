@@ -38,6 +38,8 @@ pub struct Platform {
     pub devices: cf_platform::devices::DeviceService,
     /// Accounts, login, sessions.
     pub identity: cf_platform::identity::IdentityService,
+    /// Log intake shared by syslog sockets and HTTPS batches.
+    pub logs: cf_platform::logs::LogIntake,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -117,7 +119,14 @@ impl Platform {
                 dir: dir.root().join("outbox"),
             })),
         )?;
+        let logs = cf_platform::logs::LogIntake::new(
+            bus.clone(),
+            clock.clone(),
+            &cfg.node_name,
+            Arc::default(),
+        );
         Ok(Platform {
+            logs,
             identity,
             devices,
             mqtt: std::sync::Mutex::new(mqtt),
@@ -152,6 +161,7 @@ impl Platform {
             data: self.data.clone(),
             devices: self.devices.clone(),
             identity: self.identity.clone(),
+            logs: self.logs.clone(),
         }
     }
 
@@ -364,8 +374,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let (server, stop_tx) = p.spawn_api(cfg.body_limit_bytes, cfg.request_timeout, ep);
     let (dev_stop, dev_stop_rx) = tokio::sync::watch::channel(false);
     let mut dev_tasks = p.spawn_devices(dev_stop_rx.clone());
-    let counters = Arc::new(cf_collect::Counters::default());
-    let sink = cf_collect::Sink::new(p.bus.clone(), p.clock.clone(), &cfg.node_name, counters);
+    let sink = p.logs.clone();
     if let Some(a) = cfg.syslog.0 {
         let sock = tokio::net::UdpSocket::bind(a)
             .await

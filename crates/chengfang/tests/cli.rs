@@ -2578,3 +2578,64 @@ async fn accounts_passwords_second_factor_and_sessions() {
     assert_eq!(s, 429, "locked for this address");
     drop(srv);
 }
+
+/// `chengfang ingest` over HTTPS (issue 6): a real auth.log and an NDJSON file with a broken line;
+/// every line is accounted for, the broken one kept as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let srv = start_server(&dir);
+    let c = client(&dir);
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/auth/rotate", srv.url))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let tok = tmp.path().join("admin.token");
+    std::fs::write(&tok, v["token"].as_str().unwrap()).unwrap();
+    let nd = tmp.path().join("app.jsonl");
+    std::fs::write(
+        &nd,
+        "{\"user\":\"a\",\"ok\":true}\n{broken\n\n{\"user\":\"b\"}\n",
+    )
+    .unwrap();
+    let auth = root.join("soc/logs/auth_linux_sshd/auth.log");
+    let args = [
+        "ingest",
+        "--url",
+        &srv.url,
+        "--token-file",
+        &tok.display().to_string(),
+        "--ca",
+        &dir.join("ca/ca.pem").display().to_string(),
+        "--batch-bytes",
+        "8192",
+        "--json",
+        &auth.display().to_string(),
+        &nd.display().to_string(),
+    ];
+    let (code, out) = run_cli(&args);
+    assert_eq!(code, 1, "a malformed line makes the exit status 1: {out}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines[0]["received"], 3506, "{out}");
+    assert_eq!(lines[0]["parsed"], 3506, "{out}");
+    assert_eq!(
+        (
+            lines[1]["received"].as_u64(),
+            lines[1]["malformed"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{out}"
+    );
+    drop(srv);
+}

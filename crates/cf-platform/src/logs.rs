@@ -1,0 +1,216 @@
+//! Log intake (SA-1, AUD-1): what a received log line becomes on the bus, shared by every
+//! transport (syslog sockets, HTTPS batches, file import). Parsed syslog goes out as `log.syslog`,
+//! JSON objects as `log.json`; anything unparseable goes out as `log.malformed` with its raw text
+//! and the reason, so nothing vanishes silently.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cf_core::SharedClock;
+use cf_event::{Event, Severity};
+use serde::Serialize;
+
+use crate::ports::EventBus;
+
+/// Counters of one intake.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Of which malformed.
+    pub malformed: AtomicU64,
+    /// Events the bus refused.
+    pub publish_failed: AtomicU64,
+    /// TCP connections (socket transports).
+    pub connections: AtomicU64,
+}
+
+impl Counters {
+    /// `(received, malformed, publish_failed, connections)`.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.malformed.load(Ordering::Relaxed),
+            self.publish_failed.load(Ordering::Relaxed),
+            self.connections.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The outcome of a batch.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Lines read.
+    pub received: u64,
+    /// Published as parsed events.
+    pub parsed: u64,
+    /// Published as `log.malformed`.
+    pub malformed: u64,
+}
+
+/// Line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// Syslog (RFC 5424, RFC 3164 and variants).
+    Syslog,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// Turns received lines into bus events.
+#[derive(Clone)]
+pub struct LogIntake {
+    bus: Arc<dyn EventBus>,
+    clock: SharedClock,
+    node: String,
+    counters: Arc<Counters>,
+    ids: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LogIntake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogIntake")
+    }
+}
+
+impl LogIntake {
+    /// An intake publishing on `bus`.
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        clock: SharedClock,
+        node: &str,
+        counters: Arc<Counters>,
+    ) -> Self {
+        LogIntake {
+            bus,
+            clock,
+            node: node.to_string(),
+            counters,
+            ids: Arc::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    fn id(&self) -> String {
+        format!(
+            "log-{}-{}-{}",
+            self.node,
+            self.clock.now().unix_nanos(),
+            self.ids.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    async fn publish(&self, ev: Event) {
+        if let Err(e) = self.bus.publish(&ev).await {
+            self.counters.publish_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, topic = %ev.topic, "log event could not be published");
+        }
+    }
+
+    /// Publish a line that could not be framed or parsed, with why.
+    pub async fn malformed(&self, raw: &[u8], source: &str, transport: &str, reason: &str) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+        let ev = Event {
+            id: self.id(),
+            topic: "log.malformed".into(),
+            time: self.clock.now(),
+            source: format!("{transport}://{source}"),
+            severity: Severity::Low,
+            payload: serde_json::json!({"peer": source, "transport": transport, "reason": reason, "raw": String::from_utf8_lossy(raw)}),
+        };
+        self.publish(ev).await;
+    }
+
+    /// One syslog message; returns whether it parsed.
+    pub async fn syslog(&self, raw: &[u8], source: &str, transport: &str) -> bool {
+        let now = self.clock.now();
+        match cf_ingest::syslog::parse(raw, now) {
+            Ok(m) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let severity = match m.severity {
+                    Some(0..=2) => Severity::High,
+                    Some(3) => Severity::Medium,
+                    Some(4) => Severity::Low,
+                    _ => Severity::Info,
+                };
+                let ev = Event {
+                    id: self.id(),
+                    topic: "log.syslog".into(),
+                    time: m.time.unwrap_or(now),
+                    source: format!("{transport}://{source}"),
+                    severity,
+                    payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "syslog": m}),
+                };
+                self.publish(ev).await;
+                true
+            }
+            Err(e) => {
+                self.malformed(raw, source, transport, &e.to_string()).await;
+                false
+            }
+        }
+    }
+
+    /// One NDJSON line; returns whether it was a JSON object.
+    pub async fn json_line(&self, raw: &[u8], source: &str, transport: &str) -> bool {
+        match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let now = self.clock.now();
+                let ev = Event {
+                    id: self.id(),
+                    topic: "log.json".into(),
+                    time: now,
+                    source: format!("{transport}://{source}"),
+                    severity: Severity::Info,
+                    payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "record": v}),
+                };
+                self.publish(ev).await;
+                true
+            }
+            Ok(_) => {
+                self.malformed(raw, source, transport, "not a JSON object")
+                    .await;
+                false
+            }
+            Err(e) => {
+                self.malformed(raw, source, transport, &format!("invalid JSON: {e}"))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// A batch of newline-separated lines (blank lines skipped).
+    pub async fn batch(
+        &self,
+        body: &[u8],
+        format: LineFormat,
+        source: &str,
+        transport: &str,
+    ) -> BatchResult {
+        let mut r = BatchResult::default();
+        for line in body.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            r.received += 1;
+            let ok = match format {
+                LineFormat::Syslog => self.syslog(line, source, transport).await,
+                LineFormat::Ndjson => self.json_line(line, source, transport).await,
+            };
+            if ok {
+                r.parsed += 1;
+            } else {
+                r.malformed += 1;
+            }
+        }
+        r
+    }
+}
