@@ -126,6 +126,16 @@ impl UserDoc {
     }
 }
 
+/// Install a new password hash: history kept to the domain policy's depth, must-change cleared.
+fn set_password(u: &mut UserDoc, phc: String, now: Timestamp) {
+    let depth = Policy::for_domain(&u.domain).history.max(1);
+    u.history.insert(0, phc.clone());
+    u.history.truncate(depth);
+    u.password = phc;
+    u.password_set = now;
+    u.must_change = false;
+}
+
 /// A session as stored: shared by every node and kept across restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSession {
@@ -534,6 +544,22 @@ impl IdentityService {
             .ok_or_else(|| PlatformError::Forbidden("only a logged-in user has an account".into()))
     }
 
+    /// The new password checked against the account's domain policy (history and the user's own
+    /// attributes included), then hashed; every violation is reported.
+    fn vetted_hash(&self, u: &UserDoc, new: &str) -> Result<String, PlatformError> {
+        let policy = Policy::for_domain(&u.domain);
+        let attrs = [u.username.as_str(), u.display_name.as_str(), u.org.as_str()];
+        let v = password::check(&policy, new, &attrs, &u.history);
+        if !v.is_empty() {
+            return Err(PlatformError::InvalidInput(format!(
+                "new password refused: {}",
+                serde_json::to_string(&v).unwrap_or_default()
+            )));
+        }
+        password::hash(new, self.inner.costs, self.inner.rng.as_ref())
+            .map_err(|e| PlatformError::Internal(e.to_string()))
+    }
+
     /// Change one's own password (the policy of the account's domain, history included).
     pub async fn change_password(
         &self,
@@ -553,17 +579,7 @@ impl IdentityService {
                 "the current password is wrong".into(),
             ));
         }
-        let policy = Policy::for_domain(&u.domain);
-        let attrs = [u.username.as_str(), u.display_name.as_str(), u.org.as_str()];
-        let v = password::check(&policy, new, &attrs, &u.history);
-        if !v.is_empty() {
-            return Err(PlatformError::InvalidInput(format!(
-                "new password refused: {}",
-                serde_json::to_string(&v).unwrap_or_default()
-            )));
-        }
-        let phc = password::hash(new, self.inner.costs, self.inner.rng.as_ref())
-            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let phc = self.vetted_hash(&u, new)?;
         let r = self
             .inner
             .ledger
@@ -576,11 +592,7 @@ impl IdentityService {
                 serde_json::json!({}),
             ))
             .await?;
-        u.history.insert(0, phc.clone());
-        u.history.truncate(policy.history.max(1));
-        u.password = phc;
-        u.password_set = self.inner.clock.now();
-        u.must_change = false;
+        set_password(&mut u, phc, self.inner.clock.now());
         self.save(&u, &doc).await?;
         Ok(r)
     }
@@ -852,17 +864,7 @@ impl IdentityService {
                 .await?;
             return Err(refuse());
         }
-        let policy = Policy::for_domain(&u.domain);
-        let attrs = [u.username.as_str(), u.display_name.as_str(), u.org.as_str()];
-        let v = password::check(&policy, new, &attrs, &u.history);
-        if !v.is_empty() {
-            return Err(PlatformError::InvalidInput(format!(
-                "new password refused: {}",
-                serde_json::to_string(&v).unwrap_or_default()
-            )));
-        }
-        let phc = password::hash(new, self.inner.costs, self.inner.rng.as_ref())
-            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let phc = self.vetted_hash(&u, new)?;
         let r = self
             .inner
             .ledger
@@ -875,11 +877,7 @@ impl IdentityService {
                 serde_json::json!({"by": "one-time code"}),
             ))
             .await?;
-        u.history.insert(0, phc.clone());
-        u.history.truncate(policy.history.max(1));
-        u.password = phc;
-        u.password_set = now;
-        u.must_change = false;
+        set_password(&mut u, phc, now);
         u.reset = None;
         self.save(&u, &doc).await?;
         self.end_sessions_of(username).await?;
