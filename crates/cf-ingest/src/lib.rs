@@ -6,6 +6,7 @@
 //! out, and malformed input is an error with its position, never a panic.
 
 pub mod framing;
+pub mod ocsf;
 pub mod syslog;
 
 /// Entry points shared by the cargo-fuzz target `syslog` and the stable corpus replay test.

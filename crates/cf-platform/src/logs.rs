@@ -65,6 +65,7 @@ pub struct LogIntake {
     node: String,
     counters: Arc<Counters>,
     ids: Arc<AtomicU64>,
+    auth: Arc<std::sync::Mutex<cf_detect::AuthDetector>>,
 }
 
 impl std::fmt::Debug for LogIntake {
@@ -87,6 +88,9 @@ impl LogIntake {
             node: node.to_string(),
             counters,
             ids: Arc::default(),
+            auth: Arc::new(std::sync::Mutex::new(cf_detect::AuthDetector::new(
+                cf_detect::AuthRules::default(),
+            ))),
         }
     }
 
@@ -138,15 +142,51 @@ impl LogIntake {
                     Some(4) => Severity::Low,
                     _ => Severity::Info,
                 };
+                // Normalised to OCSF where the shape is known; authentication events feed the
+                // brute-force / spraying detector, whose alerts go out on `alert.auth.*`.
+                let ocsf = cf_ingest::ocsf::from_syslog(&m);
+                let alerts = match &ocsf {
+                    Some(e) if e["class_uid"] == 3002 => {
+                        let a = cf_detect::Attempt {
+                            time_ms: e["time"].as_i64().unwrap_or(now.unix_millis()),
+                            user: e["user"]["name"].as_str().unwrap_or("").to_string(),
+                            src: e["src_endpoint"]["ip"]
+                                .as_str()
+                                .unwrap_or(source)
+                                .to_string(),
+                            success: e["status_id"] == 1,
+                        };
+                        self.auth
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .observe(&a)
+                    }
+                    _ => Vec::new(),
+                };
                 let ev = Event {
                     id: self.id(),
                     topic: "log.syslog".into(),
                     time: m.time.unwrap_or(now),
                     source: format!("{transport}://{source}"),
                     severity,
-                    payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "syslog": m}),
+                    payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "syslog": m, "ocsf": ocsf}),
                 };
                 self.publish(ev).await;
+                for a in alerts {
+                    let ev = Event {
+                        id: self.id(),
+                        topic: format!("alert.{}", a.kind),
+                        time: now,
+                        source: "chengfang/detect".into(),
+                        severity: if a.severity == "high" {
+                            Severity::High
+                        } else {
+                            Severity::Medium
+                        },
+                        payload: serde_json::to_value(&a).unwrap_or_default(),
+                    };
+                    self.publish(ev).await;
+                }
                 true
             }
             Err(e) => {
@@ -212,5 +252,71 @@ impl LogIntake {
             }
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{BusError, Subscription};
+
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+    #[async_trait::async_trait]
+    impl EventBus for Recorder {
+        fn backend(&self) -> &'static str {
+            "recorder"
+        }
+        async fn publish(&self, e: &Event) -> Result<(), BusError> {
+            self.0.lock().unwrap().push(e.clone());
+            Ok(())
+        }
+        async fn subscribe(&self, _: &str, _: &str) -> Result<Subscription, BusError> {
+            Err(BusError::Backend("unused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn guessing_in_syslog_becomes_ocsf_events_and_a_brute_force_alert() {
+        let bus = Arc::new(Recorder::default());
+        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
+            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
+        ));
+        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let mut body = String::new();
+        for i in 0..25 {
+            body.push_str(&format!(
+                "Mar 29 13:{:02}:{:02} web-1 sshd[{}]: Failed password for invalid user u{i} from 203.0.113.77 port {} ssh2\n",
+                10 + i / 60,
+                i % 60,
+                4000 + i,
+                50000 + i
+            ));
+        }
+        body.push_str("garbage line without a timestamp\n");
+        let r = intake
+            .batch(body.as_bytes(), LineFormat::Syslog, "10.0.0.2", "https")
+            .await;
+        assert_eq!((r.received, r.parsed, r.malformed), (26, 25, 1));
+        let evs = bus.0.lock().unwrap().clone();
+        let logs: Vec<&Event> = evs.iter().filter(|e| e.topic == "log.syslog").collect();
+        assert_eq!(logs.len(), 25);
+        assert_eq!(logs[0].payload["ocsf"]["class_uid"], 3002);
+        assert_eq!(
+            logs[0].payload["ocsf"]["src_endpoint"]["ip"],
+            "203.0.113.77"
+        );
+        let kinds: Vec<&str> = evs
+            .iter()
+            .filter(|e| e.topic.starts_with("alert."))
+            .map(|e| e.topic.as_str())
+            .collect();
+        // 10 distinct accounts come before 20 failures.
+        assert_eq!(
+            kinds,
+            ["alert.auth.password_spraying", "alert.auth.brute_force"]
+        );
+        assert_eq!(evs.iter().filter(|e| e.topic == "log.malformed").count(), 1);
     }
 }
