@@ -6,6 +6,7 @@
 //! answer success with an [`ack::Ack`], which needs the ledger's `Receipt`.
 
 pub mod ack;
+pub mod alerts;
 pub mod auth;
 pub mod data;
 pub mod devices;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub identity: cf_platform::identity::IdentityService,
     /// Log intake.
     pub logs: cf_platform::logs::LogIntake,
+    /// The alert book.
+    pub alerts: cf_platform::alerts::AlertBook,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -139,6 +142,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke))
         .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
         .route("/api/v1/devices/{id}/release", post(devices::release))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}/assign", post(alerts::assign))
+        .route("/api/v1/alerts/{id}/comment", post(alerts::comment))
+        .route("/api/v1/alerts/{id}/close", post(alerts::close))
         .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
         .route("/api/v1/ingest/ndjson", post(handlers::ingest_ndjson))
         .route(

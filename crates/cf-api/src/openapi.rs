@@ -45,11 +45,12 @@ impl Modify for BearerAuth {
         crate::identity::change_password, crate::identity::totp_begin, crate::identity::totp_confirm,
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
         crate::identity::reset_begin, crate::identity::reset_complete,
-        handlers::ingest_syslog, handlers::ingest_ndjson
+        handlers::ingest_syslog, handlers::ingest_ndjson,
+        crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"), (name = "identity"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"), (name = "identity"), (name = "alerts"))
 )]
 pub struct ApiDoc;
 

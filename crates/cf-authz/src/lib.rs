@@ -161,7 +161,9 @@ impl Policies {
 mod tests {
     use super::*;
 
-    const ACTIONS: [&str; 16] = [
+    const ACTIONS: [&str; 18] = [
+        "alerts.read",
+        "alerts.handle",
         "users.manage",
         "account.self",
         "devices.manage",
@@ -192,6 +194,8 @@ mod tests {
             | "devices.manage"
             | "users.manage" => role == "admin",
             "account.self" => true,
+            "alerts.handle" => role == "operator",
+            "alerts.read" => matches!(role, "operator" | "auditor" | "admin"),
             "devices.read" => matches!(role, "admin" | "operator" | "auditor"),
             "devices.quarantine" => matches!(role, "admin" | "operator"),
             "events.publish" => matches!(role, "service" | "operator" | "admin"),

@@ -100,11 +100,11 @@ impl AuthDetector {
             }
         };
         let raise = |t: &mut Track,
-                         kind: &'static str,
-                         key: &str,
-                         distinct: usize,
-                         sev: &'static str,
-                         out: &mut Vec<AuthAlert>| {
+                     kind: &'static str,
+                     key: &str,
+                     distinct: usize,
+                     sev: &'static str,
+                     out: &mut Vec<AuthAlert>| {
             if t.alerted.get(kind).is_some_and(|at| a.time_ms - at <= w) {
                 return;
             }

@@ -100,6 +100,10 @@ pub enum Action {
     ManageUsers,
     /// Act on one's own account: password, second factor, own sessions.
     OwnAccount,
+    /// Read the alert book (SA-3).
+    ReadAlerts,
+    /// Assign, comment on and close alerts.
+    HandleAlerts,
 }
 
 impl Action {
@@ -122,6 +126,8 @@ impl Action {
             Action::QuarantineDevices => "devices.quarantine",
             Action::ManageUsers => "users.manage",
             Action::OwnAccount => "account.self",
+            Action::ReadAlerts => "alerts.read",
+            Action::HandleAlerts => "alerts.handle",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Architecture invariant: knows no SQL, no NATS, no HTTP; edges plug in through `ports`.
 
 pub mod alarm;
+pub mod alerts;
 pub mod audit;
 pub mod authz;
 pub mod dataflow;

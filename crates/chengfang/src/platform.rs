@@ -40,6 +40,8 @@ pub struct Platform {
     pub identity: cf_platform::identity::IdentityService,
     /// Log intake shared by syslog sockets and HTTPS batches.
     pub logs: cf_platform::logs::LogIntake,
+    /// The alert book.
+    pub alerts: cf_platform::alerts::AlertBook,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -125,7 +127,10 @@ impl Platform {
             &cfg.node_name,
             Arc::default(),
         );
+        let alerts =
+            cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
         Ok(Platform {
+            alerts,
             logs,
             identity,
             devices,
@@ -162,6 +167,7 @@ impl Platform {
             devices: self.devices.clone(),
             identity: self.identity.clone(),
             logs: self.logs.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 
@@ -183,6 +189,10 @@ impl Platform {
                 stats,
             )));
         }
+        // Every alert on the bus lands in the alert book.
+        tasks.push(tokio::spawn(
+            self.alerts.clone().run(self.bus.clone(), stop.clone()),
+        ));
         let svc = self.devices.clone();
         let mut stop = stop;
         tasks.push(tokio::spawn(async move {

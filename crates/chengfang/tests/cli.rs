@@ -2637,5 +2637,74 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         (Some(3), Some(1)),
         "{out}"
     );
+
+    // The brute force in that log reached the alert book, once per source, for operators.
+    let admin = std::fs::read_to_string(&tok).unwrap();
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/tokens", srv.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let op = v["token"].as_str().unwrap().to_string();
+    let mut alerts = serde_json::Value::Null;
+    for _ in 0..50 {
+        alerts = json(
+            c.get(format!("{}/api/v1/alerts?status=open", srv.url))
+                .bearer_auth(&op)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .1;
+        if alerts
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["kind"] == "auth.brute_force"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let brute = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "auth.brute_force" && x["entity"] == "key:24.151.103.17")
+        .unwrap_or_else(|| panic!("{alerts}"));
+    let id = brute["id"].as_str().unwrap();
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/alerts/{id}/assign", srv.url))
+            .bearer_auth(&op)
+            .json(&serde_json::json!({"text": "li.na"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("assigned")), "{v}");
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/alerts/{id}/close", srv.url))
+            .bearer_auth(&op)
+            .json(&serde_json::json!({"text": "source blocked at the firewall"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("closed")), "{v}");
+    let (s, _) = json(
+        c.post(format!("{}/api/v1/alerts/{id}/close", srv.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"text": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403, "administrators read alerts but do not handle them");
     drop(srv);
 }
