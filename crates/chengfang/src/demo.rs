@@ -204,10 +204,9 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     let mut alerts = p.bus.subscribe("alert.>", "demo-alerts").await?;
     tokio::spawn(async move {
         while let Some(d) = alerts.rx.recv().await {
-            say(
-                "ALERT",
-                format!("{} {}", d.event.topic, d.event.payload["detail"]),
-            );
+            let p = &d.event.payload;
+            let what = p["detail"].as_str().or(p["key"].as_str()).unwrap_or("");
+            say("ALERT", format!("{} {what}", d.event.topic));
             let _ = d.ack().await;
         }
     });
@@ -226,6 +225,16 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
         &std::fs::read_to_string(p.dir.ca_cert())?,
         &districts,
     )
+    .await?;
+
+    // Identity and the SOC (issues 3 and 6): the alert book runs as under `serve`.
+    let (book_stop, book_stop_rx) = tokio::sync::watch::channel(false);
+    let book = tokio::spawn(p.alerts.clone().run(p.bus.clone(), book_stop_rx));
+    crate::demo_soc::run(&crate::demo_data::Ctx {
+        http: &http,
+        url: &url,
+        admin: &admin,
+    })
     .await?;
 
     let started = Instant::now();
@@ -311,6 +320,8 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
             report["top_failing_actors"][0]
         ),
     );
+    let _ = book_stop.send(true);
+    let _ = book.await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     p.audit_system(

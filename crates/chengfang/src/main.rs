@@ -9,6 +9,7 @@ mod datadir;
 mod demo;
 mod demo_data;
 mod demo_devices;
+mod demo_soc;
 mod devices_cmd;
 mod discover;
 mod hunt;

@@ -1395,6 +1395,9 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
         "reading altered in transit -> 400",
         "(cloned identity) -> 400",
         "device quarantined; its next reading -> 401",
+        "(her own name and a year)",
+        "password alone -> 401",
+        "auth.success_after_guessing key:45.134.26.9",
         "offline verification passed",
     ] {
         assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
