@@ -90,3 +90,12 @@ pub async fn close(
 ) -> Result<Ack<AlertRecord>, ApiError> {
     step(s, caller, id, b, "close").await
 }
+
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "alerts", responses((status = 200, description = "Alerts grouped by entity, with the attack-chain stages they reach")))]
+pub async fn incidents(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<cf_detect::incidents::Incident>>, ApiError> {
+    let auth = caller.authorize(&s, Action::ReadAlerts).await?;
+    Ok(Json(s.alerts.incidents(&auth).await?))
+}

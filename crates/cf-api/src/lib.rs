@@ -143,6 +143,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
         .route("/api/v1/devices/{id}/release", post(devices::release))
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/incidents", get(alerts::incidents))
         .route("/api/v1/alerts/{id}/assign", post(alerts::assign))
         .route("/api/v1/alerts/{id}/comment", post(alerts::comment))
         .route("/api/v1/alerts/{id}/close", post(alerts::close))

@@ -5,6 +5,8 @@
 //! Architecture invariant: no I/O and no clock — event times drive the windows, so replaying a
 //! log gives the same alerts as watching it live.
 
+pub mod incidents;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Serialize;

@@ -195,6 +195,33 @@ impl AlertBook {
         Ok(v)
     }
 
+    /// Incidents: the alerts grouped by entity and placed on the attack chain (SA-3).
+    pub async fn incidents(
+        &self,
+        auth: &Authorized,
+    ) -> Result<Vec<cf_detect::incidents::Incident>, PlatformError> {
+        let all = self.list(auth, None).await?;
+        let refs: Vec<cf_detect::incidents::AlertRef> = all
+            .iter()
+            .map(|r| cf_detect::incidents::AlertRef {
+                id: r.id.clone(),
+                kind: r.kind.clone(),
+                entity: r.entity.clone(),
+                severity: match r.severity {
+                    Severity::Info => 0,
+                    Severity::Low => 1,
+                    Severity::Medium => 2,
+                    Severity::High => 3,
+                    Severity::Critical => 4,
+                },
+                first_ms: r.first.unix_millis(),
+                last_ms: r.last.unix_millis(),
+                closed: r.status == "closed",
+            })
+            .collect();
+        Ok(cf_detect::incidents::group(&refs))
+    }
+
     async fn change(
         &self,
         auth: &Authorized,

@@ -2709,5 +2709,32 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     )
     .await;
     assert_eq!(s, 403, "administrators read alerts but do not handle them");
+    let (_, inc) = json(
+        c.get(format!("{}/api/v1/incidents", srv.url))
+            .bearer_auth(&op)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let i = inc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["entity"] == "24.151.103.17")
+        .unwrap_or_else(|| panic!("{inc}"));
+    assert_eq!(i["stages"], serde_json::json!(["external_penetration"]));
+    assert!(
+        i["alerts"].as_array().unwrap().iter().any(|x| x == id),
+        "{i}"
+    );
+    assert!(
+        i["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "auth.brute_force"),
+        "{i}"
+    );
     drop(srv);
 }
