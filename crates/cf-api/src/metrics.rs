@@ -17,8 +17,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
+/// Counters read from services at scrape time: `(name, help, value)`.
+pub type Extra = Vec<(&'static str, &'static str, u64)>;
+
 #[derive(Debug)]
-struct PlatformCollector(Arc<Metrics>);
+struct PlatformCollector(Arc<Metrics>, Extra);
 
 impl Collector for PlatformCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -55,6 +58,10 @@ impl Collector for PlatformCollector {
             let c = ConstCounter::new(Metrics::get(v));
             c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
+        for (name, help, v) in &self.1 {
+            let c = ConstCounter::new(*v);
+            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
         let gauges = [
             (
                 "chengfang_ledger_size",
@@ -81,9 +88,9 @@ impl Collector for PlatformCollector {
 }
 
 /// Render the metrics text.
-pub fn render(metrics: Arc<Metrics>) -> Result<String, std::fmt::Error> {
+pub fn render(metrics: Arc<Metrics>, extra: Extra) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(PlatformCollector(metrics)));
+    registry.register_collector(Box::new(PlatformCollector(metrics, extra)));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
@@ -95,7 +102,46 @@ pub async fn metrics(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.authorize(&s, Action::ReadMetrics).await?;
-    let body = render(s.metrics.clone())
+    let (received, malformed, failed, connections) = s.logs.counters().snapshot();
+    let d = s.devices.stats();
+    let extra: Extra = vec![
+        (
+            "chengfang_logs_received",
+            "Log messages received (syslog, HTTPS batches)",
+            received,
+        ),
+        (
+            "chengfang_logs_malformed",
+            "Log messages kept as log.malformed",
+            malformed,
+        ),
+        (
+            "chengfang_logs_publish_failures",
+            "Log events the bus refused",
+            failed,
+        ),
+        (
+            "chengfang_syslog_tcp_connections",
+            "Syslog TCP connections accepted",
+            connections,
+        ),
+        (
+            "chengfang_device_messages_accepted",
+            "Device telemetry verified and accepted",
+            d.accepted + d.late,
+        ),
+        (
+            "chengfang_device_messages_duplicates",
+            "Device telemetry copies dropped",
+            d.duplicates,
+        ),
+        (
+            "chengfang_device_messages_rejected",
+            "Device telemetry refused (forged, replayed, spoofed …)",
+            d.rejected.values().sum(),
+        ),
+    ];
+    let body = render(s.metrics.clone(), extra)
         .map_err(|_| ApiError::new(cf_core::ErrorCode::Internal, "could not render metrics"))?;
     Ok((
         [(

@@ -2736,5 +2736,17 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
             .any(|k| k == "auth.brute_force"),
         "{i}"
     );
+    // Per-source counting is visible to monitoring.
+    let m = c
+        .get(format!("{}/metrics", srv.url))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("chengfang_logs_received_total 3509"), "{m}");
+    assert!(m.contains("chengfang_logs_malformed_total 1"), "{m}");
     drop(srv);
 }
