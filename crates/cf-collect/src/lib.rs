@@ -39,36 +39,49 @@ pub async fn udp(
 pub async fn tcp(
     listener: tokio::net::TcpListener,
     intake: LogIntake,
+    stop: watch::Receiver<bool>,
+) {
+    accept(listener, None, intake, stop).await;
+}
+
+/// As [`tcp`], inside TLS (RFC 5425) with `tls` (the platform's server certificate).
+pub async fn tls(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    intake: LogIntake,
+    stop: watch::Receiver<bool>,
+) {
+    accept(
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        intake,
+        stop,
+    )
+    .await;
+}
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    intake: LogIntake,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     intake.counters().connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let (intake, mut stop) = (intake.clone(), stop.clone());
+                    let (intake, stop, tls) = (intake.clone(), stop.clone(), tls.clone());
                     let peer = peer.ip().to_string();
                     tokio::spawn(async move {
-                        let mut framer = Framer::new(MAX_MESSAGE);
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = tokio::select! {
-                                r = stream.read(&mut buf) => r.unwrap_or(0),
-                                _ = stop.changed() => if *stop.borrow() { 0 } else { continue },
-                            };
-                            let frames = if n == 0 { framer.finish().into_iter().collect() } else { framer.push(&buf[..n]) };
-                            for f in frames {
-                                match f {
-                                    Frame::Message(m) => {
-                                        intake.syslog(&m, &peer, "tcp").await;
-                                    }
-                                    Frame::Malformed { reason, raw } => {
-                                        intake.malformed(&raw, &peer, "tcp", &format!("unframeable: {reason}")).await;
-                                    }
+                        match tls {
+                            None => serve(stream, peer, "tcp", intake, stop).await,
+                            Some(acc) => {
+                                // A slow or broken handshake must not hold a task for ever.
+                                match tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(stream)).await {
+                                    Ok(Ok(s)) => serve(s, peer, "tls", intake, stop).await,
+                                    _ => tracing::debug!(%peer, "syslog TLS handshake failed"),
                                 }
-                            }
-                            if n == 0 {
-                                return;
                             }
                         }
                     });
@@ -76,6 +89,43 @@ pub async fn tcp(
                 Err(e) => tracing::warn!(error = %e, "syslog TCP accept failed"),
             },
             _ = stop.changed() => if *stop.borrow() { return; },
+        }
+    }
+}
+
+async fn serve<S: tokio::io::AsyncRead + Unpin>(
+    mut stream: S,
+    peer: String,
+    transport: &'static str,
+    intake: LogIntake,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(MAX_MESSAGE);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => r.unwrap_or(0),
+            _ = stop.changed() => if *stop.borrow() { 0 } else { continue },
+        };
+        let frames = if n == 0 {
+            framer.finish().into_iter().collect()
+        } else {
+            framer.push(&buf[..n])
+        };
+        for f in frames {
+            match f {
+                Frame::Message(m) => {
+                    intake.syslog(&m, &peer, transport).await;
+                }
+                Frame::Malformed { reason, raw } => {
+                    intake
+                        .malformed(&raw, &peer, transport, &format!("unframeable: {reason}"))
+                        .await;
+                }
+            }
+        }
+        if n == 0 {
+            return;
         }
     }
 }

@@ -150,3 +150,69 @@ async fn syslog_over_udp_and_tcp_reaches_the_bus_and_garbage_is_kept() {
     assert_eq!((received, malformed, failed, conns), (4, 1, 0, 1));
     let _ = stop_tx.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_with_the_platform_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::AsyncWriteExt;
+    let now = cf_core::Timestamp::from_unix_secs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    let ca = cf_pki::new_ca("Test CA", now, 1).unwrap();
+    let srv = cf_pki::issue_server_cert(&ca.cert_pem, &ca.key_pem, &["127.0.0.1".into()], now, 1)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(srv.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(srv.key_pem.expose().as_bytes()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(cf_bus::MemoryBus::new());
+    let mut sub = bus.subscribe("log.>", "tls-test").await.unwrap();
+    let intake = LogIntake::new(
+        bus.clone(),
+        Arc::new(cf_core::SystemClock),
+        "t",
+        Arc::new(Counters::default()),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(cf_collect::tls(l, Arc::new(server), intake, stop));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let msg = "<86>1 2026-11-25T10:00:00Z gw-3 sshd 77 - - Accepted publickey for ops from 10.1.1.1 port 2222 ssh2";
+    s.write_all(format!("{} {msg}", msg.len()).as_bytes())
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let evs = collect(&mut sub.rx, 1).await;
+    assert_eq!(evs[0].payload["transport"], "tls");
+    assert_eq!(evs[0].payload["ocsf"]["status_id"], 1);
+    assert_eq!(evs[0].payload["ocsf"]["user"]["name"], "ops");
+}

@@ -252,6 +252,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive syslog over TCP (RFC 6587 octet counting or newlines) on this `IP:PORT`; empty: off.",
     },
     Field {
+        path: "collect.syslog_tls",
+        kind: Kind::Str,
+        default: "",
+        doc: "Receive syslog over TLS (RFC 5425, octet counting) on this `IP:PORT`, e.g. `0.0.0.0:6514`, with the API's server certificate; empty: off.",
+    },
+    Field {
         path: "broker.url",
         kind: Kind::Url(&["mqtts"]),
         default: "",
@@ -319,6 +325,8 @@ pub struct Config {
     pub devices: DeviceSettings,
     /// Syslog listeners (UDP, TCP).
     pub syslog: (Option<SocketAddr>, Option<SocketAddr>),
+    /// Syslog over TLS listener.
+    pub syslog_tls: Option<SocketAddr>,
 }
 
 /// The `[devices]` and `[broker]` sections.
@@ -671,6 +679,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         listen_addr("collect.syslog_udp"),
         listen_addr("collect.syslog_tcp"),
     );
+    let syslog_tls = listen_addr("collect.syslog_tls");
     if problems.iter().any(|p| !p.warning) {
         return (None, problems);
     }
@@ -739,6 +748,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             },
         },
         syslog,
+        syslog_tls,
         data_dir,
     };
     (Some(cfg), problems)

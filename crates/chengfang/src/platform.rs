@@ -401,7 +401,26 @@ pub async fn serve(cfg: Config) -> Result<()> {
             .await
             .with_context(|| format!("collect.syslog_tcp: cannot bind {a}"))?;
         println!("  syslog          tcp://{}", l.local_addr()?);
-        dev_tasks.push(tokio::spawn(cf_collect::tcp(l, sink, dev_stop_rx)));
+        dev_tasks.push(tokio::spawn(cf_collect::tcp(
+            l,
+            sink.clone(),
+            dev_stop_rx.clone(),
+        )));
+    }
+    if let Some(a) = cfg.syslog_tls {
+        let (chain, key) = match &cfg.cert_files {
+            Some((c, k)) => (
+                std::fs::read_to_string(c)?,
+                cf_core::Secret::new(std::fs::read_to_string(k)?),
+            ),
+            None => p.dir.tls_material(&cfg.hostnames, p.clock.now())?,
+        };
+        let tls = cf_api::tls::server_config(&chain, key.expose())?;
+        let l = tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("collect.syslog_tls: cannot bind {a}"))?;
+        println!("  syslog          tls://{}", l.local_addr()?);
+        dev_tasks.push(tokio::spawn(cf_collect::tls(l, tls, sink, dev_stop_rx)));
     }
     if let Some((h, port)) = &cfg.devices.broker {
         println!(
