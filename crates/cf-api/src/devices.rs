@@ -367,7 +367,23 @@ pub async fn est_enroll(
         })?;
     let der = csr_from(&csr)?;
     let ctx = ctx_of(&headers, &ci);
-    Ok(chain(s.devices.enroll(&ctx, token.trim(), &der).await?))
+    match s.devices.enroll(&ctx, token.trim(), &der).await {
+        Ok(e) => Ok(chain(e)),
+        Err(e) => {
+            if matches!(e, cf_platform::PlatformError::Unauthenticated(_)) {
+                // Summarised per source and minute: made-up tokens cannot flood the ledger.
+                s.tokens
+                    .audit_denied(
+                        &ctx,
+                        "anonymous",
+                        "/.well-known/est/simpleenroll",
+                        "device.enroll",
+                    )
+                    .await;
+            }
+            Err(e.into())
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/.well-known/est/simplereenroll", tag = "devices", request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "Renewed certificate chain, PEM"), (status = 401, body = ErrorBody)))]
