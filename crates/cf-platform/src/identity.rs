@@ -136,11 +136,10 @@ fn set_password(u: &mut UserDoc, phc: String, now: Timestamp) {
     u.must_change = false;
 }
 
-/// A session as stored: shared by every node and kept across restarts.
+/// A session as stored: shared by every node and kept across restarts; ending one deletes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSession {
     info: SessionInfo,
-    ended: Option<Timestamp>,
 }
 
 /// The result of a successful login.
@@ -260,6 +259,21 @@ impl IdentityService {
             &ctx.request_id,
         )
         .with_detail(detail)
+    }
+
+    async fn audit(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        event: &str,
+        object: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<Receipt, PlatformError> {
+        self.inner
+            .ledger
+            .append(self.record(ctx, subject, event, object, outcome, detail))
+            .await
     }
 
     async fn user(&self, username: &str) -> Result<Option<(UserDoc, Document)>, PlatformError> {
@@ -505,17 +519,15 @@ impl IdentityService {
         outcome: Outcome,
         detail: serde_json::Value,
     ) -> Result<(), PlatformError> {
-        self.inner
-            .ledger
-            .append(self.record(
-                ctx,
-                &format!("user:{username}"),
-                "auth.login",
-                "session",
-                outcome,
-                detail,
-            ))
-            .await?;
+        self.audit(
+            ctx,
+            &format!("user:{username}"),
+            "auth.login",
+            "session",
+            outcome,
+            detail,
+        )
+        .await?;
         Ok(())
     }
 
@@ -581,16 +593,14 @@ impl IdentityService {
         }
         let phc = self.vetted_hash(&u, new)?;
         let r = self
-            .inner
-            .ledger
-            .append(self.record(
+            .audit(
                 ctx,
                 &auth.principal().id,
                 "identity.password.change",
                 &format!("user:{name}"),
                 Outcome::Success,
                 serde_json::json!({}),
-            ))
+            )
             .await?;
         set_password(&mut u, phc, self.inner.clock.now());
         self.save(&u, &doc).await?;
@@ -660,17 +670,15 @@ impl IdentityService {
             confirmed: false,
             last_step: None,
         });
-        self.inner
-            .ledger
-            .append(self.record(
-                ctx,
-                &auth.principal().id,
-                "identity.mfa.begin",
-                &format!("user:{name}"),
-                Outcome::Success,
-                serde_json::json!({"method": "totp"}),
-            ))
-            .await?;
+        self.audit(
+            ctx,
+            &auth.principal().id,
+            "identity.mfa.begin",
+            &format!("user:{name}"),
+            Outcome::Success,
+            serde_json::json!({"method": "totp"}),
+        )
+        .await?;
         self.save(&u, &doc).await?;
         Ok(t.uri(issuer, &name))
     }
@@ -700,16 +708,14 @@ impl IdentityService {
         let (codes, store) = RecoveryCodes::generate(10, self.inner.costs, self.inner.rng.as_ref())
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
         let r = self
-            .inner
-            .ledger
-            .append(self.record(
+            .audit(
                 ctx,
                 &auth.principal().id,
                 "identity.mfa.enrol",
                 &format!("user:{name}"),
                 Outcome::Success,
                 serde_json::json!({"method": "totp", "recovery_codes": 10}),
-            ))
+            )
             .await?;
         u.totp = Some(TotpState {
             confirmed: true,
@@ -782,17 +788,15 @@ impl IdentityService {
             ));
         };
         let Some((mut u, doc)) = self.user(username).await? else {
-            self.inner
-                .ledger
-                .append(self.record(
-                    ctx,
-                    "anonymous",
-                    "identity.password.reset_request",
-                    &format!("user:{username}"),
-                    Outcome::Denied,
-                    serde_json::json!({"reason": "unknown account"}),
-                ))
-                .await?;
+            self.audit(
+                ctx,
+                "anonymous",
+                "identity.password.reset_request",
+                &format!("user:{username}"),
+                Outcome::Denied,
+                serde_json::json!({"reason": "unknown account"}),
+            )
+            .await?;
             return Ok(());
         };
         let mut b = [0u8; 4];
@@ -806,17 +810,15 @@ impl IdentityService {
             expires: now.plus(std::time::Duration::from_secs(600)),
             attempts_left: 5,
         });
-        self.inner
-            .ledger
-            .append(self.record(
-                ctx,
-                "anonymous",
-                "identity.password.reset_request",
-                &format!("user:{username}"),
-                Outcome::Success,
-                serde_json::json!({}),
-            ))
-            .await?;
+        self.audit(
+            ctx,
+            "anonymous",
+            "identity.password.reset_request",
+            &format!("user:{username}"),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
         self.save(&u, &doc).await?;
         sender
             .send(username, "password-reset", &code)
@@ -851,31 +853,27 @@ impl IdentityService {
             st.attempts_left -= 1;
             u.reset = (st.attempts_left > 0).then_some(st);
             self.save(&u, &doc).await?;
-            self.inner
-                .ledger
-                .append(self.record(
-                    ctx,
-                    &format!("user:{username}"),
-                    "identity.password.reset",
-                    &format!("user:{username}"),
-                    Outcome::Denied,
-                    serde_json::json!({"reason": "wrong code"}),
-                ))
-                .await?;
+            self.audit(
+                ctx,
+                &format!("user:{username}"),
+                "identity.password.reset",
+                &format!("user:{username}"),
+                Outcome::Denied,
+                serde_json::json!({"reason": "wrong code"}),
+            )
+            .await?;
             return Err(refuse());
         }
         let phc = self.vetted_hash(&u, new)?;
         let r = self
-            .inner
-            .ledger
-            .append(self.record(
+            .audit(
                 ctx,
                 &format!("user:{username}"),
                 "identity.password.reset",
                 &format!("user:{username}"),
                 Outcome::Success,
                 serde_json::json!({"by": "one-time code"}),
-            ))
+            )
             .await?;
         set_password(&mut u, phc, now);
         u.reset = None;
@@ -918,74 +916,49 @@ impl IdentityService {
             return Err(PlatformError::NotFound(format!("no session `{handle}`")));
         }
         let r = self
-            .inner
-            .ledger
-            .append(self.record(
+            .audit(
                 ctx,
                 &auth.principal().id,
                 "identity.session.end",
                 &format!("session:{handle}"),
                 Outcome::Success,
                 serde_json::json!({}),
-            ))
+            )
             .await?;
         for (s, d) in self.live_sessions().await? {
             if s.info.handle == handle {
-                self.end_doc(s, d).await?;
+                self.end_doc(d).await?;
             }
         }
         Ok(r)
     }
 
-    /// Sessions not ended and within their timeouts, with their documents.
+    /// Sessions within their timeouts, with their documents; expired ones found on the way are
+    /// deleted, so the table holds only live sessions.
     async fn live_sessions(&self) -> Result<Vec<(StoredSession, Document)>, PlatformError> {
         let now = secs(self.inner.clock.now());
         let mut out = Vec::new();
         for d in self.inner.store.doc_list("session").await? {
             let s: StoredSession = serde_json::from_str(&d.body)
                 .map_err(|e| PlatformError::Internal(e.to_string()))?;
-            if s.ended.is_none() && session::check(&s.info, &self.inner.session_policy, now).is_ok()
-            {
+            if session::check(&s.info, &self.inner.session_policy, now).is_ok() {
                 out.push((s, d));
+            } else {
+                self.inner.store.doc_delete("session", &d.id).await?;
             }
         }
         Ok(out)
     }
 
-    async fn end_doc(&self, mut s: StoredSession, d: Document) -> Result<(), PlatformError> {
-        s.ended = Some(self.inner.clock.now());
-        // A concurrent touch may have moved the revision; retry once with the fresh document.
-        let body = json(&s)?;
-        if self
-            .inner
-            .store
-            .doc_update(&Document {
-                body: body.clone(),
-                revision: d.revision + 1,
-                updated: self.inner.clock.now(),
-                ..d.clone()
-            })
-            .await
-            .is_err()
-            && let Some(fresh) = self.inner.store.doc_get("session", &d.id).await?
-        {
-            self.inner
-                .store
-                .doc_update(&Document {
-                    body,
-                    revision: fresh.revision + 1,
-                    updated: self.inner.clock.now(),
-                    ..fresh
-                })
-                .await?;
-        }
+    async fn end_doc(&self, d: Document) -> Result<(), PlatformError> {
+        self.inner.store.doc_delete("session", &d.id).await?;
         Ok(())
     }
 
     async fn end_sessions_of(&self, account: &str) -> Result<(), PlatformError> {
         for (s, d) in self.live_sessions().await? {
             if s.info.account == account {
-                self.end_doc(s, d).await?;
+                self.end_doc(d).await?;
             }
         }
         Ok(())
@@ -1019,7 +992,7 @@ impl IdentityService {
             let excess = mine.len() + 1 - p.max_per_account;
             for (s, d) in mine.into_iter().take(excess) {
                 ended.push(s.info.handle.clone());
-                self.end_doc(s, d).await?;
+                self.end_doc(d).await?;
             }
         }
         let secret = session::new_secret(self.inner.rng.as_ref())
@@ -1039,10 +1012,7 @@ impl IdentityService {
             .doc_insert(&Document {
                 kind: "session".into(),
                 id: key,
-                body: json(&StoredSession {
-                    info: info.clone(),
-                    ended: None,
-                })?,
+                body: json(&StoredSession { info: info.clone() })?,
                 revision: 1,
                 updated: now,
             })
@@ -1063,9 +1033,6 @@ impl IdentityService {
             .ok_or_else(|| unauth("no such session".into()))?;
         let mut s: StoredSession =
             serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?;
-        if s.ended.is_some() {
-            return Err(unauth("session ended".into()));
-        }
         session::check(&s.info, &self.inner.session_policy, now)
             .map_err(|e| unauth(e.to_string()))?;
         if now - s.info.last_seen >= 60 {

@@ -145,6 +145,8 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     async fn doc_get(&self, kind: &str, id: &str) -> Result<Option<Document>, StoreError>;
     /// Every document of a kind, by id.
     async fn doc_list(&self, kind: &str) -> Result<Vec<Document>, StoreError>;
+    /// Remove a document (for short-lived state such as sessions); `false` if it was not there.
+    async fn doc_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -572,6 +572,16 @@ impl StateStore for SqlStore {
         rows.iter().map(doc_from_row).collect()
     }
 
+    async fn doc_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM documents WHERE kind = $1 AND id = $2")
+            .bind(kind.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

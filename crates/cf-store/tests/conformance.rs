@@ -886,6 +886,9 @@ async fn documents(s: Arc<SqlStore>) {
         .map(|d| d.id)
         .collect();
     assert_eq!(ids, ["a", "b"]);
+    assert!(s.doc_delete("export", "a").await.unwrap());
+    assert!(!s.doc_delete("export", "a").await.unwrap(), "already gone");
+    assert!(s.doc_get("export", "a").await.unwrap().is_none());
 }
 on_both!(document_rows, documents);
 
