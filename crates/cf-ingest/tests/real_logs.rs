@@ -75,20 +75,6 @@ fn a_real_auth_log_parses_line_by_line() {
 
 #[test]
 fn fuzz_corpus_replays_without_panics() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/syslog");
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).unwrap() {
-        let data = std::fs::read(e.unwrap().path()).unwrap();
-        for cut in [
-            data.len(),
-            0,
-            1,
-            data.len() / 2,
-            data.len().saturating_sub(1),
-        ] {
-            cf_ingest::fuzzing::syslog(&data[..cut]);
-        }
-        n += 1;
-    }
+    let n = cf_testkit::replay_corpus("syslog", cf_ingest::fuzzing::syslog);
     assert!(n >= 4);
 }

@@ -2,28 +2,14 @@
 
 #[test]
 fn csr_corpus_replays_without_panics() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/csr");
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).unwrap() {
-        let data = std::fs::read(e.unwrap().path()).unwrap();
-        for cut in [
-            data.len(),
-            0,
-            1,
-            data.len() / 2,
-            data.len().saturating_sub(1),
-        ] {
-            cf_pki::fuzzing::csr(&data[..cut]);
-        }
-        n += 1;
-    }
+    let n = cf_testkit::replay_corpus("csr", cf_pki::fuzzing::csr);
     assert!(n >= 2, "csr corpus has the PEM and DER seeds");
 }
 
 #[test]
 fn csrs_made_by_openssl_verify_and_sm2_is_refused_with_a_reason() {
     use cf_crypto::devkey::KeyAlg;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/csr");
+    let dir = cf_testkit::fuzz_corpus("csr");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let p = cf_pki::device::verify_csr(&read("p256.pem")).unwrap();
     assert_eq!(

@@ -139,3 +139,47 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// The committed cargo-fuzz corpus of `target` (`fuzz/corpus/<target>`).
+pub fn fuzz_corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+/// Feed every file of `target`'s corpus to `f`, whole and cut at the start, after one byte, in the
+/// middle and one byte short, as a stable-Rust regression test of the fuzz target. Returns how
+/// many files there were.
+pub fn replay_corpus(target: &str, f: fn(&[u8])) -> usize {
+    let dir = fuzz_corpus(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let data = std::fs::read(e.expect("corpus entry").path()).expect("corpus file");
+        for cut in [
+            data.len(),
+            0,
+            1,
+            data.len() / 2,
+            data.len().saturating_sub(1),
+        ] {
+            f(&data[..cut]);
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Check that seed `name` of `target` is committed with exactly `bytes`; with
+/// `CHENGFANG_WRITE_SEEDS=1` it is (re)written first.
+pub fn check_seed(target: &str, name: &str, bytes: &[u8]) {
+    let p = fuzz_corpus(target).join(name);
+    if std::env::var_os("CHENGFANG_WRITE_SEEDS").is_some() {
+        std::fs::create_dir_all(p.parent().expect("corpus dir")).expect("create corpus dir");
+        std::fs::write(&p, bytes).expect("write seed");
+    }
+    assert_eq!(
+        std::fs::read(&p).unwrap_or_default(),
+        bytes,
+        "seed {name} is stale; rerun with CHENGFANG_WRITE_SEEDS=1"
+    );
+}
