@@ -3,7 +3,7 @@
 //! message, a cloned identity, a replay, an impossible reading and a backdoored firmware image are
 //! each caught — the last one quarantined automatically.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cf_crypto::devkey::{DeviceSigner, KeyAlg};
 use cf_device::telemetry::Envelope;
 
@@ -101,15 +101,8 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str, districts: &[String]) -> Result<()> 
     );
     let mut devs = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let t = call(
-            c.http,
-            reqwest::Method::POST,
-            &api(&format!("/api/v1/devices/{id}/enrollment-token")),
-            c.admin,
-            None,
-        )
-        .await?;
-        let tok = t["token"].as_str().context("no enrollment token")?;
+        let (tok, _) = crate::devices_cmd::enrollment_token(c.http, url, c.admin, id).await?;
+        let tok = tok.as_str();
         let alg = if i % 2 == 0 {
             KeyAlg::EcdsaP256
         } else {

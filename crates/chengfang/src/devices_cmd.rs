@@ -301,18 +301,10 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
             return Ok(v["errors"].as_array().is_none_or(Vec::is_empty));
         }
         DeviceCmd::Token { remote, id } => {
-            let v = api_call(
-                &remote,
-                Method::POST,
-                &format!("/api/v1/devices/{id}/enrollment-token"),
-                None,
-            )
-            .await?;
-            println!("{}", v["token"].as_str().unwrap_or(""));
-            eprintln!(
-                "one-time enrollment token for {id}, valid until {}",
-                v["expires"].as_str().unwrap_or("?")
-            );
+            let (c, url, admin) = self::remote(&remote)?;
+            let (token, expires) = enrollment_token(&c, &url, &admin, &id).await?;
+            println!("{token}");
+            eprintln!("one-time enrollment token for {id}, valid until {expires}");
         }
         DeviceCmd::Revoke { remote, id, reason } => {
             api_call(
@@ -376,6 +368,30 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
         DeviceCmd::Renew { url, dir, within } => renew(&url, &dir, within.as_deref()).await?,
     }
     Ok(true)
+}
+
+/// A one-time enrollment token for device `id` (administrator token): `(token, expiry)`.
+pub async fn enrollment_token(
+    c: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    id: &str,
+) -> Result<(String, String)> {
+    let v = crate::demo::call(
+        c,
+        reqwest::Method::POST,
+        &format!("{url}/api/v1/devices/{id}/enrollment-token"),
+        admin,
+        None,
+    )
+    .await?;
+    let token = v["token"]
+        .as_str()
+        .context("the platform returned no enrollment token")?;
+    Ok((
+        token.to_string(),
+        v["expires"].as_str().unwrap_or("?").to_string(),
+    ))
 }
 
 /// POST a raw body (CSV, base64 PKCS#10) and return the status and the answer's text.

@@ -194,15 +194,7 @@ pub async fn run(cmd: SimulateCmd) -> Result<bool> {
         let id = format!("{}-{i:05}", a.prefix);
         jobs.spawn(async move {
             let _permit = sem.acquire_owned().await?;
-            let t = crate::demo::call(
-                &http,
-                reqwest::Method::POST,
-                &format!("{url}/api/v1/devices/{id}/enrollment-token"),
-                &token,
-                None,
-            )
-            .await?;
-            let tok = t["token"].as_str().unwrap_or_default().to_string();
+            let (tok, _) = crate::devices_cmd::enrollment_token(&http, &url, &token, &id).await?;
             let alg = if i % 2 == 0 {
                 KeyAlg::EcdsaP256
             } else {
