@@ -76,6 +76,14 @@ impl<'a> EvtxEvent<'a> {
             .as_str()
     }
 
+    /// `TimeCreated`'s `SystemTime` (RFC 3339), the event's own time.
+    pub fn system_time(&self) -> Option<&'a str> {
+        self.system?
+            .get("TimeCreated_attributes")?
+            .get("SystemTime")?
+            .as_str()
+    }
+
     /// The event id as a number (some exports write it as a string).
     pub fn event_id(&self) -> Option<u32> {
         match self.system?.get("EventID")? {

@@ -1,19 +1,53 @@
 //! The Sigma engine (SA-1, IDS-1): parses SigmaHQ rules, compiles them once into matchers
 //! (every value modifier of the specification, keyword lists, `1 of`/`all of` conditions), routes
-//! them by log source, and matches JSON events such as `evtx_dump` output.
+//! them by log source, and matches JSON events such as `evtx_dump` output; correlation rules
+//! (event_count, value_count, temporal, temporal_ordered) run over the detections' hits.
 //!
 //! Architecture invariant: no I/O and no clock — rules arrive as text, events as JSON values.
 //! Anything unsupported is refused per rule with the reason, never silently half-applied.
 
 mod condition;
+mod correlation;
 mod event;
 mod logsource;
 mod matcher;
 mod rule;
 
+pub use correlation::{
+    Captured, CorrelationHit, CorrelationKind, CorrelationRule, Correlator, CountCondition,
+    MAX_WINDOW, parse_timespan,
+};
 pub use event::{EvtxEvent, FieldSource};
 pub use logsource::Route;
-pub use rule::{CompiledRule, Level, RuleSet, compile_rule};
+pub use rule::{CompiledRule, Level, RuleSet, SigmaDocument, compile_documents, compile_rule};
+
+/// Entry points for fuzz targets and corpus replays.
+pub mod fuzzing {
+    /// Compile every document of `text`, build a correlator over them and feed it one event
+    /// per detection: nothing may panic.
+    pub fn documents(text: &str) {
+        let Ok(docs) = crate::compile_documents(text) else {
+            return;
+        };
+        let mut dets = Vec::new();
+        let mut corrs = Vec::new();
+        for d in docs {
+            match d {
+                crate::SigmaDocument::Detection(r) => dets.push(*r),
+                crate::SigmaDocument::Correlation(c) => corrs.push(*c),
+            }
+        }
+        let (mut c, _) = crate::Correlator::new(corrs, &dets);
+        let ev = serde_json::json!({"TargetUserName": "u", "IpAddress": "10.0.0.1"});
+        let mut out = Vec::new();
+        for (i, _) in dets.iter().enumerate() {
+            if let Some(cap) = c.capture(i, &ev) {
+                c.observe(&cap, i as i64, i as u64, &mut out);
+            }
+        }
+        c.flush(&mut out);
+    }
+}
 
 /// Why a rule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

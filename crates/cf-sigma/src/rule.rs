@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::SigmaError;
 use crate::condition::{self, Cond};
+use crate::correlation::CorrelationRule;
 use crate::event::{EvtxEvent, FieldSource};
 use crate::logsource::{self, Route};
 use crate::matcher::{FieldMatcher, Pattern, keywords};
@@ -27,7 +28,7 @@ pub enum Level {
 }
 
 impl Level {
-    fn parse(s: &str) -> Level {
+    pub(crate) fn parse(s: &str) -> Level {
         match s {
             "low" => Level::Low,
             "medium" => Level::Medium,
@@ -138,6 +139,8 @@ fn required_ids(c: &Cond, sels: &[Selection]) -> Option<Vec<u32>> {
 pub struct CompiledRule {
     /// Sigma `id`.
     pub id: String,
+    /// Sigma `name` (how correlation rules may refer to it).
+    pub name: Option<String>,
     /// Title.
     pub title: String,
     /// Level.
@@ -195,30 +198,90 @@ fn compile_selection(name: &str, v: &Value) -> Result<Selection, SigmaError> {
     }
 }
 
-/// Parse and compile one rule file's text.
+/// One document of a rule file.
+#[derive(Debug, Clone)]
+pub enum SigmaDocument {
+    /// A detection rule.
+    Detection(Box<CompiledRule>),
+    /// A correlation rule over detection (or correlation) rules.
+    Correlation(Box<CorrelationRule>),
+}
+
+fn yaml(text: &str) -> Result<Value, SigmaError> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        SigmaError::Parse(
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("YAML error")
+                .to_string(),
+        )
+    })
+}
+
+/// Parse and compile every document of a rule file: a single rule, or a correlation rule with
+/// the rules it refers to (`---`-separated). Any bad document refuses the whole file, naming it.
+pub fn compile_documents(text: &str) -> Result<Vec<SigmaDocument>, SigmaError> {
+    let docs = split_documents(text);
+    let many = docs.len() > 1;
+    let mut out = Vec::with_capacity(docs.len());
+    for (i, d) in docs.into_iter().enumerate() {
+        let at = |e: SigmaError| -> SigmaError {
+            if !many {
+                return e;
+            }
+            let n = i + 1;
+            match e {
+                SigmaError::Parse(m) => SigmaError::Parse(format!("document {n}: {m}")),
+                SigmaError::Unsupported(m) => SigmaError::Unsupported(format!("document {n}: {m}")),
+                SigmaError::Condition(m) => SigmaError::Condition(format!("document {n}: {m}")),
+                SigmaError::Value { field, why } => SigmaError::Value {
+                    field: format!("document {n}: {field}"),
+                    why,
+                },
+            }
+        };
+        let doc = yaml(d).map_err(at)?;
+        if doc.get("action").is_some() {
+            return Err(at(SigmaError::Unsupported(
+                "rule collections with `action: global` (Sigma 1 style)".into(),
+            )));
+        }
+        if doc.get("correlation").is_some() {
+            out.push(SigmaDocument::Correlation(Box::new(
+                crate::correlation::parse(&doc).map_err(at)?,
+            )));
+        } else {
+            out.push(SigmaDocument::Detection(Box::new(
+                compile_value(&doc).map_err(at)?,
+            )));
+        }
+    }
+    if out.is_empty() {
+        return Err(SigmaError::Parse("no rule in the file".into()));
+    }
+    Ok(out)
+}
+
+/// Parse and compile one detection rule's text (a file with one document).
 pub fn compile_rule(text: &str) -> Result<CompiledRule, SigmaError> {
     let docs: Vec<&str> = split_documents(text);
     if docs.len() > 1 {
         return Err(SigmaError::Unsupported(
-            "multi-document rule files (rule collections)".into(),
+            "several documents in one file: load them with `compile_documents`".into(),
         ));
     }
-    let doc: Value =
-        serde_saphyr::from_str(docs.first().copied().unwrap_or_default()).map_err(|e| {
-            SigmaError::Parse(
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("YAML error")
-                    .to_string(),
-            )
-        })?;
-    let s = |k: &str| doc.get(k).and_then(Value::as_str);
+    let doc = yaml(docs.first().copied().unwrap_or_default())?;
     if doc.get("correlation").is_some() {
         return Err(SigmaError::Unsupported(
-            "correlation rules are not evaluated by `hunt` yet".into(),
+            "a correlation rule: load it with `compile_documents`".into(),
         ));
     }
+    compile_value(&doc)
+}
+
+fn compile_value(doc: &Value) -> Result<CompiledRule, SigmaError> {
+    let s = |k: &str| doc.get(k).and_then(Value::as_str);
     let title = s("title")
         .ok_or_else(|| SigmaError::Parse("no `title`".into()))?
         .to_string();
@@ -270,6 +333,7 @@ pub fn compile_rule(text: &str) -> Result<CompiledRule, SigmaError> {
         .unwrap_or_default();
     Ok(CompiledRule {
         id,
+        name: s("name").map(str::to_string),
         title,
         level: Level::parse(s("level").unwrap_or("")),
         tags,

@@ -192,6 +192,7 @@ fn replay_sigma_rule_fuzz_corpus() {
         let data = std::fs::read(e.unwrap().path()).unwrap();
         if let Ok(s) = std::str::from_utf8(&data) {
             let _ = compile_rule(s);
+            cf_sigma::fuzzing::documents(s);
         }
         n += 1;
     }

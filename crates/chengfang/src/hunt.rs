@@ -6,15 +6,28 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cf_sigma::{EvtxEvent, RuleSet, compile_rule};
+use cf_sigma::{
+    Captured, CorrelationHit, Correlator, EvtxEvent, RuleSet, SigmaDocument, compile_documents,
+};
 
-/// What one worker found in its share of a batch: (line, rule) hits, events read, bad lines.
-type WorkerResult = (Vec<(usize, usize)>, u64, Vec<(usize, String)>);
+/// A matched event's input to the correlations: (line, event time if it has one, capture).
+type Capture = (usize, Option<i64>, Captured);
+
+/// What one worker found in its share of a batch.
+#[derive(Default)]
+struct WorkerResult {
+    hits: Vec<(usize, usize)>,
+    events: u64,
+    bad: Vec<(usize, String)>,
+    captures: Vec<Capture>,
+}
 
 /// Loaded rules and what was refused.
 pub struct Loaded {
-    /// The rule set.
+    /// The detection rules.
     pub set: RuleSet,
+    /// The correlation rules over them.
+    pub correlator: Correlator,
     /// (path, reason) of every refused rule.
     pub refused: Vec<(PathBuf, String)>,
 }
@@ -46,6 +59,7 @@ pub fn load_rules(path: &Path) -> Result<Loaded> {
     collect(path, &mut files)?;
     let mut set = RuleSet::new();
     let mut refused = Vec::new();
+    let mut correlations = Vec::new();
     for f in files {
         let text = match std::fs::read_to_string(&f) {
             Ok(t) => t,
@@ -54,20 +68,54 @@ pub fn load_rules(path: &Path) -> Result<Loaded> {
                 continue;
             }
         };
-        match compile_rule(&text) {
-            Ok(r) => set.add(r),
+        match compile_documents(&text) {
+            Ok(docs) => {
+                for d in docs {
+                    match d {
+                        SigmaDocument::Detection(r) => set.add(*r),
+                        SigmaDocument::Correlation(c) => correlations.push((f.clone(), *c)),
+                    }
+                }
+            }
             Err(e) => refused.push((f, e.to_string())),
         }
     }
-    Ok(Loaded { set, refused })
+    let paths: Vec<(String, PathBuf)> = correlations
+        .iter()
+        .map(|(p, c)| (c.title.clone(), p.clone()))
+        .collect();
+    let (correlator, bad) = Correlator::new(
+        correlations.into_iter().map(|(_, c)| c).collect(),
+        set.rules(),
+    );
+    for (c, e) in bad {
+        let path = paths
+            .iter()
+            .find(|(t, _)| *t == c.title)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
+        refused.push((path, format!("correlation `{}`: {e}", c.title)));
+    }
+    Ok(Loaded {
+        set,
+        correlator,
+        refused,
+    })
+}
+
+fn event_time(ev: &EvtxEvent<'_>) -> Option<i64> {
+    ev.system_time()
+        .and_then(|t| cf_core::Timestamp::parse_rfc3339(t).ok())
+        .map(|t| t.unix_nanos())
 }
 
 /// Run the hunt; returns true when the events file was read to the end.
 pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Result<bool> {
     let loaded = load_rules(rules)?;
     eprintln!(
-        "loaded {} rules, refused {}{}",
+        "loaded {} rules and {} correlations, refused {}{}",
         loaded.set.rules().len(),
+        loaded.correlator.rules().count(),
         loaded.refused.len(),
         if show_refused || loaded.refused.is_empty() {
             ""
@@ -91,6 +139,7 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let mut lines = reader.lines().enumerate().peekable();
+    let mut captures: Vec<Capture> = Vec::new();
     // Batches of lines are matched on every core; output keeps the input order.
     while lines.peek().is_some() {
         let mut batch: Vec<(usize, String)> = Vec::with_capacity(8192);
@@ -104,9 +153,10 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
             let handles: Vec<_> = (0..workers)
                 .map(|k| {
                     let set = &loaded.set;
+                    let corr = &loaded.correlator;
                     let part = batch.iter().skip(k).step_by(workers);
                     scope.spawn(move || {
-                        let (mut found, mut n, mut bad) = (Vec::new(), 0u64, Vec::new());
+                        let mut res = WorkerResult::default();
                         let mut hits = Vec::new();
                         for (no, line) in part {
                             if line.trim().is_empty() {
@@ -114,14 +164,22 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                             }
                             match serde_json::from_str::<serde_json::Value>(line) {
                                 Ok(v) => {
-                                    n += 1;
-                                    set.match_evtx(&EvtxEvent::new(&v), &mut hits);
-                                    found.extend(hits.iter().map(|&r| (*no, r)));
+                                    res.events += 1;
+                                    let ev = EvtxEvent::new(&v);
+                                    set.match_evtx(&ev, &mut hits);
+                                    for &r in &hits {
+                                        if let Some(c) = corr.capture(r, &ev) {
+                                            res.captures.push((*no, event_time(&ev), c));
+                                        }
+                                        if !corr.suppressed(r) {
+                                            res.hits.push((*no, r));
+                                        }
+                                    }
                                 }
-                                Err(e) => bad.push((*no, e.to_string())),
+                                Err(e) => res.bad.push((*no, e.to_string())),
                             }
                         }
-                        (found, n, bad)
+                        res
                     })
                 })
                 .collect();
@@ -132,10 +190,11 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
         });
         let mut found_all = Vec::new();
         let mut bad_all = Vec::new();
-        for (found, n, bad) in results {
-            n_events += n;
-            found_all.extend(found);
-            bad_all.extend(bad);
+        for r in results {
+            n_events += r.events;
+            found_all.extend(r.hits);
+            bad_all.extend(r.bad);
+            captures.extend(r.captures);
         }
         found_all.sort_unstable();
         bad_all.sort_unstable();
@@ -165,7 +224,29 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
             }
         }
     }
+    // Correlations run after matching, over the matched events in time order.
+    let mut correlator = loaded.correlator;
+    let untimed = captures.iter().filter(|(_, t, _)| t.is_none()).count();
+    let mut timed: Vec<(i64, usize, Captured)> = captures
+        .into_iter()
+        .filter_map(|(no, t, c)| t.map(|t| (t, no, c)))
+        .collect();
+    timed.sort_by_key(|(t, no, _)| (*t, *no));
+    let mut corr_hits: Vec<CorrelationHit> = Vec::new();
+    for (t, no, c) in &timed {
+        correlator.observe(c, *t, *no as u64, &mut corr_hits);
+    }
+    correlator.flush(&mut corr_hits);
+    for h in &corr_hits {
+        n_hits += 1;
+        write_correlation(&mut out, &correlator, h, json)?;
+    }
     out.flush()?;
+    if untimed > 0 {
+        eprintln!(
+            "{untimed} matches of correlated rules have no event time (TimeCreated) and were not correlated"
+        );
+    }
     eprintln!(
         "{n_events} events, {n_hits} hits{}",
         if malformed > 0 {
@@ -175,4 +256,55 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
         }
     );
     Ok(true)
+}
+
+fn write_correlation(
+    out: &mut impl Write,
+    correlator: &Correlator,
+    h: &CorrelationHit,
+    json: bool,
+) -> Result<()> {
+    let Some((rule, level)) = correlator.rule(h.correlation) else {
+        return Ok(());
+    };
+    let last = h.events.iter().copied().max().unwrap_or(0);
+    if json {
+        let group: serde_json::Map<String, serde_json::Value> = h
+            .group
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.clone().map_or(serde_json::Value::Null, Into::into),
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "rule_id": rule.id, "line": last, "title": rule.title, "level": level.as_str(),
+                "correlation": rule.kind.as_str(), "group": group, "count": h.count,
+                "lines": h.events,
+            })
+        )?;
+    } else {
+        let group: Vec<String> = h
+            .group
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("-")))
+            .collect();
+        writeln!(
+            out,
+            "line {last:>7}  {:<13} {}  ({}) {} {} over {} events [{}]",
+            level.as_str(),
+            rule.title,
+            rule.id,
+            rule.kind.as_str(),
+            h.count,
+            h.events.len(),
+            group.join(" ")
+        )?;
+    }
+    Ok(())
 }

@@ -771,6 +771,68 @@ fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
 }
 
 #[test]
+fn hunt_evaluates_correlation_rules_over_event_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("mr_brute_force.yml"),
+        "title: Failed logon\nname: failed\nid: 5e6f7a8b-0000-4000-8000-000000000010\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625}\n  condition: sel\n---\ntitle: Brute force\nid: 5e6f7a8b-0000-4000-8000-000000000011\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [failed]\n  group-by: [IpAddress]\n  timespan: 1m\n  condition: {gte: 3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("mr_unknown.yml"),
+        "title: Dangling\ncorrelation: {type: temporal, rules: [nothing_by_that_name], timespan: 5m}\n",
+    )
+    .unwrap();
+    let ev = |secs: u32, ip: &str| {
+        serde_json::json!({"Event": {"System": {"Channel": "Security", "EventID": 4625,
+            "TimeCreated_attributes": {"SystemTime": format!("2026-11-25T08:00:{secs:02}.5Z")}},
+            "EventData": {"IpAddress": ip}}})
+        .to_string()
+    };
+    // Out of order in the file: correlation follows the events' own time.
+    let lines = [
+        ev(50, "10.0.0.7"),
+        ev(10, "10.0.0.7"),
+        ev(20, "10.0.0.8"),
+        ev(30, "10.0.0.7"),
+    ];
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let out = Command::new(bin())
+        .args(["hunt", "--json", "--show-refused", "--rules"])
+        .arg(&rules)
+        .arg(&events)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("nothing_by_that_name") && err.contains("matches no loaded rule"),
+        "{err}"
+    );
+    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "the base rule only feeds the correlation: {hits:?}"
+    );
+    let h = &hits[0];
+    assert_eq!(h["rule_id"], "5e6f7a8b-0000-4000-8000-000000000011");
+    assert_eq!(h["correlation"], "event_count");
+    assert_eq!(h["group"]["IpAddress"], "10.0.0.7");
+    assert_eq!(h["lines"], serde_json::json!([1, 2, 4]));
+    assert_eq!(
+        (h["line"].as_u64(), h["level"].as_str()),
+        (Some(4), Some("high"))
+    );
+}
+
+#[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();
     let units = tmp.path().join("units.jsonl");
