@@ -11,6 +11,7 @@ pub mod auth;
 pub mod data;
 pub mod devices;
 pub mod error;
+pub mod events;
 mod handlers;
 pub mod identity;
 pub mod kms;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
     pub alerts: cf_platform::alerts::AlertBook,
+    /// The event archive (search).
+    pub events: cf_platform::archive::EventArchive,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -142,6 +145,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke))
         .route("/api/v1/devices/{id}/quarantine", post(devices::quarantine))
         .route("/api/v1/devices/{id}/release", post(devices::release))
+        .route("/api/v1/events", get(events::search))
+        .route("/api/v1/events/partitions", get(events::partitions))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/incidents", get(alerts::incidents))
         .route("/api/v1/alerts/{id}/assign", post(alerts::assign))

@@ -46,7 +46,7 @@ impl Modify for BearerAuth {
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
         crate::identity::reset_begin, crate::identity::reset_complete,
         handlers::ingest_syslog, handlers::ingest_ndjson,
-        crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents
+        crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -161,7 +161,8 @@ impl Policies {
 mod tests {
     use super::*;
 
-    const ACTIONS: [&str; 18] = [
+    const ACTIONS: [&str; 19] = [
+        "events.search",
         "alerts.read",
         "alerts.handle",
         "users.manage",
@@ -196,6 +197,7 @@ mod tests {
             "account.self" => true,
             "alerts.handle" => role == "operator",
             "alerts.read" => matches!(role, "operator" | "auditor" | "admin"),
+            "events.search" => matches!(role, "operator" | "auditor"),
             "devices.read" => matches!(role, "admin" | "operator" | "auditor"),
             "devices.quarantine" => matches!(role, "admin" | "operator"),
             "events.publish" => matches!(role, "service" | "operator" | "admin"),

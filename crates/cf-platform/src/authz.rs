@@ -104,6 +104,8 @@ pub enum Action {
     ReadAlerts,
     /// Assign, comment on and close alerts.
     HandleAlerts,
+    /// Search the event store and list its partitions (SA-1).
+    SearchEvents,
 }
 
 impl Action {
@@ -128,6 +130,7 @@ impl Action {
             Action::OwnAccount => "account.self",
             Action::ReadAlerts => "alerts.read",
             Action::HandleAlerts => "alerts.handle",
+            Action::SearchEvents => "events.search",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod alarm;
 pub mod alerts;
+pub mod archive;
 pub mod audit;
 pub mod authz;
 pub mod dataflow;
@@ -89,6 +90,7 @@ impl From<ports::StoreError> for PlatformError {
         match e {
             ports::StoreError::Conflict(m) => PlatformError::Conflict(m),
             ports::StoreError::NotFound(m) => PlatformError::NotFound(m),
+            ports::StoreError::Invalid(m) => PlatformError::InvalidInput(m),
             other => PlatformError::Unavailable(other.to_string()),
         }
     }

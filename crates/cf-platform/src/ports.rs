@@ -21,6 +21,9 @@ pub enum StoreError {
     /// No such object.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request itself is malformed (e.g. a search query that does not parse).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One persisted ledger entry: its position, canonical bytes and leaf hash.
@@ -409,4 +412,82 @@ pub trait DataSource: Send + Sync + std::fmt::Debug {
 pub trait CodeSender: Send + Sync + std::fmt::Debug {
     /// Send `code` to the account `username` (the sender knows the contact address).
     async fn send(&self, username: &str, purpose: &str, code: &str) -> Result<(), BusError>;
+}
+
+/// One event as kept for search (SA-1, AUD-1): the bus event, plus the fields analysts filter on
+/// most, lifted out of its payload so the store can index them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedEvent {
+    /// The bus event id (the store keeps one copy per id: redeliveries are not duplicated).
+    pub id: String,
+    /// When it happened (the event's own time).
+    pub time: Timestamp,
+    /// Bus topic (`log.syslog`, `alert.auth.brute_force` …).
+    pub topic: String,
+    /// Producer (`udp://10.0.0.5`, `chengfang/detect` …).
+    pub source: String,
+    /// Severity name.
+    pub severity: String,
+    /// OCSF class, when the event was normalised.
+    pub class_uid: Option<u32>,
+    /// Host the event is about.
+    pub host: Option<String>,
+    /// User the event is about.
+    pub user: Option<String>,
+    /// Source address.
+    pub src_ip: Option<String>,
+    /// Destination address.
+    pub dst_ip: Option<String>,
+    /// The whole payload.
+    pub body: serde_json::Value,
+}
+
+/// A search over archived events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Query text: free words and phrases, `field:value`, `body.path:value`, AND/OR/NOT,
+    /// parentheses; empty means every event in the time range.
+    pub text: String,
+    /// Inclusive start.
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    /// At most this many events, newest first.
+    pub limit: usize,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventPage {
+    /// Matching events, newest first.
+    pub events: Vec<ArchivedEvent>,
+    /// How many events matched in all searched partitions (may exceed `events.len()`).
+    pub matched: u64,
+    /// How many time partitions were searched.
+    pub partitions: usize,
+}
+
+/// One time partition of the event store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    /// The UTC day it holds, `YYYY-MM-DD`.
+    pub day: String,
+    /// Events in it.
+    pub events: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// The event store (SA-1): time-partitioned, compressed, searchable; partitions are the unit of
+/// retention.
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// Store a batch; returns once it is durable and searchable.
+    async fn append(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError>;
+    /// Search, newest first.
+    async fn search(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+    /// The partitions, oldest first.
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, StoreError>;
+    /// Delete one day's partition (retention).
+    async fn drop_partition(&self, day: &str) -> Result<(), StoreError>;
 }

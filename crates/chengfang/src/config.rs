@@ -258,6 +258,18 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive syslog over TLS (RFC 5425, octet counting) on this `IP:PORT`, e.g. `0.0.0.0:6514`, with the API's server certificate; empty: off.",
     },
     Field {
+        path: "events.retention_days",
+        kind: Kind::Int(1, 36_500),
+        default: "180",
+        doc: "Days the event store keeps archived logs and alerts; whole day partitions older than this are deleted (each deletion audited). 180 days is the minimum the PRC Cybersecurity Law (Art. 21) sets for network logs.",
+    },
+    Field {
+        path: "events.dir",
+        kind: Kind::Str,
+        default: "",
+        doc: "Directory of the event store (one index per UTC day); default `<data_dir>/events`.",
+    },
+    Field {
         path: "broker.url",
         kind: Kind::Url(&["mqtts"]),
         default: "",
@@ -323,6 +335,8 @@ pub struct Config {
     pub kms: KmsSeal,
     /// Device trust.
     pub devices: DeviceSettings,
+    /// Event store: directory and retention in days.
+    pub events: (PathBuf, u32),
     /// Syslog listeners (UDP, TCP).
     pub syslog: (Option<SocketAddr>, Option<SocketAddr>),
     /// Syslog over TLS listener.
@@ -749,6 +763,13 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         },
         syslog,
         syslog_tls,
+        events: (
+            match s("events.dir") {
+                x if x.is_empty() => data_dir.join("events"),
+                x => PathBuf::from(x),
+            },
+            u32::try_from(i("events.retention_days")).unwrap_or(180),
+        ),
         data_dir,
     };
     (Some(cfg), problems)

@@ -227,9 +227,11 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     )
     .await?;
 
-    // Identity and the SOC (issues 3 and 6): the alert book runs as under `serve`.
+    // Identity and the SOC (issues 3 and 6): the alert book and the event archive run as under
+    // `serve`.
     let (book_stop, book_stop_rx) = tokio::sync::watch::channel(false);
-    let book = tokio::spawn(p.alerts.clone().run(p.bus.clone(), book_stop_rx));
+    let book = tokio::spawn(p.alerts.clone().run(p.bus.clone(), book_stop_rx.clone()));
+    let archive = tokio::spawn(p.events.clone().run(p.bus.clone(), book_stop_rx));
     crate::demo_soc::run(&crate::demo_data::Ctx {
         http: &http,
         url: &url,
@@ -322,6 +324,7 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     );
     let _ = book_stop.send(true);
     let _ = book.await;
+    let _ = archive.await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     p.audit_system(

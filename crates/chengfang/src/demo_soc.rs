@@ -174,5 +174,31 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
             "chen.jing takes the compromised-login alert (assignment audited)",
         );
     }
+    // Hunting in the event store: the one successful login among the guesses.
+    let mut found = serde_json::Value::Null;
+    for _ in 0..30 {
+        found = call(
+            c.http,
+            reqwest::Method::GET,
+            &api("/api/v1/events?q=host%3Agov-portal-1%20AND%20accepted&from=400d&limit=5"),
+            &op,
+            None,
+        )
+        .await?;
+        if found["matched"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    say(
+        "soc",
+        format!(
+            "search `host:gov-portal-1 AND accepted` in the event store: {} match(es): {} (the search itself is audited)",
+            found["matched"],
+            found["events"][0]["body"]["syslog"]["message"]
+                .as_str()
+                .unwrap_or("-")
+        ),
+    );
     Ok(())
 }

@@ -17,6 +17,7 @@ mod ingest_cmd;
 mod mask;
 mod platform;
 mod scan;
+mod search_cmd;
 mod simulate;
 mod tables;
 mod wm;
@@ -144,6 +145,9 @@ enum Cmd {
     },
     /// Send log files (syslog lines or NDJSON) to a running platform, with a progress bar.
     Ingest(ingest_cmd::IngestArgs),
+    /// Search archived logs and alerts of a running platform by time, fields and free text;
+    /// exit 0 when something matched, 1 when nothing did.
+    Search(search_cmd::SearchArgs),
     /// Simulations against a running platform (`simulate devices --count N`).
     Simulate {
         #[command(subcommand)]
@@ -453,6 +457,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Device { cmd } => devices_cmd::run(cmd).await,
         Cmd::Simulate { cmd } => simulate::run(cmd).await,
         Cmd::Ingest(a) => ingest_cmd::run(a).await,
+        Cmd::Search(a) => search_cmd::run(a).await,
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;
             init_logging("warn", cfg.log_json);

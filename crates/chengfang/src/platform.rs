@@ -42,6 +42,8 @@ pub struct Platform {
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
     pub alerts: cf_platform::alerts::AlertBook,
+    /// The event archive.
+    pub events: cf_platform::archive::EventArchive,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -129,8 +131,17 @@ impl Platform {
         );
         let alerts =
             cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
+        let event_store = cf_evstore::TantivyEventStore::open(&cfg.events.0)
+            .with_context(|| format!("cannot open the event store {}", cfg.events.0.display()))?;
+        let events = cf_platform::archive::EventArchive::new(
+            Arc::new(event_store),
+            ledger.clone(),
+            clock.clone(),
+            cfg.events.1,
+        );
         Ok(Platform {
             alerts,
+            events,
             logs,
             identity,
             devices,
@@ -168,6 +179,7 @@ impl Platform {
             identity: self.identity.clone(),
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
+            events: self.events.clone(),
         }
     }
 
@@ -192,6 +204,15 @@ impl Platform {
         // Every alert on the bus lands in the alert book.
         tasks.push(tokio::spawn(
             self.alerts.clone().run(self.bus.clone(), stop.clone()),
+        ));
+        // Every log and alert lands in the event store; retention runs hourly.
+        tasks.push(tokio::spawn(
+            self.events.clone().run(self.bus.clone(), stop.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            self.events
+                .clone()
+                .run_retention(std::time::Duration::from_secs(3600), stop.clone()),
         ));
         let svc = self.devices.clone();
         let mut stop = stop;

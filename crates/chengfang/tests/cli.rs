@@ -1460,6 +1460,7 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
         "(her own name and a year)",
         "password alone -> 401",
         "auth.success_after_guessing key:45.134.26.9",
+        "in the event store: 1 match(es): Accepted password for ubuntu",
         "offline verification passed",
     ] {
         assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
@@ -2810,5 +2811,74 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         .unwrap();
     assert!(m.contains("chengfang_logs_received_total 3509"), "{m}");
     assert!(m.contains("chengfang_logs_malformed_total 1"), "{m}");
+
+    // Everything ingested is searchable (SA-1): `chengfang search` as the operator.
+    let optok = tmp.path().join("op.token");
+    std::fs::write(&optok, &op).unwrap();
+    let ca = dir.join("ca/ca.pem").display().to_string();
+    let search = |query: &[&str], extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--url",
+            &srv.url,
+            "--token-file",
+            optok.to_str().unwrap(),
+            "--ca",
+            &ca,
+            "--from",
+            "800d",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(query);
+        run_cli(&args)
+    };
+    let failed = std::fs::read_to_string(&auth)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("Failed password"))
+        .count();
+    let mut summary = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (code, out) = search(&["\"failed password\""], &["--json", "--limit", "5"]);
+        summary = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v.get("matched").is_some())
+            .unwrap_or_default();
+        if code == 0 && summary["matched"] == failed {
+            let events: Vec<serde_json::Value> = out
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v: &serde_json::Value| v.get("topic").is_some())
+                .collect();
+            assert_eq!(events.len(), 5, "{out}");
+            assert!(events.iter().all(|e| e["topic"] == "log.syslog"), "{out}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(summary["matched"], failed, "{summary}");
+    // NDJSON records are searchable by their own fields; malformed lines are kept and found.
+    let (code, out) = search(&["body.record.user:b"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 matched"), "{out}");
+    let (code, out) = search(&["topic:log.malformed"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("malformed: invalid JSON"), "{out}");
+    // Nothing matched: exit 1; a bad query: a clear error; administrators may not search logs.
+    let (code, _) = search(&["no_such_word_anywhere"], &[]);
+    assert_eq!(code, 1);
+    let (code, out) = search(&["host:("], &[]);
+    assert_ne!(code, 0);
+    assert!(out.contains("query"), "{out}");
+    let (s, _) = json(
+        c.get(format!("{}/api/v1/events?q=sshd", srv.url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403, "administrators do not read the city's logs");
     drop(srv);
 }

@@ -1,0 +1,561 @@
+//! The event store edge (SA-1): the platform's `EventStore` port on tantivy, one index per UTC
+//! day under `DIR/YYYY-MM-DD/`, documents LZ4-compressed, searchable by time range, fields and
+//! free text; a day is the unit of retention (dropping it deletes its directory).
+//!
+//! Architecture invariant: the only crate that knows tantivy. Searches may run in another
+//! process (the CLI) while the server writes: they see what was committed.
+
+mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use cf_core::Timestamp;
+use cf_platform::ports::{
+    ArchivedEvent, EventPage, EventQuery, EventStore, PartitionInfo, StoreError,
+};
+use serde_json::Value;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value as _,
+};
+use tantivy::store::Compressor;
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, RemoveLongFilter, TextAnalyzer};
+use tantivy::{
+    Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+
+pub use tokenizer::LogTokenizer;
+
+/// Memory for one partition's writer (tantivy's floor is 15 MB per indexing thread).
+const WRITER_HEAP: usize = 32_000_000;
+/// Writers kept open: today's and yesterday's (late events), not every day ever written.
+const OPEN_WRITERS: usize = 2;
+/// Searches return at most this many events.
+pub const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    id: Field,
+    time: Field,
+    topic: Field,
+    source: Field,
+    severity: Field,
+    class_uid: Field,
+    host: Field,
+    user: Field,
+    src_ip: Field,
+    dst_ip: Field,
+    text: Field,
+    body: Field,
+    raw: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let keyword = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("cf_keyword")
+                .set_index_option(IndexRecordOption::Basic),
+        )
+        .set_stored();
+    let f = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        time: b.add_i64_field("time", INDEXED | FAST | STORED),
+        topic: b.add_text_field("topic", keyword.clone()),
+        source: b.add_text_field("source", keyword.clone()),
+        severity: b.add_text_field("severity", keyword.clone()),
+        class_uid: b.add_u64_field("class_uid", INDEXED | STORED),
+        host: b.add_text_field("host", keyword.clone()),
+        user: b.add_text_field("user", keyword.clone()),
+        src_ip: b.add_text_field("src_ip", keyword.clone()),
+        dst_ip: b.add_text_field("dst_ip", keyword),
+        text: b.add_text_field(
+            "text",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("cf_text")
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            ),
+        ),
+        // Every payload path is searchable as `body.a.b:value` (whole values, any case).
+        body: b.add_json_field(
+            "body",
+            JsonObjectOptions::default()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer("cf_keyword")
+                        .set_index_option(IndexRecordOption::Basic),
+                )
+                .set_expand_dots_enabled(),
+        ),
+        raw: b.add_text_field("raw", STORED),
+    };
+    (b.build(), f)
+}
+
+fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(
+        "cf_keyword",
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
+    index.tokenizers().register(
+        "cf_text",
+        TextAnalyzer::builder(LogTokenizer::default())
+            .filter(RemoveLongFilter::limit(100))
+            .filter(LowerCaser)
+            .build(),
+    );
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("event store: {e}"))
+}
+
+/// The UTC day of `t`, `YYYY-MM-DD`.
+pub fn day_of(t: Timestamp) -> String {
+    let d = t.as_offset_date_time().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn is_day(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+struct Partition {
+    index: Index,
+    reader: IndexReader,
+    writer: Option<IndexWriter>,
+    last_write: u64,
+}
+
+struct State {
+    parts: BTreeMap<String, Partition>,
+    tick: u64,
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct TantivyEventStore {
+    dir: PathBuf,
+    fields: Fields,
+    schema: Schema,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for TantivyEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyEventStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+fn text_of(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| text_of(x, out)),
+        Value::Object(o) => o.values().for_each(|x| text_of(x, out)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+impl TantivyEventStore {
+    /// Open (creating if needed) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        let (schema, fields) = schema();
+        Ok(TantivyEventStore {
+            dir: dir.to_path_buf(),
+            fields,
+            schema,
+            state: Arc::new(Mutex::new(State {
+                parts: BTreeMap::new(),
+                tick: 0,
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Days present on disk, oldest first.
+    fn days_on_disk(&self) -> Result<Vec<String>, StoreError> {
+        let mut days: Vec<String> = std::fs::read_dir(&self.dir)
+            .map_err(backend)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("meta.json").exists())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|d| is_day(d))
+            .collect();
+        days.sort();
+        Ok(days)
+    }
+
+    fn partition<'s>(
+        &self,
+        st: &'s mut State,
+        day: &str,
+        create: bool,
+    ) -> Result<Option<&'s mut Partition>, StoreError> {
+        if !st.parts.contains_key(day) {
+            let path = self.dir.join(day);
+            let exists = path.join("meta.json").exists();
+            if !exists && !create {
+                return Ok(None);
+            }
+            let index = if exists {
+                Index::open_in_dir(&path).map_err(backend)?
+            } else {
+                std::fs::create_dir_all(&path).map_err(backend)?;
+                Index::builder()
+                    .schema(self.schema.clone())
+                    .settings(IndexSettings {
+                        docstore_compression: Compressor::Lz4,
+                        docstore_blocksize: 64 * 1024,
+                        ..IndexSettings::default()
+                    })
+                    .create_in_dir(&path)
+                    .map_err(backend)?
+            };
+            if index.schema() != self.schema {
+                return Err(StoreError::Corrupt(format!(
+                    "event partition {day} has another schema than this version writes"
+                )));
+            }
+            register_tokenizers(&index);
+            let reader = index
+                .reader_builder()
+                .reload_policy(ReloadPolicy::Manual)
+                .try_into()
+                .map_err(backend)?;
+            st.parts.insert(
+                day.to_string(),
+                Partition {
+                    index,
+                    reader,
+                    writer: None,
+                    last_write: 0,
+                },
+            );
+        }
+        Ok(st.parts.get_mut(day))
+    }
+
+    fn document(&self, e: &ArchivedEvent) -> TantivyDocument {
+        let f = &self.fields;
+        let mut d = TantivyDocument::default();
+        d.add_text(f.id, &e.id);
+        d.add_i64(f.time, e.time.unix_nanos());
+        d.add_text(f.topic, &e.topic);
+        d.add_text(f.source, &e.source);
+        d.add_text(f.severity, &e.severity);
+        if let Some(c) = e.class_uid {
+            d.add_u64(f.class_uid, u64::from(c));
+        }
+        for (field, v) in [
+            (f.host, &e.host),
+            (f.user, &e.user),
+            (f.src_ip, &e.src_ip),
+            (f.dst_ip, &e.dst_ip),
+        ] {
+            if let Some(v) = v {
+                d.add_text(field, v);
+            }
+        }
+        let mut text = format!("{}\n{}\n", e.topic, e.source);
+        text_of(&e.body, &mut text);
+        d.add_text(f.text, &text);
+        match &e.body {
+            Value::Object(m) => d.add_field_value(f.body, &OwnedValue::from(m.clone())),
+            other => {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), other.clone());
+                d.add_field_value(f.body, &OwnedValue::from(m));
+            }
+        }
+        d.add_text(f.raw, e.body.to_string());
+        d
+    }
+
+    fn event_of(&self, d: &TantivyDocument) -> Result<ArchivedEvent, StoreError> {
+        let f = &self.fields;
+        let s = |field: Field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let raw = s(f.raw).ok_or_else(|| StoreError::Corrupt("event without body".into()))?;
+        Ok(ArchivedEvent {
+            id: s(f.id).unwrap_or_default(),
+            time: Timestamp::from_unix_nanos(
+                d.get_first(f.time).and_then(|v| v.as_i64()).unwrap_or(0),
+            ),
+            topic: s(f.topic).unwrap_or_default(),
+            source: s(f.source).unwrap_or_default(),
+            severity: s(f.severity).unwrap_or_default(),
+            class_uid: d
+                .get_first(f.class_uid)
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok()),
+            host: s(f.host),
+            user: s(f.user),
+            src_ip: s(f.src_ip),
+            dst_ip: s(f.dst_ip),
+            body: serde_json::from_str(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("stored event body: {e}")))?,
+        })
+    }
+
+    fn append_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
+        let mut by_day: BTreeMap<String, Vec<ArchivedEvent>> = BTreeMap::new();
+        for e in events {
+            by_day.entry(day_of(e.time)).or_default().push(e);
+        }
+        let mut st = self.lock();
+        for (day, evs) in by_day {
+            st.tick += 1;
+            let tick = st.tick;
+            // Bound the open writers (each holds its indexing heap).
+            let open: Vec<(u64, String)> = st
+                .parts
+                .iter()
+                .filter(|(d, p)| p.writer.is_some() && **d != day)
+                .map(|(d, p)| (p.last_write, d.clone()))
+                .collect();
+            if open.len() >= OPEN_WRITERS {
+                let mut open = open;
+                open.sort();
+                for (_, d) in open.iter().take(open.len() + 1 - OPEN_WRITERS) {
+                    if let Some(w) = st.parts.get_mut(d).and_then(|p| p.writer.take()) {
+                        w.wait_merging_threads().map_err(backend)?;
+                    }
+                }
+            }
+            let docs: Vec<(String, TantivyDocument)> = evs
+                .iter()
+                .map(|e| (e.id.clone(), self.document(e)))
+                .collect();
+            let id_field = self.fields.id;
+            let Some(p) = self.partition(&mut st, &day, true)? else {
+                continue;
+            };
+            p.last_write = tick;
+            if p.writer.is_none() {
+                p.writer = Some(
+                    p.index
+                        .writer_with_num_threads(1, WRITER_HEAP)
+                        .map_err(backend)?,
+                );
+            }
+            let Some(w) = p.writer.as_mut() else { continue };
+            for (id, doc) in docs {
+                // At-least-once delivery: a redelivered event replaces its earlier copy.
+                w.delete_term(Term::from_field_text(id_field, &id));
+                w.add_document(doc).map_err(backend)?;
+            }
+            if let Err(e) = w.commit() {
+                // Nothing of this batch is acknowledged; the next batch starts clean.
+                let _ = w.rollback();
+                return Err(backend(e));
+            }
+            p.reader.reload().map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn search_blocking(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
+        if q.to.unix_nanos() <= q.from.unix_nanos() {
+            return Err(StoreError::Invalid(
+                "the search range is empty: `from` must be before `to`".into(),
+            ));
+        }
+        let limit = q.limit.clamp(1, MAX_LIMIT);
+        let first = day_of(q.from);
+        let last = day_of(Timestamp::from_unix_nanos(q.to.unix_nanos() - 1));
+        let days: Vec<String> = self
+            .days_on_disk()?
+            .into_iter()
+            .filter(|d| *d >= first && *d <= last)
+            .rev()
+            .collect();
+        let mut page = EventPage {
+            events: Vec::new(),
+            matched: 0,
+            partitions: days.len(),
+        };
+        let mut st = self.lock();
+        for day in days {
+            let Some(p) = self.partition(&mut st, &day, false)? else {
+                continue;
+            };
+            // Another process may have committed since this reader was opened.
+            p.reader.reload().map_err(backend)?;
+            let parser = {
+                let mut qp = QueryParser::for_index(&p.index, vec![self.fields.text]);
+                qp.set_conjunction_by_default();
+                qp
+            };
+            let text = q.text.trim();
+            let user: Box<dyn Query> = if text.is_empty() {
+                Box::new(AllQuery)
+            } else {
+                match parser.parse_query(text) {
+                    Ok(q) => q,
+                    // `NOT x` alone means "everything but x" to an analyst.
+                    Err(QueryParserError::AllButQueryForbidden) => parser
+                        .parse_query(&format!("* {text}"))
+                        .map_err(|e| StoreError::Invalid(format!("query `{text}`: {e}")))?,
+                    Err(e) => return Err(StoreError::Invalid(format!("query `{text}`: {e}"))),
+                }
+            };
+            let range = RangeQuery::new(
+                Bound::Included(Term::from_field_i64(self.fields.time, q.from.unix_nanos())),
+                Bound::Excluded(Term::from_field_i64(self.fields.time, q.to.unix_nanos())),
+            );
+            let query = BooleanQuery::new(vec![
+                (Occur::Must, user),
+                (Occur::Must, Box::new(range) as Box<dyn Query>),
+            ]);
+            let searcher = p.reader.searcher();
+            let want = limit.saturating_sub(page.events.len()).max(1);
+            let (count, top) = searcher
+                .search(
+                    &query,
+                    &(
+                        Count,
+                        TopDocs::with_limit(want).order_by_fast_field::<i64>("time", Order::Desc),
+                    ),
+                )
+                .map_err(backend)?;
+            page.matched += count as u64;
+            if page.events.len() < limit {
+                for (_, addr) in top {
+                    let d: TantivyDocument = searcher.doc(addr).map_err(backend)?;
+                    page.events.push(self.event_of(&d)?);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn partitions_blocking(&self) -> Result<Vec<PartitionInfo>, StoreError> {
+        let days = self.days_on_disk()?;
+        let mut out = Vec::with_capacity(days.len());
+        let mut st = self.lock();
+        for day in days {
+            let Some(p) = self.partition(&mut st, &day, false)? else {
+                continue;
+            };
+            p.reader.reload().map_err(backend)?;
+            let events = p.reader.searcher().num_docs();
+            let bytes = std::fs::read_dir(self.dir.join(&day))
+                .map_err(backend)?
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum();
+            out.push(PartitionInfo { day, events, bytes });
+        }
+        Ok(out)
+    }
+
+    fn drop_blocking(&self, day: &str) -> Result<(), StoreError> {
+        if !is_day(day) {
+            return Err(StoreError::Invalid(format!(
+                "`{day}` is not a partition name (YYYY-MM-DD)"
+            )));
+        }
+        let path = self.dir.join(day);
+        if !path.exists() {
+            return Err(StoreError::NotFound(format!("event partition {day}")));
+        }
+        let mut st = self.lock();
+        if let Some(p) = st.parts.remove(day)
+            && let Some(w) = p.writer
+        {
+            w.wait_merging_threads().map_err(backend)?;
+        }
+        std::fs::remove_dir_all(&path)
+            .map_err(|e| backend(format!("cannot delete {}: {e}", path.display())))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(TantivyEventStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(|e| backend(format!("event store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl EventStore for TantivyEventStore {
+    async fn append(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |s| s.append_blocking(events)).await
+    }
+
+    async fn search(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let q = query.clone();
+        self.blocking(move |s| s.search_blocking(&q)).await
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, StoreError> {
+        self.blocking(|s| s.partitions_blocking()).await
+    }
+
+    async fn drop_partition(&self, day: &str) -> Result<(), StoreError> {
+        let day = day.to_string();
+        self.blocking(move |s| s.drop_blocking(&day)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days() {
+        assert_eq!(day_of(Timestamp::from_unix_secs(0)), "1970-01-01");
+        assert_eq!(
+            day_of(Timestamp::parse_rfc3339("2026-11-25T23:59:59.999Z").unwrap()),
+            "2026-11-25"
+        );
+        assert!(is_day("2026-11-25"));
+        for bad in ["2026-11-2", "../etc/xx", "2026_11_25", "2026-11-25/.."] {
+            assert!(!is_day(bad), "{bad}");
+        }
+    }
+}
