@@ -107,7 +107,7 @@ pub async fn metrics(
     let extra: Extra = vec![
         (
             "chengfang_logs_received",
-            "Log messages received (syslog, HTTPS batches)",
+            "Log messages received (syslog, HTTPS batches, NetFlow/IPFIX datagrams)",
             received,
         ),
         (
@@ -124,6 +124,38 @@ pub async fn metrics(
             "chengfang_syslog_tcp_connections",
             "Syslog TCP connections accepted",
             connections,
+        ),
+        (
+            "chengfang_netflow_flows",
+            "Flows decoded from NetFlow/IPFIX datagrams",
+            s.logs
+                .counters()
+                .flows
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_netflow_waiting_template",
+            "Flow data sets held until their exporter's template arrives",
+            s.logs
+                .counters()
+                .flows_waiting_template
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_events_archived",
+            "Logs and alerts stored in the event store",
+            s.events
+                .counters()
+                .stored
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_events_archive_failures",
+            "Event batches the event store refused (handed back to the bus)",
+            s.events
+                .counters()
+                .failed_batches
+                .load(std::sync::atomic::Ordering::Relaxed),
         ),
         (
             "chengfang_device_messages_accepted",

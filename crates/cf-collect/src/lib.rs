@@ -34,6 +34,28 @@ pub async fn udp(
     }
 }
 
+/// Receive NetFlow v5/v9 and IPFIX datagrams until `stop` turns true; templates are kept per
+/// exporter (address and port), so exporters behind one collector do not mix.
+pub async fn netflow_udp(
+    socket: tokio::net::UdpSocket,
+    intake: LogIntake,
+    mut stop: watch::Receiver<bool>,
+) {
+    // The largest UDP payload: exporters fill jumbo frames.
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    intake.netflow(&buf[..n], peer).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "NetFlow UDP receive failed"),
+            },
+            _ = stop.changed() => if *stop.borrow() { return; },
+        }
+    }
+}
+
 /// Accept syslog TCP connections until `stop` turns true; each connection is framed by RFC 6587
 /// and read with backpressure (the next read waits for the bus).
 pub async fn tcp(

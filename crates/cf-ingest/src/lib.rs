@@ -1,16 +1,36 @@
 //! Ingest parsers (SA-1, AUD-1): syslog in RFC 5424, RFC 3164 and the variants real senders emit,
-//! and the framing of syslog over TCP (octet counting and newline). Issue 6 grows NetFlow/IPFIX
-//! and the normaliser here.
+//! the framing of syslog over TCP (octet counting and newline), NetFlow v5/v9 and IPFIX with
+//! per-exporter templates, and the OCSF normaliser.
 //!
 //! Architecture invariant: no I/O and no clock — bytes and the receive time come in, records go
 //! out, and malformed input is an error with its position, never a panic.
 
 pub mod framing;
+pub mod netflow;
 pub mod ocsf;
 pub mod syslog;
 
-/// Entry points shared by the cargo-fuzz target `syslog` and the stable corpus replay test.
+/// Entry points shared by the cargo-fuzz targets and the stable corpus replay tests.
 pub mod fuzzing {
+    /// Untrusted flow-export datagrams must never panic, whatever template state came before:
+    /// the input is cut into datagrams (2-byte length prefixes) from two exporters.
+    pub fn netflow(data: &[u8]) {
+        let mut d = crate::netflow::FlowDecoder::new();
+        let t = cf_core::Timestamp::from_unix_secs(1_790_000_000);
+        let mut rest = data;
+        let mut i = 0u16;
+        while rest.len() >= 2 {
+            let n = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+            let (dgram, tail) = rest[2..].split_at(n);
+            let from = std::net::SocketAddr::from(([10, 0, 0, (i % 2) as u8 + 1], 2055));
+            for f in d.decode(from, dgram).flows {
+                let _ = crate::netflow::to_ocsf(&f, "fuzz", t);
+            }
+            rest = tail;
+            i = i.wrapping_add(1);
+        }
+    }
+
     /// Untrusted syslog datagrams and TCP streams must never panic.
     pub fn syslog(data: &[u8]) {
         let t = cf_core::Timestamp::from_unix_secs(1_790_000_000);

@@ -23,6 +23,10 @@ pub struct Counters {
     pub publish_failed: AtomicU64,
     /// TCP connections (socket transports).
     pub connections: AtomicU64,
+    /// Flows decoded from NetFlow/IPFIX datagrams.
+    pub flows: AtomicU64,
+    /// Flow data sets held until their exporter sends the template.
+    pub flows_waiting_template: AtomicU64,
 }
 
 impl Counters {
@@ -66,6 +70,7 @@ pub struct LogIntake {
     counters: Arc<Counters>,
     ids: Arc<AtomicU64>,
     auth: Arc<std::sync::Mutex<cf_detect::AuthDetector>>,
+    flows: Arc<std::sync::Mutex<cf_ingest::netflow::FlowDecoder>>,
 }
 
 impl std::fmt::Debug for LogIntake {
@@ -91,6 +96,7 @@ impl LogIntake {
             auth: Arc::new(std::sync::Mutex::new(cf_detect::AuthDetector::new(
                 cf_detect::AuthRules::default(),
             ))),
+            flows: Arc::default(),
         }
     }
 
@@ -194,6 +200,55 @@ impl LogIntake {
                 false
             }
         }
+    }
+
+    /// One NetFlow v5/v9 or IPFIX datagram from `exporter`: each flow goes out as `log.netflow`
+    /// (OCSF Network Activity); an undecodable datagram as `log.malformed` with its bytes in
+    /// base64. Returns the number of flows.
+    pub async fn netflow(&self, raw: &[u8], exporter: std::net::SocketAddr) -> usize {
+        let now = self.clock.now();
+        let decoded = self
+            .flows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .decode(exporter, raw);
+        let peer = exporter.ip().to_string();
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .flows
+            .fetch_add(decoded.flows.len() as u64, Ordering::Relaxed);
+        self.counters
+            .flows_waiting_template
+            .fetch_add(decoded.waiting as u64, Ordering::Relaxed);
+        if let Some(reason) = &decoded.error {
+            use base64::Engine;
+            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            let ev = Event {
+                id: self.id(),
+                topic: "log.malformed".into(),
+                time: now,
+                source: format!("netflow://{peer}"),
+                severity: Severity::Low,
+                payload: serde_json::json!({"peer": peer, "transport": "netflow", "reason": reason,
+                    "flows_decoded": decoded.flows.len(),
+                    "raw_base64": base64::engine::general_purpose::STANDARD.encode(raw)}),
+            };
+            self.publish(ev).await;
+        }
+        let n = decoded.flows.len();
+        for f in decoded.flows {
+            let ocsf = cf_ingest::netflow::to_ocsf(&f, &peer, now);
+            let ev = Event {
+                id: self.id(),
+                topic: "log.netflow".into(),
+                time: now,
+                source: format!("netflow://{peer}"),
+                severity: Severity::Info,
+                payload: serde_json::json!({"received": now, "peer": peer, "transport": "netflow", "flow": f, "ocsf": ocsf}),
+            };
+            self.publish(ev).await;
+        }
+        n
     }
 
     /// One NDJSON line; returns whether it was a JSON object.

@@ -183,3 +183,77 @@ pub fn check_seed(target: &str, name: &str, bytes: &[u8]) {
         "seed {name} is stale; rerun with CHENGFANG_WRITE_SEEDS=1"
     );
 }
+
+/// The UDP datagrams of a classic pcap file (Ethernet with VLAN tags, raw IP or Linux cooked
+/// capture; IPv4 and IPv6): `(source address, payload)` in capture order. Test data reader for
+/// the flow collectors; anything it cannot follow is skipped.
+pub fn pcap_udp(path: &std::path::Path) -> Vec<(std::net::SocketAddr, Vec<u8>)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if data.len() < 24 {
+        return Vec::new();
+    }
+    let magic = [data[0], data[1], data[2], data[3]];
+    let le = matches!(magic, [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]);
+    let u32at = |b: &[u8], i: usize| {
+        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        }
+    };
+    let linktype = u32at(&data, 20);
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let incl = u32at(&data, at + 8) as usize;
+        let start = at + 16;
+        let end = (start + incl).min(data.len());
+        let frame = &data[start..end];
+        at = start + incl;
+        let ip = match linktype {
+            1 => {
+                let mut off = 12;
+                let mut ethertype = frame
+                    .get(off..off + 2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]));
+                while matches!(ethertype, Some(0x8100 | 0x88a8)) {
+                    off += 4;
+                    ethertype = frame
+                        .get(off..off + 2)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]));
+                }
+                frame.get(off + 2..)
+            }
+            101 => Some(frame),
+            113 => frame.get(16..),
+            _ => None,
+        };
+        let Some(ip) = ip else { continue };
+        let Some(&v) = ip.first() else { continue };
+        let (src, proto, l4) = match v >> 4 {
+            4 if ip.len() >= 20 => {
+                let ihl = usize::from(v & 0x0f) * 4;
+                let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+                (src, ip[9], ip.get(ihl..))
+            }
+            6 if ip.len() >= 40 => {
+                let mut s = [0u8; 16];
+                s.copy_from_slice(&ip[8..24]);
+                (IpAddr::V6(Ipv6Addr::from(s)), ip[6], ip.get(40..))
+            }
+            _ => continue,
+        };
+        let Some(udp) = l4.filter(|_| proto == 17) else {
+            continue;
+        };
+        if udp.len() < 8 {
+            continue;
+        }
+        let sport = u16::from_be_bytes([udp[0], udp[1]]);
+        let len = usize::from(u16::from_be_bytes([udp[4], udp[5]])).clamp(8, udp.len());
+        out.push((SocketAddr::new(src, sport), udp[8..len].to_vec()));
+    }
+    out
+}

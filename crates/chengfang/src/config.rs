@@ -258,6 +258,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive syslog over TLS (RFC 5425, octet counting) on this `IP:PORT`, e.g. `0.0.0.0:6514`, with the API's server certificate; empty: off.",
     },
     Field {
+        path: "collect.netflow_udp",
+        kind: Kind::Str,
+        default: "",
+        doc: "Receive NetFlow v5/v9 and IPFIX over UDP on this `IP:PORT`, e.g. `0.0.0.0:2055`; empty: off. Templates are kept per exporter; each flow is published as `log.netflow` (OCSF Network Activity 4001), undecodable datagrams as `log.malformed` with their bytes.",
+    },
+    Field {
         path: "events.retention_days",
         kind: Kind::Int(1, 36_500),
         default: "180",
@@ -335,6 +341,8 @@ pub struct Config {
     pub kms: KmsSeal,
     /// Device trust.
     pub devices: DeviceSettings,
+    /// NetFlow/IPFIX listener (UDP).
+    pub netflow: Option<SocketAddr>,
     /// Event store: directory and retention in days.
     pub events: (PathBuf, u32),
     /// Syslog listeners (UDP, TCP).
@@ -694,6 +702,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         listen_addr("collect.syslog_tcp"),
     );
     let syslog_tls = listen_addr("collect.syslog_tls");
+    let netflow = listen_addr("collect.netflow_udp");
     if problems.iter().any(|p| !p.warning) {
         return (None, problems);
     }
@@ -763,6 +772,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         },
         syslog,
         syslog_tls,
+        netflow,
         events: (
             match s("events.dir") {
                 x if x.is_empty() => data_dir.join("events"),

@@ -406,6 +406,17 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let (dev_stop, dev_stop_rx) = tokio::sync::watch::channel(false);
     let mut dev_tasks = p.spawn_devices(dev_stop_rx.clone());
     let sink = p.logs.clone();
+    if let Some(a) = cfg.netflow {
+        let sock = tokio::net::UdpSocket::bind(a)
+            .await
+            .with_context(|| format!("collect.netflow_udp: cannot bind {a}"))?;
+        println!("  netflow/ipfix   udp://{}", sock.local_addr()?);
+        dev_tasks.push(tokio::spawn(cf_collect::netflow_udp(
+            sock,
+            sink.clone(),
+            dev_stop_rx.clone(),
+        )));
+    }
     if let Some(a) = cfg.syslog.0 {
         let sock = tokio::net::UdpSocket::bind(a)
             .await

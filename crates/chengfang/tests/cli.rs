@@ -2837,27 +2837,39 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         .lines()
         .filter(|l| l.contains("Failed password"))
         .count();
-    let mut summary = serde_json::Value::Null;
-    for _ in 0..50 {
-        let (code, out) = search(&["\"failed password\""], &["--json", "--limit", "5"]);
-        summary = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v.get("matched").is_some())
-            .unwrap_or_default();
-        if code == 0 && summary["matched"] == failed {
-            let events: Vec<serde_json::Value> = out
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|v: &serde_json::Value| v.get("topic").is_some())
-                .collect();
-            assert_eq!(events.len(), 5, "{out}");
-            assert!(events.iter().all(|e| e["topic"] == "log.syslog"), "{out}");
+    // The archive commits in batches behind the bus; wait (over the API, cheaply) until every
+    // line is in, then use the CLI.
+    let every = format!(
+        "{}/api/v1/events?q=%22failed%20password%22&from=800d&limit=1",
+        srv.url
+    );
+    let mut matched = serde_json::Value::Null;
+    for _ in 0..300 {
+        matched = json(c.get(&every).bearer_auth(&op).send().await.unwrap())
+            .await
+            .1["matched"]
+            .clone();
+        if matched == failed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(matched, failed, "every failed password archived");
+    let (code, out) = search(&["\"failed password\""], &["--json", "--limit", "5"]);
+    assert_eq!(code, 0, "{out}");
+    let summary = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("matched").is_some())
+        .unwrap_or_default();
     assert_eq!(summary["matched"], failed, "{summary}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("topic").is_some())
+        .collect();
+    assert_eq!(events.len(), 5, "{out}");
+    assert!(events.iter().all(|e| e["topic"] == "log.syslog"), "{out}");
     // NDJSON records are searchable by their own fields; malformed lines are kept and found.
     let (code, out) = search(&["body.record.user:b"], &[]);
     assert_eq!(code, 0, "{out}");
