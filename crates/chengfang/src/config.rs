@@ -343,8 +343,8 @@ pub struct Config {
     pub devices: DeviceSettings,
     /// NetFlow/IPFIX listener (UDP).
     pub netflow: Option<SocketAddr>,
-    /// Event store: directory and retention in days.
-    pub events: (PathBuf, u32),
+    /// Event store: directory (`None`: `<data_dir>/events`) and retention in days.
+    pub events: (Option<PathBuf>, u32),
     /// Syslog listeners (UDP, TCP).
     pub syslog: (Option<SocketAddr>, Option<SocketAddr>),
     /// Syslog over TLS listener.
@@ -774,15 +774,24 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         syslog_tls,
         netflow,
         events: (
-            match s("events.dir") {
-                x if x.is_empty() => data_dir.join("events"),
-                x => PathBuf::from(x),
-            },
+            Some(s("events.dir"))
+                .filter(|x| !x.is_empty())
+                .map(PathBuf::from),
             u32::try_from(i("events.retention_days")).unwrap_or(180),
         ),
         data_dir,
     };
     (Some(cfg), problems)
+}
+
+impl Config {
+    /// Where the event store lives (resolved late, so `--data-dir` moves it too).
+    pub fn events_dir(&self) -> PathBuf {
+        self.events
+            .0
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("events"))
+    }
 }
 
 /// Levenshtein distance, for "did you mean" hints.

@@ -131,8 +131,9 @@ impl Platform {
         );
         let alerts =
             cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
-        let event_store = cf_evstore::TantivyEventStore::open(&cfg.events.0)
-            .with_context(|| format!("cannot open the event store {}", cfg.events.0.display()))?;
+        let events_dir = cfg.events_dir();
+        let event_store = cf_evstore::TantivyEventStore::open(&events_dir)
+            .with_context(|| format!("cannot open the event store {}", events_dir.display()))?;
         let events = cf_platform::archive::EventArchive::new(
             Arc::new(event_store),
             ledger.clone(),

@@ -2840,7 +2840,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     // The archive commits in batches behind the bus; wait (over the API, cheaply) until every
     // line is in, then use the CLI.
     let every = format!(
-        "{}/api/v1/events?q=%22failed%20password%22&from=800d&limit=1",
+        "{}/api/v1/events?q=topic%3Alog.syslog%20AND%20%22failed%20password%22&from=800d&limit=1",
         srv.url
     );
     let mut matched = serde_json::Value::Null;
@@ -2855,7 +2855,14 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(matched, failed, "every failed password archived");
-    let (code, out) = search(&["\"failed password\""], &["--json", "--limit", "5"]);
+    assert!(
+        dir.join("events").is_dir(),
+        "the event store lives in the --data-dir, not in the working directory"
+    );
+    let (code, out) = search(
+        &["topic:log.syslog", "AND", "\"failed password\""],
+        &["--json", "--limit", "5"],
+    );
     assert_eq!(code, 0, "{out}");
     let summary = out
         .lines()
