@@ -18,6 +18,24 @@ pub const STAGES: [&str; 4] = [
 /// The stage an alert kind belongs to (`other` for availability and quality signals).
 pub fn stage_of(kind: &str) -> &'static str {
     let k = kind;
+    // Sigma alerts carry the rule's ATT&CK tactic: `sigma.<tactic>.<rule id>`.
+    if let Some(rest) = k.strip_prefix("sigma.") {
+        let tactic = rest.split('.').next().unwrap_or("");
+        return match tactic {
+            "reconnaissance"
+            | "resource_development"
+            | "initial_access"
+            | "execution"
+            | "persistence"
+            | "privilege_escalation"
+            | "defense_evasion"
+            | "credential_access" => "external_penetration",
+            "command_and_control" => "command_and_control",
+            "discovery" | "lateral_movement" => "internal_spread",
+            "collection" | "exfiltration" => "data_theft",
+            _ => "other",
+        };
+    }
     if k.starts_with("auth.")
         || k.starts_with("telemetry.")
         || matches!(
@@ -166,5 +184,21 @@ mod tests {
             (10, 30, 3)
         );
         assert_eq!(inc[1].stages, ["other"]);
+    }
+
+    #[test]
+    fn sigma_alerts_are_staged_by_their_tactic() {
+        for (kind, stage) in [
+            ("sigma.execution.x", "external_penetration"),
+            ("sigma.credential_access.x", "external_penetration"),
+            ("sigma.command_and_control.x", "command_and_control"),
+            ("sigma.lateral_movement.x", "internal_spread"),
+            ("sigma.discovery.x", "internal_spread"),
+            ("sigma.exfiltration.x", "data_theft"),
+            ("sigma.impact.x", "other"),
+            ("sigma.untagged.x", "other"),
+        ] {
+            assert_eq!(stage_of(kind), stage, "{kind}");
+        }
     }
 }

@@ -264,6 +264,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive NetFlow v5/v9 and IPFIX over UDP on this `IP:PORT`, e.g. `0.0.0.0:2055`; empty: off. Templates are kept per exporter; each flow is published as `log.netflow` (OCSF Network Activity 4001), undecodable datagrams as `log.malformed` with their bytes.",
     },
     Field {
+        path: "detect.sigma_rules",
+        kind: Kind::Str,
+        default: "",
+        doc: "Directory (or file) of Sigma rules and correlation rules run on the bus over every Windows event that arrives as a JSON log (`evtx_dump` shape, e.g. `chengfang ingest events.jsonl`); hits become `alert.sigma.<tactic>.<rule id>` alerts. Rules that cannot be compiled are refused one by one with the reason at start. Empty: off.",
+    },
+    Field {
         path: "events.retention_days",
         kind: Kind::Int(1, 36_500),
         default: "180",
@@ -343,6 +349,8 @@ pub struct Config {
     pub devices: DeviceSettings,
     /// NetFlow/IPFIX listener (UDP).
     pub netflow: Option<SocketAddr>,
+    /// Sigma rules run on the bus.
+    pub sigma_rules: Option<PathBuf>,
     /// Event store: directory (`None`: `<data_dir>/events`) and retention in days.
     pub events: (Option<PathBuf>, u32),
     /// Syslog listeners (UDP, TCP).
@@ -773,6 +781,9 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         syslog,
         syslog_tls,
         netflow,
+        sigma_rules: Some(s("detect.sigma_rules"))
+            .filter(|x| !x.is_empty())
+            .map(PathBuf::from),
         events: (
             Some(s("events.dir"))
                 .filter(|x| !x.is_empty())

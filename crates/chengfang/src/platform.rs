@@ -44,6 +44,8 @@ pub struct Platform {
     pub alerts: cf_platform::alerts::AlertBook,
     /// The event archive.
     pub events: cf_platform::archive::EventArchive,
+    /// Sigma rules on the bus, when configured.
+    pub sigma: Option<cf_platform::sigma::SigmaStream>,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -140,9 +142,33 @@ impl Platform {
             clock.clone(),
             cfg.events.1,
         );
+        let sigma = match &cfg.sigma_rules {
+            None => None,
+            Some(path) => {
+                let loaded = crate::hunt::load_rules(path)
+                    .with_context(|| format!("detect.sigma_rules: {}", path.display()))?;
+                println!(
+                    "  sigma           {} rules, {} correlations from {} ({} refused)",
+                    loaded.set.rules().len(),
+                    loaded.correlator.rules().count(),
+                    path.display(),
+                    loaded.refused.len()
+                );
+                for (p, why) in loaded.refused.iter().take(5) {
+                    tracing::info!(rule = %p.display(), reason = %why, "sigma rule refused");
+                }
+                Some(cf_platform::sigma::SigmaStream::new(
+                    loaded.set,
+                    loaded.correlator,
+                    clock.clone(),
+                    &cfg.node_name,
+                ))
+            }
+        };
         Ok(Platform {
             alerts,
             events,
+            sigma,
             logs,
             identity,
             devices,
@@ -206,6 +232,9 @@ impl Platform {
         tasks.push(tokio::spawn(
             self.alerts.clone().run(self.bus.clone(), stop.clone()),
         ));
+        if let Some(s) = &self.sigma {
+            tasks.push(tokio::spawn(s.clone().run(self.bus.clone(), stop.clone())));
+        }
         // Every log and alert lands in the event store; retention runs hourly.
         tasks.push(tokio::spawn(
             self.events.clone().run(self.bus.clone(), stop.clone()),

@@ -832,6 +832,144 @@ fn hunt_evaluates_correlation_rules_over_event_time() {
     );
 }
 
+/// Sigma on the bus (SA-1, IDS-1): a server loaded with the SigmaHQ Windows rules raises, for
+/// real attack events ingested as NDJSON, an alert for every rule `chengfang hunt` finds in the
+/// same file, placed on the attack chain by the rule's ATT&CK tactic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigma_rules_run_on_ingested_windows_events() {
+    use std::io::Read;
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    ruzstd::decoding::StreamingDecoder::new(
+        std::fs::File::open(root.join("detection/events.jsonl.zst")).unwrap(),
+    )
+    .unwrap()
+    .read_to_string(&mut text)
+    .unwrap();
+    // SigmaHQ's own regression captures come last in the file: many rules, few events.
+    let lines: Vec<&str> = text.lines().collect();
+    let slice = lines[lines.len() - 240..].join("\n") + "\n";
+    let events = tmp.path().join("windows.jsonl");
+    std::fs::write(&events, &slice).unwrap();
+    let rules = root.join("detection/rules/windows");
+    let (code, out) = run_cli(&[
+        "hunt",
+        "--json",
+        "--rules",
+        rules.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let want: std::collections::BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["rule_id"].as_str().map(str::to_string))
+        .collect();
+    assert!(want.len() > 50, "{} rules fire on the slice", want.len());
+
+    let dir = tmp.path().join("data");
+    let srv = start_server_with(
+        &dir,
+        &[("CHENGFANG_DETECT__SIGMA_RULES", rules.display().to_string())],
+        true,
+    );
+    let c = client(&dir);
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/auth/rotate", srv.url))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let tok = tmp.path().join("admin.token");
+    std::fs::write(&tok, &admin).unwrap();
+    let (_, v) = json(
+        c.post(format!("{}/api/v1/tokens", srv.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let op = v["token"].as_str().unwrap().to_string();
+    let (code, out) = run_cli(&[
+        "ingest",
+        "--url",
+        &srv.url,
+        "--token-file",
+        tok.to_str().unwrap(),
+        "--ca",
+        &dir.join("ca/ca.pem").display().to_string(),
+        "--batch-bytes",
+        "8192",
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let mut got = std::collections::BTreeSet::new();
+    let mut book = serde_json::Value::Null;
+    for _ in 0..300 {
+        book = json(
+            c.get(format!("{}/api/v1/alerts", srv.url))
+                .bearer_auth(&op)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .1;
+        got = book
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"].as_str().is_some_and(|k| k.starts_with("sigma.")))
+            .filter_map(|a| a["latest"]["rule_id"].as_str().map(str::to_string))
+            .collect();
+        if got.len() >= want.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing: Vec<&String> = want.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "hunt found rules the stream did not alert on: {missing:?}"
+    );
+    assert_eq!(got, want);
+    // Alerts sit on the attack chain by their rule's tactic.
+    let (_, inc) = json(
+        c.get(format!("{}/api/v1/incidents", srv.url))
+            .bearer_auth(&op)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let stages: std::collections::BTreeSet<&str> = inc
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s.as_str())
+        })
+        .collect();
+    assert!(
+        stages.contains("external_penetration") && stages.contains("internal_spread"),
+        "{stages:?}"
+    );
+    let _ = book;
+    drop(srv);
+}
+
 #[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();
