@@ -1,10 +1,11 @@
 //! Ingest parsers (SA-1, AUD-1): syslog in RFC 5424, RFC 3164 and the variants real senders emit,
 //! the framing of syslog over TCP (octet counting and newline), NetFlow v5/v9 and IPFIX with
-//! per-exporter templates, and the OCSF normaliser.
+//! per-exporter templates, Windows EVTX files, and the OCSF normaliser.
 //!
 //! Architecture invariant: no I/O and no clock — bytes and the receive time come in, records go
 //! out, and malformed input is an error with its position, never a panic.
 
+pub mod evtx;
 pub mod framing;
 pub mod netflow;
 pub mod ocsf;
@@ -12,6 +13,15 @@ pub mod syslog;
 
 /// Entry points shared by the cargo-fuzz targets and the stable corpus replay tests.
 pub mod fuzzing {
+    /// Untrusted EVTX bytes must be refused or read record by record, never panic.
+    pub fn evtx(data: &[u8]) {
+        if let Ok(recs) = crate::evtx::records(data.to_vec()) {
+            for r in recs.into_iter().flatten() {
+                let _ = r.pointer("/Event/System/EventID");
+            }
+        }
+    }
+
     /// Untrusted flow-export datagrams must never panic, whatever template state came before:
     /// the input is cut into datagrams (2-byte length prefixes) from two exporters.
     pub fn netflow(data: &[u8]) {

@@ -257,3 +257,59 @@ pub fn pcap_udp(path: &std::path::Path) -> Vec<(std::net::SocketAddr, Vec<u8>)> 
     }
     out
 }
+
+/// The regular files of a tar archive (ustar, GNU long names, PAX `path`): `(path, bytes)`.
+/// Test data reader for archives in ../shared/datasets.
+pub fn tar_files(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let field = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).to_string()
+    };
+    let octal = |b: &[u8]| {
+        let s = field(b);
+        usize::from_str_radix(s.trim(), 8).unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut long_name: Option<String> = None;
+    while at + 512 <= tar.len() {
+        let h = &tar[at..at + 512];
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        let size = octal(&h[124..136]);
+        let kind = h[156];
+        let body = &tar[at + 512..(at + 512 + size).min(tar.len())];
+        at += 512 + size.div_ceil(512) * 512;
+        match kind {
+            b'L' => long_name = Some(field(body)),
+            b'x' => {
+                // PAX records: "<len> key=value\n".
+                for rec in String::from_utf8_lossy(body).split('\n') {
+                    if let Some((_, kv)) = rec.split_once(' ')
+                        && let Some(p) = kv.strip_prefix("path=")
+                    {
+                        long_name = Some(p.to_string());
+                    }
+                }
+            }
+            b'0' | 0 => {
+                let name = long_name.take().unwrap_or_else(|| {
+                    let prefix = field(&h[345..500]);
+                    let name = field(&h[0..100]);
+                    if prefix.is_empty() {
+                        name
+                    } else {
+                        format!("{prefix}/{name}")
+                    }
+                });
+                let name = name.strip_prefix("./").unwrap_or(&name).to_string();
+                out.push((name, body.to_vec()));
+            }
+            _ => {
+                long_name = None;
+            }
+        }
+    }
+    out
+}

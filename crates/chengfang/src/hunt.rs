@@ -1,5 +1,5 @@
-//! `chengfang hunt`: load Sigma rules, stream events from a JSONL file and print every
-//! (rule, event) hit. A stable contract for scripts: with `--json`, one object per hit with
+//! `chengfang hunt`: load Sigma rules, stream events from a JSONL file (or an EVTX file, records
+//! numbered as lines) and print every (rule, event) hit. A stable contract for scripts: with `--json`, one object per hit with
 //! `rule_id` (the Sigma id) and `line` (the event's 1-based line number).
 
 use std::io::{BufRead, BufWriter, Write};
@@ -128,9 +128,35 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
             eprintln!("  refused {}: {why}", p.display());
         }
     }
-    let f =
-        std::fs::File::open(events).with_context(|| format!("cannot open {}", events.display()))?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, f);
+    // An EVTX file is converted in memory to the JSON lines evtx_dump would print; a record
+    // that cannot be decoded counts as a malformed line.
+    let is_evtx = events
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("evtx"));
+    let mut lines: Box<dyn Iterator<Item = (usize, std::io::Result<String>)>> = if is_evtx {
+        let bytes =
+            std::fs::read(events).with_context(|| format!("cannot read {}", events.display()))?;
+        let recs = cf_ingest::evtx::records(bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
+        Box::new(recs.into_iter().enumerate().map(|(i, r)| {
+            (
+                i,
+                Ok(match r {
+                    Ok(v) => v.to_string(),
+                    // Not JSON, so it is reported as malformed with the reason.
+                    Err(e) => format!("<undecodable EVTX record: {e}>"),
+                }),
+            )
+        }))
+    } else {
+        let f = std::fs::File::open(events)
+            .with_context(|| format!("cannot open {}", events.display()))?;
+        Box::new(
+            std::io::BufReader::with_capacity(1 << 20, f)
+                .lines()
+                .enumerate(),
+        )
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut n_events, mut n_hits, mut malformed) = (0u64, 0u64, 0u64);
@@ -138,15 +164,17 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let mut lines = reader.lines().enumerate().peekable();
     let mut captures: Vec<Capture> = Vec::new();
     // Batches of lines are matched on every core; output keeps the input order.
-    while lines.peek().is_some() {
+    loop {
         let mut batch: Vec<(usize, String)> = Vec::with_capacity(8192);
         for (i, line) in lines.by_ref().take(8192) {
             let line =
                 line.with_context(|| format!("{}:{}: not UTF-8 text", events.display(), i + 1))?;
             batch.push((i + 1, line));
+        }
+        if batch.is_empty() {
+            break;
         }
         // Interleaved, not contiguous: expensive events cluster in real logs.
         let results: Vec<WorkerResult> = std::thread::scope(|scope| {

@@ -970,6 +970,77 @@ async fn sigma_rules_run_on_ingested_windows_events() {
     drop(srv);
 }
 
+/// `hunt` reads EVTX files directly: the same hits, on the same record numbers, as on the JSON
+/// lines evtx_dump made of them.
+#[test]
+fn hunt_reads_evtx_files_like_their_jsonl() {
+    use std::io::Read;
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let d = root.join("detection");
+    let unzstd = |p: &std::path::Path| {
+        let mut out = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(std::fs::File::open(p).unwrap())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let events = String::from_utf8(unzstd(&d.join("events.jsonl.zst"))).unwrap();
+    let lines: Vec<&str> = events.lines().collect();
+    let index = String::from_utf8(unzstd(&d.join("events.index.tsv.zst"))).unwrap();
+    let tar = cf_testkit::tar_files(&unzstd(&d.join("evtx.tar.zst")));
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = d.join("rules/windows");
+    let hunt = |file: &std::path::Path| -> Vec<(String, u64)> {
+        let (code, out) = run_cli(&[
+            "hunt",
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let mut v: Vec<(String, u64)> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|h| {
+                (
+                    h["rule_id"].as_str().unwrap().to_string(),
+                    h["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut total = 0;
+    for name in [
+        "DeepBlueCLI/metasploit-psexec-pwshpayload.evtx",
+        "DeepBlueCLI/mimikatz-privilegedebug-tokenelevate-hashdump.evtx",
+        "DeepBlueCLI/Powershell-Invoke-Obfuscation-many.evtx",
+    ] {
+        let (_, bytes) = tar
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name}"));
+        let evtx = tmp.path().join("x.evtx");
+        std::fs::write(&evtx, bytes).unwrap();
+        let jsonl = tmp.path().join("x.jsonl");
+        let mine: Vec<&str> = index
+            .lines()
+            .filter(|r| r.split('\t').nth(1) == Some(name))
+            .map(|r| lines[r.split('\t').next().unwrap().parse::<usize>().unwrap() - 1])
+            .collect();
+        std::fs::write(&jsonl, mine.join("\n")).unwrap();
+        let (a, b) = (hunt(&evtx), hunt(&jsonl));
+        assert_eq!(a, b, "{name}");
+        total += a.len();
+    }
+    assert!(total > 10, "{total} hits");
+}
+
 #[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -2949,6 +3020,44 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         .unwrap();
     assert!(m.contains("chengfang_logs_received_total 3509"), "{m}");
     assert!(m.contains("chengfang_logs_malformed_total 1"), "{m}");
+
+    // A Windows event log goes record by record, as the JSON lines evtx_dump would print.
+    {
+        use std::io::Read;
+        let mut tar = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(
+            std::fs::File::open(root.join("detection/evtx.tar.zst")).unwrap(),
+        )
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+        let files = cf_testkit::tar_files(&tar);
+        let (_, bytes) = files
+            .iter()
+            .find(|(n, _)| n == "DeepBlueCLI/metasploit-psexec-pwshpayload.evtx")
+            .unwrap();
+        let evtx = tmp.path().join("psexec.evtx");
+        std::fs::write(&evtx, bytes).unwrap();
+        let (code, out) = run_cli(&[
+            "ingest",
+            "--url",
+            &srv.url,
+            "--token-file",
+            &tok.display().to_string(),
+            "--ca",
+            &dir.join("ca/ca.pem").display().to_string(),
+            "--json",
+            &evtx.display().to_string(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (v["format"].as_str(), v["malformed"].as_u64()),
+            (Some("ndjson"), Some(0)),
+            "{out}"
+        );
+        assert!(v["parsed"].as_u64().unwrap() > 0, "{out}");
+    }
 
     // Everything ingested is searchable (SA-1): `chengfang search` as the operator.
     let optok = tmp.path().join("op.token");
