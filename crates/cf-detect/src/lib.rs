@@ -5,6 +5,7 @@
 //! Architecture invariant: no I/O and no clock — event times drive the windows, so replaying a
 //! log gives the same alerts as watching it live.
 
+pub mod dga;
 pub mod incidents;
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -1,6 +1,7 @@
 //! `chengfang`: the one binary. Parses the command line, loads configuration and wires the
 //! platform; the only crate that uses `anyhow`.
 
+mod analyze;
 mod audit_cmd;
 mod bench;
 mod config;
@@ -142,6 +143,12 @@ enum Cmd {
     Broker {
         #[command(subcommand)]
         cmd: devices_cmd::BrokerCmd,
+    },
+    /// Analytics: DGA scoring of domains (`analyze domains FILE --json`), model training and
+    /// leave-families-out evaluation.
+    Analyze {
+        #[command(subcommand)]
+        cmd: analyze::AnalyzeCmd,
     },
     /// Send log files (syslog lines or NDJSON) to a running platform, with a progress bar.
     Ingest(ingest_cmd::IngestArgs),
@@ -458,6 +465,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Simulate { cmd } => simulate::run(cmd).await,
         Cmd::Ingest(a) => ingest_cmd::run(a).await,
         Cmd::Search(a) => search_cmd::run(a).await,
+        Cmd::Analyze { cmd } => analyze::run(cmd),
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;
             init_logging("warn", cfg.log_json);

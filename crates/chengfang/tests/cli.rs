@@ -1041,6 +1041,74 @@ fn hunt_reads_evtx_files_like_their_jsonl() {
     assert!(total > 10, "{total} hits");
 }
 
+/// The DGA contract (SA-2): `analyze domains FILE --json` prints, per domain line, its score and
+/// verdict; training and the leave-families-out evaluation run on the real labelled data.
+#[test]
+fn analyze_domains_scores_one_json_object_per_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("domains.txt");
+    std::fs::write(
+        &f,
+        "google.com\n# a comment\n\nwww.baidu.com.\nxjkqwhzvbnrtplm.com\n1w7wsg01cvj6herz4pxg1vaxx9z.org\nqq.com\n",
+    )
+    .unwrap();
+    let (code, out) = run_cli(&["analyze", "domains", f.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| {
+            let s = r["dga_score"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&s), "{r}");
+            (r["domain"].as_str().unwrap(), r["dga"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("google.com", false),
+            ("www.baidu.com.", false),
+            ("xjkqwhzvbnrtplm.com", true),
+            ("1w7wsg01cvj6herz4pxg1vaxx9z.org", true),
+            ("qq.com", false)
+        ]
+    );
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let data = root.join("soc/domains/dga_vs_benign.csv.gz");
+    let (code, out) = run_cli(&[
+        "analyze",
+        "eval-dga",
+        "--data",
+        data.to_str().unwrap(),
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(v["auc"].as_f64().unwrap() > 0.9, "unseen-family AUC: {v}");
+    let model = tmp.path().join("m.bin");
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "domain,label,family\nx.com,2,y\n").unwrap();
+    let (code, out) = run_cli(&[
+        "analyze",
+        "train-dga",
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.contains("bad.csv:2: label `2` is not 0 or 1"), "{out}");
+}
+
 #[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,494 @@
+//! DGA domain detection (SA-2): is a domain name machine-generated (malware's domain generation
+//! algorithms) or chosen by people? A logistic regression over hashed character n-grams of the
+//! registrable label plus a few shape features, trained by `chengfang analyze train-dga` from
+//! labelled data and shipped as data (`models/dga.bin`).
+//!
+//! Method (docs/analytics.md has the measurements): the label between the public suffix and the
+//! rest is lower-cased and framed `^label$`; its 1- to 5-grams are hashed (FNV-1a) into 2^18
+//! buckets; shape features (length, digits, vowels, longest consonant run, character entropy,
+//! distinct characters, hex-only, digit–letter switches) are added as dense inputs; training is
+//! L2-regularised logistic regression by SGD over shuffled data, deterministic for a seed. A
+//! character trigram model of benign names (shipped inside the model) adds how "benign-like" the
+//! label reads (mean and lowest log-probability, share of never-seen trigrams). The verdict
+//! threshold is fixed at training time from a false-positive budget on benign names.
+
+/// Hashed n-gram buckets.
+pub const BUCKETS: usize = 1 << 16;
+/// Dense shape features.
+pub const DENSE: usize = 13;
+/// Hashed character-trigram and bigram counts of benign names (the language model).
+pub const LM_BUCKETS: usize = 1 << 15;
+const MAGIC: &[u8; 8] = b"CFDGA\x00\x02\x00";
+
+/// Second-level public suffixes common enough to matter (the label before them is the name).
+const SUFFIX2: [&str; 24] = [
+    "co.uk", "org.uk", "ac.uk", "gov.uk", "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn",
+    "com.au", "net.au", "org.au", "co.jp", "ne.jp", "or.jp", "co.kr", "com.br", "com.tw", "com.hk",
+    "co.in", "com.ru", "com.tr", "co.za", "com.mx",
+];
+
+/// The registrable label of a domain (`mail.example.co.uk` → `example`), lower case, and its
+/// public suffix.
+pub fn split(domain: &str) -> (String, String) {
+    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let parts: Vec<&str> = d.split('.').filter(|p| !p.is_empty()).collect();
+    match parts.len() {
+        0 => (String::new(), String::new()),
+        1 => (parts[0].to_string(), String::new()),
+        n => {
+            let two = format!("{}.{}", parts[n - 2], parts[n - 1]);
+            if n >= 3 && SUFFIX2.contains(&two.as_str()) {
+                (parts[n - 3].to_string(), two)
+            } else {
+                (parts[n - 2].to_string(), parts[n - 1].to_string())
+            }
+        }
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn is_vowel(c: u8) -> bool {
+    matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
+}
+
+/// A character language model of benign names: hashed trigram and bigram counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharLm {
+    tri: Vec<f32>,
+    bi: Vec<f32>,
+}
+
+fn lm_key(w: &[u8]) -> usize {
+    fnv(w) as usize % LM_BUCKETS
+}
+
+impl CharLm {
+    /// Count the framed labels of `names`.
+    pub fn fit<'a>(names: impl Iterator<Item = &'a str>) -> CharLm {
+        let mut lm = CharLm {
+            tri: vec![0.0; LM_BUCKETS],
+            bi: vec![0.0; LM_BUCKETS],
+        };
+        for n in names {
+            let framed = format!("^^{}$", split(n).0);
+            let b = framed.as_bytes();
+            for w in b.windows(3) {
+                lm.tri[lm_key(w)] += 1.0;
+                lm.bi[lm_key(&w[..2])] += 1.0;
+            }
+        }
+        lm
+    }
+
+    /// (mean log-probability per character, lowest, share of trigrams never seen in benign).
+    pub fn judge(&self, label: &str) -> (f32, f32, f32) {
+        let framed = format!("^^{label}$");
+        let b = framed.as_bytes();
+        let (mut sum, mut min, mut unseen, mut n) = (0f32, 0f32, 0f32, 0f32);
+        for w in b.windows(3) {
+            let t = self.tri[lm_key(w)];
+            let c = self.bi[lm_key(&w[..2])];
+            // Add-one smoothing over a 38-symbol alphabet.
+            let lp = ((t + 1.0) / (c + 38.0)).ln();
+            sum += lp;
+            min = min.min(lp);
+            if t == 0.0 {
+                unseen += 1.0;
+            }
+            n += 1.0;
+        }
+        let n = n.max(1.0);
+        (sum / n, min, unseen / n)
+    }
+}
+
+/// A domain's features: (hashed bucket indices, dense values).
+pub fn features(domain: &str, lm: &CharLm) -> (Vec<u32>, [f32; DENSE]) {
+    let (label, tld) = split(domain);
+    let framed = format!("^{label}$");
+    let b = framed.as_bytes();
+    let mut idx = Vec::with_capacity(b.len() * 5 + 1);
+    for n in 1..=5 {
+        for w in b.windows(n) {
+            let mut key = Vec::with_capacity(n + 1);
+            key.push(n as u8);
+            key.extend_from_slice(w);
+            idx.push(fnv(&key) % BUCKETS as u32);
+        }
+    }
+    idx.push(fnv(format!("tld:{tld}").as_bytes()) % BUCKETS as u32);
+    let l = label.as_bytes();
+    let len = l.len().max(1) as f32;
+    let digits = l.iter().filter(|c| c.is_ascii_digit()).count() as f32;
+    let vowels = l.iter().filter(|c| is_vowel(**c)).count() as f32;
+    let mut run = 0usize;
+    let mut max_run = 0usize;
+    for c in l {
+        if c.is_ascii_alphabetic() && !is_vowel(*c) {
+            run += 1;
+            max_run = max_run.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let mut counts = [0u32; 256];
+    for c in l {
+        counts[usize::from(*c)] += 1;
+    }
+    let entropy: f32 = counts
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| {
+            let p = n as f32 / len;
+            -p * p.log2()
+        })
+        .sum();
+    let distinct = counts.iter().filter(|&&n| n > 0).count() as f32;
+    let hex = !l.is_empty() && l.iter().all(|c| c.is_ascii_hexdigit()) && digits > 0.0;
+    let switches = l
+        .windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count() as f32;
+    let (lm_mean, lm_min, lm_unseen) = lm.judge(&label);
+    let dense = [
+        1.0,
+        (-lm_mean / 4.0).min(3.0),
+        (-lm_min / 4.0).min(3.0),
+        lm_unseen,
+        (len / 20.0).min(3.0),
+        digits / len,
+        vowels / len,
+        max_run as f32 / 10.0,
+        entropy / 4.0,
+        distinct / len,
+        if hex { 1.0 } else { 0.0 },
+        switches / len,
+        if l.contains(&b'-') { 1.0 } else { 0.0 },
+    ];
+    (idx, dense)
+}
+
+/// A trained model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DgaModel {
+    /// Weights of the hashed buckets.
+    pub sparse: Vec<f32>,
+    /// Weights of the dense features (the first is the bias).
+    pub dense: [f32; DENSE],
+    /// Scores at or above this are DGA.
+    pub threshold: f32,
+    /// The benign character model the shape features use.
+    pub lm: CharLm,
+}
+
+/// Why a model file was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("DGA model: {0}")]
+pub struct ModelError(String);
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl DgaModel {
+    /// The model shipped with this build.
+    pub fn builtin() -> Result<DgaModel, ModelError> {
+        DgaModel::from_bytes(include_bytes!("../models/dga.bin"))
+    }
+
+    /// Probability-like score in 0..1 (higher: more DGA-like).
+    pub fn score(&self, domain: &str) -> f32 {
+        let (idx, dense) = features(domain, &self.lm);
+        let mut z: f32 = idx.iter().map(|&i| self.sparse[i as usize]).sum();
+        z += dense
+            .iter()
+            .zip(&self.dense)
+            .map(|(x, w)| x * w)
+            .sum::<f32>();
+        sigmoid(z)
+    }
+
+    /// Whether the score is at or above the threshold.
+    pub fn is_dga(&self, score: f32) -> bool {
+        score >= self.threshold
+    }
+
+    /// Serialise (little-endian f32s after a magic and the threshold).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.threshold.to_le_bytes());
+        for w in self
+            .dense
+            .iter()
+            .chain(&self.sparse)
+            .chain(&self.lm.tri)
+            .chain(&self.lm.bi)
+        {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parse.
+    pub fn from_bytes(b: &[u8]) -> Result<DgaModel, ModelError> {
+        if b.len() != 12 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS) || &b[..8] != MAGIC {
+            return Err(ModelError(format!(
+                "not a version-1 model of {BUCKETS} buckets ({} bytes)",
+                b.len()
+            )));
+        }
+        let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let threshold = f(8);
+        let mut dense = [0f32; DENSE];
+        for (k, d) in dense.iter_mut().enumerate() {
+            *d = f(12 + 4 * k);
+        }
+        let sparse = (0..BUCKETS).map(|k| f(12 + 4 * (DENSE + k))).collect();
+        let base = 12 + 4 * (DENSE + BUCKETS);
+        let tri = (0..LM_BUCKETS).map(|k| f(base + 4 * k)).collect();
+        let bi = (0..LM_BUCKETS)
+            .map(|k| f(base + 4 * (LM_BUCKETS + k)))
+            .collect();
+        if !threshold.is_finite() || !(0.0..=1.0).contains(&threshold) {
+            return Err(ModelError("threshold outside 0..1".into()));
+        }
+        Ok(DgaModel {
+            sparse,
+            dense,
+            threshold,
+            lm: CharLm { tri, bi },
+        })
+    }
+}
+
+/// Training settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainConfig {
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Initial learning rate.
+    pub rate: f32,
+    /// L2 penalty per update.
+    pub l2: f32,
+    /// Target false-positive rate on benign names for the threshold.
+    pub fpr: f64,
+    /// Shuffle seed.
+    pub seed: u64,
+    /// Benign names scored at least this by out-of-fold models are treated as mislabelled
+    /// (1.0: keep every label).
+    pub drop_above: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 8,
+            rate: 0.05,
+            l2: 1e-6,
+            fpr: 0.01,
+            seed: 7,
+            drop_above: 0.98,
+        }
+    }
+}
+
+/// Train on `(domain, is_dga)` pairs (deterministic for a seed). Popularity lists used as
+/// "benign" carry real DGA names (resolver top lists from 2014 hold conficker-era domains), so
+/// benign names that models trained without them score as near-certain DGA are dropped
+/// (three-fold out-of-fold scores ≥ `drop_above`) before the final model is fitted.
+pub fn train(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
+    if cfg.drop_above >= 1.0 {
+        return fit(data, cfg);
+    }
+    let mut suspect = vec![false; data.len()];
+    let mut oof = vec![0f32; data.len()];
+    for k in 0..3u64 {
+        let fold = |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 3 == k;
+        let part: Vec<(String, bool)> = data
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !fold(*i))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let m = fit(&part, cfg);
+        for (i, (d, y)) in data.iter().enumerate() {
+            if fold(i) && !*y {
+                oof[i] = m.score(d);
+                suspect[i] = oof[i] >= cfg.drop_above;
+            }
+        }
+    }
+    let clean: Vec<(String, bool)> = data
+        .iter()
+        .zip(&suspect)
+        .filter(|(_, s)| !**s)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let mut m = fit(&clean, cfg);
+    // The threshold comes from out-of-fold scores: names a model was trained on score lower than
+    // names it has never seen, and the field is all names never seen.
+    let mut benign: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, y))| !*y && !suspect[*i])
+        .map(|(i, _)| oof[i])
+        .collect();
+    benign.sort_by(f32::total_cmp);
+    if !benign.is_empty() {
+        let k = ((1.0 - cfg.fpr) * benign.len() as f64).floor() as usize;
+        m.threshold = benign[k.min(benign.len() - 1)].min(0.999_999);
+    }
+    m
+}
+
+fn fit(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
+    let lm = CharLm::fit(data.iter().filter(|(_, y)| !*y).map(|(d, _)| d.as_str()));
+    let feats: Vec<(Vec<u32>, [f32; DENSE], f32)> = data
+        .iter()
+        .map(|(d, y)| {
+            let (i, x) = features(d, &lm);
+            (i, x, if *y { 1.0 } else { 0.0 })
+        })
+        .collect();
+    // Classes are balanced by weight so the majority does not set the bias.
+    let pos = feats.iter().filter(|f| f.2 > 0.5).count().max(1) as f32;
+    let neg = (feats.len() as f32 - pos).max(1.0);
+    let (wp, wn) = (
+        feats.len() as f32 / (2.0 * pos),
+        feats.len() as f32 / (2.0 * neg),
+    );
+    let mut m = DgaModel {
+        sparse: vec![0.0; BUCKETS],
+        dense: [0.0; DENSE],
+        threshold: 0.5,
+        lm,
+    };
+    let mut order: Vec<usize> = (0..feats.len()).collect();
+    let mut rng = cfg.seed.max(1);
+    for epoch in 0..cfg.epochs {
+        // Fisher-Yates with xorshift: reproducible without a dependency.
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        let rate = cfg.rate / (1.0 + epoch as f32);
+        for &k in &order {
+            let (idx, x, y) = &feats[k];
+            let mut z: f32 = idx.iter().map(|&i| m.sparse[i as usize]).sum();
+            z += x.iter().zip(&m.dense).map(|(a, w)| a * w).sum::<f32>();
+            let g = (sigmoid(z) - y) * if *y > 0.5 { wp } else { wn } * rate;
+            for &i in idx {
+                let w = &mut m.sparse[i as usize];
+                *w -= g + cfg.l2 * *w;
+            }
+            for (w, a) in m.dense.iter_mut().zip(x) {
+                *w -= g * a;
+            }
+        }
+    }
+    let mut benign: Vec<f32> = data
+        .iter()
+        .filter(|(_, y)| !*y)
+        .map(|(d, _)| m.score(d))
+        .collect();
+    benign.sort_by(f32::total_cmp);
+    if !benign.is_empty() {
+        let k = ((1.0 - cfg.fpr) * benign.len() as f64).floor() as usize;
+        m.threshold = benign[k.min(benign.len() - 1)].min(0.999_999);
+    }
+    m
+}
+
+/// Area under the ROC curve of scores for positives and negatives.
+pub fn auc(pos: &[f32], neg: &[f32]) -> f64 {
+    let mut all: Vec<(f32, bool)> = pos
+        .iter()
+        .map(|&s| (s, true))
+        .chain(neg.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Mann-Whitney U with average ranks for ties.
+    let mut rank_sum = 0f64;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j < all.len() && all[j].0 == all[i].0 {
+            j += 1;
+        }
+        let avg = (i + j + 1) as f64 / 2.0;
+        rank_sum += avg * all[i..j].iter().filter(|x| x.1).count() as f64;
+        i = j;
+    }
+    let (p, n) = (pos.len() as f64, neg.len() as f64);
+    if p == 0.0 || n == 0.0 {
+        return 0.5;
+    }
+    (rank_sum - p * (p + 1.0) / 2.0) / (p * n)
+}
+
+/// Recall at the threshold that keeps the false-positive rate on `neg` at most `fpr`.
+pub fn recall_at_fpr(pos: &[f32], neg: &[f32], fpr: f64) -> (f64, f32) {
+    let mut n = neg.to_vec();
+    n.sort_by(f32::total_cmp);
+    if n.is_empty() || pos.is_empty() {
+        return (0.0, 1.0);
+    }
+    let allowed = (fpr * n.len() as f64).floor() as usize;
+    // Scores strictly above the (allowed+1)-th highest benign score.
+    let t = n[n.len() - 1 - allowed.min(n.len() - 1)];
+    let hit = pos.iter().filter(|&&s| s > t).count();
+    (hit as f64 / pos.len() as f64, t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_suffixes() {
+        assert_eq!(
+            split("Mail.Example.CO.UK."),
+            ("example".into(), "co.uk".into())
+        );
+        assert_eq!(split("www.baidu.com"), ("baidu".into(), "com".into()));
+        assert_eq!(split("localhost"), ("localhost".into(), String::new()));
+        assert_eq!(split(""), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn metrics() {
+        assert!((auc(&[0.9, 0.8], &[0.1, 0.2]) - 1.0).abs() < 1e-9);
+        assert!((auc(&[0.5], &[0.5]) - 0.5).abs() < 1e-9);
+        let (r, _) = recall_at_fpr(&[0.9, 0.3], &[0.1, 0.2, 0.4], 0.0);
+        assert!((r - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_builtin_model_loads_and_separates_obvious_cases() {
+        let m = DgaModel::builtin().unwrap();
+        for d in ["google.com", "baidu.com", "wikipedia.org", "taobao.com"] {
+            assert!(!m.is_dga(m.score(d)), "{d}: {}", m.score(d));
+        }
+        for d in [
+            "xjkqwhzvbnrtplm.com",
+            "q8z3kx0vw9hj2lp.net",
+            "1w7wsg01cvj6herz4pxg1vaxx9z.org",
+        ] {
+            assert!(m.is_dga(m.score(d)), "{d}: {}", m.score(d));
+        }
+        assert!(DgaModel::from_bytes(b"nope").is_err());
+        let bytes = m.to_bytes();
+        assert_eq!(DgaModel::from_bytes(&bytes).unwrap(), m);
+    }
+}

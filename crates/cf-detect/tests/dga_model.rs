@@ -1,0 +1,32 @@
+//! The shipped DGA model is exactly what `chengfang analyze train-dga` makes from the dataset
+//! (training is deterministic), so the data file in the repository can be rebuilt and checked.
+
+use std::io::Read;
+
+#[test]
+fn the_shipped_model_is_reproducible_from_the_data() {
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(root.join("soc/domains/dga_vs_benign.csv.gz")).unwrap(),
+    )
+    .read_to_string(&mut text)
+    .unwrap();
+    let rows: Vec<(String, bool)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].to_string(), c[1] == "1")
+        })
+        .collect();
+    let m = cf_detect::dga::train(&rows, cf_detect::dga::TrainConfig::default());
+    let shipped = cf_detect::dga::DgaModel::builtin().unwrap();
+    assert_eq!(m.threshold, shipped.threshold);
+    assert!(
+        m.to_bytes() == shipped.to_bytes(),
+        "models/dga.bin is stale: rerun `chengfang analyze train-dga`"
+    );
+}
