@@ -74,6 +74,19 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The security-operations pipeline on real syslog lines: parse + OCSF, the event store
+    /// (appends, bytes per event, search latency) and end to end through intake, bus and archive.
+    Events {
+        /// Syslog file replayed (its lines repeated with distinct process ids).
+        #[arg(long, default_value = "../shared/datasets/soc/logs/auth_linux_sshd/auth.log")]
+        syslog: PathBuf,
+        /// Events.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append records as fast as possible, printing `ACK <seq>` for each acknowledged one
     /// (used by the crash test; stops after --count, or when killed).
     #[command(hide = true)]
@@ -456,6 +469,13 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
             json,
         } => bench_kms(seconds, field_bytes, json),
         BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
+        BenchCmd::Events {
+            syslog,
+            events,
+            json,
+        } => crate::bench_events::run(syslog, events, json)
+            .await
+            .map(|()| true),
         BenchCmd::Devices {
             devices: n,
             messages,

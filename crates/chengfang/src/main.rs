@@ -4,6 +4,7 @@
 mod analyze;
 mod audit_cmd;
 mod bench;
+mod bench_events;
 mod config;
 mod crypt;
 mod datadir;
