@@ -78,7 +78,10 @@ pub enum BenchCmd {
     /// (appends, bytes per event, search latency) and end to end through intake, bus and archive.
     Events {
         /// Syslog file replayed (its lines repeated with distinct process ids).
-        #[arg(long, default_value = "../shared/datasets/soc/logs/auth_linux_sshd/auth.log")]
+        #[arg(
+            long,
+            default_value = "../shared/datasets/soc/logs/auth_linux_sshd/auth.log"
+        )]
         syslog: PathBuf,
         /// Events.
         #[arg(long, default_value_t = 200_000)]

@@ -78,7 +78,9 @@ pub async fn run(syslog: PathBuf, n: usize, json: bool) -> Result<()> {
     out.insert("parse_normalise_per_s".into(), (n as f64 / parse_s).into());
 
     // 2. The store alone: appends in batches as the archive makes them, then searches.
-    let tmp = tempfile::Builder::new().prefix("cf-bench-events-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("cf-bench-events-")
+        .tempdir()?;
     let store = cf_evstore::TantivyEventStore::open(&tmp.path().join("events"))?;
     let events: Vec<ArchivedEvent> = parsed
         .iter()
@@ -175,10 +177,19 @@ pub async fn run(syslog: PathBuf, n: usize, json: bool) -> Result<()> {
     let body: Vec<u8> = lines.join("\n").into_bytes();
     let t = Instant::now();
     let mut sent = 0u64;
-    for chunk in body.split_inclusive(|b| *b == b'\n').collect::<Vec<_>>().chunks(500) {
+    for chunk in body
+        .split_inclusive(|b| *b == b'\n')
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
         let batch: Vec<u8> = chunk.concat();
         sent += intake
-            .batch(&batch, cf_platform::logs::LineFormat::Syslog, "10.0.0.1", "udp")
+            .batch(
+                &batch,
+                cf_platform::logs::LineFormat::Syslog,
+                "10.0.0.1",
+                "udp",
+            )
             .await
             .received;
     }
