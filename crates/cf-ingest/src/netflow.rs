@@ -204,34 +204,40 @@ fn from_v5(p: &V5, out: &mut Decoded) {
     }
 }
 
+/// One data set's records, each field mapped by `key`; an empty set is reported, not skipped.
+fn data_set<K>(
+    records: &[Vec<(K, FieldValue)>],
+    set_id: u16,
+    version: u16,
+    key: fn(&K) -> Option<Key>,
+    out: &mut Decoded,
+) {
+    out.data_sets += 1;
+    if records.is_empty() {
+        out.error.get_or_insert_with(|| {
+            format!("data set {set_id}: no record could be decoded with its template")
+        });
+    }
+    for rec in records {
+        let mut f = Flow {
+            version,
+            ..Flow::default()
+        };
+        for (k, v) in rec {
+            if let Some(k) = key(k) {
+                set(&mut f, k, v);
+            }
+        }
+        out.flows.push(f);
+    }
+}
+
 fn from_v9(p: &V9, out: &mut Decoded) {
     for fs in &p.flowsets {
         match &fs.body {
             V9Body::Template(t) => out.templates += t.templates.len(),
             V9Body::OptionsTemplate(t) => out.templates += t.templates.len(),
-            V9Body::Data(d) => {
-                out.data_sets += 1;
-                if d.fields.is_empty() {
-                    out.error.get_or_insert_with(|| {
-                        format!(
-                            "data set {}: no record could be decoded with its template",
-                            fs.header.flowset_id
-                        )
-                    });
-                }
-                for rec in &d.fields {
-                    let mut f = Flow {
-                        version: 9,
-                        ..Flow::default()
-                    };
-                    for (k, v) in rec {
-                        if let Some(key) = v9_key(k) {
-                            set(&mut f, key, v);
-                        }
-                    }
-                    out.flows.push(f);
-                }
-            }
+            V9Body::Data(d) => data_set(&d.fields, fs.header.flowset_id, 9, v9_key, out),
             V9Body::NoTemplate(_) => out.waiting += 1,
             V9Body::OptionsData(_) => out.data_sets += 1,
             V9Body::Empty => {}
@@ -250,52 +256,8 @@ fn from_ipfix(p: &IPFix, out: &mut Decoded) {
             IpfixBody::OptionsTemplates(t) => out.templates += t.len(),
             IpfixBody::V9Templates(t) => out.templates += t.len(),
             IpfixBody::V9OptionsTemplates(t) => out.templates += t.len(),
-            IpfixBody::Data(d) => {
-                out.data_sets += 1;
-                if d.fields.is_empty() {
-                    out.error.get_or_insert_with(|| {
-                        format!(
-                            "data set {}: no record could be decoded with its template",
-                            fs.header.header_id
-                        )
-                    });
-                }
-                for rec in &d.fields {
-                    let mut f = Flow {
-                        version: 10,
-                        ..Flow::default()
-                    };
-                    for (k, v) in rec {
-                        if let Some(key) = ipfix_key(k) {
-                            set(&mut f, key, v);
-                        }
-                    }
-                    out.flows.push(f);
-                }
-            }
-            IpfixBody::V9Data(d) => {
-                out.data_sets += 1;
-                if d.fields.is_empty() {
-                    out.error.get_or_insert_with(|| {
-                        format!(
-                            "data set {}: no record could be decoded with its template",
-                            fs.header.header_id
-                        )
-                    });
-                }
-                for rec in &d.fields {
-                    let mut f = Flow {
-                        version: 10,
-                        ..Flow::default()
-                    };
-                    for (k, v) in rec {
-                        if let Some(key) = v9_key(k) {
-                            set(&mut f, key, v);
-                        }
-                    }
-                    out.flows.push(f);
-                }
-            }
+            IpfixBody::Data(d) => data_set(&d.fields, fs.header.header_id, 10, ipfix_key, out),
+            IpfixBody::V9Data(d) => data_set(&d.fields, fs.header.header_id, 10, v9_key, out),
             IpfixBody::NoTemplate(_) => out.waiting += 1,
             IpfixBody::OptionsData(_) | IpfixBody::V9OptionsData(_) => out.data_sets += 1,
             IpfixBody::Empty => {}

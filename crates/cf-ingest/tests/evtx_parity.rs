@@ -3,16 +3,8 @@
 //! dataset's events file, record by record, in order.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-fn unzstd(p: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    ruzstd::decoding::StreamingDecoder::new(std::fs::File::open(p).unwrap())
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
+use cf_testkit::read_zstd as unzstd;
 
 #[test]
 fn every_evtx_file_converts_like_evtx_dump() {

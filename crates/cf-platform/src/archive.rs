@@ -160,8 +160,9 @@ impl EventArchive {
         &self.counters
     }
 
-    /// Store a batch of deliveries, then acknowledge them; on failure hand them back.
-    async fn store_batch(&self, batch: Vec<Delivery>) {
+    /// Store a batch of deliveries, then acknowledge them; on failure hand them back. Returns
+    /// whether the store took them.
+    async fn store_batch(&self, batch: Vec<Delivery>) -> bool {
         let events: Vec<ArchivedEvent> = batch.iter().map(|d| archived(&d.event)).collect();
         let n = events.len() as u64;
         match self.store.append(events).await {
@@ -170,6 +171,7 @@ impl EventArchive {
                 for d in batch {
                     let _ = d.ack().await;
                 }
+                true
             }
             Err(e) => {
                 self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +179,7 @@ impl EventArchive {
                 for d in batch {
                     let _ = d.nack().await;
                 }
+                false
             }
         }
     }
@@ -213,7 +216,14 @@ impl EventArchive {
                     Ok(None) | Err(_) => break,
                 }
             }
-            self.store_batch(batch).await;
+            if !self.store_batch(batch).await {
+                // The events come straight back: give the store (a full disk, a lock) time
+                // instead of spinning on them.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => if *stop.borrow() { return },
+                }
+            }
         }
     }
 

@@ -3,7 +3,6 @@
 //! by `event_count`, `value_count` and `temporal_ordered`, checked against a direct count.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 
 use cf_sigma::{CorrelationHit, Correlator, EvtxEvent, RuleSet, SigmaDocument, compile_documents};
 use serde_json::Value;
@@ -55,12 +54,10 @@ correlation:
 
 fn events() -> Option<Vec<Value>> {
     let data = cf_testkit::datasets()?;
-    let f = std::fs::File::open(data.join("detection/events.jsonl.zst")).unwrap();
-    let mut text = String::new();
-    ruzstd::decoding::StreamingDecoder::new(f)
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
+    let text = String::from_utf8(cf_testkit::read_zstd(
+        &data.join("detection/events.jsonl.zst"),
+    ))
+    .ok()?;
     Some(
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -313,3 +313,15 @@ pub fn tar_files(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// A zstd-compressed file of the datasets, decompressed (panics with the path if unreadable).
+pub fn read_zstd(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    ruzstd::decoding::StreamingDecoder::new(f)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    out
+}

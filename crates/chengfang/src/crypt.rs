@@ -26,6 +26,33 @@ pub struct Remote {
     pub ca: PathBuf,
 }
 
+/// A platform client: HTTPS trusting the platform's CA, the bearer token, the base URL.
+pub struct Session {
+    /// HTTPS client.
+    pub http: reqwest::Client,
+    /// Bearer token.
+    pub token: String,
+    /// Base URL without a trailing slash.
+    pub url: String,
+}
+
+impl Remote {
+    /// Read the CA and the token file and make the client.
+    pub fn session(&self) -> Result<Session> {
+        let ca = std::fs::read_to_string(&self.ca)
+            .with_context(|| format!("cannot read {}", self.ca.display()))?;
+        let token = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("cannot read {}", self.token_file.display()))?
+            .trim()
+            .to_string();
+        Ok(Session {
+            http: crate::demo::client(&ca)?,
+            token,
+            url: self.url.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
 /// File commands.
 #[derive(Subcommand, Debug)]
 pub enum KmsCmd {

@@ -31,14 +31,7 @@ pub struct IngestArgs {
 /// Run; `Ok(false)` when some lines were malformed (they are kept on the platform as
 /// `log.malformed`, but the exit status tells scripts).
 pub async fn run(a: IngestArgs) -> Result<bool> {
-    let ca = std::fs::read_to_string(&a.remote.ca)
-        .with_context(|| format!("cannot read {}", a.remote.ca.display()))?;
-    let token = std::fs::read_to_string(&a.remote.token_file)
-        .with_context(|| format!("cannot read {}", a.remote.token_file.display()))?
-        .trim()
-        .to_string();
-    let http = crate::demo::client(&ca)?;
-    let url = a.remote.url.trim_end_matches('/');
+    let crate::crypt::Session { http, token, url } = a.remote.session()?;
     let total: u64 = a
         .files
         .iter()

@@ -50,14 +50,8 @@ fn summary(body: &serde_json::Value) -> String {
 
 /// Run; `Ok(false)` when nothing matched.
 pub async fn run(a: SearchArgs) -> Result<bool> {
-    let ca = std::fs::read_to_string(&a.remote.ca)
-        .with_context(|| format!("cannot read {}", a.remote.ca.display()))?;
-    let token = std::fs::read_to_string(&a.remote.token_file)
-        .with_context(|| format!("cannot read {}", a.remote.token_file.display()))?
-        .trim()
-        .to_string();
-    let http = crate::demo::client(&ca)?;
-    let url = format!("{}/api/v1/events", a.remote.url.trim_end_matches('/'));
+    let crate::crypt::Session { http, token, url } = a.remote.session()?;
+    let url = format!("{url}/api/v1/events");
     let mut params: Vec<(&str, String)> = vec![
         ("q", a.query.join(" ")),
         ("from", a.from.clone()),

@@ -136,12 +136,7 @@ pub async fn run(cmd: SimulateCmd) -> Result<bool> {
     }
     let ca_pem = std::fs::read_to_string(&a.remote.ca)
         .with_context(|| format!("cannot read {}", a.remote.ca.display()))?;
-    let token = std::fs::read_to_string(&a.remote.token_file)
-        .with_context(|| format!("cannot read {}", a.remote.token_file.display()))?
-        .trim()
-        .to_string();
-    let url = a.remote.url.trim_end_matches('/').to_string();
-    let http = crate::demo::client(&ca_pem)?;
+    let crate::crypt::Session { http, token, url } = a.remote.session()?;
 
     // 1. Registry.
     let districts = 6;

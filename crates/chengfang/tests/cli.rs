@@ -837,17 +837,13 @@ fn hunt_evaluates_correlation_rules_over_event_time() {
 /// same file, placed on the attack chain by the rule's ATT&CK tactic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigma_rules_run_on_ingested_windows_events() {
-    use std::io::Read;
     let Some(root) = cf_testkit::datasets() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut text = String::new();
-    ruzstd::decoding::StreamingDecoder::new(
-        std::fs::File::open(root.join("detection/events.jsonl.zst")).unwrap(),
-    )
-    .unwrap()
-    .read_to_string(&mut text)
+    let text = String::from_utf8(cf_testkit::read_zstd(
+        &root.join("detection/events.jsonl.zst"),
+    ))
     .unwrap();
     // SigmaHQ's own regression captures come last in the file: many rules, few events.
     let lines: Vec<&str> = text.lines().collect();
@@ -974,19 +970,11 @@ async fn sigma_rules_run_on_ingested_windows_events() {
 /// lines evtx_dump made of them.
 #[test]
 fn hunt_reads_evtx_files_like_their_jsonl() {
-    use std::io::Read;
     let Some(root) = cf_testkit::datasets() else {
         return;
     };
     let d = root.join("detection");
-    let unzstd = |p: &std::path::Path| {
-        let mut out = Vec::new();
-        ruzstd::decoding::StreamingDecoder::new(std::fs::File::open(p).unwrap())
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    };
+    let unzstd = cf_testkit::read_zstd;
     let events = String::from_utf8(unzstd(&d.join("events.jsonl.zst"))).unwrap();
     let lines: Vec<&str> = events.lines().collect();
     let index = String::from_utf8(unzstd(&d.join("events.index.tsv.zst"))).unwrap();
@@ -3091,15 +3079,8 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
 
     // A Windows event log goes record by record, as the JSON lines evtx_dump would print.
     {
-        use std::io::Read;
-        let mut tar = Vec::new();
-        ruzstd::decoding::StreamingDecoder::new(
-            std::fs::File::open(root.join("detection/evtx.tar.zst")).unwrap(),
-        )
-        .unwrap()
-        .read_to_end(&mut tar)
-        .unwrap();
-        let files = cf_testkit::tar_files(&tar);
+        let files =
+            cf_testkit::tar_files(&cf_testkit::read_zstd(&root.join("detection/evtx.tar.zst")));
         let (_, bytes) = files
             .iter()
             .find(|(n, _)| n == "DeepBlueCLI/metasploit-psexec-pwshpayload.evtx")
