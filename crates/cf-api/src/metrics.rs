@@ -126,6 +126,14 @@ pub async fn metrics(
             connections,
         ),
         (
+            "chengfang_udp_dropped",
+            "Datagrams the kernel dropped on the UDP listeners (also raised as alarm.ingest.udp_loss)",
+            s.logs
+                .counters()
+                .udp_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
             "chengfang_netflow_flows",
             "Flows decoded from NetFlow/IPFIX datagrams",
             s.logs

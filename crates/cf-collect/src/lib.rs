@@ -1,7 +1,8 @@
 //! The collection edge (SA-1, AUD-1): syslog over UDP and TCP (octet counting or newlines,
-//! RFC 6587) handed to the platform's `LogIntake`, which publishes `log.syslog` events and keeps
-//! unparseable or unframeable input as `log.malformed` with its raw text; a bad sender never stops
-//! the listener.
+//! RFC 6587) and NetFlow/IPFIX over UDP handed to the platform's `LogIntake`, which publishes
+//! `log.*` events and keeps unparseable or unframeable input as `log.malformed` with its raw
+//! text; a bad sender never stops the listener, and datagrams the kernel drops are counted and
+//! alarmed.
 //!
 //! Architecture invariant: the only crate that owns collection sockets; it knows no storage.
 
@@ -14,13 +15,81 @@ use tokio::sync::watch;
 /// Largest syslog message accepted (RFC 5425 asks receivers to take at least 2 KiB; we take 64).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Receive syslog datagrams until `stop` turns true.
-pub async fn udp(
+/// How often the UDP listeners look at the kernel's drop counter.
+pub const LOSS_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Datagrams the kernel dropped (receive buffer full) on the UDP sockets bound to local `port`,
+/// from `/proc/net/udp` and `/proc/net/udp6`; `None` where neither can be read (not Linux).
+pub fn udp_drops(port: u16) -> Option<u64> {
+    let mut found = None;
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let mut total = found.unwrap_or(0u64);
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+            let local_port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port)
+                && let Some(d) = cols.get(12).and_then(|d| d.parse::<u64>().ok())
+            {
+                total += d;
+            }
+        }
+        found = Some(total);
+    }
+    found
+}
+
+/// Watches one UDP listener's kernel drop counter and reports increases to the intake.
+struct LossWatch {
+    port: u16,
+    transport: &'static str,
+    seen: u64,
+}
+
+impl LossWatch {
+    fn new(socket: &tokio::net::UdpSocket, transport: &'static str) -> Self {
+        let port = socket.local_addr().map_or(0, |a| a.port());
+        LossWatch {
+            port,
+            transport,
+            // Drops before this listener started are not its own.
+            seen: udp_drops(port).unwrap_or(0),
+        }
+    }
+
+    async fn check(&mut self, intake: &LogIntake) {
+        if let Some(now) = udp_drops(self.port)
+            && now > self.seen
+        {
+            intake
+                .udp_loss(self.transport, self.port, now - self.seen)
+                .await;
+            self.seen = now;
+        }
+    }
+}
+
+/// Receive syslog datagrams until `stop` turns true; kernel drops are counted and alarmed.
+pub async fn udp(socket: tokio::net::UdpSocket, intake: LogIntake, stop: watch::Receiver<bool>) {
+    udp_checked(socket, intake, stop, LOSS_CHECK).await;
+}
+
+/// As [`udp`], looking at the drop counter every `every`.
+pub async fn udp_checked(
     socket: tokio::net::UdpSocket,
     intake: LogIntake,
     mut stop: watch::Receiver<bool>,
+    every: std::time::Duration,
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut loss = LossWatch::new(&socket, "syslog-udp");
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -29,6 +98,7 @@ pub async fn udp(
                 }
                 Err(e) => tracing::warn!(error = %e, "syslog UDP receive failed"),
             },
+            _ = tick.tick() => loss.check(&intake).await,
             _ = stop.changed() => if *stop.borrow() { return; },
         }
     }
@@ -43,6 +113,8 @@ pub async fn netflow_udp(
 ) {
     // The largest UDP payload: exporters fill jumbo frames.
     let mut buf = vec![0u8; 65_535];
+    let mut loss = LossWatch::new(&socket, "netflow-udp");
+    let mut tick = tokio::time::interval(LOSS_CHECK);
     loop {
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -51,6 +123,7 @@ pub async fn netflow_udp(
                 }
                 Err(e) => tracing::warn!(error = %e, "NetFlow UDP receive failed"),
             },
+            _ = tick.tick() => loss.check(&intake).await,
             _ = stop.changed() => if *stop.borrow() { return; },
         }
     }

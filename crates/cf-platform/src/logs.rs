@@ -27,6 +27,8 @@ pub struct Counters {
     pub flows: AtomicU64,
     /// Flow data sets held until their exporter sends the template.
     pub flows_waiting_template: AtomicU64,
+    /// Datagrams the kernel dropped on the UDP listeners (receive buffer full).
+    pub udp_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -249,6 +251,32 @@ impl LogIntake {
             self.publish(ev).await;
         }
         n
+    }
+
+    /// The kernel dropped `dropped` datagrams on the UDP listener of `transport` at `port`
+    /// (senders outran the intake): counted, and raised as an `alarm.ingest.udp_loss` event.
+    pub async fn udp_loss(&self, transport: &str, port: u16, dropped: u64) {
+        let total = self
+            .counters
+            .udp_dropped
+            .fetch_add(dropped, Ordering::Relaxed)
+            + dropped;
+        tracing::warn!(
+            transport,
+            port,
+            dropped,
+            total,
+            "UDP datagrams lost before the intake read them"
+        );
+        let ev = Event {
+            id: self.id(),
+            topic: "alarm.ingest.udp_loss".into(),
+            time: self.clock.now(),
+            source: format!("{transport}://0.0.0.0:{port}"),
+            severity: Severity::High,
+            payload: serde_json::json!({"transport": transport, "port": port, "dropped": dropped, "dropped_total": total}),
+        };
+        self.publish(ev).await;
     }
 
     /// One NDJSON line; returns whether it was a JSON object.
