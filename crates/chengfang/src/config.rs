@@ -608,6 +608,16 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: false,
         });
     }
+    if i("events.retention_days") < 180 {
+        problems.push(Problem {
+            path: "events.retention_days".into(),
+            message: "network logs must be kept at least 180 days (PRC Cybersecurity Law, Art. 21); shorter retention needs a legal basis".into(),
+            source: values
+                .get("events.retention_days")
+                .map_or("default".into(), |v| v.source.clone()),
+            warning: true,
+        });
+    }
     if !b("server.tls") {
         problems.push(Problem { path: "server.tls".into(), message: "TLS is off: the API sends tokens in clear text; only acceptable behind a TLS-terminating proxy on this host".into(), source: values.get("server.tls").map_or("default".into(), |v| v.source.clone()), warning: true });
     }
@@ -907,6 +917,19 @@ mod tests {
                 .message
                 .contains("server.listen")
         );
+    }
+
+    #[test]
+    fn short_log_retention_is_a_warning_not_an_error() {
+        let env = vec![(
+            "CHENGFANG_EVENTS__RETENTION_DAYS".to_string(),
+            "30".to_string(),
+        )];
+        let (cfg, problems) = load(None, &env);
+        assert_eq!(cfg.map(|c| c.events.1), Some(30));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].warning && problems[0].path == "events.retention_days");
+        assert!(problems[0].message.contains("180 days"));
     }
 
     #[test]
