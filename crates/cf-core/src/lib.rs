@@ -112,6 +112,11 @@ impl Timestamp {
     pub fn as_offset_date_time(&self) -> OffsetDateTime {
         self.0
     }
+    /// The UTC calendar day, `YYYY-MM-DD` (the event store's partition name).
+    pub fn utc_day(&self) -> String {
+        let d = self.0.to_offset(time::UtcOffset::UTC).date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
     /// This time plus a duration (saturating).
     pub fn plus(&self, d: std::time::Duration) -> Self {
         Self::from_unix_nanos(

@@ -124,8 +124,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// The UTC day of `t`, `YYYY-MM-DD`.
 pub fn day_of(t: Timestamp) -> String {
-    let d = t.as_offset_date_time().date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    t.utc_day()
 }
 
 fn is_day(s: &str) -> bool {

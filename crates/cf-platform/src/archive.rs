@@ -265,9 +265,8 @@ impl EventArchive {
     pub async fn apply_retention(&self) -> Result<Vec<String>, PlatformError> {
         let now = self.clock.now();
         let horizon = now.minus(Duration::from_secs(u64::from(self.retention_days) * 86_400));
-        let d = horizon.as_offset_date_time().date();
         // A day partition ends at the start of the next day: keep the horizon's own day.
-        let oldest_kept = format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+        let oldest_kept = horizon.utc_day();
         let mut removed = Vec::new();
         for p in self.store.partitions().await? {
             if p.day >= oldest_kept {

@@ -137,30 +137,30 @@ impl SigmaStream {
             .system_time()
             .and_then(|s| Timestamp::parse_rfc3339(s).ok())
             .unwrap_or(ev.time);
-        let mut out = Vec::new();
-        let mut corr = Vec::new();
-        {
+        // One lock: correlate, decide what reports on its own, and turn correlation hits into
+        // alerts while the correlator is at hand.
+        let (reported, corr_alerts) = {
             let mut c = self
                 .correlator
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut corr = Vec::new();
+            let seq = self.counters.events.load(Ordering::Relaxed);
             for &r in &hits {
                 if let Some(cap) = c.capture(r, &w) {
-                    let seq = self.counters.events.load(Ordering::Relaxed);
                     c.observe(&cap, t.unix_nanos(), seq, &mut corr);
                 }
             }
-        }
-        for &r in &hits {
+            let reported: Vec<usize> = hits.iter().copied().filter(|&r| !c.suppressed(r)).collect();
+            let alerts: Vec<Event> = corr
+                .iter()
+                .filter_map(|h| self.correlation_alert(&c, h, &host))
+                .collect();
+            (reported, alerts)
+        };
+        let mut out = Vec::with_capacity(reported.len() + corr_alerts.len());
+        for r in reported {
             let rule = &self.rules.rules()[r];
-            if self
-                .correlator
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .suppressed(r)
-            {
-                continue;
-            }
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             out.push(Event {
                 id: self.id(),
@@ -174,15 +174,11 @@ impl SigmaStream {
                 }),
             });
         }
-        out.extend(corr.iter().filter_map(|h| self.correlation_alert(h, &host)));
+        out.extend(corr_alerts);
         out
     }
 
-    fn correlation_alert(&self, h: &CorrelationHit, host: &str) -> Option<Event> {
-        let c = self
-            .correlator
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn correlation_alert(&self, c: &Correlator, h: &CorrelationHit, host: &str) -> Option<Event> {
         let (rule, level) = c.rule(h.correlation)?;
         self.counters.correlations.fetch_add(1, Ordering::Relaxed);
         let group: serde_json::Map<String, Value> = h
@@ -213,13 +209,14 @@ impl SigmaStream {
 
     /// Judge correlation windows that time has closed.
     pub fn tick(&self, now: Timestamp) -> Vec<Event> {
-        let mut hits = Vec::new();
-        self.correlator
+        let mut c = self
+            .correlator
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .advance(now.unix_nanos(), &mut hits);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hits = Vec::new();
+        c.advance(now.unix_nanos(), &mut hits);
         hits.iter()
-            .filter_map(|h| self.correlation_alert(h, "-"))
+            .filter_map(|h| self.correlation_alert(&c, h, "-"))
             .collect()
     }
 
@@ -249,7 +246,9 @@ impl SigmaStream {
                 }
                 _ = every.tick() => {
                     for a in self.tick(self.clock.now()) {
-                        let _ = bus.publish(&a).await;
+                        if let Err(e) = bus.publish(&a).await {
+                            tracing::error!(error = %e, topic = %a.topic, "sigma correlation alert not published");
+                        }
                     }
                 }
                 _ = stop.changed() => if *stop.borrow() { return },

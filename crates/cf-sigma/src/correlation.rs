@@ -380,12 +380,12 @@ fn text_of(v: &Value) -> Option<String> {
 
 impl Correlator {
     /// Resolve each correlation's references against the detection rules (by id or name) and
-    /// the other correlations. Returns the engine and the correlations refused, with the reason
-    /// (unknown or ambiguous reference, cycle).
+    /// the other correlations. Returns the engine and the correlations refused — with their
+    /// position in `rules` and the reason (unknown or ambiguous reference, cycle).
     pub fn new(
         rules: Vec<CorrelationRule>,
         detections: &[CompiledRule],
-    ) -> (Self, Vec<(CorrelationRule, SigmaError)>) {
+    ) -> (Self, Vec<(usize, CorrelationRule, SigmaError)>) {
         let mut refused = Vec::new();
         // Resolve references; a correlation can refer to a correlation that is later in the list.
         let keys = |id: &str, name: Option<&str>| {
@@ -478,7 +478,7 @@ impl Correlator {
                     new_index[i] = Some(kept.len());
                     kept.push((rule, srcs));
                 }
-                Err(e) => refused.push((rule, e)),
+                Err(e) => refused.push((i, rule, e)),
             }
         }
         let mut me = Correlator::default();
@@ -1071,7 +1071,8 @@ detection:
             parse("title: ok\ncorrelation: {type: temporal, rules: [failed_logon], timespan: 1m}")
                 .unwrap();
         let (c, refused) = Correlator::new(vec![unknown, cyc_a, cyc_b, fine], &dets);
-        let why: Vec<String> = refused.iter().map(|(_, e)| e.to_string()).collect();
+        let why: Vec<String> = refused.iter().map(|(_, _, e)| e.to_string()).collect();
+        assert_eq!(refused.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(refused.len(), 3, "{why:?}");
         assert!(why[0].contains("matches no loaded rule"));
         assert!(

@@ -10,6 +10,13 @@ use cf_sigma::{
     Captured, CorrelationHit, Correlator, EvtxEvent, RuleSet, SigmaDocument, compile_documents,
 };
 
+/// One input event: a JSONL line, an EVTX record already decoded, or why a record was not.
+enum Input {
+    Line(String),
+    Record(serde_json::Value),
+    Undecodable(String),
+}
+
 /// A matched event's input to the correlations: (line, event time if it has one, capture).
 type Capture = (usize, Option<i64>, Captured);
 
@@ -80,20 +87,10 @@ pub fn load_rules(path: &Path) -> Result<Loaded> {
             Err(e) => refused.push((f, e.to_string())),
         }
     }
-    let paths: Vec<(String, PathBuf)> = correlations
-        .iter()
-        .map(|(p, c)| (c.title.clone(), p.clone()))
-        .collect();
-    let (correlator, bad) = Correlator::new(
-        correlations.into_iter().map(|(_, c)| c).collect(),
-        set.rules(),
-    );
-    for (c, e) in bad {
-        let path = paths
-            .iter()
-            .find(|(t, _)| *t == c.title)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default();
+    let (paths, rules): (Vec<PathBuf>, Vec<_>) = correlations.into_iter().unzip();
+    let (correlator, bad) = Correlator::new(rules, set.rules());
+    for (i, c, e) in bad {
+        let path = paths.get(i).cloned().unwrap_or_default();
         refused.push((path, format!("correlation `{}`: {e}", c.title)));
     }
     Ok(Loaded {
@@ -133,7 +130,7 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     let is_evtx = events
         .extension()
         .is_some_and(|x| x.eq_ignore_ascii_case("evtx"));
-    let mut lines: Box<dyn Iterator<Item = (usize, std::io::Result<String>)>> = if is_evtx {
+    let mut lines: Box<dyn Iterator<Item = (usize, Result<Input>)>> = if is_evtx {
         let bytes =
             std::fs::read(events).with_context(|| format!("cannot read {}", events.display()))?;
         let recs = cf_ingest::evtx::records(bytes)
@@ -142,9 +139,8 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
             (
                 i,
                 Ok(match r {
-                    Ok(v) => v.to_string(),
-                    // Not JSON, so it is reported as malformed with the reason.
-                    Err(e) => format!("<undecodable EVTX record: {e}>"),
+                    Ok(v) => Input::Record(v),
+                    Err(e) => Input::Undecodable(format!("undecodable EVTX record: {e}")),
                 }),
             )
         }))
@@ -154,7 +150,8 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
         Box::new(
             std::io::BufReader::with_capacity(1 << 20, f)
                 .lines()
-                .enumerate(),
+                .enumerate()
+                .map(|(i, l)| (i, l.map(Input::Line).map_err(anyhow::Error::from))),
         )
     };
     let stdout = std::io::stdout();
@@ -167,7 +164,7 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     let mut captures: Vec<Capture> = Vec::new();
     // Batches of lines are matched on every core; output keeps the input order.
     loop {
-        let mut batch: Vec<(usize, String)> = Vec::with_capacity(8192);
+        let mut batch: Vec<(usize, Input)> = Vec::with_capacity(8192);
         for (i, line) in lines.by_ref().take(8192) {
             let line =
                 line.with_context(|| format!("{}:{}: not UTF-8 text", events.display(), i + 1))?;
@@ -186,27 +183,32 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                     scope.spawn(move || {
                         let mut res = WorkerResult::default();
                         let mut hits = Vec::new();
-                        for (no, line) in part {
-                            if line.trim().is_empty() {
-                                continue;
-                            }
-                            match serde_json::from_str::<serde_json::Value>(line) {
-                                Ok(v) => {
-                                    res.events += 1;
-                                    let ev = EvtxEvent::new(&v);
-                                    set.match_evtx(&ev, &mut hits);
-                                    for &r in &hits {
-                                        if let Some(c) = corr.capture(r, &ev) {
-                                            res.captures.push((*no, event_time(&ev), c));
-                                        }
-                                        if !corr.suppressed(r) {
-                                            res.hits.push((*no, r));
-                                        }
-                                    }
+                        let mut examine = |no: usize, v: &serde_json::Value| {
+                            res.events += 1;
+                            let ev = EvtxEvent::new(v);
+                            set.match_evtx(&ev, &mut hits);
+                            for &r in &hits {
+                                if let Some(c) = corr.capture(r, &ev) {
+                                    res.captures.push((no, event_time(&ev), c));
                                 }
-                                Err(e) => res.bad.push((*no, e.to_string())),
+                                if !corr.suppressed(r) {
+                                    res.hits.push((no, r));
+                                }
+                            }
+                        };
+                        let mut bad = Vec::new();
+                        for (no, input) in part {
+                            match input {
+                                Input::Record(v) => examine(*no, v),
+                                Input::Line(l) if l.trim().is_empty() => {}
+                                Input::Line(l) => match serde_json::from_str(l) {
+                                    Ok(v) => examine(*no, &v),
+                                    Err(e) => bad.push((*no, e.to_string())),
+                                },
+                                Input::Undecodable(why) => bad.push((*no, why.clone())),
                             }
                         }
+                        res.bad = bad;
                         res
                     })
                 })
