@@ -311,6 +311,41 @@ fn client(dir: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// Exchange the server's bootstrap credential for the first administrator token.
+async fn rotate_bootstrap(c: &reqwest::Client, srv: &Server) -> String {
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/auth/rotate", srv.url))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!((200..300).contains(&s), "{s}: {v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A new API token named `name` with `roles`, made by the administrator `admin`.
+async fn new_token(
+    c: &reqwest::Client,
+    srv: &Server,
+    admin: &str,
+    name: &str,
+    roles: &[&str],
+) -> String {
+    let (s, v) = json(
+        c.post(format!("{}/api/v1/tokens", srv.url))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"name": name, "roles": roles}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!((200..300).contains(&s), "{s}: {v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
 async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
@@ -873,27 +908,10 @@ async fn sigma_rules_run_on_ingested_windows_events() {
         true,
     );
     let c = client(&dir);
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/auth/rotate", srv.url))
-            .bearer_auth(&srv.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let admin = v["token"].as_str().unwrap().to_string();
+    let admin = rotate_bootstrap(&c, &srv).await;
     let tok = tmp.path().join("admin.token");
     std::fs::write(&tok, &admin).unwrap();
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/tokens", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let op = v["token"].as_str().unwrap().to_string();
+    let op = new_token(&c, &srv, &admin, "soc", &["operator"]).await;
     let (code, out) = run_cli(&[
         "ingest",
         "--url",
@@ -2015,25 +2033,8 @@ async fn kms_root_in_a_softhsm_token_survives_restarts() {
     let dir = tmp.path().join("data");
     let mut srv = start_server_with(&dir, &env, true);
     let c = client(&dir);
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/auth/rotate", srv.url))
-            .bearer_auth(&srv.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let admin = v["token"].as_str().unwrap().to_string();
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/tokens", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "app", "roles": ["service"]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let app = v["token"].as_str().unwrap().to_string();
+    let admin = rotate_bootstrap(&c, &srv).await;
+    let app = new_token(&c, &srv, &admin, "app", &["service"]).await;
     let (s, v) = json(
         c.post(format!("{}/api/v1/kms/keys", srv.url))
             .bearer_auth(&admin)
@@ -2921,16 +2922,9 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     let dir: PathBuf = tmp.path().join("data");
     let srv = start_server(&dir);
     let c = client(&dir);
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/auth/rotate", srv.url))
-            .bearer_auth(&srv.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let admin = rotate_bootstrap(&c, &srv).await;
     let tok = tmp.path().join("admin.token");
-    std::fs::write(&tok, v["token"].as_str().unwrap()).unwrap();
+    std::fs::write(&tok, &admin).unwrap();
     let nd = tmp.path().join("app.jsonl");
     std::fs::write(
         &nd,
@@ -2970,17 +2964,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     );
 
     // The brute force in that log reached the alert book, once per source, for operators.
-    let admin = std::fs::read_to_string(&tok).unwrap();
-    let (_, v) = json(
-        c.post(format!("{}/api/v1/tokens", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let op = v["token"].as_str().unwrap().to_string();
+    let op = new_token(&c, &srv, &admin, "soc", &["operator"]).await;
     let mut alerts = serde_json::Value::Null;
     for _ in 0..50 {
         alerts = json(
