@@ -6,7 +6,10 @@
 //! log gives the same alerts as watching it live.
 
 pub mod dga;
+pub mod dnstunnel;
+pub mod dnswatch;
 pub mod incidents;
+pub mod netwatch;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

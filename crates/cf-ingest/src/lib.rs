@@ -1,14 +1,17 @@
 //! Ingest parsers (SA-1, AUD-1): syslog in RFC 5424, RFC 3164 and the variants real senders emit,
 //! the framing of syslog over TCP (octet counting and newline), NetFlow v5/v9 and IPFIX with
-//! per-exporter templates, Windows EVTX files, and the OCSF normaliser.
+//! per-exporter templates, Windows EVTX files, packet captures (pcap/pcapng) with their DNS
+//! messages, and the OCSF normaliser.
 //!
 //! Architecture invariant: no I/O and no clock — bytes and the receive time come in, records go
 //! out, and malformed input is an error with its position, never a panic.
 
+pub mod dns;
 pub mod evtx;
 pub mod framing;
 pub mod netflow;
 pub mod ocsf;
+pub mod pcap;
 pub mod syslog;
 
 /// Entry points shared by the cargo-fuzz targets and the stable corpus replay tests.
@@ -39,6 +42,20 @@ pub mod fuzzing {
             rest = tail;
             i = i.wrapping_add(1);
         }
+    }
+
+    /// Untrusted capture files (and the DNS messages in them) must be read or refused, never
+    /// panic; every output must also normalise.
+    pub fn pcap(data: &[u8]) {
+        let _ = crate::pcap::read(data, |o| match o {
+            crate::pcap::Output::Dns(d) => {
+                let _ = crate::dns::to_ocsf(&d, "fuzz");
+            }
+            crate::pcap::Output::Flow(f) => {
+                let _ = crate::pcap::flow_to_ocsf(&f, "fuzz");
+            }
+            crate::pcap::Output::Undecodable { .. } => {}
+        });
     }
 
     /// Untrusted syslog datagrams and TCP streams must never panic.

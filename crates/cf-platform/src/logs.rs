@@ -1,7 +1,8 @@
-//! Log intake (SA-1, AUD-1): what a received log line becomes on the bus, shared by every
+//! Log intake (SA-1, AUD-1, SA-2): what a received log line becomes on the bus, shared by every
 //! transport (syslog sockets, HTTPS batches, file import). Parsed syslog goes out as `log.syslog`,
 //! JSON objects as `log.json`; anything unparseable goes out as `log.malformed` with its raw text
-//! and the reason, so nothing vanishes silently.
+//! and the reason, so nothing vanishes silently. The streaming analytics (authentication, DNS,
+//! flows) watch it here and their alerts go out as `alert.*`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,11 +74,32 @@ pub struct LogIntake {
     ids: Arc<AtomicU64>,
     auth: Arc<std::sync::Mutex<cf_detect::AuthDetector>>,
     flows: Arc<std::sync::Mutex<cf_ingest::netflow::FlowDecoder>>,
+    /// DNS tunnelling and DGA over DNS events; `None` if the built-in models failed to load.
+    dns: Arc<std::sync::Mutex<Option<cf_detect::dnswatch::DnsWatch>>>,
+    /// Scans, sweeps, ICMP exfiltration and beaconing over flows.
+    net: Arc<std::sync::Mutex<cf_detect::netwatch::NetWatch>>,
 }
 
 impl std::fmt::Debug for LogIntake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogIntake")
+    }
+}
+
+fn dns_watch() -> Option<cf_detect::dnswatch::DnsWatch> {
+    match (
+        cf_detect::dnstunnel::TunnelModel::builtin(),
+        cf_detect::dga::DgaModel::builtin(),
+    ) {
+        (Ok(t), Ok(d)) => Some(cf_detect::dnswatch::DnsWatch::new(
+            cf_detect::dnswatch::DnsRules::default(),
+            t,
+            d,
+        )),
+        (t, d) => {
+            tracing::error!(tunnel = ?t.err(), dga = ?d.err(), "DNS analytics disabled: built-in models did not load");
+            None
+        }
     }
 }
 
@@ -99,6 +121,10 @@ impl LogIntake {
                 cf_detect::AuthRules::default(),
             ))),
             flows: Arc::default(),
+            dns: Arc::new(std::sync::Mutex::new(dns_watch())),
+            net: Arc::new(std::sync::Mutex::new(cf_detect::netwatch::NetWatch::new(
+                cf_detect::netwatch::NetRules::default(),
+            ))),
         }
     }
 
@@ -240,6 +266,7 @@ impl LogIntake {
         let n = decoded.flows.len();
         for f in decoded.flows {
             let ocsf = cf_ingest::netflow::to_ocsf(&f, &peer, now);
+            let alerts = self.flow_alerts(&ocsf);
             let ev = Event {
                 id: self.id(),
                 topic: "log.netflow".into(),
@@ -249,6 +276,7 @@ impl LogIntake {
                 payload: serde_json::json!({"received": now, "peer": peer, "transport": "netflow", "flow": f, "ocsf": ocsf}),
             };
             self.publish(ev).await;
+            self.publish_alerts(alerts).await;
         }
         n
     }
@@ -279,21 +307,121 @@ impl LogIntake {
         self.publish(ev).await;
     }
 
-    /// One NDJSON line; returns whether it was a JSON object.
+    /// Flow analytics over one Network Activity event (OCSF 4001); the alerts it raises, as
+    /// (kind, payload).
+    fn flow_alerts(&self, ocsf: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
+        if ocsf["class_uid"] != 4001 {
+            return Vec::new();
+        }
+        let s = |p: &str| {
+            ocsf.pointer(p)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let n = |p: &str| {
+            ocsf.pointer(p)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let f = cf_detect::netwatch::FlowObs {
+            time_ms: ocsf["start_time"]
+                .as_i64()
+                .or_else(|| ocsf["time"].as_i64())
+                .unwrap_or_else(|| self.clock.now().unix_millis()),
+            src: s("/src_endpoint/ip"),
+            dst: s("/dst_endpoint/ip"),
+            dst_port: u16::try_from(n("/dst_endpoint/port")).unwrap_or(0),
+            proto: u8::try_from(n("/connection_info/protocol_num")).unwrap_or(0),
+            bytes: n("/traffic/bytes"),
+            packets: n("/traffic/packets"),
+        };
+        if f.src.is_empty() {
+            return Vec::new();
+        }
+        self.net
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(&f)
+            .into_iter()
+            .map(|a| (a.kind, serde_json::to_value(&a).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn publish_alerts(&self, alerts: Vec<(&'static str, serde_json::Value)>) {
+        let now = self.clock.now();
+        for (kind, payload) in alerts {
+            let severity = if payload["severity"] == "high" {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            let ev = Event {
+                id: self.id(),
+                topic: format!("alert.{kind}"),
+                time: now,
+                source: "chengfang/detect".into(),
+                severity,
+                payload,
+            };
+            self.publish(ev).await;
+        }
+    }
+
+    /// DNS analytics over one DNS event (OCSF 4003); the alerts it raises.
+    fn dns_alerts(&self, ocsf: &serde_json::Value) -> Vec<cf_detect::dnswatch::DnsAlert> {
+        let Some((client, qname, _)) = cf_ingest::dns::query_of(ocsf) else {
+            return Vec::new();
+        };
+        let t = ocsf["time"]
+            .as_i64()
+            .unwrap_or_else(|| self.clock.now().unix_millis());
+        match self
+            .dns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(w) => w.observe(t, &client, qname),
+            None => Vec::new(),
+        }
+    }
+
+    /// One NDJSON line; returns whether it was a JSON object. OCSF DNS Activity records, and
+    /// Zeek `dns.log` records (normalised to it), go through the DNS analytics.
     pub async fn json_line(&self, raw: &[u8], source: &str, transport: &str) -> bool {
         match serde_json::from_slice::<serde_json::Value>(raw) {
             Ok(v @ serde_json::Value::Object(_)) => {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now();
+                let ocsf = if v.get("class_uid").is_some() {
+                    None
+                } else if v.get("query").is_some() && v.get("qtype_name").is_some() {
+                    cf_ingest::dns::from_zeek(&v).map(|d| cf_ingest::dns::to_ocsf(&d, "zeek"))
+                } else {
+                    None
+                };
+                let normal = ocsf.as_ref().unwrap_or(&v);
+                let mut alerts: Vec<(&'static str, serde_json::Value)> = self
+                    .dns_alerts(normal)
+                    .into_iter()
+                    .map(|a| (a.kind, serde_json::to_value(&a).unwrap_or_default()))
+                    .collect();
+                alerts.extend(self.flow_alerts(normal));
+                let mut payload = serde_json::json!({"received": now, "peer": source, "transport": transport, "record": v});
+                if let Some(o) = ocsf {
+                    payload["ocsf"] = o;
+                }
                 let ev = Event {
                     id: self.id(),
                     topic: "log.json".into(),
                     time: now,
                     source: format!("{transport}://{source}"),
                     severity: Severity::Info,
-                    payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "record": v}),
+                    payload,
                 };
                 self.publish(ev).await;
+                self.publish_alerts(alerts).await;
                 true
             }
             Ok(_) => {

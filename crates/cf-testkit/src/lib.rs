@@ -325,3 +325,14 @@ pub fn read_zstd(path: &std::path::Path) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     out
 }
+
+/// A gzip-compressed text file of the datasets, decompressed (panics with the path if unreadable).
+pub fn read_gz(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    out
+}

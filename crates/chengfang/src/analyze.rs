@@ -1,13 +1,15 @@
 //! `chengfang analyze …`: the analytics as commands. `domains FILE` scores one domain per line for
 //! DGA (a stable contract: with `--json`, one object per line with `domain`, `dga_score` and
 //! `dga`); `train-dga` builds the shipped model from labelled data; `eval-dga` measures it on
-//! families left out of training.
+//! families left out of training. `dns`, `train-dns-tunnel` and `eval-dns-tunnel` do the same for
+//! DNS tunnelling (per domain, tools left out of training).
 
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cf_detect::dga::{self, DgaModel, TrainConfig};
+use cf_detect::dnstunnel::{self, TunnelModel};
 use clap::Subcommand;
 
 /// Analytics commands.
@@ -55,6 +57,199 @@ pub enum AnalyzeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Judge the domains of a DNS log for tunnelling: Zeek `dns.log` (TSV or JSON lines), a
+    /// capture (`.pcap`/`.pcapng`), or one query name per line (`.gz` accepted). One line per
+    /// registrable domain with its names, distinct names, score and verdict.
+    Dns {
+        /// The log or capture.
+        file: PathBuf,
+        /// One JSON object per line: domain, queries, distinct, tunnel_score, tunnel.
+        #[arg(long)]
+        json: bool,
+        /// Only domains judged tunnels.
+        #[arg(long)]
+        tunnels_only: bool,
+    },
+    /// Run the flow analytics (port scans, sweeps, ICMP exfiltration, beaconing) over a capture
+    /// (`.pcap`/`.pcapng`) or a Zeek `conn.log` in JSON (`.gz` accepted); one line per alert.
+    Flows {
+        /// The capture or log.
+        file: PathBuf,
+        /// One JSON object per alert.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the DNS-tunnel model: netrack's labelled names (`--data`) and benign DNS logs or
+    /// name lists (`--benign`, repeatable; Zeek dns.log TSV/JSON, a `domain,label,…` CSV's
+    /// label-0 rows, or one name per line; `.gz` accepted).
+    TrainDnsTunnel {
+        /// netrack_qnames.csv(.gz).
+        #[arg(long)]
+        data: PathBuf,
+        /// Benign sources.
+        #[arg(long, required = true)]
+        benign: Vec<PathBuf>,
+        /// Where to write the model.
+        #[arg(long)]
+        out: PathBuf,
+        /// Names per domain window.
+        #[arg(long, default_value_t = 20)]
+        window: usize,
+        /// False-positive budget on benign domain windows that sets the verdict threshold.
+        #[arg(long, default_value_t = 0.01)]
+        fpr: f64,
+    },
+    /// Leave-one-tool-out evaluation of the DNS-tunnel model: train without each tool (and 30%
+    /// of benign domains), judge that tool's domain windows and the held-out benign ones.
+    EvalDnsTunnel {
+        /// netrack_qnames.csv(.gz).
+        #[arg(long)]
+        data: PathBuf,
+        /// Benign sources.
+        #[arg(long, required = true)]
+        benign: Vec<PathBuf>,
+        /// Names per domain window.
+        #[arg(long, default_value_t = 20)]
+        window: usize,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A text file, gunzipped when it ends in `.gz`.
+fn read_text(path: &Path) -> Result<String> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut text = String::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(f)
+            .read_to_string(&mut text)
+            .with_context(|| format!("{}: not gzip text", path.display()))?;
+    } else {
+        std::io::BufReader::new(f)
+            .read_to_string(&mut text)
+            .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+    }
+    Ok(text)
+}
+
+/// (tool, name) of tunnel names, and benign names.
+type DnsCorpus = (Vec<(String, String)>, Vec<String>);
+
+/// netrack's labelled names and the benign names of `benign`.
+fn dns_corpus(data: &Path, benign: &[PathBuf]) -> Result<DnsCorpus> {
+    let (tunnel, mut normal) = dnstunnel::netrack(&read_text(data)?);
+    if tunnel.is_empty() {
+        bail!(
+            "{}: no tunnel rows (expected label,qname,tunnel_domain_hint)",
+            data.display()
+        );
+    }
+    for b in benign {
+        let names = dnstunnel::names_from_dns_log(&read_text(b)?);
+        if names.is_empty() {
+            bail!("{}: no query names found", b.display());
+        }
+        normal.extend(names);
+    }
+    Ok((tunnel, normal))
+}
+
+/// (client, query name) of every DNS query in a log or capture.
+fn dns_queries(file: &Path) -> Result<Vec<(String, String)>> {
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "pcap" | "pcapng" | "cap") {
+        let data =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut out = Vec::new();
+        cf_ingest::pcap::read(&data, |o| {
+            if let cf_ingest::pcap::Output::Dns(d) = o
+                && !d.response
+            {
+                out.push((d.client.map(|c| c.to_string()).unwrap_or_default(), d.qname));
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        return Ok(out);
+    }
+    let text = read_text(file)?;
+    if text.lines().any(|l| l.starts_with('{')) {
+        return Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| cf_ingest::dns::from_zeek(&v))
+            .map(|d| (d.client.map(|c| c.to_string()).unwrap_or_default(), d.qname))
+            .collect());
+    }
+    Ok(dnstunnel::names_from_dns_log(&text)
+        .into_iter()
+        .map(|n| (String::new(), n))
+        .collect())
+}
+
+/// The flows of a capture or of a Zeek `conn.log` (JSON lines; ICMP type and code as Zeek
+/// logs them in the ports), in time order.
+fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
+    use cf_detect::netwatch::FlowObs;
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let mut out = Vec::new();
+    if matches!(ext, "pcap" | "pcapng" | "cap") {
+        let data =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        cf_ingest::pcap::read(&data, |o| {
+            if let cf_ingest::pcap::Output::Flow(f) = o {
+                out.push(FlowObs {
+                    time_ms: f.first.unix_millis(),
+                    src: f.flow.src.map(|a| a.to_string()).unwrap_or_default(),
+                    dst: f.flow.dst.map(|a| a.to_string()).unwrap_or_default(),
+                    dst_port: f.flow.dst_port.unwrap_or(0),
+                    proto: f.flow.protocol.unwrap_or(0),
+                    bytes: f.flow.bytes.unwrap_or(0),
+                    packets: f.flow.packets.unwrap_or(0),
+                });
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    } else {
+        for (i, line) in read_text(file)?.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+                format!("{}:{}: not a JSON conn.log record", file.display(), i + 1)
+            })?;
+            let g = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).cloned().unwrap_or_default();
+            let proto = match v["proto"].as_str() {
+                Some("tcp") => 6,
+                Some("udp") => 17,
+                Some("icmp") => 1,
+                _ => 0,
+            };
+            let port = |x: serde_json::Value| u16::try_from(x.as_u64().unwrap_or(0)).unwrap_or(0);
+            let dst_port = if proto == 1 {
+                port(g("id.orig_p", "id_orig_p")) << 8 | port(g("id.resp_p", "id_resp_p"))
+            } else {
+                port(g("id.resp_p", "id_resp_p"))
+            };
+            out.push(FlowObs {
+                time_ms: (v["ts"].as_f64().unwrap_or(0.0) * 1000.0) as i64,
+                src: g("id.orig_h", "id_orig_h")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                dst: g("id.resp_h", "id_resp_h")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                dst_port,
+                proto,
+                bytes: v["orig_ip_bytes"].as_u64().unwrap_or(0),
+                packets: v["orig_pkts"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    out.sort_by_key(|f| f.time_ms);
+    Ok(out)
 }
 
 /// Rows of the labelled CSV: (domain, is_dga, family).
@@ -101,6 +296,158 @@ fn stable_hash(s: &str) -> u64 {
 /// Run; `Ok(false)` for `domains` when the input had unreadable lines.
 pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
     match cmd {
+        AnalyzeCmd::Dns {
+            file,
+            json,
+            tunnels_only,
+        } => {
+            let model = TunnelModel::builtin()?;
+            let lm = DgaModel::builtin()?.lm;
+            let queries = dns_queries(&file)?;
+            let mut by: std::collections::BTreeMap<
+                String,
+                (Vec<&str>, std::collections::BTreeSet<&str>),
+            > = Default::default();
+            for (client, q) in &queries {
+                let e = by.entry(dnstunnel::cut(q).1).or_default();
+                e.0.push(q);
+                if !client.is_empty() {
+                    e.1.insert(client);
+                }
+            }
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            if !json {
+                writeln!(
+                    out,
+                    "{:<40} {:>8} {:>8} {:>7}  verdict  clients",
+                    "domain", "queries", "distinct", "score"
+                )?;
+            }
+            for (domain, (names, clients)) in &by {
+                let distinct = names
+                    .iter()
+                    .map(|n| dnstunnel::cut(n).0.to_ascii_lowercase())
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                let score = dnstunnel::window_score(&model, &lm, names);
+                let verdict = model.is_tunnel(score);
+                if tunnels_only && !verdict {
+                    continue;
+                }
+                let clients: Vec<&str> = clients.iter().copied().collect();
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"domain": domain, "queries": names.len(), "distinct": distinct,
+                            "tunnel_score": (f64::from(score) * 1e6).round() / 1e6, "tunnel": verdict, "clients": clients})
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<40} {:>8} {:>8} {:>7.4}  {:<7}  {}",
+                        domain,
+                        names.len(),
+                        distinct,
+                        score,
+                        if verdict { "TUNNEL" } else { "-" },
+                        clients.join(",")
+                    )?;
+                }
+            }
+            out.flush()?;
+            Ok(true)
+        }
+        AnalyzeCmd::Flows { file, json } => {
+            let flows = flows_of(&file)?;
+            let mut w =
+                cf_detect::netwatch::NetWatch::new(cf_detect::netwatch::NetRules::default());
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            let mut n = 0usize;
+            for f in &flows {
+                for a in w.observe(f) {
+                    n += 1;
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(&a)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:<15} {:<16} {:<24} {:>6} {:>10}",
+                            a.kind, a.src, a.target, a.count, a.bytes
+                        )?;
+                    }
+                }
+            }
+            if !json {
+                writeln!(out, "{} flows, {n} alerts", flows.len())?;
+            }
+            out.flush()?;
+            Ok(true)
+        }
+        AnalyzeCmd::TrainDnsTunnel {
+            data,
+            benign,
+            out,
+            window,
+            fpr,
+        } => {
+            let (tunnel, normal) = dns_corpus(&data, &benign)?;
+            let lm = DgaModel::builtin()?.lm;
+            let t: Vec<&str> = tunnel.iter().map(|t| t.1.as_str()).collect();
+            let b: Vec<&str> = normal.iter().map(String::as_str).collect();
+            let m = dnstunnel::train(&t, &b, &lm, window, fpr);
+            std::fs::write(&out, m.to_text())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "trained on {} tunnel and {} benign names; threshold {:.4}; written to {}",
+                t.len(),
+                b.len(),
+                m.threshold,
+                out.display()
+            );
+            Ok(true)
+        }
+        AnalyzeCmd::EvalDnsTunnel {
+            data,
+            benign,
+            window,
+            json,
+        } => {
+            let (tunnel, normal) = dns_corpus(&data, &benign)?;
+            let lm = DgaModel::builtin()?.lm;
+            let ev = dnstunnel::leave_one_tool_out(&tunnel, &normal, &lm, window, 0.01);
+            if json {
+                println!("{}", serde_json::to_string(&ev)?);
+            } else {
+                println!(
+                    "{:<10} {:>6} {:>9} {:>13} {:>16}",
+                    "unseen", "names", "query AUC", "query R@1%FP", "domain windows"
+                );
+                for r in &ev.tools {
+                    println!(
+                        "{:<10} {:>6} {:>9.4} {:>13.3} {:>9}/{:<6}",
+                        r.tool,
+                        r.names,
+                        r.query_auc,
+                        r.query_recall_at_1pct,
+                        r.windows_detected,
+                        r.windows
+                    );
+                }
+                println!(
+                    "benign: {} held-out names in {} domain windows; {} false positives over {} models ({:.3}%)",
+                    ev.benign_names,
+                    ev.benign_windows,
+                    ev.benign_false_positives,
+                    ev.tools.len(),
+                    100.0 * ev.benign_false_positives as f64
+                        / (ev.benign_windows * ev.tools.len()).max(1) as f64
+                );
+            }
+            Ok(true)
+        }
         AnalyzeCmd::Domains { file, json, model } => {
             let m = match model {
                 Some(p) => DgaModel::from_bytes(

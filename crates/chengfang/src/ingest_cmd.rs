@@ -1,4 +1,4 @@
-//! `chengfang ingest FILE…`: send log files (syslog lines, NDJSON or Windows EVTX) to a running platform in
+//! `chengfang ingest FILE…`: send log files (syslog lines, NDJSON, Windows EVTX or packet captures) to a running platform in
 //! batches over HTTPS, with a progress bar and a per-file summary of parsed and malformed lines.
 
 use std::path::PathBuf;
@@ -13,8 +13,9 @@ use crate::crypt::Remote;
 pub struct IngestArgs {
     #[command(flatten)]
     remote: Remote,
-    /// Format: syslog, ndjson or evtx (default: by extension, .jsonl/.ndjson/.json → ndjson,
-    /// .evtx → Windows event log records sent as JSON lines).
+    /// Format: syslog, ndjson, evtx or pcap (default: by extension, .jsonl/.ndjson/.json →
+    /// ndjson, .evtx → Windows event log records sent as JSON lines, .pcap/.pcapng/.cap → DNS
+    /// messages and flows sent as OCSF JSON lines).
     #[arg(long)]
     format: Option<String>,
     /// Batch size in bytes (the server's body limit must allow it).
@@ -56,12 +57,43 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
             Some("syslog") => "syslog",
             Some("ndjson") => "ndjson",
             Some("evtx") => "evtx",
-            Some(o) => bail!("--format: `{o}` is not syslog, ndjson or evtx"),
+            Some("pcap") => "pcap",
+            Some(o) => bail!("--format: `{o}` is not syslog, ndjson, evtx or pcap"),
             None => match ext.as_deref() {
                 Some("jsonl" | "ndjson" | "json") => "ndjson",
                 Some("evtx") => "evtx",
+                Some("pcap" | "pcapng" | "cap") => "pcap",
                 _ => "syslog",
             },
+        };
+        let shown = fmt;
+        // A capture goes as OCSF JSON lines: DNS Activity per DNS message, Network Activity per
+        // flow; an undecodable packet goes as its reason, kept as `log.malformed`.
+        let fmt = if fmt == "pcap" {
+            let file_len = data.len() as u64;
+            let name = f.display().to_string();
+            let mut lines = Vec::new();
+            cf_ingest::pcap::read(&std::mem::take(&mut data), |o| {
+                let line = match o {
+                    cf_ingest::pcap::Output::Dns(d) => {
+                        cf_ingest::dns::to_ocsf(&d, "pcap").to_string()
+                    }
+                    cf_ingest::pcap::Output::Flow(fl) => {
+                        cf_ingest::pcap::flow_to_ocsf(&fl, &name).to_string()
+                    }
+                    cf_ingest::pcap::Output::Undecodable { packet, reason } => {
+                        format!("undecodable packet {packet} of {name}: {reason}")
+                    }
+                };
+                lines.extend_from_slice(line.as_bytes());
+                lines.push(b'\n');
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            data = lines;
+            bar.inc_length((data.len() as u64).saturating_sub(file_len));
+            "ndjson"
+        } else {
+            fmt
         };
         // EVTX records go as JSON lines (the evtx_dump shape); an undecodable record goes as
         // its reason, which the platform keeps as `log.malformed`.
@@ -121,7 +153,7 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
             rest = tail;
         }
         all_ok &= malformed == 0;
-        summary.push(serde_json::json!({"file": f.display().to_string(), "format": fmt, "received": received, "parsed": parsed, "malformed": malformed}));
+        summary.push(serde_json::json!({"file": f.display().to_string(), "format": if shown == "pcap" { "pcap" } else { fmt }, "received": received, "parsed": parsed, "malformed": malformed}));
     }
     bar.finish_and_clear();
     for s in &summary {

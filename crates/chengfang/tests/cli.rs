@@ -1115,6 +1115,40 @@ fn analyze_domains_scores_one_json_object_per_domain() {
     assert!(out.contains("bad.csv:2: label `2` is not 0 or 1"), "{out}");
 }
 
+/// `analyze dns` judges a capture and a Zeek log per domain: the dns2tcp capture's domain is a
+/// tunnel, the APT29 network's domains are not.
+#[test]
+fn analyze_dns_judges_captures_and_zeek_logs_per_domain() {
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let pcap = root.join("soc/dns_tunnel/pcap/dns2tcp_netrack_2018-03-23.pcap");
+    let (code, out) = run_cli(&["analyze", "dns", "--json", pcap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let t = rows
+        .iter()
+        .find(|r| r["domain"] == "hidemyself.org")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(t["tunnel"], true, "{t}");
+    assert!(t["distinct"].as_u64().unwrap() > 1000, "{t}");
+    assert!(
+        rows.iter().filter(|r| r["tunnel"] == true).count() == 1,
+        "{out}"
+    );
+    let zeek = root.join("soc/zeek/apt29_day1/SCRANTON_dns.log.gz");
+    let (code, out) = run_cli(&["analyze", "dns", "--json", zeek.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().count() >= 5, "{out}");
+    assert!(!out.contains("\"tunnel\":true"), "{out}");
+    let (code, out) = run_cli(&["analyze", "dns", "/nonexistent/dns.log"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("/nonexistent/dns.log"), "{out}");
+}
+
 #[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -3090,6 +3124,110 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
             "{out}"
         );
         assert!(v["parsed"].as_u64().unwrap() > 0, "{out}");
+    }
+
+    // A packet capture goes as DNS Activity and flows; the dns2tcp tunnel in it reaches the
+    // alert book as `dns.tunnel` on the tunnelling host, on the command-and-control stage.
+    {
+        let pcap = root.join("soc/dns_tunnel/pcap/dns2tcp_netrack_2018-03-23.pcap");
+        let (code, out) = run_cli(&[
+            "ingest",
+            "--url",
+            &srv.url,
+            "--token-file",
+            &tok.display().to_string(),
+            "--ca",
+            &dir.join("ca/ca.pem").display().to_string(),
+            "--batch-bytes",
+            "8192",
+            "--json",
+            &pcap.display().to_string(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (v["format"].as_str(), v["malformed"].as_u64()),
+            (Some("pcap"), Some(0)),
+            "{out}"
+        );
+        assert!(v["parsed"].as_u64().unwrap() > 4000, "{out}");
+        let mut tunnel = None;
+        for _ in 0..50 {
+            let (_, a) = json(
+                c.get(format!("{}/api/v1/alerts?status=open", srv.url))
+                    .bearer_auth(&op)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            tunnel = a
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["kind"] == "dns.tunnel").cloned());
+            if tunnel.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let t = tunnel.expect("a dns.tunnel alert");
+        assert_eq!(t["latest"]["domain"], "hidemyself.org", "{t}");
+        assert!(t["entity"].as_str().unwrap().starts_with("src:"), "{t}");
+        let (_, inc) = json(
+            c.get(format!("{}/api/v1/incidents", srv.url))
+                .bearer_auth(&op)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let host = t["entity"].as_str().unwrap().trim_start_matches("src:");
+        let i = inc
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["entity"] == host)
+            .unwrap_or_else(|| panic!("{inc}"));
+        assert_eq!(
+            i["stages"],
+            serde_json::json!(["command_and_control"]),
+            "{i}"
+        );
+
+        // A SYN port scan capture becomes flows, and the scanner is named.
+        let scan = root.join("soc/pcap/scans_pcaphunt/ps-tcp_syn.pcap");
+        let (code, out) = run_cli(&[
+            "ingest",
+            "--url",
+            &srv.url,
+            "--token-file",
+            &tok.display().to_string(),
+            "--ca",
+            &dir.join("ca/ca.pem").display().to_string(),
+            "--batch-bytes",
+            "8192",
+            &scan.display().to_string(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let mut found = None;
+        for _ in 0..50 {
+            let (_, a) = json(
+                c.get(format!("{}/api/v1/alerts?status=open", srv.url))
+                    .bearer_auth(&op)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            found = a
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["kind"] == "net.port_scan").cloned());
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let p = found.expect("a net.port_scan alert");
+        assert!(p["latest"]["count"].as_u64().unwrap() >= 50, "{p}");
     }
 
     // Everything ingested is searchable (SA-1): `chengfang search` as the operator.
