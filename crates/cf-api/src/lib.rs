@@ -17,6 +17,7 @@ pub mod identity;
 pub mod kms;
 pub mod metrics;
 pub mod openapi;
+pub mod rules;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub alerts: cf_platform::alerts::AlertBook,
     /// The event archive (search).
     pub events: cf_platform::archive::EventArchive,
+    /// Detection rules: state and suppressions.
+    pub rules: cf_platform::rules::RuleBook,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -152,6 +155,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/alerts/{id}/assign", post(alerts::assign))
         .route("/api/v1/alerts/{id}/comment", post(alerts::comment))
         .route("/api/v1/alerts/{id}/close", post(alerts::close))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/rules/refused", get(rules::refused))
+        .route(
+            "/api/v1/rules/suppressions",
+            get(rules::suppressions).post(rules::suppress),
+        )
+        .route("/api/v1/rules/suppressions/{id}/lift", post(rules::lift))
+        .route("/api/v1/rules/{id}/enable", post(rules::enable))
+        .route("/api/v1/rules/{id}/disable", post(rules::disable))
         .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
         .route("/api/v1/ingest/ndjson", post(handlers::ingest_ndjson))
         .route(

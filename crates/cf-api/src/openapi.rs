@@ -46,11 +46,13 @@ impl Modify for BearerAuth {
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
         crate::identity::reset_begin, crate::identity::reset_complete,
         handlers::ingest_syslog, handlers::ingest_ndjson,
-        crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents
+        crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents,
+        crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable,
+        crate::rules::suppressions, crate::rules::suppress, crate::rules::lift
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"), (name = "identity"), (name = "alerts"))
+    tags((name = "system"), (name = "auth"), (name = "audit"), (name = "kms"), (name = "data"), (name = "devices"), (name = "identity"), (name = "alerts"), (name = "rules"))
 )]
 pub struct ApiDoc;
 

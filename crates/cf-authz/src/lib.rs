@@ -161,7 +161,9 @@ impl Policies {
 mod tests {
     use super::*;
 
-    const ACTIONS: [&str; 19] = [
+    const ACTIONS: [&str; 21] = [
+        "rules.read",
+        "rules.manage",
         "events.search",
         "alerts.read",
         "alerts.handle",
@@ -198,6 +200,8 @@ mod tests {
             "alerts.handle" => role == "operator",
             "alerts.read" => matches!(role, "operator" | "auditor" | "admin"),
             "events.search" => matches!(role, "operator" | "auditor"),
+            "rules.manage" => role == "operator",
+            "rules.read" => matches!(role, "operator" | "auditor" | "admin"),
             "devices.read" => matches!(role, "admin" | "operator" | "auditor"),
             "devices.quarantine" => matches!(role, "admin" | "operator"),
             "events.publish" => matches!(role, "service" | "operator" | "admin"),

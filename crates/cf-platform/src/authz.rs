@@ -106,6 +106,10 @@ pub enum Action {
     HandleAlerts,
     /// Search the event store and list its partitions (SA-1).
     SearchEvents,
+    /// Read the detection rules, their state and suppressions.
+    ReadRules,
+    /// Enable, disable and suppress detection rules (detection engineering).
+    ManageRules,
 }
 
 impl Action {
@@ -131,6 +135,8 @@ impl Action {
             Action::ReadAlerts => "alerts.read",
             Action::HandleAlerts => "alerts.handle",
             Action::SearchEvents => "events.search",
+            Action::ReadRules => "rules.read",
+            Action::ManageRules => "rules.manage",
         }
     }
 }

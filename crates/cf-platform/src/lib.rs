@@ -16,6 +16,7 @@ pub mod logs;
 pub mod metrics;
 pub mod ports;
 pub mod report;
+pub mod rules;
 pub mod sigma;
 pub mod tokens;
 pub mod verify;

@@ -27,6 +27,8 @@ pub struct SigmaCounters {
     pub hits: AtomicU64,
     /// Correlation hits published.
     pub correlations: AtomicU64,
+    /// Hits of disabled or suppressed rules, not published.
+    pub suppressed: AtomicU64,
 }
 
 /// The whitepaper's attack-chain stage names live in cf-detect; this picks the ATT&CK tactic a
@@ -76,6 +78,7 @@ pub struct SigmaStream {
     node: String,
     ids: Arc<AtomicU64>,
     counters: Arc<SigmaCounters>,
+    controls: crate::rules::SharedControls,
 }
 
 impl std::fmt::Debug for SigmaStream {
@@ -96,7 +99,26 @@ impl SigmaStream {
             node: node.to_string(),
             ids: Arc::default(),
             counters: Arc::default(),
+            controls: Arc::default(),
         }
+    }
+
+    /// Consult the rule book's controls (disabled rules, suppressions) before publishing.
+    pub fn with_controls(mut self, controls: crate::rules::SharedControls) -> Self {
+        self.controls = controls;
+        self
+    }
+
+    fn allowed(&self, rule_id: &str, entity: &str, t: Timestamp) -> bool {
+        let ok = self
+            .controls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allows(rule_id, entity, t);
+        if !ok {
+            self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 
     /// Counters.
@@ -161,6 +183,9 @@ impl SigmaStream {
         let mut out = Vec::with_capacity(reported.len() + corr_alerts.len());
         for r in reported {
             let rule = &self.rules.rules()[r];
+            if !self.allowed(&rule.id, &host, t) {
+                continue;
+            }
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             out.push(Event {
                 id: self.id(),
@@ -180,7 +205,6 @@ impl SigmaStream {
 
     fn correlation_alert(&self, c: &Correlator, h: &CorrelationHit, host: &str) -> Option<Event> {
         let (rule, level) = c.rule(h.correlation)?;
-        self.counters.correlations.fetch_add(1, Ordering::Relaxed);
         let group: serde_json::Map<String, Value> = h
             .group
             .iter()
@@ -193,6 +217,11 @@ impl SigmaStream {
             .filter_map(|(_, v)| v.clone())
             .collect::<Vec<_>>()
             .join("/");
+        let entity = if key.is_empty() { host } else { key.as_str() };
+        if !self.allowed(&rule.id, entity, Timestamp::from_unix_nanos(h.time_ns)) {
+            return None;
+        }
+        self.counters.correlations.fetch_add(1, Ordering::Relaxed);
         Some(Event {
             id: self.id(),
             topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),

@@ -205,7 +205,11 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     tokio::spawn(async move {
         while let Some(d) = alerts.rx.recv().await {
             let p = &d.event.payload;
-            let what = p["detail"].as_str().or(p["key"].as_str()).unwrap_or("");
+            let what = p["detail"]
+                .as_str()
+                .or(p["key"].as_str())
+                .or(p["src"].as_str())
+                .unwrap_or("");
             say("ALERT", format!("{} {what}", d.event.topic));
             let _ = d.ack().await;
         }
@@ -232,12 +236,13 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     let (book_stop, book_stop_rx) = tokio::sync::watch::channel(false);
     let book = tokio::spawn(p.alerts.clone().run(p.bus.clone(), book_stop_rx.clone()));
     let archive = tokio::spawn(p.events.clone().run(p.bus.clone(), book_stop_rx));
-    crate::demo_soc::run(&crate::demo_data::Ctx {
+    let ctx = crate::demo_data::Ctx {
         http: &http,
         url: &url,
         admin: &admin,
-    })
-    .await?;
+    };
+    crate::demo_soc::run(&ctx).await?;
+    crate::demo_net::run(&ctx).await?;
 
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -11,6 +11,7 @@ mod datadir;
 mod demo;
 mod demo_data;
 mod demo_devices;
+mod demo_net;
 mod demo_soc;
 mod devices_cmd;
 mod discover;
@@ -18,6 +19,7 @@ mod hunt;
 mod ingest_cmd;
 mod mask;
 mod platform;
+mod rules_cmd;
 mod scan;
 mod search_cmd;
 mod simulate;
@@ -153,6 +155,11 @@ enum Cmd {
     },
     /// Send log files (syslog lines or NDJSON) to a running platform, with a progress bar.
     Ingest(ingest_cmd::IngestArgs),
+    /// Detection rules of a running platform: list, refused, enable, disable, suppress, lift.
+    Rules {
+        #[command(subcommand)]
+        cmd: rules_cmd::RulesCmd,
+    },
     /// Search archived logs and alerts of a running platform by time, fields and free text;
     /// exit 0 when something matched, 1 when nothing did.
     Search(search_cmd::SearchArgs),
@@ -466,6 +473,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Simulate { cmd } => simulate::run(cmd).await,
         Cmd::Ingest(a) => ingest_cmd::run(a).await,
         Cmd::Search(a) => search_cmd::run(a).await,
+        Cmd::Rules { cmd } => rules_cmd::run(cmd).await,
         Cmd::Analyze { cmd } => analyze::run(cmd),
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;

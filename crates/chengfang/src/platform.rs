@@ -46,6 +46,8 @@ pub struct Platform {
     pub events: cf_platform::archive::EventArchive,
     /// Sigma rules on the bus, when configured.
     pub sigma: Option<cf_platform::sigma::SigmaStream>,
+    /// Detection rules' state and suppressions (empty when no rules are configured).
+    pub rules: cf_platform::rules::RuleBook,
     /// The MQTT ingest session, when a broker is configured (taken by [`Platform::spawn_devices`]).
     mqtt: std::sync::Mutex<Option<(rumqttc::AsyncClient, rumqttc::EventLoop)>>,
 }
@@ -142,6 +144,8 @@ impl Platform {
             clock.clone(),
             cfg.events.1,
         );
+        let mut catalogue = Vec::new();
+        let mut refused = Vec::new();
         let sigma = match &cfg.sigma_rules {
             None => None,
             Some(path) => {
@@ -157,6 +161,29 @@ impl Platform {
                 for (p, why) in loaded.refused.iter().take(5) {
                     tracing::info!(rule = %p.display(), reason = %why, "sigma rule refused");
                 }
+                for r in loaded.set.rules() {
+                    catalogue.push(cf_platform::rules::RuleMeta {
+                        id: r.id.clone(),
+                        title: r.title.clone(),
+                        level: r.level.as_str().to_string(),
+                        tags: r.tags.clone(),
+                        kind: "detection",
+                    });
+                }
+                for r in loaded.correlator.rules() {
+                    catalogue.push(cf_platform::rules::RuleMeta {
+                        id: r.id.clone(),
+                        title: r.title.clone(),
+                        level: r.level.map_or("medium", |l| l.as_str()).to_string(),
+                        tags: r.tags.clone(),
+                        kind: "correlation",
+                    });
+                }
+                refused = loaded
+                    .refused
+                    .iter()
+                    .map(|(p, why)| (p.display().to_string(), why.to_string()))
+                    .collect();
                 Some(cf_platform::sigma::SigmaStream::new(
                     loaded.set,
                     loaded.correlator,
@@ -165,10 +192,24 @@ impl Platform {
                 ))
             }
         };
+        let rules = cf_platform::rules::RuleBook::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            catalogue,
+            refused,
+        );
+        rules
+            .refresh()
+            .await
+            .context("cannot read the rules' state")?;
+        let sigma = sigma.map(|s| s.with_controls(rules.controls()));
         Ok(Platform {
             alerts,
             events,
             sigma,
+            rules,
             logs,
             identity,
             devices,
@@ -206,6 +247,7 @@ impl Platform {
             identity: self.identity.clone(),
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
+            rules: self.rules.clone(),
             events: self.events.clone(),
         }
     }
@@ -234,6 +276,24 @@ impl Platform {
         ));
         if let Some(s) = &self.sigma {
             tasks.push(tokio::spawn(s.clone().run(self.bus.clone(), stop.clone())));
+        }
+        // Rule changes made through another node reach this one's detector within seconds.
+        {
+            let rules = self.rules.clone();
+            let mut stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {
+                            if let Err(e) = rules.refresh().await {
+                                tracing::warn!(error = %e, "rule state not refreshed");
+                            }
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
         }
         // Every log and alert lands in the event store; retention runs hourly.
         tasks.push(tokio::spawn(

@@ -1,0 +1,471 @@
+//! Detection rule management (SA-2, IDS-1): the loaded Sigma rules with their ATT&CK tags and
+//! the rules that were refused (with why), enabled and disabled by operators, and suppressions
+//! scoped to a rule and optionally one entity (host or group key) with an expiry. Every change is
+//! written to the audit ledger before it is stored and acknowledged; the streaming detector reads
+//! the resulting controls on every hit.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use cf_core::{SharedClock, Timestamp};
+use cf_event::{AuditRecord, Outcome};
+use serde::{Deserialize, Serialize};
+
+use crate::PlatformError;
+use crate::audit::{AuditLedger, Receipt};
+use crate::authz::{Action, Authorized};
+use crate::ports::{Document, StateStore};
+use crate::tokens::RequestContext;
+
+/// A loaded rule, as the catalogue describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleMeta {
+    /// Sigma `id`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Level.
+    pub level: String,
+    /// Tags (`attack.t1059.001`, `attack.execution` …).
+    pub tags: Vec<String>,
+    /// `detection` or `correlation`.
+    pub kind: &'static str,
+}
+
+/// A rule with its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleInfo {
+    /// The rule.
+    #[serde(flatten)]
+    pub meta: RuleMeta,
+    /// Whether its hits become alerts.
+    pub enabled: bool,
+    /// Why it was last enabled or disabled.
+    pub reason: Option<String>,
+    /// Who changed it last.
+    pub changed_by: Option<String>,
+    /// When.
+    pub changed_at: Option<Timestamp>,
+}
+
+/// A suppression: hits of `rule_id` (on `entity`, or on every entity) raise no alert until
+/// `expires`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// Id.
+    pub id: String,
+    /// Rule.
+    pub rule_id: String,
+    /// Host or group key the suppression is limited to; `None` for all.
+    pub entity: Option<String>,
+    /// Why (required: an audit trail without reasons is not one).
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+    /// When.
+    pub created: Timestamp,
+    /// Until.
+    pub expires: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RuleState {
+    enabled: bool,
+    reason: String,
+    by: String,
+    at: Timestamp,
+}
+
+/// What the detector consults on every hit.
+#[derive(Debug, Default, Clone)]
+pub struct RuleControls {
+    disabled: HashSet<String>,
+    suppressions: Vec<Suppression>,
+}
+
+impl RuleControls {
+    /// Whether a hit of `rule_id` on `entity` at `now` may become an alert.
+    pub fn allows(&self, rule_id: &str, entity: &str, now: Timestamp) -> bool {
+        !self.disabled.contains(rule_id)
+            && !self.suppressions.iter().any(|s| {
+                s.rule_id == rule_id
+                    && s.expires > now
+                    && s.entity.as_deref().is_none_or(|e| e == entity)
+            })
+    }
+}
+
+/// Shared controls (the detector holds a clone of the handle).
+pub type SharedControls = Arc<RwLock<RuleControls>>;
+
+/// The rule book.
+#[derive(Clone)]
+pub struct RuleBook {
+    store: Arc<dyn StateStore>,
+    ledger: AuditLedger,
+    clock: SharedClock,
+    rng: Arc<dyn cf_crypto::Rng>,
+    catalogue: Arc<BTreeMap<String, RuleMeta>>,
+    refused: Arc<Vec<(String, String)>>,
+    controls: SharedControls,
+}
+
+impl std::fmt::Debug for RuleBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleBook")
+            .field("rules", &self.catalogue.len())
+            .finish()
+    }
+}
+
+const STATE: &str = "rule_state";
+const SUPP: &str = "rule_suppression";
+/// Longest suppression: a year; anything longer should be a disabled rule with a reason.
+const MAX_SUPPRESSION_SECS: i64 = 366 * 86_400;
+
+fn reason_ok(r: &str) -> Result<(), PlatformError> {
+    if r.trim().is_empty() || r.chars().count() > 500 {
+        return Err(PlatformError::InvalidInput(
+            "reason: 1-500 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl RuleBook {
+    /// A book over the loaded rules (`catalogue`) and the refused ones (`(file, reason)`).
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        ledger: AuditLedger,
+        clock: SharedClock,
+        rng: Arc<dyn cf_crypto::Rng>,
+        catalogue: Vec<RuleMeta>,
+        refused: Vec<(String, String)>,
+    ) -> Self {
+        RuleBook {
+            store,
+            ledger,
+            clock,
+            rng,
+            catalogue: Arc::new(catalogue.into_iter().map(|m| (m.id.clone(), m)).collect()),
+            refused: Arc::new(refused),
+            controls: Arc::default(),
+        }
+    }
+
+    /// The controls handle for the detector.
+    pub fn controls(&self) -> SharedControls {
+        self.controls.clone()
+    }
+
+    /// Reload the controls from the store (at start, and periodically so that changes made
+    /// through another node take effect here).
+    pub async fn refresh(&self) -> Result<(), PlatformError> {
+        let mut c = RuleControls::default();
+        for d in self.store.doc_list(STATE).await? {
+            let s: RuleState = serde_json::from_str(&d.body)
+                .map_err(|e| PlatformError::Internal(format!("rule state `{}`: {e}", d.id)))?;
+            if !s.enabled {
+                c.disabled.insert(d.id);
+            }
+        }
+        let now = self.clock.now();
+        for d in self.store.doc_list(SUPP).await? {
+            let s: Suppression = serde_json::from_str(&d.body)
+                .map_err(|e| PlatformError::Internal(format!("suppression `{}`: {e}", d.id)))?;
+            if s.expires > now {
+                c.suppressions.push(s);
+            }
+        }
+        *self
+            .controls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
+        Ok(())
+    }
+
+    /// Every loaded rule with its state; `tag` filters (e.g. `attack.t1003`, prefix match).
+    pub async fn list(
+        &self,
+        auth: &Authorized,
+        tag: Option<&str>,
+    ) -> Result<Vec<RuleInfo>, PlatformError> {
+        auth.require(Action::ReadRules)?;
+        let mut states: BTreeMap<String, RuleState> = BTreeMap::new();
+        for d in self.store.doc_list(STATE).await? {
+            if let Ok(s) = serde_json::from_str(&d.body) {
+                states.insert(d.id, s);
+            }
+        }
+        Ok(self
+            .catalogue
+            .values()
+            .filter(|m| tag.is_none_or(|t| m.tags.iter().any(|x| x.starts_with(t))))
+            .map(|m| {
+                let s = states.get(&m.id);
+                RuleInfo {
+                    meta: m.clone(),
+                    enabled: s.is_none_or(|s| s.enabled),
+                    reason: s.map(|s| s.reason.clone()),
+                    changed_by: s.map(|s| s.by.clone()),
+                    changed_at: s.map(|s| s.at),
+                }
+            })
+            .collect())
+    }
+
+    /// Rules that could not be loaded, with the reason (file, reason).
+    pub fn refused(&self, auth: &Authorized) -> Result<Vec<(String, String)>, PlatformError> {
+        auth.require(Action::ReadRules)?;
+        Ok(self.refused.as_ref().clone())
+    }
+
+    /// Enable or disable a rule, with a reason.
+    pub async fn set_enabled(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        id: &str,
+        enabled: bool,
+        reason: &str,
+    ) -> Result<(RuleInfo, Receipt), PlatformError> {
+        auth.require(Action::ManageRules)?;
+        reason_ok(reason)?;
+        let meta = self
+            .catalogue
+            .get(id)
+            .ok_or_else(|| PlatformError::NotFound(format!("no loaded rule `{id}`")))?
+            .clone();
+        let what = if enabled { "enable" } else { "disable" };
+        let now = self.clock.now();
+        let rec = AuditRecord::new(
+            format!("rule.{what}"),
+            now,
+            &ctx.source_addr,
+            "chengfang-rules",
+            &auth.principal().id,
+            format!("rule:{id}"),
+            what,
+            Outcome::Success,
+            &ctx.request_id,
+        )
+        .with_detail(serde_json::json!({"title": meta.title, "reason": reason}));
+        let receipt = self.ledger.append(rec).await?;
+        let state = RuleState {
+            enabled,
+            reason: reason.to_string(),
+            by: auth.principal().id.clone(),
+            at: now,
+        };
+        let body =
+            serde_json::to_string(&state).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        match self.store.doc_get(STATE, id).await? {
+            Some(d) => {
+                self.store
+                    .doc_update(&Document {
+                        body,
+                        revision: d.revision + 1,
+                        updated: now,
+                        ..d
+                    })
+                    .await?
+            }
+            None => {
+                self.store
+                    .doc_insert(&Document {
+                        kind: STATE.into(),
+                        id: id.to_string(),
+                        body,
+                        revision: 1,
+                        updated: now,
+                    })
+                    .await?
+            }
+        }
+        {
+            let mut c = self
+                .controls
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if enabled {
+                c.disabled.remove(id);
+            } else {
+                c.disabled.insert(id.to_string());
+            }
+        }
+        Ok((
+            RuleInfo {
+                meta,
+                enabled,
+                reason: Some(reason.to_string()),
+                changed_by: Some(auth.principal().id.clone()),
+                changed_at: Some(now),
+            },
+            receipt,
+        ))
+    }
+
+    /// Suppress a rule's alerts (on one entity, or all) for `secs` seconds, with a reason.
+    pub async fn suppress(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        rule_id: &str,
+        entity: Option<&str>,
+        reason: &str,
+        secs: i64,
+    ) -> Result<(Suppression, Receipt), PlatformError> {
+        auth.require(Action::ManageRules)?;
+        reason_ok(reason)?;
+        if !self.catalogue.contains_key(rule_id) {
+            return Err(PlatformError::NotFound(format!(
+                "no loaded rule `{rule_id}`"
+            )));
+        }
+        if !(60..=MAX_SUPPRESSION_SECS).contains(&secs) {
+            return Err(PlatformError::InvalidInput(format!(
+                "expires_in_secs: between 60 and {MAX_SUPPRESSION_SECS} (a year); disable the rule for longer"
+            )));
+        }
+        if entity.is_some_and(|e| e.trim().is_empty() || e.len() > 255) {
+            return Err(PlatformError::InvalidInput(
+                "entity: 1-255 characters".into(),
+            ));
+        }
+        let now = self.clock.now();
+        let s = Suppression {
+            id: format!(
+                "sup-{}",
+                hex::encode(
+                    cf_crypto::random_bytes(self.rng.as_ref(), 8)
+                        .map_err(|e| PlatformError::Internal(e.to_string()))?
+                )
+            ),
+            rule_id: rule_id.to_string(),
+            entity: entity.map(str::to_string),
+            reason: reason.to_string(),
+            created_by: auth.principal().id.clone(),
+            created: now,
+            expires: Timestamp::from_unix_nanos(
+                now.unix_nanos()
+                    .saturating_add(secs.saturating_mul(1_000_000_000)),
+            ),
+        };
+        let rec = AuditRecord::new(
+            "rule.suppress",
+            now,
+            &ctx.source_addr,
+            "chengfang-rules",
+            &auth.principal().id,
+            format!("rule:{rule_id}"),
+            "suppress",
+            Outcome::Success,
+            &ctx.request_id,
+        )
+        .with_detail(serde_json::json!({"suppression": s.id, "entity": s.entity, "reason": reason, "expires": s.expires}));
+        let receipt = self.ledger.append(rec).await?;
+        self.store
+            .doc_insert(&Document {
+                kind: SUPP.into(),
+                id: s.id.clone(),
+                body: serde_json::to_string(&s)
+                    .map_err(|e| PlatformError::Internal(e.to_string()))?,
+                revision: 1,
+                updated: now,
+            })
+            .await?;
+        self.controls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .suppressions
+            .push(s.clone());
+        Ok((s, receipt))
+    }
+
+    /// Suppressions still in force.
+    pub async fn suppressions(&self, auth: &Authorized) -> Result<Vec<Suppression>, PlatformError> {
+        auth.require(Action::ReadRules)?;
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for d in self.store.doc_list(SUPP).await? {
+            if let Ok(s) = serde_json::from_str::<Suppression>(&d.body)
+                && s.expires > now
+            {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lift a suppression before it expires (kept in the ledger; removed from the store).
+    pub async fn lift(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::ManageRules)?;
+        reason_ok(reason)?;
+        let d = self
+            .store
+            .doc_get(SUPP, id)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("no suppression `{id}`")))?;
+        let s: Suppression =
+            serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let rec = AuditRecord::new(
+            "rule.unsuppress",
+            self.clock.now(),
+            &ctx.source_addr,
+            "chengfang-rules",
+            &auth.principal().id,
+            format!("rule:{}", s.rule_id),
+            "unsuppress",
+            Outcome::Success,
+            &ctx.request_id,
+        )
+        .with_detail(serde_json::json!({"suppression": id, "reason": reason}));
+        let receipt = self.ledger.append(rec).await?;
+        self.store.doc_delete(SUPP, id).await?;
+        self.controls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .suppressions
+            .retain(|x| x.id != id);
+        Ok(receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_honour_scope_and_expiry() {
+        let now = Timestamp::from_unix_secs(1_000);
+        let sup = |entity: Option<&str>, until: i64| Suppression {
+            id: "s".into(),
+            rule_id: "r1".into(),
+            entity: entity.map(str::to_string),
+            reason: "noisy backup job".into(),
+            created_by: "op".into(),
+            created: now,
+            expires: Timestamp::from_unix_secs(until),
+        };
+        let mut c = RuleControls::default();
+        assert!(c.allows("r1", "HOST-A", now));
+        c.suppressions.push(sup(Some("HOST-A"), 2_000));
+        assert!(!c.allows("r1", "HOST-A", now));
+        assert!(c.allows("r1", "HOST-B", now), "scoped to one host");
+        assert!(c.allows("r2", "HOST-A", now), "scoped to one rule");
+        assert!(
+            c.allows("r1", "HOST-A", Timestamp::from_unix_secs(2_000)),
+            "expired"
+        );
+        c.suppressions.push(sup(None, 2_000));
+        assert!(!c.allows("r1", "HOST-B", now), "all entities");
+        c.disabled.insert("r3".into());
+        assert!(!c.allows("r3", "X", now));
+    }
+}

@@ -1,0 +1,267 @@
+//! `chengfang rules …`: the detection rules of a running platform — list them with their state
+//! and ATT&CK tags, see what was refused at load, enable and disable them, and suppress a rule
+//! (for one host or group key, or all) for a while. Every change needs a reason and is audited.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use crate::crypt::Remote;
+
+/// Rule commands.
+#[derive(Subcommand, Debug)]
+pub enum RulesCmd {
+    /// Loaded rules with their state (a table, or `--json`: one object per rule).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only rules with a tag starting with this (`attack.t1003`, `attack.credential_access`).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only disabled rules.
+        #[arg(long)]
+        disabled: bool,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rule files that were not loaded, with why.
+    Refused {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Let a rule's hits raise alerts again.
+    Enable {
+        #[command(flatten)]
+        remote: Remote,
+        /// Rule id.
+        id: String,
+        /// Why (kept in the audit ledger).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop a rule's hits from raising alerts.
+    Disable {
+        #[command(flatten)]
+        remote: Remote,
+        /// Rule id.
+        id: String,
+        /// Why (kept in the audit ledger).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Suppress a rule's alerts for a while, on one entity or all.
+    Suppress {
+        #[command(flatten)]
+        remote: Remote,
+        /// Rule id.
+        id: String,
+        /// Only this host or group key.
+        #[arg(long)]
+        entity: Option<String>,
+        /// For how long: `90m`, `12h`, `7d` (at most a year).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (kept in the audit ledger).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Suppressions in force.
+    Suppressions {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// End a suppression before it expires.
+    Lift {
+        #[command(flatten)]
+        remote: Remote,
+        /// Suppression id.
+        id: String,
+        /// Why (kept in the audit ledger).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `90s`, `15m`, `12h`, `7d` as seconds.
+fn seconds(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("--for `{s}`: expected a number and a unit, e.g. 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--for `{s}`: the unit must be s, m, h or d"),
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("--for `{s}` is too long"))
+}
+
+async fn call(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let crate::crypt::Session { http, token, url } = remote.session()?;
+    let mut req = http
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(&token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        bail!("refused ({status}): {msg}");
+    }
+    serde_json::from_str(&text).context("the platform's answer is not JSON")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn set(remote: &Remote, id: &str, reason: &str, enabled: bool) -> Result<bool> {
+    let what = if enabled { "enable" } else { "disable" };
+    let v = call(
+        remote,
+        reqwest::Method::POST,
+        &format!("/api/v1/rules/{}/{what}", enc(id)),
+        Some(serde_json::json!({"reason": reason})),
+    )
+    .await?;
+    println!("{id} ({}) {}d", v["title"].as_str().unwrap_or("-"), what);
+    Ok(true)
+}
+
+/// Run.
+pub async fn run(cmd: RulesCmd) -> Result<bool> {
+    match cmd {
+        RulesCmd::List {
+            remote,
+            tag,
+            disabled,
+            json,
+        } => {
+            let path = match &tag {
+                Some(t) => format!("/api/v1/rules?tag={}", enc(t)),
+                None => "/api/v1/rules".into(),
+            };
+            let v = call(&remote, reqwest::Method::GET, &path, None).await?;
+            let rules: Vec<&serde_json::Value> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| !disabled || r["enabled"] == false)
+                .collect();
+            if json {
+                for r in &rules {
+                    println!("{r}");
+                }
+            } else {
+                println!(
+                    "{:<38} {:<8} {:<11} {:<9} title",
+                    "id", "state", "kind", "level"
+                );
+                for r in &rules {
+                    let f = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                    println!(
+                        "{:<38} {:<8} {:<11} {:<9} {}",
+                        f("id"),
+                        if r["enabled"] == false {
+                            "disabled"
+                        } else {
+                            "enabled"
+                        },
+                        f("kind"),
+                        f("level"),
+                        f("title")
+                    );
+                }
+                println!("{} rule(s)", rules.len());
+            }
+            Ok(true)
+        }
+        RulesCmd::Refused { remote } => {
+            let v = call(&remote, reqwest::Method::GET, "/api/v1/rules/refused", None).await?;
+            for r in v.as_array().into_iter().flatten() {
+                println!(
+                    "{}: {}",
+                    r["file"].as_str().unwrap_or("-"),
+                    r["reason"].as_str().unwrap_or("-")
+                );
+            }
+            Ok(true)
+        }
+        RulesCmd::Enable { remote, id, reason } => set(&remote, &id, &reason, true).await,
+        RulesCmd::Disable { remote, id, reason } => set(&remote, &id, &reason, false).await,
+        RulesCmd::Suppress {
+            remote,
+            id,
+            entity,
+            duration,
+            reason,
+        } => {
+            let secs = seconds(&duration)?;
+            let v = call(
+                &remote,
+                reqwest::Method::POST,
+                "/api/v1/rules/suppressions",
+                Some(serde_json::json!({"rule_id": id, "entity": entity, "reason": reason, "expires_in_secs": secs})),
+            )
+            .await?;
+            println!(
+                "suppression {} on {} ({}) until {}",
+                v["id"].as_str().unwrap_or("-"),
+                id,
+                v["entity"].as_str().unwrap_or("every entity"),
+                v["expires"].as_str().unwrap_or("-")
+            );
+            Ok(true)
+        }
+        RulesCmd::Suppressions { remote } => {
+            let v = call(
+                &remote,
+                reqwest::Method::GET,
+                "/api/v1/rules/suppressions",
+                None,
+            )
+            .await?;
+            for s in v.as_array().into_iter().flatten() {
+                println!("{s}");
+            }
+            Ok(true)
+        }
+        RulesCmd::Lift { remote, id, reason } => {
+            call(
+                &remote,
+                reqwest::Method::POST,
+                &format!("/api/v1/rules/suppressions/{}/lift", enc(&id)),
+                Some(serde_json::json!({"reason": reason})),
+            )
+            .await?;
+            println!("suppression {id} lifted");
+            Ok(true)
+        }
+    }
+}
