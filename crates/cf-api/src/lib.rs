@@ -67,6 +67,8 @@ pub struct AppState {
     pub events: cf_platform::archive::EventArchive,
     /// Detection rules: state and suppressions.
     pub rules: cf_platform::rules::RuleBook,
+    /// The Sigma rules (for retroactive hunts), when configured.
+    pub sigma: Option<cf_platform::sigma::SigmaStream>,
 }
 
 /// HTTP limits (API-2, API-3).
@@ -157,6 +159,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/alerts/{id}/close", post(alerts::close))
         .route("/api/v1/rules", get(rules::list))
         .route("/api/v1/rules/refused", get(rules::refused))
+        .route("/api/v1/rules/hunt", post(rules::hunt))
         .route(
             "/api/v1/rules/suppressions",
             get(rules::suppressions).post(rules::suppress),

@@ -48,7 +48,7 @@ impl Modify for BearerAuth {
         handlers::ingest_syslog, handlers::ingest_ndjson,
         crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents,
         crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable,
-        crate::rules::suppressions, crate::rules::suppress, crate::rules::lift
+        crate::rules::suppressions, crate::rules::suppress, crate::rules::lift, crate::rules::hunt
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

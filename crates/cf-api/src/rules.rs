@@ -154,3 +154,59 @@ pub async fn lift(
     let receipt = s.rules.lift(&auth, &caller.ctx, &id, &r).await?;
     Ok(Ack::ok(receipt, serde_json::json!({"lifted": id})))
 }
+
+/// A retroactive hunt.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hunt {
+    /// Start: RFC 3339 or a duration back from now (`24h`, `30d`).
+    pub from: String,
+    /// End (exclusive): RFC 3339 or a duration back from now; default now.
+    pub to: Option<String>,
+    /// Only these rule ids (default: every loaded detection rule).
+    pub rules: Option<Vec<String>>,
+    /// Also raise alerts for the hits (rules enabled and not suppressed only).
+    #[serde(default)]
+    pub raise_alerts: bool,
+    /// Most hits reported (default 10,000, at most 100,000).
+    pub max_hits: Option<usize>,
+}
+
+#[utoipa::path(post, path = "/api/v1/rules/hunt", tag = "rules", request_body = Hunt, responses((status = 200, description = "Events read, Windows events judged, hits (rule, event, time, host), whether the limit stopped it, alerts raised"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn hunt(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<Hunt>,
+) -> Result<Json<cf_platform::sigma::RetroReport>, ApiError> {
+    let auth = caller.authorize(&s, Action::SearchEvents).await?;
+    let h = body(b)?;
+    let Some(sigma) = &s.sigma else {
+        return Err(ApiError::invalid(
+            "rules",
+            "no Sigma rules are loaded (detect.sigma_rules)",
+        ));
+    };
+    let now = s.clock.now();
+    let from = crate::events::parse_bound("from", &h.from, now)?;
+    let to = match &h.to {
+        Some(t) => crate::events::parse_bound("to", t, now)?,
+        None => now.plus(std::time::Duration::from_secs(300)),
+    };
+    let max = h.max_hits.unwrap_or(10_000);
+    if max == 0 || max > 100_000 {
+        return Err(ApiError::invalid("max_hits", "between 1 and 100000"));
+    }
+    let report = sigma
+        .hunt_archive(
+            &s.events,
+            &s.ledger,
+            &auth,
+            &caller.ctx,
+            (from, to),
+            h.rules.as_deref(),
+            h.raise_alerts.then_some(&s.bus),
+            max,
+        )
+        .await?;
+    Ok(Json(report))
+}

@@ -146,3 +146,23 @@ fn icmp_sweeps_are_echo_requests_to_many_hosts() {
 fn fuzz_corpus_replays() {
     assert!(cf_testkit::replay_corpus("pcap", cf_ingest::fuzzing::pcap) >= 2);
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes as a capture, or as a DNS message, are read or refused, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        cf_ingest::fuzzing::pcap(&data);
+        let ends = ("10.0.0.1".parse().unwrap(), 1, "10.0.0.2".parse().unwrap(), 53);
+        let _ = cf_ingest::dns::decode(&data, ends, "udp", cf_core::Timestamp::from_unix_secs(0));
+    }
+
+    /// A valid pcap header followed by arbitrary records never panics either, and every packet
+    /// is accounted for (decoded, non-IP or undecodable).
+    #[test]
+    fn arbitrary_records_are_accounted_for(body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
+        f.extend_from_slice(&body);
+        let st = read(&f, |_| {}).unwrap();
+        proptest::prop_assert!(st.undecodable <= st.packets + 1);
+    }
+}

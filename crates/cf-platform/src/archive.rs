@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cf_core::SharedClock;
+use cf_core::{SharedClock, Timestamp};
 use cf_event::{AuditRecord, Event, Outcome, Severity};
 use serde_json::Value;
 
@@ -252,6 +252,66 @@ impl EventArchive {
         }));
         self.ledger.append(rec).await?;
         Ok(self.store.search(query).await?)
+    }
+
+    /// Every event matching `text` in `[from, to)`, newest first, page by page, handed to `f`
+    /// until it returns `false`; the number handed over. Not audited here: the platform service
+    /// that scans (the retroactive hunt) writes its own audit record first.
+    pub(crate) async fn scan(
+        &self,
+        auth: &Authorized,
+        text: &str,
+        from: Timestamp,
+        to: Timestamp,
+        mut f: impl FnMut(&ArchivedEvent) -> bool,
+    ) -> Result<u64, PlatformError> {
+        const PAGE: usize = 1000;
+        auth.require(Action::SearchEvents)?;
+        let mut to = to;
+        let mut seen_at_edge: std::collections::HashSet<String> = Default::default();
+        let mut n = 0u64;
+        loop {
+            let page = self
+                .store
+                .search(&EventQuery {
+                    text: text.to_string(),
+                    from,
+                    to,
+                    limit: PAGE,
+                })
+                .await?;
+            let Some(oldest) = page.events.last().map(|e| e.time) else {
+                return Ok(n);
+            };
+            let mut fresh = 0;
+            for e in &page.events {
+                if seen_at_edge.contains(&e.id) {
+                    continue;
+                }
+                fresh += 1;
+                n += 1;
+                if !f(e) {
+                    return Ok(n);
+                }
+            }
+            if page.events.len() < PAGE {
+                return Ok(n);
+            }
+            if fresh == 0 {
+                return Err(PlatformError::InvalidInput(format!(
+                    "more than {PAGE} events share the instant {oldest}; narrow the query"
+                )));
+            }
+            // The next page ends just after the oldest instant seen; events at that instant
+            // that were already handed over are skipped.
+            seen_at_edge = page
+                .events
+                .iter()
+                .filter(|e| e.time == oldest)
+                .map(|e| e.id.clone())
+                .collect();
+            to = Timestamp::from_unix_nanos(oldest.unix_nanos() + 1);
+        }
     }
 
     /// The partitions, oldest first.

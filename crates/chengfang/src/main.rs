@@ -155,7 +155,8 @@ enum Cmd {
     },
     /// Send log files (syslog lines or NDJSON) to a running platform, with a progress bar.
     Ingest(ingest_cmd::IngestArgs),
-    /// Detection rules of a running platform: list, refused, enable, disable, suppress, lift.
+    /// Detection rules of a running platform: list, refused, enable, disable, suppress, lift,
+    /// and retroactive hunts over the event store.
     Rules {
         #[command(subcommand)]
         cmd: rules_cmd::RulesCmd,

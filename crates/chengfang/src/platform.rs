@@ -248,6 +248,7 @@ impl Platform {
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
             rules: self.rules.clone(),
+            sigma: self.sigma.clone(),
             events: self.events.clone(),
         }
     }

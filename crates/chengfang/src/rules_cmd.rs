@@ -1,6 +1,7 @@
 //! `chengfang rules …`: the detection rules of a running platform — list them with their state
-//! and ATT&CK tags, see what was refused at load, enable and disable them, and suppress a rule
-//! (for one host or group key, or all) for a while. Every change needs a reason and is audited.
+//! and ATT&CK tags, see what was refused at load, enable and disable them, suppress a rule (for
+//! one host or group key, or all) for a while, and hunt with them retroactively over the event
+//! store. Every change needs a reason and is audited; so is every hunt.
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -64,6 +65,27 @@ pub enum RulesCmd {
         /// Why (kept in the audit ledger).
         #[arg(long)]
         reason: String,
+    },
+    /// Run the rules retroactively over archived Windows events (audited); hits as a table or
+    /// JSON lines; exit 1 when nothing matched.
+    Hunt {
+        #[command(flatten)]
+        remote: Remote,
+        /// Start: RFC 3339 or a duration back from now (`24h`, `30d`).
+        #[arg(long, default_value = "24h")]
+        from: String,
+        /// End (exclusive); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this rule (repeatable).
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// Also raise alerts for the hits of enabled, unsuppressed rules.
+        #[arg(long)]
+        raise_alerts: bool,
+        /// JSON lines: one per hit, then a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Suppressions in force.
     Suppressions {
@@ -238,6 +260,70 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
                 v["expires"].as_str().unwrap_or("-")
             );
             Ok(true)
+        }
+        RulesCmd::Hunt {
+            remote,
+            from,
+            to,
+            rules,
+            raise_alerts,
+            json,
+        } => {
+            let mut body = serde_json::json!({"from": from, "raise_alerts": raise_alerts});
+            if let Some(t) = to {
+                body["to"] = t.into();
+            }
+            if !rules.is_empty() {
+                body["rules"] = rules.into();
+            }
+            let v = call(
+                &remote,
+                reqwest::Method::POST,
+                "/api/v1/rules/hunt",
+                Some(body),
+            )
+            .await?;
+            let hits = v["hits"].as_array().cloned().unwrap_or_default();
+            if json {
+                for h in &hits {
+                    println!("{h}");
+                }
+                println!(
+                    "{}",
+                    serde_json::json!({"events_scanned": v["events_scanned"], "windows_events": v["windows_events"],
+                        "hits": hits.len(), "truncated": v["truncated"], "alerts_raised": v["alerts_raised"]})
+                );
+            } else {
+                println!("{:<24} {:<18} {:<38} title", "time", "host", "rule");
+                for h in &hits {
+                    let f = |k: &str| h[k].as_str().unwrap_or("-").to_string();
+                    let time: String = f("time").chars().take(23).collect();
+                    println!(
+                        "{:<24} {:<18} {:<38} {}",
+                        time,
+                        f("host"),
+                        f("rule_id"),
+                        f("title")
+                    );
+                }
+                println!(
+                    "{} hit(s) in {} Windows events of {} archived{}{}",
+                    hits.len(),
+                    v["windows_events"],
+                    v["events_scanned"],
+                    if v["truncated"] == true {
+                        " (stopped at the hit limit)"
+                    } else {
+                        ""
+                    },
+                    if raise_alerts {
+                        format!("; {} alert(s) raised", v["alerts_raised"])
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(!hits.is_empty())
         }
         RulesCmd::Suppressions { remote } => {
             let v = call(
