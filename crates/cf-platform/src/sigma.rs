@@ -69,6 +69,15 @@ fn severity(l: Level) -> Severity {
     }
 }
 
+/// A correlation hit's entity: the values it was grouped by, joined.
+fn group_key(h: &CorrelationHit) -> String {
+    h.group
+        .iter()
+        .filter_map(|(_, v)| v.clone())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// One hit of a retroactive hunt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RetroHit {
@@ -245,12 +254,7 @@ impl SigmaStream {
             .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::from)))
             .collect();
         // The entity is the correlation's group (what it counted per), else the host.
-        let key = h
-            .group
-            .iter()
-            .filter_map(|(_, v)| v.clone())
-            .collect::<Vec<_>>()
-            .join("/");
+        let key = group_key(h);
         let entity = if key.is_empty() { host } else { key.as_str() };
         if !self.allowed(&rule.id, entity, Timestamp::from_unix_nanos(h.time_ns)) {
             return None;
@@ -273,7 +277,8 @@ impl SigmaStream {
     /// Run the loaded detection rules (all, or those in `only`) retroactively over the Windows
     /// events archived in `[from, to)`: an audited hunt through the store. Hits are reported
     /// (at most `max_hits`); with `raise`, each hit of a rule that is enabled and not suppressed
-    /// also goes on the bus as an alert marked `retro`. Correlation rules run on the stream only.
+    /// also goes on the bus as an alert marked `retro`. Correlation rules run too, with a fresh
+    /// correlator fed in event-time order, so a hunt never disturbs the stream's windows.
     #[allow(clippy::too_many_arguments)]
     pub async fn hunt_archive(
         &self,
@@ -323,6 +328,16 @@ impl SigmaStream {
         let mut report = RetroReport::default();
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
+        // A fresh correlator over the same correlation rules; what it needs is captured during
+        // the scan (newest first) and replayed oldest first.
+        let (mut fresh, _) = {
+            let c = self
+                .correlator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Correlator::new(c.rules().cloned().collect(), self.rules.rules())
+        };
+        let mut captured: Vec<(i64, cf_sigma::Captured, String)> = Vec::new();
         report.events_scanned = archive
             .scan(auth, "topic:\"log.json\"", from, to, |e| {
                 let Some(record) = e.body.get("record") else {
@@ -340,9 +355,21 @@ impl SigmaStream {
                     .and_then(Value::as_str)
                     .unwrap_or("-")
                     .to_string();
+                let t = w
+                    .system_time()
+                    .and_then(|s| Timestamp::parse_rfc3339(s).ok())
+                    .unwrap_or(e.time);
                 for &r in &hits {
+                    if only.is_none()
+                        && let Some(cap) = fresh.capture(r, &w)
+                    {
+                        captured.push((t.unix_nanos(), cap, host.clone()));
+                    }
                     let rule = &self.rules.rules()[r];
-                    if only.is_some_and(|ids| !ids.contains(&rule.id)) {
+                    // Rules that only feed correlations report through them, as on the stream.
+                    if only.is_some_and(|ids| !ids.contains(&rule.id))
+                        || (only.is_none() && fresh.suppressed(r))
+                    {
                         continue;
                     }
                     if report.hits.len() >= max_hits {
@@ -376,6 +403,29 @@ impl SigmaStream {
                 true
             })
             .await?;
+        if !report.truncated {
+            captured.sort_by_key(|c| c.0);
+            let mut corr = Vec::new();
+            for (seq, (t, cap, host)) in captured.iter().enumerate() {
+                corr.clear();
+                fresh.observe(cap, *t, seq as u64, &mut corr);
+                for h in &corr {
+                    self.retro_correlation(
+                        &fresh,
+                        h,
+                        host,
+                        raise.is_some(),
+                        &mut report,
+                        &mut alerts,
+                    );
+                }
+            }
+            corr.clear();
+            fresh.advance(to.unix_nanos().saturating_add(i64::MAX / 4), &mut corr);
+            for h in &corr {
+                self.retro_correlation(&fresh, h, "-", raise.is_some(), &mut report, &mut alerts);
+            }
+        }
         if let Some(bus) = raise {
             for a in alerts {
                 bus.publish(&a).await.map_err(|e| {
@@ -385,6 +435,49 @@ impl SigmaStream {
             }
         }
         Ok(report)
+    }
+
+    fn retro_correlation(
+        &self,
+        c: &Correlator,
+        h: &CorrelationHit,
+        host: &str,
+        raise: bool,
+        report: &mut RetroReport,
+        alerts: &mut Vec<Event>,
+    ) {
+        let Some((rule, level)) = c.rule(h.correlation) else {
+            return;
+        };
+        let key = group_key(h);
+        let entity = if key.is_empty() {
+            host.to_string()
+        } else {
+            key
+        };
+        let t = Timestamp::from_unix_nanos(h.time_ns);
+        report.hits.push(RetroHit {
+            rule_id: rule.id.clone(),
+            title: rule.title.clone(),
+            level: level.as_str(),
+            tactic: tactic(&rule.tags),
+            event_id: format!("correlation of {} events", h.count),
+            time: t,
+            host: entity.clone(),
+        });
+        if raise && self.allowed(&rule.id, &entity, t) {
+            alerts.push(Event {
+                id: format!("retro-{}-{}-{}", rule.id, h.time_ns, entity),
+                topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
+                time: t,
+                source: "chengfang/sigma-retro".into(),
+                severity: severity(level),
+                payload: json!({
+                    "key": entity, "rule_id": rule.id, "title": rule.title, "level": level.as_str(),
+                    "tags": rule.tags, "correlation": rule.kind.as_str(), "count": h.count, "retro": true,
+                }),
+            });
+        }
     }
 
     /// Judge correlation windows that time has closed.

@@ -254,15 +254,7 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
 
 /// Rows of the labelled CSV: (domain, is_dga, family).
 fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut text = String::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(f)
-            .read_to_string(&mut text)
-            .with_context(|| format!("{}: not gzip text", path.display()))?;
-    } else {
-        std::io::BufReader::new(f).read_to_string(&mut text)?;
-    }
+    let text = read_text(path)?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split(',').collect();

@@ -26,6 +26,21 @@ pub struct Remote {
     pub ca: PathBuf,
 }
 
+/// The platform's JSON answer, or an error carrying its typed message when it refused.
+pub async fn answer(resp: reqwest::Response, what: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        anyhow::bail!("{what} refused ({status}): {msg}");
+    }
+    serde_json::from_str(&text).context("the platform's answer is not JSON")
+}
+
 /// A platform client: HTTPS trusting the platform's CA, the bearer token, the base URL.
 pub struct Session {
     /// HTTPS client.

@@ -139,16 +139,7 @@ async fn call(
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        bail!("refused ({status}): {msg}");
-    }
-    serde_json::from_str(&text).context("the platform's answer is not JSON")
+    crate::crypt::answer(resp, path).await
 }
 
 fn enc(s: &str) -> String {

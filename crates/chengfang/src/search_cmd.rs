@@ -1,7 +1,7 @@
 //! `chengfang search QUERY…`: search a running platform's event store (archived logs and alerts)
 //! by time range, fields and free text, as a table or JSON lines. Each search is audited.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::crypt::Remote;
@@ -68,17 +68,7 @@ pub async fn run(a: SearchArgs) -> Result<bool> {
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        bail!("search refused ({status}): {msg}");
-    }
-    let page: serde_json::Value =
-        serde_json::from_str(&text).context("the platform's answer is not JSON")?;
+    let page = crate::crypt::answer(resp, "search").await?;
     let events = page["events"].as_array().cloned().unwrap_or_default();
     if a.json {
         for e in &events {

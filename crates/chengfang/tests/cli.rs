@@ -346,6 +346,28 @@ async fn new_token(
     v["token"].as_str().unwrap().to_string()
 }
 
+/// The first open alert of `kind`, waiting up to five seconds for the pipeline to raise it.
+async fn open_alert(c: &reqwest::Client, srv: &Server, tok: &str, kind: &str) -> serde_json::Value {
+    for _ in 0..50 {
+        let (_, a) = json(
+            c.get(format!("{}/api/v1/alerts?status=open", srv.url))
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if let Some(x) = a
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == kind))
+        {
+            return x.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no open {kind} alert");
+}
+
 async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
@@ -1227,6 +1249,86 @@ async fn sigma_rules_run_on_ingested_windows_events() {
 
 /// `hunt` reads EVTX files directly: the same hits, on the same record numbers, as on the JSON
 /// lines evtx_dump made of them.
+/// A retroactive hunt over the event store runs correlation rules too, on the events' own time,
+/// with a correlator of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retroactive_hunts_run_correlations_over_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("mr_brute_force.yml"),
+        "title: Failed logon\nname: failed\nid: 5e6f7a8b-0000-4000-8000-000000000010\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625}\n  condition: sel\n---\ntitle: Brute force\nid: 5e6f7a8b-0000-4000-8000-000000000011\nlevel: high\ntags: [attack.credential-access]\ncorrelation:\n  type: event_count\n  rules: [failed]\n  group-by: [IpAddress]\n  timespan: 1m\n  condition: {gte: 3}\n",
+    )
+    .unwrap();
+    let ev = |secs: u32, ip: &str| {
+        serde_json::json!({"Event": {"System": {"Channel": "Security", "EventID": 4625, "Computer": "dc01",
+            "TimeCreated_attributes": {"SystemTime": format!("2026-11-25T08:00:{secs:02}.5Z")}},
+            "EventData": {"IpAddress": ip}}})
+        .to_string()
+    };
+    let lines = [
+        ev(50, "10.0.0.7"),
+        ev(10, "10.0.0.7"),
+        ev(20, "10.0.0.8"),
+        ev(30, "10.0.0.7"),
+    ];
+    let dir = tmp.path().join("data");
+    let srv = start_server_with(
+        &dir,
+        &[("CHENGFANG_DETECT__SIGMA_RULES", rules.display().to_string())],
+        true,
+    );
+    let c = client(&dir);
+    let admin = rotate_bootstrap(&c, &srv).await;
+    let op = new_token(&c, &srv, &admin, "soc", &["operator"]).await;
+    let r = c
+        .post(format!("{}/api/v1/ingest/ndjson", srv.url))
+        .bearer_auth(&admin)
+        .body(lines.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let optok = tmp.path().join("op.token");
+    std::fs::write(&optok, &op).unwrap();
+    let ca = dir.join("ca/ca.pem").display().to_string();
+    let mut hits = Vec::new();
+    for _ in 0..100 {
+        let (code, out) = run_cli(&[
+            "rules",
+            "hunt",
+            "--url",
+            &srv.url,
+            "--token-file",
+            optok.to_str().unwrap(),
+            "--ca",
+            &ca,
+            "--from",
+            "1h",
+            "--json",
+        ]);
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if rows.last().is_some_and(|s| s["windows_events"] == 4) {
+            assert_eq!(code, 0, "{out}");
+            hits = rows[..rows.len() - 1].to_vec();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        hits.len(),
+        1,
+        "the base rule only feeds the correlation: {hits:?}"
+    );
+    assert_eq!(hits[0]["rule_id"], "5e6f7a8b-0000-4000-8000-000000000011");
+    assert_eq!(hits[0]["host"], "10.0.0.7");
+    assert_eq!(hits[0]["tactic"], "credential_access");
+}
+
 #[test]
 fn hunt_reads_evtx_files_like_their_jsonl() {
     let Some(root) = cf_testkit::datasets() else {
@@ -3453,25 +3555,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
             "{out}"
         );
         assert!(v["parsed"].as_u64().unwrap() > 4000, "{out}");
-        let mut tunnel = None;
-        for _ in 0..50 {
-            let (_, a) = json(
-                c.get(format!("{}/api/v1/alerts?status=open", srv.url))
-                    .bearer_auth(&op)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            tunnel = a
-                .as_array()
-                .and_then(|a| a.iter().find(|x| x["kind"] == "dns.tunnel").cloned());
-            if tunnel.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let t = tunnel.expect("a dns.tunnel alert");
+        let t = open_alert(&c, &srv, &op, "dns.tunnel").await;
         assert_eq!(t["latest"]["domain"], "hidemyself.org", "{t}");
         assert!(t["entity"].as_str().unwrap().starts_with("src:"), "{t}");
         let (_, inc) = json(
@@ -3510,25 +3594,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
             &scan.display().to_string(),
         ]);
         assert_eq!(code, 0, "{out}");
-        let mut found = None;
-        for _ in 0..50 {
-            let (_, a) = json(
-                c.get(format!("{}/api/v1/alerts?status=open", srv.url))
-                    .bearer_auth(&op)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            found = a
-                .as_array()
-                .and_then(|a| a.iter().find(|x| x["kind"] == "net.port_scan").cloned());
-            if found.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let p = found.expect("a net.port_scan alert");
+        let p = open_alert(&c, &srv, &op, "net.port_scan").await;
         assert!(p["latest"]["count"].as_u64().unwrap() >= 50, "{p}");
     }
 
