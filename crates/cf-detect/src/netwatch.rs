@@ -28,6 +28,37 @@ pub struct FlowObs {
     pub packets: u64,
 }
 
+impl FlowObs {
+    /// The flow of an OCSF Network Activity (4001) event (flow start from `start_time`, else
+    /// `time`); `None` for other classes or a flow without a source address.
+    pub fn from_ocsf(o: &serde_json::Value) -> Option<FlowObs> {
+        if o.get("class_uid")?.as_u64()? != 4001 {
+            return None;
+        }
+        let s = |p: &str| {
+            o.pointer(p)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let n = |p: &str| {
+            o.pointer(p)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let f = FlowObs {
+            time_ms: o["start_time"].as_i64().or_else(|| o["time"].as_i64())?,
+            src: s("/src_endpoint/ip"),
+            dst: s("/dst_endpoint/ip"),
+            dst_port: u16::try_from(n("/dst_endpoint/port")).unwrap_or(0),
+            proto: u8::try_from(n("/connection_info/protocol_num")).unwrap_or(0),
+            bytes: n("/traffic/bytes"),
+            packets: n("/traffic/packets"),
+        };
+        (!f.src.is_empty()).then_some(f)
+    }
+}
+
 /// Thresholds.
 #[derive(Debug, Clone, Copy)]
 pub struct NetRules {

@@ -310,35 +310,9 @@ impl LogIntake {
     /// Flow analytics over one Network Activity event (OCSF 4001); the alerts it raises, as
     /// (kind, payload).
     fn flow_alerts(&self, ocsf: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
-        if ocsf["class_uid"] != 4001 {
+        let Some(f) = cf_detect::netwatch::FlowObs::from_ocsf(ocsf) else {
             return Vec::new();
-        }
-        let s = |p: &str| {
-            ocsf.pointer(p)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
         };
-        let n = |p: &str| {
-            ocsf.pointer(p)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let f = cf_detect::netwatch::FlowObs {
-            time_ms: ocsf["start_time"]
-                .as_i64()
-                .or_else(|| ocsf["time"].as_i64())
-                .unwrap_or_else(|| self.clock.now().unix_millis()),
-            src: s("/src_endpoint/ip"),
-            dst: s("/dst_endpoint/ip"),
-            dst_port: u16::try_from(n("/dst_endpoint/port")).unwrap_or(0),
-            proto: u8::try_from(n("/connection_info/protocol_num")).unwrap_or(0),
-            bytes: n("/traffic/bytes"),
-            packets: n("/traffic/packets"),
-        };
-        if f.src.is_empty() {
-            return Vec::new();
-        }
         self.net
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -387,8 +361,9 @@ impl LogIntake {
         }
     }
 
-    /// One NDJSON line; returns whether it was a JSON object. OCSF DNS Activity records, and
-    /// Zeek `dns.log` records (normalised to it), go through the DNS analytics.
+    /// One NDJSON line; returns whether it was a JSON object. Zeek `dns.log` and `conn.log`
+    /// records are normalised to OCSF (kept under `ocsf`); DNS Activity goes through the DNS
+    /// analytics and Network Activity through the flow analytics.
     pub async fn json_line(&self, raw: &[u8], source: &str, transport: &str) -> bool {
         match serde_json::from_slice::<serde_json::Value>(raw) {
             Ok(v @ serde_json::Value::Object(_)) => {
@@ -398,6 +373,8 @@ impl LogIntake {
                     None
                 } else if v.get("query").is_some() && v.get("qtype_name").is_some() {
                     cf_ingest::dns::from_zeek(&v).map(|d| cf_ingest::dns::to_ocsf(&d, "zeek"))
+                } else if cf_ingest::zeek::is_conn(&v) {
+                    cf_ingest::zeek::conn_to_ocsf(&v)
                 } else {
                     None
                 };
@@ -486,6 +463,43 @@ mod tests {
         async fn subscribe(&self, _: &str, _: &str) -> Result<Subscription, BusError> {
             Err(BusError::Backend("unused".into()))
         }
+    }
+
+    #[tokio::test]
+    async fn zeek_logs_are_normalised_and_watched() {
+        let bus = Arc::new(Recorder::default());
+        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
+            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
+        ));
+        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let mut body = String::new();
+        // A ping sweep as a Zeek sensor logs it, then DNS lookups of DGA-like names.
+        for h in 1..=40 {
+            body.push_str(&format!("{{\"ts\":1774792800.{h:02},\"uid\":\"C{h}\",\"id.orig_h\":\"10.0.0.66\",\"id.orig_p\":8,\"id.resp_h\":\"10.0.1.{h}\",\"id.resp_p\":0,\"proto\":\"icmp\",\"conn_state\":\"OTH\",\"orig_pkts\":1,\"orig_ip_bytes\":84}}\n"));
+        }
+        for d in ["xjwqpzkvrtb.com", "qmzkxvbwplr.net", "zzkqxvjwmpt.org"] {
+            body.push_str(&format!("{{\"ts\":1774792900.5,\"uid\":\"D\",\"id.orig_h\":\"10.0.0.77\",\"id.orig_p\":5353,\"id.resp_h\":\"10.0.0.53\",\"id.resp_p\":53,\"proto\":\"udp\",\"query\":\"{d}\",\"qtype\":1,\"qtype_name\":\"A\",\"rcode\":3,\"rcode_name\":\"NXDOMAIN\"}}\n"));
+        }
+        let r = intake
+            .batch(body.as_bytes(), LineFormat::Ndjson, "sensor", "https")
+            .await;
+        assert_eq!((r.received, r.parsed, r.malformed), (43, 43, 0));
+        let events = bus.0.lock().unwrap().clone();
+        let logs: Vec<&Event> = events.iter().filter(|e| e.topic == "log.json").collect();
+        assert_eq!(logs[0].payload["ocsf"]["class_uid"], 4001);
+        assert_eq!(logs[40].payload["ocsf"]["class_uid"], 4003);
+        let alerts: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| e.topic.starts_with("alert."))
+            .map(|e| (e.topic.as_str(), e.payload["src"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            alerts,
+            [
+                ("alert.net.sweep_scan", "10.0.0.66"),
+                ("alert.dns.dga", "10.0.0.77")
+            ]
+        );
     }
 
     #[tokio::test]

@@ -187,8 +187,7 @@ fn dns_queries(file: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// The flows of a capture or of a Zeek `conn.log` (JSON lines; ICMP type and code as Zeek
-/// logs them in the ports), in time order.
+/// The flows of a capture or of a Zeek `conn.log` (JSON lines), in time order.
 fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
     use cf_detect::netwatch::FlowObs;
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -198,15 +197,7 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         cf_ingest::pcap::read(&data, |o| {
             if let cf_ingest::pcap::Output::Flow(f) = o {
-                out.push(FlowObs {
-                    time_ms: f.first.unix_millis(),
-                    src: f.flow.src.map(|a| a.to_string()).unwrap_or_default(),
-                    dst: f.flow.dst.map(|a| a.to_string()).unwrap_or_default(),
-                    dst_port: f.flow.dst_port.unwrap_or(0),
-                    proto: f.flow.protocol.unwrap_or(0),
-                    bytes: f.flow.bytes.unwrap_or(0),
-                    packets: f.flow.packets.unwrap_or(0),
-                });
+                out.extend(FlowObs::from_ocsf(&cf_ingest::pcap::flow_to_ocsf(&f, "")));
             }
         })
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -218,34 +209,10 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
             let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
                 format!("{}:{}: not a JSON conn.log record", file.display(), i + 1)
             })?;
-            let g = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).cloned().unwrap_or_default();
-            let proto = match v["proto"].as_str() {
-                Some("tcp") => 6,
-                Some("udp") => 17,
-                Some("icmp") => 1,
-                _ => 0,
-            };
-            let port = |x: serde_json::Value| u16::try_from(x.as_u64().unwrap_or(0)).unwrap_or(0);
-            let dst_port = if proto == 1 {
-                port(g("id.orig_p", "id_orig_p")) << 8 | port(g("id.resp_p", "id_resp_p"))
-            } else {
-                port(g("id.resp_p", "id_resp_p"))
-            };
-            out.push(FlowObs {
-                time_ms: (v["ts"].as_f64().unwrap_or(0.0) * 1000.0) as i64,
-                src: g("id.orig_h", "id_orig_h")
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                dst: g("id.resp_h", "id_resp_h")
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                dst_port,
-                proto,
-                bytes: v["orig_ip_bytes"].as_u64().unwrap_or(0),
-                packets: v["orig_pkts"].as_u64().unwrap_or(0),
-            });
+            let o = cf_ingest::zeek::conn_to_ocsf(&v).with_context(|| {
+                format!("{}:{}: not a Zeek conn.log record", file.display(), i + 1)
+            })?;
+            out.extend(FlowObs::from_ocsf(&o));
         }
     }
     out.sort_by_key(|f| f.time_ms);
