@@ -46,7 +46,8 @@ pub fn split(domain: &str) -> (String, String) {
     }
 }
 
-fn fnv(bytes: &[u8]) -> u32 {
+/// FNV-1a, 32 bits: the feature hash, also the stable split of held-out data.
+pub(crate) fn fnv(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
         h ^= u32::from(*b);

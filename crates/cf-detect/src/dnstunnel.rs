@@ -470,13 +470,7 @@ pub struct Evaluation {
 /// Whether a benign name is held out of training (a fixed 30% of registrable domains, so no
 /// domain is on both sides).
 pub fn held_out(name: &str) -> bool {
-    let d = cut(name).1;
-    let mut h: u32 = 0x811c_9dc5;
-    for b in d.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % 10 < 3
+    crate::dga::fnv(cut(name).1.as_bytes()) % 10 < 3
 }
 
 /// Train without each tool in turn and judge that tool and the held-out benign domains.

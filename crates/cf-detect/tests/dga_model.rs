@@ -1,19 +1,12 @@
 //! The shipped DGA model is exactly what `chengfang analyze train-dga` makes from the dataset
 //! (training is deterministic), so the data file in the repository can be rebuilt and checked.
 
-use std::io::Read;
-
 #[test]
 fn the_shipped_model_is_reproducible_from_the_data() {
     let Some(root) = cf_testkit::datasets() else {
         return;
     };
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(root.join("soc/domains/dga_vs_benign.csv.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
+    let text = cf_testkit::read_gz(&root.join("soc/domains/dga_vs_benign.csv.gz"));
     let rows: Vec<(String, bool)> = text
         .lines()
         .skip(1)

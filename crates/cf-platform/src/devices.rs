@@ -1331,31 +1331,8 @@ impl DeviceService {
         };
         for (dev, st) in states {
             let body = to_json(&st)?;
-            match self.doc("device_replay", &dev).await? {
-                Some(prev) => {
-                    self.inner
-                        .store
-                        .doc_update(&Document {
-                            body,
-                            revision: prev.revision + 1,
-                            updated: now,
-                            ..prev
-                        })
-                        .await?
-                }
-                None => {
-                    self.inner
-                        .store
-                        .doc_insert(&Document {
-                            kind: "device_replay".into(),
-                            id: dev,
-                            body,
-                            revision: 1,
-                            updated: now,
-                        })
-                        .await?
-                }
-            }
+            crate::ports::put_document(self.inner.store.as_ref(), "device_replay", &dev, body, now)
+                .await?;
         }
         for a in &alerts {
             self.publish_alert(a).await;

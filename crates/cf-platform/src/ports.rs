@@ -154,6 +154,40 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Store `body` as the document `kind`/`id`: inserted at revision 1, or replacing the current
+/// revision (a concurrent writer makes it a conflict, as `doc_update` does).
+pub async fn put_document(
+    store: &dyn StateStore,
+    kind: &str,
+    id: &str,
+    body: String,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    match store.doc_get(kind, id).await? {
+        Some(prev) => {
+            store
+                .doc_update(&Document {
+                    body,
+                    revision: prev.revision + 1,
+                    updated: now,
+                    ..prev
+                })
+                .await
+        }
+        None => {
+            store
+                .doc_insert(&Document {
+                    kind: kind.to_string(),
+                    id: id.to_string(),
+                    body,
+                    revision: 1,
+                    updated: now,
+                })
+                .await
+        }
+    }
+}
+
 /// Bus failures.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -259,29 +259,7 @@ impl RuleBook {
         };
         let body =
             serde_json::to_string(&state).map_err(|e| PlatformError::Internal(e.to_string()))?;
-        match self.store.doc_get(STATE, id).await? {
-            Some(d) => {
-                self.store
-                    .doc_update(&Document {
-                        body,
-                        revision: d.revision + 1,
-                        updated: now,
-                        ..d
-                    })
-                    .await?
-            }
-            None => {
-                self.store
-                    .doc_insert(&Document {
-                        kind: STATE.into(),
-                        id: id.to_string(),
-                        body,
-                        revision: 1,
-                        updated: now,
-                    })
-                    .await?
-            }
-        }
+        crate::ports::put_document(self.store.as_ref(), STATE, id, body, now).await?;
         {
             let mut c = self
                 .controls

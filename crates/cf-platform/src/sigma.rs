@@ -69,13 +69,101 @@ fn severity(l: Level) -> Severity {
     }
 }
 
-/// A correlation hit's entity: the values it was grouped by, joined.
-fn group_key(h: &CorrelationHit) -> String {
-    h.group
+/// The computer an event is about and its own time (else `fallback`).
+fn host_and_time(w: &EvtxEvent<'_>, fallback: Timestamp) -> (String, Timestamp) {
+    let host = w
+        .field("Computer")
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .to_string();
+    let t = w
+        .system_time()
+        .and_then(|s| Timestamp::parse_rfc3339(s).ok())
+        .unwrap_or(fallback);
+    (host, t)
+}
+
+/// A correlation hit's entity: the values it was grouped by (what it counted per), else the
+/// host.
+fn correlation_entity(h: &CorrelationHit, host: &str) -> String {
+    let key = h
+        .group
         .iter()
         .filter_map(|(_, v)| v.clone())
         .collect::<Vec<_>>()
-        .join("/")
+        .join("/");
+    if key.is_empty() {
+        host.to_string()
+    } else {
+        key
+    }
+}
+
+/// The alert of a detection rule's hit on one event (`retro` when found by a hunt).
+fn detection_event(
+    id: String,
+    rule: &cf_sigma::CompiledRule,
+    host: &str,
+    t: Timestamp,
+    log_event: &str,
+    retro: bool,
+) -> Event {
+    let mut payload = json!({
+        "key": host, "rule_id": rule.id, "title": rule.title, "level": rule.level.as_str(),
+        "tags": rule.tags, "log_event": log_event, "event_time": t,
+    });
+    if retro {
+        payload["retro"] = json!(true);
+    }
+    Event {
+        id,
+        topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
+        time: t,
+        source: if retro {
+            "chengfang/sigma-retro"
+        } else {
+            "chengfang/sigma"
+        }
+        .into(),
+        severity: severity(rule.level),
+        payload,
+    }
+}
+
+/// The alert of a correlation hit (`retro` when found by a hunt).
+fn correlation_event(
+    id: String,
+    rule: &cf_sigma::CorrelationRule,
+    level: Level,
+    h: &CorrelationHit,
+    entity: &str,
+    retro: bool,
+) -> Event {
+    let group: serde_json::Map<String, Value> = h
+        .group
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::from)))
+        .collect();
+    let mut payload = json!({
+        "key": entity, "rule_id": rule.id, "title": rule.title, "level": level.as_str(),
+        "tags": rule.tags, "correlation": rule.kind.as_str(), "group": group, "count": h.count,
+    });
+    if retro {
+        payload["retro"] = json!(true);
+    }
+    Event {
+        id,
+        topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
+        time: Timestamp::from_unix_nanos(h.time_ns),
+        source: if retro {
+            "chengfang/sigma-retro"
+        } else {
+            "chengfang/sigma"
+        }
+        .into(),
+        severity: severity(level),
+        payload,
+    }
 }
 
 /// One hit of a retroactive hunt.
@@ -193,15 +281,7 @@ impl SigmaStream {
         if hits.is_empty() {
             return Vec::new();
         }
-        let host = w
-            .field("Computer")
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_string();
-        let t = w
-            .system_time()
-            .and_then(|s| Timestamp::parse_rfc3339(s).ok())
-            .unwrap_or(ev.time);
+        let (host, t) = host_and_time(&w, ev.time);
         // One lock: correlate, decide what reports on its own, and turn correlation hits into
         // alerts while the correlator is at hand.
         let (reported, corr_alerts) = {
@@ -230,17 +310,7 @@ impl SigmaStream {
                 continue;
             }
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            out.push(Event {
-                id: self.id(),
-                topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
-                time: t,
-                source: "chengfang/sigma".into(),
-                severity: severity(rule.level),
-                payload: json!({
-                    "key": host, "rule_id": rule.id, "title": rule.title, "level": rule.level.as_str(),
-                    "tags": rule.tags, "log_event": ev.id, "event_time": t,
-                }),
-            });
+            out.push(detection_event(self.id(), rule, &host, t, &ev.id, false));
         }
         out.extend(corr_alerts);
         out
@@ -248,30 +318,12 @@ impl SigmaStream {
 
     fn correlation_alert(&self, c: &Correlator, h: &CorrelationHit, host: &str) -> Option<Event> {
         let (rule, level) = c.rule(h.correlation)?;
-        let group: serde_json::Map<String, Value> = h
-            .group
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::from)))
-            .collect();
-        // The entity is the correlation's group (what it counted per), else the host.
-        let key = group_key(h);
-        let entity = if key.is_empty() { host } else { key.as_str() };
-        if !self.allowed(&rule.id, entity, Timestamp::from_unix_nanos(h.time_ns)) {
+        let entity = correlation_entity(h, host);
+        if !self.allowed(&rule.id, &entity, Timestamp::from_unix_nanos(h.time_ns)) {
             return None;
         }
         self.counters.correlations.fetch_add(1, Ordering::Relaxed);
-        Some(Event {
-            id: self.id(),
-            topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
-            time: Timestamp::from_unix_nanos(h.time_ns),
-            source: "chengfang/sigma".into(),
-            severity: severity(level),
-            payload: json!({
-                "key": if key.is_empty() { host.to_string() } else { key },
-                "rule_id": rule.id, "title": rule.title, "level": level.as_str(),
-                "tags": rule.tags, "correlation": rule.kind.as_str(), "group": group, "count": h.count,
-            }),
-        })
+        Some(correlation_event(self.id(), rule, level, h, &entity, false))
     }
 
     /// Run the loaded detection rules (all, or those in `only`) retroactively over the Windows
@@ -350,15 +402,7 @@ impl SigmaStream {
                 let w = EvtxEvent::new(record);
                 hits.clear();
                 self.rules.match_evtx(&w, &mut hits);
-                let host = w
-                    .field("Computer")
-                    .and_then(Value::as_str)
-                    .unwrap_or("-")
-                    .to_string();
-                let t = w
-                    .system_time()
-                    .and_then(|s| Timestamp::parse_rfc3339(s).ok())
-                    .unwrap_or(e.time);
+                let (host, t) = host_and_time(&w, e.time);
                 for &r in &hits {
                     if only.is_none()
                         && let Some(cap) = fresh.capture(r, &w)
@@ -386,18 +430,14 @@ impl SigmaStream {
                         host: host.clone(),
                     });
                     if raise.is_some() && self.allowed(&rule.id, &host, e.time) {
-                        alerts.push(Event {
-                            id: format!("retro-{}-{}", rule.id, e.id),
-                            topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
-                            time: e.time,
-                            source: "chengfang/sigma-retro".into(),
-                            severity: severity(rule.level),
-                            payload: json!({
-                                "key": host, "rule_id": rule.id, "title": rule.title,
-                                "level": rule.level.as_str(), "tags": rule.tags,
-                                "log_event": e.id, "event_time": e.time, "retro": true,
-                            }),
-                        });
+                        alerts.push(detection_event(
+                            format!("retro-{}-{}", rule.id, e.id),
+                            rule,
+                            &host,
+                            e.time,
+                            &e.id,
+                            true,
+                        ));
                     }
                 }
                 true
@@ -449,12 +489,7 @@ impl SigmaStream {
         let Some((rule, level)) = c.rule(h.correlation) else {
             return;
         };
-        let key = group_key(h);
-        let entity = if key.is_empty() {
-            host.to_string()
-        } else {
-            key
-        };
+        let entity = correlation_entity(h, host);
         let t = Timestamp::from_unix_nanos(h.time_ns);
         report.hits.push(RetroHit {
             rule_id: rule.id.clone(),
@@ -466,17 +501,14 @@ impl SigmaStream {
             host: entity.clone(),
         });
         if raise && self.allowed(&rule.id, &entity, t) {
-            alerts.push(Event {
-                id: format!("retro-{}-{}-{}", rule.id, h.time_ns, entity),
-                topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
-                time: t,
-                source: "chengfang/sigma-retro".into(),
-                severity: severity(level),
-                payload: json!({
-                    "key": entity, "rule_id": rule.id, "title": rule.title, "level": level.as_str(),
-                    "tags": rule.tags, "correlation": rule.kind.as_str(), "count": h.count, "retro": true,
-                }),
-            });
+            alerts.push(correlation_event(
+                format!("retro-{}-{}-{}", rule.id, h.time_ns, entity),
+                rule,
+                level,
+                h,
+                &entity,
+                true,
+            ));
         }
     }
 

@@ -67,55 +67,52 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
                 _ => "syslog",
             },
         };
-        let shown = fmt;
-        // A capture goes as OCSF JSON lines: DNS Activity per DNS message, Network Activity per
-        // flow; an undecodable packet goes as its reason, kept as `log.malformed`.
-        let fmt = if fmt == "pcap" {
-            let file_len = data.len() as u64;
-            let name = f.display().to_string();
-            let mut lines = Vec::new();
-            cf_ingest::pcap::read(&std::mem::take(&mut data), |o| {
-                let line = match o {
-                    cf_ingest::pcap::Output::Dns(d) => {
-                        cf_ingest::dns::to_ocsf(&d, "pcap").to_string()
-                    }
-                    cf_ingest::pcap::Output::Flow(fl) => {
-                        cf_ingest::pcap::flow_to_ocsf(&fl, &name).to_string()
-                    }
-                    cf_ingest::pcap::Output::Undecodable { packet, reason } => {
-                        format!("undecodable packet {packet} of {name}: {reason}")
-                    }
-                };
-                lines.extend_from_slice(line.as_bytes());
-                lines.push(b'\n');
-            })
-            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            data = lines;
-            bar.inc_length((data.len() as u64).saturating_sub(file_len));
-            "ndjson"
-        } else {
-            fmt
-        };
-        // EVTX records go as JSON lines (the evtx_dump shape); an undecodable record goes as
-        // its reason, which the platform keeps as `log.malformed`.
-        let fmt = if fmt == "evtx" {
-            let file_len = data.len() as u64;
-            let recs = cf_ingest::evtx::records(std::mem::take(&mut data))
+        // Captures and EVTX files go as JSON lines: OCSF DNS Activity per DNS message and Network
+        // Activity per flow, or one evtx_dump-shaped record per event. What cannot be decoded
+        // goes as its reason, which the platform keeps as `log.malformed`.
+        let file_len = data.len() as u64;
+        // Summaries name captures as such; EVTX files are reported as the NDJSON they became.
+        let label = if fmt == "evtx" { "ndjson" } else { fmt };
+        let lines: Option<Vec<String>> = match fmt {
+            "pcap" => {
+                let name = f.display().to_string();
+                let mut lines = Vec::new();
+                cf_ingest::pcap::read(&data, |o| {
+                    lines.push(match o {
+                        cf_ingest::pcap::Output::Dns(d) => {
+                            cf_ingest::dns::to_ocsf(&d, "pcap").to_string()
+                        }
+                        cf_ingest::pcap::Output::Flow(fl) => {
+                            cf_ingest::pcap::flow_to_ocsf(&fl, &name).to_string()
+                        }
+                        cf_ingest::pcap::Output::Undecodable { packet, reason } => {
+                            format!("undecodable packet {packet} of {name}: {reason}")
+                        }
+                    })
+                })
                 .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            for r in recs {
-                match r {
-                    Ok(v) => data.extend_from_slice(v.to_string().as_bytes()),
-                    Err(e) => {
-                        data.extend_from_slice(format!("undecodable EVTX record: {e}").as_bytes())
-                    }
-                }
-                data.push(b'\n');
+                Some(lines)
             }
-            // The bar counts what is sent: the JSON lines, not the file.
-            bar.inc_length((data.len() as u64).saturating_sub(file_len));
-            "ndjson"
-        } else {
-            fmt
+            "evtx" => Some(
+                cf_ingest::evtx::records(std::mem::take(&mut data))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(v) => v.to_string(),
+                        Err(e) => format!("undecodable EVTX record: {e}"),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let fmt = match lines {
+            Some(lines) => {
+                data = (lines.join("\n") + "\n").into_bytes();
+                // The bar counts what is sent: the JSON lines, not the file.
+                bar.inc_length((data.len() as u64).saturating_sub(file_len));
+                "ndjson"
+            }
+            None => fmt,
         };
         bar.set_message(f.display().to_string());
         let (mut received, mut parsed, mut malformed) = (0u64, 0u64, 0u64);
@@ -165,7 +162,7 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
             rest = tail;
         }
         all_ok &= malformed == 0;
-        summary.push(serde_json::json!({"file": f.display().to_string(), "format": if shown == "pcap" { "pcap" } else { fmt }, "received": received, "parsed": parsed, "malformed": malformed}));
+        summary.push(serde_json::json!({"file": f.display().to_string(), "format": label, "received": received, "parsed": parsed, "malformed": malformed}));
     }
     bar.finish_and_clear();
     for s in &summary {
