@@ -18,7 +18,7 @@ pub struct IngestArgs {
     /// messages and flows sent as OCSF JSON lines).
     #[arg(long)]
     format: Option<String>,
-    /// Batch size in bytes (halved automatically while the server refuses batches this large).
+    /// Batch size in bytes (the server's body limit must allow it).
     #[arg(long, default_value_t = 512 * 1024)]
     batch_bytes: usize,
     /// Summary as JSON.
@@ -46,7 +46,6 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut all_ok = true;
-    let mut batch = a.batch_bytes.max(1024);
     let mut summary = Vec::new();
     for f in &a.files {
         let mut data = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -119,7 +118,7 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
         let mut rest: &[u8] = &data;
         while !rest.is_empty() {
             // Cut at a line boundary at or before the batch size (a longer line goes alone).
-            let mut cut = rest.len().min(batch);
+            let mut cut = rest.len().min(a.batch_bytes.max(1024));
             if cut < rest.len() {
                 cut = rest[..cut]
                     .iter()
@@ -140,17 +139,6 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
                 chunk.to_vec(),
             )
             .await?;
-            // A body over the server's limit is refused before anything is read: send the same
-            // lines again in smaller batches.
-            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE && cut > 1024 {
-                batch = (cut / 2).max(1024);
-                bar.suspend(|| {
-                    eprintln!(
-                        "the platform refused a {cut}-byte batch; sending batches of at most {batch} bytes"
-                    )
-                });
-                continue;
-            }
             if !status.is_success() {
                 bail!("{}: {status}: {text}", f.display());
             }
