@@ -456,6 +456,25 @@ pub async fn audit_report(
     Ok(Json(AuditReport::build(all, since, now, 50)))
 }
 
+/// Log batches wait here for a slot of the intake before anything reads their body: a sender
+/// faster than the pipeline is slowed by TCP flow control, and the memory held by batches stays
+/// within `server.ingest_concurrency × server.body_limit_bytes` (SA-1 overload).
+pub async fn ingest_gate(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(_slot) = s.logs.admit().await else {
+        return ApiError::new(
+            cf_core::ErrorCode::Unavailable,
+            "the log intake is closing; send the batch again",
+        )
+        .into_response();
+    };
+    next.run(req).await
+}
+
 async fn ingest(
     s: AppState,
     caller: crate::auth::Caller,
@@ -466,7 +485,18 @@ async fn ingest(
         .authorize(&s, cf_platform::authz::Action::PublishEvents)
         .await?;
     let who = caller.principal.id.clone();
-    Ok(Json(s.logs.batch(&body, format, &who, "https").await))
+    // Acknowledged only once the bus holds every event durably; otherwise the sender retries.
+    let r = s
+        .logs
+        .batch(&body, format, &who, "https")
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                cf_core::ErrorCode::Unavailable,
+                format!("the batch was not accepted, send it again: {e}"),
+            )
+        })?;
+    Ok(Json(r))
 }
 
 #[utoipa::path(post, path = "/api/v1/ingest/syslog", tag = "system", request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Lines received, parsed, and kept as malformed")))]

@@ -167,8 +167,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/rules/suppressions/{id}/lift", post(rules::lift))
         .route("/api/v1/rules/{id}/enable", post(rules::enable))
         .route("/api/v1/rules/{id}/disable", post(rules::disable))
-        .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
-        .route("/api/v1/ingest/ndjson", post(handlers::ingest_ndjson))
+        .merge(
+            Router::new()
+                .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
+                .route("/api/v1/ingest/ndjson", post(handlers::ingest_ndjson))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    handlers::ingest_gate,
+                )),
+        )
         .route(
             "/api/v1/users",
             post(identity::create_user).get(identity::users),

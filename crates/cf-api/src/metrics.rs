@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// Counters read from services at scrape time: `(name, help, value)`.
+/// Counters (and `…_max` / `…_now` gauges) read from services at scrape time: `(name, help, value)`.
 pub type Extra = Vec<(&'static str, &'static str, u64)>;
 
 #[derive(Debug)]
@@ -59,8 +59,14 @@ impl Collector for PlatformCollector {
             c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
         for (name, help, v) in &self.1 {
-            let c = ConstCounter::new(*v);
-            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+            // Levels (`…_max`, `…_now`) are gauges; everything else counts up.
+            if name.ends_with("_max") || name.ends_with("_now") {
+                let g = ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX));
+                g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
+            } else {
+                let c = ConstCounter::new(*v);
+                c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
         }
         let gauges = [
             (
@@ -131,6 +137,30 @@ pub async fn metrics(
             s.logs
                 .counters()
                 .udp_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_ingest_batches_waited",
+            "HTTPS log batches that waited for an intake slot (senders held back)",
+            s.logs
+                .counters()
+                .batches_waited
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_ingest_batches_in_flight_max",
+            "The most HTTPS log batches processed at once (bounded by server.ingest_concurrency)",
+            s.logs
+                .counters()
+                .batches_in_flight_max
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "chengfang_ingest_batches_waiting_now",
+            "HTTPS log batches waiting for an intake slot at this moment",
+            s.logs
+                .counters()
+                .batches_waiting
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
         (

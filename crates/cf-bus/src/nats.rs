@@ -133,6 +133,29 @@ impl EventBus for NatsBus {
         Ok(())
     }
 
+    async fn publish_batch(&self, events: &[Event]) -> Result<(), BusError> {
+        // Pipelined: every publish is sent before the first stream acknowledgement is awaited.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            check_topic(&event.topic, false)?;
+            let payload = serde_json::to_vec(event).map_err(nb)?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.id.as_str());
+            acks.push(
+                self.js
+                    .publish_with_headers(self.subject(&event.topic), headers, payload.into())
+                    .await
+                    .map_err(nb)?,
+            );
+        }
+        for a in acks {
+            a.await.map_err(|e| {
+                BusError::Backend(format!("JetStream did not acknowledge the publish: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError> {
         check_topic(filter, true)?;
         check_group(group)?;

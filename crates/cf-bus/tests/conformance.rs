@@ -1,4 +1,5 @@
-//! One conformance suite for the `EventBus` port, run in process and on NATS JetStream:
+//! One conformance suite for the `EventBus` port, run on the SQLite journal (embedded default),
+//! in memory and on NATS JetStream:
 //! fan-out across groups, work sharing inside a group, redelivery on nack, idempotent consumers.
 
 use std::collections::HashSet;
@@ -31,6 +32,14 @@ async fn memory() -> (Arc<dyn EventBus>, Option<cf_bus::NatsBus>) {
     (Arc::new(cf_bus::MemoryBus::new()), None)
 }
 
+async fn journal() -> (Arc<dyn EventBus>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = cf_bus::JournalBus::open(&dir.path().join("bus.db"))
+        .await
+        .expect("open journal");
+    (Arc::new(bus), dir)
+}
+
 async fn nats() -> Option<(Arc<dyn EventBus>, Option<cf_bus::NatsBus>)> {
     let url = cf_testkit::service_url(
         "CHENGFANG_TEST_NATS",
@@ -53,6 +62,11 @@ macro_rules! on_both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
                 let (b, _) = super::memory().await;
+                super::$body(b).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn journal() {
+                let (b, _dir) = super::journal().await;
                 super::$body(b).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,17 +207,31 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
         } else {
             framer.push(&buf[..n])
         };
+        // One publish per read; the next read waits for it, so a sender faster than the bus
+        // meets TCP flow control instead of growing our memory.
+        let mut out = Vec::with_capacity(frames.len());
         for f in frames {
             match f {
                 Frame::Message(m) => {
-                    intake.syslog(&m, &peer, transport).await;
+                    intake.syslog_into(&m, &peer, transport, &mut out);
                 }
                 Frame::Malformed { reason, raw } => {
-                    intake
-                        .malformed(&raw, &peer, transport, &format!("unframeable: {reason}"))
-                        .await;
+                    intake.malformed_into(
+                        &raw,
+                        &peer,
+                        transport,
+                        &format!("unframeable: {reason}"),
+                        &mut out,
+                    );
                 }
             }
+        }
+        // A bus that refuses (disk full, broker down) holds the sender back too: the read is
+        // retried, never dropped, until the bus takes it or the collector stops.
+        let mut wait = std::time::Duration::from_millis(100);
+        while intake.flush(&out).await.is_err() && !*stop.borrow() {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
         }
         if n == 0 {
             return;

@@ -216,3 +216,92 @@ async fn syslog_over_tls_with_the_platform_certificate() {
     assert_eq!(evs[0].payload["ocsf"]["status_id"], 1);
     assert_eq!(evs[0].payload["ocsf"]["user"]["name"], "ops");
 }
+
+/// A bus that accepts nothing until opened: stands for a pipeline slower than the sender.
+#[derive(Debug)]
+struct GatedBus {
+    inner: cf_bus::MemoryBus,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl EventBus for GatedBus {
+    fn backend(&self) -> &'static str {
+        "gated"
+    }
+    async fn publish(&self, e: &cf_event::Event) -> Result<(), cf_platform::ports::BusError> {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|o| *o).await;
+        self.inner.publish(e).await
+    }
+    async fn subscribe(
+        &self,
+        filter: &str,
+        group: &str,
+    ) -> Result<cf_platform::ports::Subscription, cf_platform::ports::BusError> {
+        self.inner.subscribe(filter, group).await
+    }
+}
+
+/// SA-1 overload: a TCP sender faster than the pipeline is held back by TCP flow control — its
+/// writes stall while the bus accepts nothing, the platform holds only a bounded amount — and
+/// every message arrives once the pipeline moves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_sender_faster_than_the_pipeline_is_held_back_and_loses_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let (open_tx, open) = tokio::sync::watch::channel(false);
+    let inner = cf_bus::MemoryBus::new();
+    let mut sub = inner.subscribe("log.>", "test").await.unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(GatedBus { inner, open });
+    let counters = Arc::new(Counters::default());
+    let intake = LogIntake::new(bus, Arc::new(cf_core::SystemClock), "t", counters.clone());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(cf_collect::tcp(tcp, intake, stop));
+
+    // 200,000 newline-framed messages, about 20 MB: far more than socket buffers hold.
+    const N: usize = 200_000;
+    let mut data = Vec::new();
+    for i in 0..N {
+        data.extend_from_slice(
+            format!("<34>Oct 11 22:14:15 web-1 app[{i}]: request {i} served in 12 ms by worker\n")
+                .as_bytes(),
+        );
+    }
+    let total = data.len();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut written = 0usize;
+    // Write until the sender stalls: no progress for half a second.
+    while written < total {
+        let end = (written + 64 * 1024).min(total);
+        match tokio::time::timeout(Duration::from_millis(500), sock.write(&data[written..end]))
+            .await
+        {
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => panic!("write failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        written < total / 2,
+        "the sender was not held back: {written} of {total} bytes written while the bus accepted nothing"
+    );
+    assert!(
+        counters.received.load(std::sync::atomic::Ordering::Relaxed) <= 1_000,
+        "the platform read ahead of its bus: {} messages",
+        counters.received.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    // The pipeline moves again: the sender finishes and nothing is lost.
+    open_tx.send(true).unwrap();
+    let rest = data[written..].to_vec();
+    let writer = tokio::spawn(async move {
+        sock.write_all(&rest).await.unwrap();
+        sock.shutdown().await.unwrap();
+        sock
+    });
+    let got = collect(&mut sub.rx, N).await;
+    let _sock = writer.await.unwrap();
+    assert_eq!(got.len(), N, "every message arrives");
+    assert!(got.iter().all(|e| e.topic == "log.syslog"));
+}

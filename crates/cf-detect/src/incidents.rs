@@ -49,7 +49,7 @@ pub fn stage_of(kind: &str) -> &'static str {
         "external_penetration"
     } else if k.starts_with("dns.") || k.contains("beacon") || k.contains("c2") {
         "command_and_control"
-    } else if k.contains("lateral") || k.contains("scan") {
+    } else if k.contains("lateral") || k.contains("scan") || k.contains("new_port") {
         "internal_spread"
     } else if k.contains("exfil") || k.starts_with("data.") {
         "data_theft"

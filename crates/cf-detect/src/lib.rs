@@ -9,6 +9,7 @@ pub mod dga;
 pub mod dnstunnel;
 pub mod dnswatch;
 pub mod incidents;
+pub mod netbase;
 pub mod netwatch;
 
 use std::collections::{HashMap, HashSet, VecDeque};

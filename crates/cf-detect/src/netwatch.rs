@@ -20,6 +20,11 @@ pub struct FlowObs {
     pub dst: String,
     /// Destination port (ICMP: type × 256 + code).
     pub dst_port: u16,
+    /// Source port (0 if unknown).
+    pub src_port: u16,
+    /// Bytes the destination answered with, when the record is bidirectional (Zeek conn.log);
+    /// `None` for unidirectional flow records (NetFlow, IPFIX, capture flows).
+    pub reply_bytes: Option<u64>,
     /// IP protocol.
     pub proto: u8,
     /// Bytes from the source.
@@ -51,6 +56,13 @@ impl FlowObs {
             src: s("/src_endpoint/ip"),
             dst: s("/dst_endpoint/ip"),
             dst_port: u16::try_from(n("/dst_endpoint/port")).unwrap_or(0),
+            src_port: u16::try_from(n("/src_endpoint/port")).unwrap_or(0),
+            // A refused or unanswered connection (status Failure) got no reply, whatever
+            // the responder's RST packets weighed.
+            reply_bytes: o
+                .pointer("/traffic/bytes_in")
+                .and_then(serde_json::Value::as_u64)
+                .map(|b| if o["status_id"] == 2 { 0 } else { b }),
             proto: u8::try_from(n("/connection_info/protocol_num")).unwrap_or(0),
             bytes: n("/traffic/bytes"),
             packets: n("/traffic/packets"),
@@ -107,7 +119,8 @@ impl Default for NetRules {
 /// A finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NetAlert {
-    /// `net.port_scan`, `net.sweep_scan`, `net.icmp_exfil` or `net.beacon`.
+    /// `net.port_scan`, `net.sweep_scan`, `net.icmp_exfil`, `net.beacon`, or from the per-host
+    /// baselines `net.lateral_movement`, `net.new_port`, `net.exfil_volume`, `net.exfil_upload`.
     pub kind: &'static str,
     /// Source address.
     pub src: String,
@@ -184,6 +197,7 @@ pub struct NetWatch {
     hosts: HashMap<(String, u8, u16), Spread>,
     icmp: HashMap<(String, String), Volume>,
     beacons: HashMap<(String, String, u16), Beacon>,
+    base: crate::netbase::Baselines,
 }
 
 fn cv(xs: &[f64]) -> f64 {
@@ -209,7 +223,7 @@ fn bound<K, V>(m: &mut HashMap<K, V>, max: usize, keep: impl Fn(&V) -> bool) {
 }
 
 impl NetWatch {
-    /// A watcher with `rules`.
+    /// A watcher with `rules` and the default per-host baselines.
     pub fn new(rules: NetRules) -> Self {
         NetWatch {
             rules,
@@ -217,9 +231,19 @@ impl NetWatch {
         }
     }
 
-    /// Keys tracked (ports, hosts, ICMP pairs, beacon tuples).
+    /// The per-host baselines judged by `base` (e.g. the city's own address space).
+    pub fn with_baselines(mut self, base: crate::netbase::BaseRules) -> Self {
+        self.base = crate::netbase::Baselines::new(base);
+        self
+    }
+
+    /// Keys tracked (ports, hosts, ICMP pairs, beacon tuples, baseline hosts).
     pub fn tracked(&self) -> usize {
-        self.ports.len() + self.hosts.len() + self.icmp.len() + self.beacons.len()
+        self.ports.len()
+            + self.hosts.len()
+            + self.icmp.len()
+            + self.beacons.len()
+            + self.base.tracked()
     }
 
     /// One flow; the alerts it raises.
@@ -354,6 +378,7 @@ impl NetWatch {
                 }
             }
         }
+        out.extend(self.base.observe(f));
         out
     }
 }
@@ -385,6 +410,8 @@ mod tests {
             src: src.into(),
             dst: dst.into(),
             dst_port: port,
+            src_port: 40_000,
+            reply_bytes: None,
             proto,
             bytes,
             packets,

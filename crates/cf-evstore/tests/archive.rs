@@ -80,7 +80,8 @@ async fn syslog_to_search_with_audit_and_retention() {
             "10.77.20.248",
             "udp",
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(r.received, lines.len() as u64);
     // Everything published is archived (alerts from the brute-force detector as well).
     let want = r.received;

@@ -45,6 +45,24 @@ pub fn conn_to_ocsf(v: &Value) -> Option<Value> {
             port("id.resp_p", "id_resp_p"),
         )
     };
+    // IP bytes as the sensor counted them — unless the TCP payload, known exactly when no
+    // bytes were missed, is larger: captures taken with segmentation offload carry IP length
+    // fields that understate (the APT29 sensors logged a 2.2 MB upload as 22 KB of IP bytes).
+    let missed = v.get("missed_bytes").and_then(Value::as_u64).unwrap_or(0);
+    let volume = |side: &str| -> Option<u64> {
+        let ip = v.get(format!("{side}_ip_bytes")).and_then(Value::as_u64);
+        let payload = v.get(format!("{side}_bytes")).and_then(Value::as_u64);
+        match (ip, payload) {
+            (Some(i), Some(p)) if missed == 0 => Some(i.max(p)),
+            (Some(i), _) => Some(i),
+            (None, p) => p,
+        }
+    };
+    // Connections that never got an answer: the RST of a refused port is not a reply.
+    let refused = matches!(
+        v.get("conn_state").and_then(Value::as_str),
+        Some("S0" | "REJ" | "RSTOS0" | "RSTRH" | "SH" | "SHR")
+    );
     let start = (v.get("ts")?.as_f64()? * 1000.0) as i64;
     let dur = v.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
     Some(json!({
@@ -61,9 +79,10 @@ pub fn conn_to_ocsf(v: &Value) -> Option<Value> {
         "src_endpoint": {"ip": ip("id.orig_h", "id_orig_h"), "port": sport},
         "dst_endpoint": {"ip": ip("id.resp_h", "id_resp_h"), "port": dport},
         "connection_info": {"protocol_num": num, "protocol_name": name},
-        "traffic": {"bytes": v.get("orig_ip_bytes"), "packets": v.get("orig_pkts"),
-                     "bytes_in": v.get("resp_ip_bytes"), "packets_in": v.get("resp_pkts")},
+        "traffic": {"bytes": volume("orig"), "packets": v.get("orig_pkts"),
+                     "bytes_in": volume("resp"), "packets_in": v.get("resp_pkts")},
         "status_detail": v.get("conn_state"),
+        "status_id": if refused { 2 } else { 1 },
         "app_name": v.get("service"),
     }))
 }

@@ -11,7 +11,7 @@ use cf_core::SharedClock;
 use cf_event::{Event, Severity};
 use serde::Serialize;
 
-use crate::ports::EventBus;
+use crate::ports::{BusError, EventBus};
 
 /// Counters of one intake.
 #[derive(Debug, Default)]
@@ -30,7 +30,42 @@ pub struct Counters {
     pub flows_waiting_template: AtomicU64,
     /// Datagrams the kernel dropped on the UDP listeners (receive buffer full).
     pub udp_dropped: AtomicU64,
+    /// Batches being processed now (HTTPS ingest).
+    pub batches_in_flight: AtomicU64,
+    /// The most batches ever processed at once (never above the configured concurrency).
+    pub batches_in_flight_max: AtomicU64,
+    /// Batches waiting for a slot now; their senders are held (their bodies stay unread).
+    pub batches_waiting: AtomicU64,
+    /// Batches that had to wait for a slot, in all.
+    pub batches_waited: AtomicU64,
 }
+
+/// A slot to process one batch, from [`LogIntake::admit`]; the slot is free again when dropped.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.counters
+            .batches_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a batch as waiting for as long as it waits (also when its request is abandoned).
+struct Waiting<'a>(&'a Counters);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.batches_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Batches processed at once unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 impl Counters {
     /// `(received, malformed, publish_failed, connections)`.
@@ -78,6 +113,8 @@ pub struct LogIntake {
     dns: Arc<std::sync::Mutex<Option<cf_detect::dnswatch::DnsWatch>>>,
     /// Scans, sweeps, ICMP exfiltration and beaconing over flows.
     net: Arc<std::sync::Mutex<cf_detect::netwatch::NetWatch>>,
+    /// Slots for batches processed at once: what bounds the memory held by senders' batches.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for LogIntake {
@@ -125,7 +162,59 @@ impl LogIntake {
             net: Arc::new(std::sync::Mutex::new(cf_detect::netwatch::NetWatch::new(
                 cf_detect::netwatch::NetRules::default(),
             ))),
+            slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
         }
+    }
+
+    /// Judge flows with the city's own address space `nets` (per-host baselines: exfiltration,
+    /// lateral movement); the default is private and link-local space.
+    pub fn with_internal_networks(self, nets: Vec<cf_detect::netbase::IpNet>) -> Self {
+        let base = cf_detect::netbase::BaseRules {
+            internal: nets,
+            ..Default::default()
+        };
+        *self
+            .net
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            cf_detect::netwatch::NetWatch::new(cf_detect::netwatch::NetRules::default())
+                .with_baselines(base);
+        self
+    }
+
+    /// Process at most `n` (at least 1) batches at once.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// Wait for a slot to process one batch. Transports call this before they read a batch,
+    /// so a sender faster than the pipeline is held back (its bytes stay in its socket) instead
+    /// of growing the platform's memory. `None` only if the intake is closing.
+    pub async fn admit(&self) -> Option<Admission> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.batches_waited.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .batches_waiting
+                    .fetch_add(1, Ordering::Relaxed);
+                let _w = Waiting(&self.counters);
+                self.slots.clone().acquire_owned().await.ok()?
+            }
+        };
+        let now = self
+            .counters
+            .batches_in_flight
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        self.counters
+            .batches_in_flight_max
+            .fetch_max(now, Ordering::Relaxed);
+        Some(Admission {
+            _permit: permit,
+            counters: self.counters.clone(),
+        })
     }
 
     /// The counters.
@@ -142,15 +231,36 @@ impl LogIntake {
         )
     }
 
-    async fn publish(&self, ev: Event) {
-        if let Err(e) = self.bus.publish(&ev).await {
-            self.counters.publish_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, topic = %ev.topic, "log event could not be published");
+    /// Publish what the intake made of some input, in one batch: the bus has it durably when
+    /// this returns `Ok` (only then may a sender be told it was accepted).
+    pub async fn flush(&self, out: &[Event]) -> Result<(), BusError> {
+        if out.is_empty() {
+            return Ok(());
         }
+        self.bus.publish_batch(out).await.inspect_err(|e| {
+            self.counters
+                .publish_failed
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            tracing::error!(error = %e, events = out.len(), "log events could not be published");
+        })
     }
 
     /// Publish a line that could not be framed or parsed, with why.
     pub async fn malformed(&self, raw: &[u8], source: &str, transport: &str, reason: &str) {
+        let mut out = Vec::with_capacity(1);
+        self.malformed_into(raw, source, transport, reason, &mut out);
+        let _ = self.flush(&out).await;
+    }
+
+    /// [`Self::malformed`], adding the event to `out` for a later [`Self::flush`].
+    pub fn malformed_into(
+        &self,
+        raw: &[u8],
+        source: &str,
+        transport: &str,
+        reason: &str,
+        out: &mut Vec<Event>,
+    ) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         self.counters.malformed.fetch_add(1, Ordering::Relaxed);
         let ev = Event {
@@ -161,11 +271,25 @@ impl LogIntake {
             severity: Severity::Low,
             payload: serde_json::json!({"peer": source, "transport": transport, "reason": reason, "raw": String::from_utf8_lossy(raw)}),
         };
-        self.publish(ev).await;
+        out.push(ev);
     }
 
     /// One syslog message; returns whether it parsed.
     pub async fn syslog(&self, raw: &[u8], source: &str, transport: &str) -> bool {
+        let mut out = Vec::with_capacity(1);
+        let ok = self.syslog_into(raw, source, transport, &mut out);
+        let _ = self.flush(&out).await;
+        ok
+    }
+
+    /// [`Self::syslog`], adding the events to `out` for a later [`Self::flush`].
+    pub fn syslog_into(
+        &self,
+        raw: &[u8],
+        source: &str,
+        transport: &str,
+        out: &mut Vec<Event>,
+    ) -> bool {
         let now = self.clock.now();
         match cf_ingest::syslog::parse(raw, now) {
             Ok(m) => {
@@ -205,7 +329,7 @@ impl LogIntake {
                     severity,
                     payload: serde_json::json!({"received": now, "peer": source, "transport": transport, "syslog": m, "ocsf": ocsf}),
                 };
-                self.publish(ev).await;
+                out.push(ev);
                 for a in alerts {
                     let ev = Event {
                         id: self.id(),
@@ -219,12 +343,12 @@ impl LogIntake {
                         },
                         payload: serde_json::to_value(&a).unwrap_or_default(),
                     };
-                    self.publish(ev).await;
+                    out.push(ev);
                 }
                 true
             }
             Err(e) => {
-                self.malformed(raw, source, transport, &e.to_string()).await;
+                self.malformed_into(raw, source, transport, &e.to_string(), out);
                 false
             }
         }
@@ -234,6 +358,18 @@ impl LogIntake {
     /// (OCSF Network Activity); an undecodable datagram as `log.malformed` with its bytes in
     /// base64. Returns the number of flows.
     pub async fn netflow(&self, raw: &[u8], exporter: std::net::SocketAddr) -> usize {
+        let mut out = Vec::new();
+        let n = self.netflow_into(raw, exporter, &mut out);
+        let _ = self.flush(&out).await;
+        n
+    }
+
+    fn netflow_into(
+        &self,
+        raw: &[u8],
+        exporter: std::net::SocketAddr,
+        out: &mut Vec<Event>,
+    ) -> usize {
         let now = self.clock.now();
         let decoded = self
             .flows
@@ -261,7 +397,7 @@ impl LogIntake {
                     "flows_decoded": decoded.flows.len(),
                     "raw_base64": base64::engine::general_purpose::STANDARD.encode(raw)}),
             };
-            self.publish(ev).await;
+            out.push(ev);
         }
         let n = decoded.flows.len();
         for f in decoded.flows {
@@ -275,8 +411,8 @@ impl LogIntake {
                 severity: Severity::Info,
                 payload: serde_json::json!({"received": now, "peer": peer, "transport": "netflow", "flow": f, "ocsf": ocsf}),
             };
-            self.publish(ev).await;
-            self.publish_alerts(alerts).await;
+            out.push(ev);
+            self.alerts_into(alerts, out);
         }
         n
     }
@@ -304,7 +440,7 @@ impl LogIntake {
             severity: Severity::High,
             payload: serde_json::json!({"transport": transport, "port": port, "dropped": dropped, "dropped_total": total}),
         };
-        self.publish(ev).await;
+        let _ = self.flush(&[ev]).await;
     }
 
     /// Flow analytics over one Network Activity event (OCSF 4001); the alerts it raises, as
@@ -322,7 +458,7 @@ impl LogIntake {
             .collect()
     }
 
-    async fn publish_alerts(&self, alerts: Vec<(&'static str, serde_json::Value)>) {
+    fn alerts_into(&self, alerts: Vec<(&'static str, serde_json::Value)>, out: &mut Vec<Event>) {
         let now = self.clock.now();
         for (kind, payload) in alerts {
             let severity = if payload["severity"] == "high" {
@@ -338,7 +474,7 @@ impl LogIntake {
                 severity,
                 payload,
             };
-            self.publish(ev).await;
+            out.push(ev);
         }
     }
 
@@ -365,6 +501,13 @@ impl LogIntake {
     /// records are normalised to OCSF (kept under `ocsf`); DNS Activity goes through the DNS
     /// analytics and Network Activity through the flow analytics.
     pub async fn json_line(&self, raw: &[u8], source: &str, transport: &str) -> bool {
+        let mut out = Vec::with_capacity(1);
+        let ok = self.json_into(raw, source, transport, &mut out);
+        let _ = self.flush(&out).await;
+        ok
+    }
+
+    fn json_into(&self, raw: &[u8], source: &str, transport: &str, out: &mut Vec<Event>) -> bool {
         match serde_json::from_slice::<serde_json::Value>(raw) {
             Ok(v @ serde_json::Value::Object(_)) => {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -397,32 +540,34 @@ impl LogIntake {
                     severity: Severity::Info,
                     payload,
                 };
-                self.publish(ev).await;
-                self.publish_alerts(alerts).await;
+                out.push(ev);
+                self.alerts_into(alerts, out);
                 true
             }
             Ok(_) => {
-                self.malformed(raw, source, transport, "not a JSON object")
-                    .await;
+                self.malformed_into(raw, source, transport, "not a JSON object", out);
                 false
             }
             Err(e) => {
-                self.malformed(raw, source, transport, &format!("invalid JSON: {e}"))
-                    .await;
+                self.malformed_into(raw, source, transport, &format!("invalid JSON: {e}"), out);
                 false
             }
         }
     }
 
-    /// A batch of newline-separated lines (blank lines skipped).
+    /// A batch of newline-separated lines (blank lines skipped), published as one batch: `Ok`
+    /// only once the bus holds every event the lines became (the sender may then forget them);
+    /// on `Err` the sender should send the batch again (consumers are idempotent by event id,
+    /// but a resent batch gets new ids, so a partial publish can duplicate some events).
     pub async fn batch(
         &self,
         body: &[u8],
         format: LineFormat,
         source: &str,
         transport: &str,
-    ) -> BatchResult {
+    ) -> Result<BatchResult, BusError> {
         let mut r = BatchResult::default();
+        let mut out = Vec::new();
         for line in body.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -430,8 +575,8 @@ impl LogIntake {
             }
             r.received += 1;
             let ok = match format {
-                LineFormat::Syslog => self.syslog(line, source, transport).await,
-                LineFormat::Ndjson => self.json_line(line, source, transport).await,
+                LineFormat::Syslog => self.syslog_into(line, source, transport, &mut out),
+                LineFormat::Ndjson => self.json_into(line, source, transport, &mut out),
             };
             if ok {
                 r.parsed += 1;
@@ -439,14 +584,15 @@ impl LogIntake {
                 r.malformed += 1;
             }
         }
-        r
+        self.flush(&out).await?;
+        Ok(r)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{BusError, Subscription};
+    use crate::ports::Subscription;
 
     #[derive(Debug, Default)]
     struct Recorder(std::sync::Mutex<Vec<Event>>);
@@ -482,7 +628,8 @@ mod tests {
         }
         let r = intake
             .batch(body.as_bytes(), LineFormat::Ndjson, "sensor", "https")
-            .await;
+            .await
+            .unwrap();
         assert_eq!((r.received, r.parsed, r.malformed), (43, 43, 0));
         let events = bus.0.lock().unwrap().clone();
         let logs: Vec<&Event> = events.iter().filter(|e| e.topic == "log.json").collect();
@@ -522,7 +669,8 @@ mod tests {
         body.push_str("garbage line without a timestamp\n");
         let r = intake
             .batch(body.as_bytes(), LineFormat::Syslog, "10.0.0.2", "https")
-            .await;
+            .await
+            .unwrap();
         assert_eq!((r.received, r.parsed, r.malformed), (26, 25, 1));
         let evs = bus.0.lock().unwrap().clone();
         let logs: Vec<&Event> = evs.iter().filter(|e| e.topic == "log.syslog").collect();

@@ -253,6 +253,14 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     fn backend(&self) -> &'static str;
     /// Publish; returns once the bus has accepted the event durably (for NATS, the stream ack).
     async fn publish(&self, event: &Event) -> Result<(), BusError>;
+    /// Publish several events; returns once all are durably accepted (an error may leave some
+    /// of them published). Backends override it to accept a batch in one round trip.
+    async fn publish_batch(&self, events: &[Event]) -> Result<(), BusError> {
+        for e in events {
+            self.publish(e).await?;
+        }
+        Ok(())
+    }
     /// Join consumer group `group` for events matching `filter`; each event is delivered to one
     /// member of each group, starting with events published after the group was first created.
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;

@@ -73,8 +73,13 @@ pub enum AnalyzeCmd {
     /// Run the flow analytics (port scans, sweeps, ICMP exfiltration, beaconing) over a capture
     /// (`.pcap`/`.pcapng`) or a Zeek `conn.log` in JSON (`.gz` accepted); one line per alert.
     Flows {
-        /// The capture or log.
-        file: PathBuf,
+        /// Captures or conn logs; several are merged in time order (e.g. two sensors' logs).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The city's own address space for the per-host baselines (comma-separated networks);
+        /// traffic to anything else is "leaving". Default: RFC 1918, CGNAT, link-local, ULA.
+        #[arg(long)]
+        internal: Option<String>,
         /// One JSON object per alert.
         #[arg(long)]
         json: bool,
@@ -318,10 +323,24 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             out.flush()?;
             Ok(true)
         }
-        AnalyzeCmd::Flows { file, json } => {
-            let flows = flows_of(&file)?;
+        AnalyzeCmd::Flows {
+            files,
+            internal,
+            json,
+        } => {
+            let mut base = cf_detect::netbase::BaseRules::default();
+            if let Some(nets) = internal {
+                base.internal = cf_detect::netbase::parse_networks(&nets)
+                    .map_err(|e| anyhow::anyhow!("--internal: {e}"))?;
+            }
+            let mut flows = Vec::new();
+            for f in &files {
+                flows.extend(flows_of(f)?);
+            }
+            flows.sort_by_key(|f| f.time_ms);
             let mut w =
-                cf_detect::netwatch::NetWatch::new(cf_detect::netwatch::NetRules::default());
+                cf_detect::netwatch::NetWatch::new(cf_detect::netwatch::NetRules::default())
+                    .with_baselines(base);
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             let mut n = 0usize;
@@ -333,7 +352,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     } else {
                         writeln!(
                             out,
-                            "{:<15} {:<16} {:<24} {:>6} {:>10}",
+                            "{:<21} {:<16} {:<24} {:>6} {:>10}",
                             a.kind, a.src, a.target, a.count, a.bytes
                         )?;
                     }

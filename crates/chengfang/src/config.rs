@@ -90,6 +90,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Largest accepted request body (API-3).",
     },
     Field {
+        path: "server.ingest_concurrency",
+        kind: Kind::Int(1, 1024),
+        default: "4",
+        doc: "Log batches (`/api/v1/ingest/*`) processed at once; further senders wait unread, held back by TCP flow control, up to `server.request_timeout`. Bounds the memory batches hold to about this × `body_limit_bytes` × 6.",
+    },
+    Field {
         path: "server.request_timeout",
         kind: Kind::Duration,
         default: "\"30s\"",
@@ -115,9 +121,9 @@ pub const FIELDS: &[Field] = &[
     },
     Field {
         path: "bus.url",
-        kind: Kind::Url(&["memory", "nats", "tls"]),
-        default: "\"memory://\"",
-        doc: "Event bus: `memory://` in process, or `nats://host:4222` (JetStream).",
+        kind: Kind::Url(&["journal", "memory", "nats", "tls"]),
+        default: "",
+        doc: "Event bus. Default `journal://<data_dir>/bus.db` (durable, in process: survives kill -9); `memory://` (tests only: loses unprocessed events on a crash); `nats://host:4222` (JetStream) for scale-out.",
     },
     Field {
         path: "bus.stream",
@@ -264,6 +270,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive NetFlow v5/v9 and IPFIX over UDP on this `IP:PORT`, e.g. `0.0.0.0:2055`; empty: off. Templates are kept per exporter; each flow is published as `log.netflow` (OCSF Network Activity 4001), undecodable datagrams as `log.malformed` with their bytes.",
     },
     Field {
+        path: "detect.internal_networks",
+        kind: Kind::Str,
+        default: "\"10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,fc00::/7,fe80::/10,::1/128\"",
+        doc: "The city's own address space, comma-separated networks: the per-host flow baselines call traffic to anything else \"leaving\" (exfiltration volume, uploads to new outside peers) and judge lateral movement only between these. Set it to the city's address plan.",
+    },
+    Field {
         path: "detect.sigma_rules",
         kind: Kind::Str,
         default: "",
@@ -327,6 +339,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// Log batches processed at once.
+    pub ingest_concurrency: usize,
     /// Shutdown grace.
     pub shutdown_grace: Duration,
     /// Storage URL.
@@ -351,6 +365,8 @@ pub struct Config {
     pub netflow: Option<SocketAddr>,
     /// Sigma rules run on the bus.
     pub sigma_rules: Option<PathBuf>,
+    /// The city's own address space (per-host flow baselines).
+    pub internal_networks: Vec<cf_detect::netbase::IpNet>,
     /// Event store: directory (`None`: `<data_dir>/events`) and retention in days.
     pub events: (Option<PathBuf>, u32),
     /// Syslog listeners (UDP, TCP).
@@ -608,6 +624,32 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: false,
         });
     }
+    let internal_networks = match cf_detect::netbase::parse_networks(&s("detect.internal_networks"))
+    {
+        Ok(n) if !n.is_empty() => n,
+        Ok(_) => {
+            problems.push(Problem {
+                path: "detect.internal_networks".into(),
+                message: "must name at least one network".into(),
+                source: values
+                    .get("detect.internal_networks")
+                    .map_or("default".into(), |v| v.source.clone()),
+                warning: false,
+            });
+            Vec::new()
+        }
+        Err(m) => {
+            problems.push(Problem {
+                path: "detect.internal_networks".into(),
+                message: m,
+                source: values
+                    .get("detect.internal_networks")
+                    .map_or("default".into(), |v| v.source.clone()),
+                warning: false,
+            });
+            Vec::new()
+        }
+    };
     if i("events.retention_days") < 180 {
         problems.push(Problem {
             path: "events.retention_days".into(),
@@ -729,6 +771,12 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         u if u.is_empty() => format!("sqlite://{}", data_dir.join("state.db").display()),
         u => u,
     };
+    let bus_url = match s("bus.url") {
+        u if u.is_empty() || u == "journal://" => {
+            format!("journal://{}", data_dir.join("bus.db").display())
+        }
+        u => u,
+    };
     let cfg = Config {
         node_name: s("node_name"),
         listen: s("server.listen")
@@ -747,10 +795,11 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             .collect(),
         body_limit_bytes: usize::try_from(i("server.body_limit_bytes")).unwrap_or(1 << 20),
         request_timeout: d("server.request_timeout"),
+        ingest_concurrency: usize::try_from(i("server.ingest_concurrency")).unwrap_or(4),
         shutdown_grace: d("server.shutdown_grace"),
         storage_url,
         storage_schema: Some(s("storage.schema")).filter(|x| !x.is_empty()),
-        bus_url: s("bus.url"),
+        bus_url,
         bus_stream: s("bus.stream"),
         ledger: cf_platform::LedgerConfig {
             origin: s("ledger.origin"),
@@ -791,6 +840,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         syslog,
         syslog_tls,
         netflow,
+        internal_networks,
         sigma_rules: Some(s("detect.sigma_rules"))
             .filter(|x| !x.is_empty())
             .map(PathBuf::from),
@@ -884,7 +934,7 @@ mod tests {
         assert!(cfg.tls);
         assert!(cfg.listen.ip().is_loopback());
         assert!(cfg.storage_url.starts_with("sqlite://"));
-        assert_eq!(cfg.bus_url, "memory://");
+        assert!(cfg.bus_url.starts_with("journal://") && cfg.bus_url.ends_with("bus.db"));
     }
 
     #[test]

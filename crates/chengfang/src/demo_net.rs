@@ -1,6 +1,7 @@
 //! The demo's network act (issue 6, SA-2/SA-3): a city workstation infected with DGA malware
-//! tunnels a file out over DNS, scans a server and beacons to its controller; the DNS and flow
-//! analytics name it, and its alerts form one incident spanning the attack chain.
+//! tunnels a file out over DNS, scans a server, beacons to its controller, moves to a colleague's
+//! workstation over WinRM and SMB and uploads an archive to a new outside host; the DNS and flow
+//! analytics name it, and its alerts form one incident spanning the whole attack chain.
 
 use anyhow::Result;
 
@@ -120,6 +121,24 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
             7,
         ));
     }
+    // Lateral movement: WinRM, then an SMB copy, to another workstation.
+    for (i, port) in [5985u16, 445, 445].iter().enumerate() {
+        lines.push(flow_line(
+            t0 + 40_000 + i as i64 * 15_000,
+            "10.20.3.41",
+            *port,
+            250_000,
+            180,
+        ));
+    }
+    // Exfiltration: a 24 MB upload to a host it never talked to.
+    lines.push(flow_line(
+        t0 + 90_000,
+        "198.51.100.23",
+        443,
+        24_000_000,
+        16_500,
+    ));
     let resp = c
         .http
         .post(api("/api/v1/ingest/ndjson"))
@@ -132,11 +151,18 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
     say(
         "network",
         format!(
-            "workstation {HOST}: {} resolver and flow records (DGA lookups, a DNS tunnel, a port scan, 60 s callbacks) ingested, {} parsed",
+            "workstation {HOST}: {} resolver and flow records (DGA lookups, a DNS tunnel, a port scan, 60 s callbacks, WinRM and SMB to a colleague, a large upload) ingested, {} parsed",
             counts["received"], counts["parsed"]
         ),
     );
-    let want = ["dns.dga", "dns.tunnel", "net.port_scan", "net.beacon"];
+    let want = [
+        "dns.dga",
+        "dns.tunnel",
+        "net.port_scan",
+        "net.beacon",
+        "net.lateral_movement",
+        "net.exfil_upload",
+    ];
     let mut book = serde_json::Value::Null;
     for _ in 0..50 {
         book = call(
@@ -169,6 +195,12 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
             "dns.tunnel" => format!("{} distinct names under {}", l["distinct"], l["domain"]),
             "dns.dga" => format!("{} DGA-like domains, e.g. {}", l["distinct"], l["domain"]),
             "net.port_scan" => format!("{} ports of {}", l["count"], l["target"]),
+            "net.lateral_movement" => format!("admin services on {}", l["target"]),
+            "net.exfil_upload" => format!(
+                "{} MB to first-contact {}",
+                l["bytes"].as_u64().unwrap_or(0) / 1_000_000,
+                l["target"]
+            ),
             "net.beacon" => format!(
                 "every {} s to {}",
                 l["period_ms"].as_i64().unwrap_or(0) / 1000,

@@ -132,7 +132,9 @@ impl Platform {
             clock.clone(),
             &cfg.node_name,
             Arc::default(),
-        );
+        )
+        .with_concurrency(cfg.ingest_concurrency)
+        .with_internal_networks(cfg.internal_networks.clone());
         let alerts =
             cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
         let events_dir = cfg.events_dir();
