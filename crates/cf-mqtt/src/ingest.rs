@@ -1,15 +1,21 @@
-//! Telemetry ingest over MQTT: one persistent session (QoS 1, clean_session false) subscribed to
-//! every device's telemetry and to the broker's connection log; messages are verified on sharded
-//! workers that keep each device's order, with backpressure to the broker when they fall behind.
+//! Telemetry and log ingest over MQTT: one persistent session (QoS 1, clean_session false)
+//! subscribed to every device's telemetry, every device's log topic and the broker's connection
+//! log; messages are handled on sharded workers that keep each device's order, with backpressure
+//! to the broker when they fall behind. Device logs (syslog lines or JSON objects, one or more per
+//! message) go to the platform's log intake like any other log source (SA-1), named by the
+//! identity the broker authenticated.
 
 use std::time::Duration;
 
 use cf_platform::devices::DeviceService;
+use cf_platform::logs::{LineFormat, LogIntake};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::watch;
 
 /// Topics the ingest session subscribes to.
 pub const TELEMETRY_FILTER: &str = "city/+/+/telemetry";
+/// Device logs.
+pub const DEVICE_LOG_FILTER: &str = "city/+/+/log";
 /// Mosquitto's notice-level log, where connection messages appear (`log_dest topic`).
 pub const LOG_FILTER: &str = "$SYS/broker/log/N";
 
@@ -41,6 +47,8 @@ pub struct LoopStats {
     pub messages: u64,
     /// Connection log lines parsed.
     pub connections_seen: u64,
+    /// Device log messages handed to the log intake.
+    pub logs: u64,
 }
 
 /// `(username, ip)` from a Mosquitto connection log line, e.g.
@@ -60,7 +68,37 @@ pub fn parse_connect_line(line: &str) -> Option<(String, String)> {
 /// Parallel verifiers. Verification (a signature per message) is the costly step.
 pub const WORKERS: usize = 4;
 
-async fn handle(svc: &DeviceService, stats: &watch::Sender<LoopStats>, p: rumqttc::Publish) {
+/// Feed one device log message to the intake; while the bus refuses, retry (holding this worker,
+/// and through it the broker) rather than drop it.
+async fn device_log(
+    logs: &LogIntake,
+    identity: &str,
+    payload: &[u8],
+    stop: &watch::Receiver<bool>,
+) {
+    let json = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let format = if json {
+        LineFormat::Ndjson
+    } else {
+        LineFormat::Syslog
+    };
+    let mut wait = Duration::from_millis(100);
+    while logs.batch(payload, format, identity, "mqtt").await.is_err() && !*stop.borrow() {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn handle(
+    svc: &DeviceService,
+    logs: Option<&LogIntake>,
+    stats: &watch::Sender<LoopStats>,
+    stop: &watch::Receiver<bool>,
+    p: rumqttc::Publish,
+) {
     if p.topic.starts_with("$SYS/") {
         if let Some((user, ip)) = std::str::from_utf8(&p.payload)
             .ok()
@@ -69,9 +107,15 @@ async fn handle(svc: &DeviceService, stats: &watch::Sender<LoopStats>, p: rumqtt
             svc.seen_from(&user, &ip).await;
             stats.send_modify(|s| s.connections_seen += 1);
         }
-    } else {
+    } else if p.topic.ends_with("/log") {
         // The broker's ACL lets only device <id> publish on city/<district>/<id>/…, so the topic
         // names the authenticated identity.
+        if let (Some(logs), Some(identity)) = (logs, p.topic.split('/').nth(2)) {
+            device_log(logs, identity, &p.payload, stop).await;
+            stats.send_modify(|s| s.logs += 1);
+        }
+    } else {
+        // As above, the topic names the authenticated identity.
         let identity = p.topic.split('/').nth(2).map(str::to_string);
         svc.ingest(&p.payload, &p.topic, identity.as_deref(), None)
             .await;
@@ -80,9 +124,10 @@ async fn handle(svc: &DeviceService, stats: &watch::Sender<LoopStats>, p: rumqtt
 }
 
 /// Run until `stop` turns true. Broker outages are waited out with backoff; the session resumes
-/// where it left off.
+/// where it left off. Device logs go to `logs` (not subscribed without it).
 pub async fn run(
     svc: DeviceService,
+    logs: Option<LogIntake>,
     client: AsyncClient,
     mut events: EventLoop,
     mut stop: watch::Receiver<bool>,
@@ -95,10 +140,10 @@ pub async fn run(
         // TCP backpressure reaches it, instead of memory growing here.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(256);
         shards.push(tx);
-        let (svc, stats) = (svc.clone(), stats.clone());
+        let (svc, stats, logs, stop) = (svc.clone(), stats.clone(), logs.clone(), stop.clone());
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
-                handle(&svc, &stats, p).await;
+                handle(&svc, logs.as_ref(), &stats, &stop, p).await;
             }
         });
     }
@@ -117,9 +162,14 @@ pub async fn run(
                 backoff = Duration::from_millis(100);
                 st.connects += 1;
                 // Idempotent: a resumed session already has them.
-                for f in [TELEMETRY_FILTER, LOG_FILTER] {
-                    if let Err(e) = client.subscribe(f, QoS::AtLeastOnce).await {
-                        tracing::error!(error = %e, filter = f, "MQTT subscribe failed");
+                let filters: &[&str] = if logs.is_some() {
+                    &[TELEMETRY_FILTER, DEVICE_LOG_FILTER, LOG_FILTER]
+                } else {
+                    &[TELEMETRY_FILTER, LOG_FILTER]
+                };
+                for f in filters {
+                    if let Err(e) = client.subscribe(*f, QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, filter = *f, "MQTT subscribe failed");
                     }
                 }
                 stats.send_modify(|s| s.connects = st.connects);

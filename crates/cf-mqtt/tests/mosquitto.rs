@@ -263,8 +263,10 @@ async fn devices_through_a_real_mosquitto() {
     let mut mosq = Broker::start(&bin, &layout.conf(), port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(Default::default());
+    let logs = cf_platform::logs::LogIntake::new(bus.clone(), clock.clone(), "t", Arc::default());
     let ingest = tokio::spawn(cf_mqtt::ingest::run(
         svc.clone(),
+        Some(logs),
         iclient,
         ievents,
         stop_rx,
@@ -348,6 +350,47 @@ async fn devices_through_a_real_mosquitto() {
             .unwrap();
     }
     eventually("20 readings accepted", || svc.stats().accepted == 20).await;
+
+    // Device logs through the broker reach the log intake under the identity the broker
+    // authenticated (SA-1); a device cannot write into another device's log.
+    for (topic, line) in [
+        (
+            "city/haidian/env-1/log",
+            &b"<12>Oct 11 22:14:15 env-1 sensord[42]: calibration drift 3.2% on channel 2"[..],
+        ),
+        (
+            "city/haidian/env-1/log",
+            &br#"{"event":"cabinet_opened","cabinet":7}"#[..],
+        ),
+        (
+            "city/haidian/env-2/log",
+            &b"<12>Oct 11 22:14:16 env-2 sensord[43]: forged"[..],
+        ),
+    ] {
+        d1.client
+            .publish(topic, QoS::AtLeastOnce, false, line.to_vec())
+            .await
+            .unwrap();
+    }
+    let device_logs = || -> Vec<(String, String)> {
+        bus.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.source.starts_with("mqtt://"))
+            .map(|e| (e.topic.clone(), e.source.clone()))
+            .collect()
+    };
+    eventually("device logs on the bus", || device_logs().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        device_logs(),
+        [
+            ("log.syslog".to_string(), "mqtt://env-1".to_string()),
+            ("log.json".to_string(), "mqtt://env-1".to_string())
+        ],
+        "the forged line on env-2's topic never arrives"
+    );
     eventually("connection log seen", || {
         stats_rx.borrow().connections_seen >= 1
     })

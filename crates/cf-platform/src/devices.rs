@@ -797,7 +797,11 @@ impl DeviceService {
                 DeviceStatus::Active => grants.push(TopicGrant {
                     username: dev.id().to_string(),
                     read: vec![control],
-                    write: vec![format!("{prefix}telemetry"), format!("{prefix}events")],
+                    write: vec![
+                        format!("{prefix}telemetry"),
+                        format!("{prefix}events"),
+                        format!("{prefix}log"),
+                    ],
                 }),
                 DeviceStatus::Quarantined => grants.push(TopicGrant {
                     username: dev.id().to_string(),

@@ -1150,7 +1150,11 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
     );
     assert_eq!(
         g[0].write,
-        ["city/haidian/env-1/telemetry", "city/haidian/env-1/events"]
+        [
+            "city/haidian/env-1/telemetry",
+            "city/haidian/env-1/events",
+            "city/haidian/env-1/log"
+        ]
     );
     // The old key no longer verifies; the new one does.
     assert!(matches!(

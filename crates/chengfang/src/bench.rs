@@ -86,6 +86,10 @@ pub enum BenchCmd {
         /// Events.
         #[arg(long, default_value_t = 200_000)]
         events: usize,
+        /// Then offer twice the measured end-to-end rate for this many seconds (0: skip) and
+        /// report memory, backlog and backpressure.
+        #[arg(long, default_value_t = 20)]
+        overload_seconds: u64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -475,8 +479,9 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
         BenchCmd::Events {
             syslog,
             events,
+            overload_seconds,
             json,
-        } => crate::bench_events::run(syslog, events, json)
+        } => crate::bench_events::run(syslog, events, overload_seconds, json)
             .await
             .map(|()| true),
         BenchCmd::Devices {

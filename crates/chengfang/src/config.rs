@@ -347,7 +347,7 @@ pub struct Config {
     pub storage_url: String,
     /// PostgreSQL schema.
     pub storage_schema: Option<String>,
-    /// Bus URL.
+    /// Bus URL as configured (empty: the journal in the data directory; see [`Config::bus`]).
     pub bus_url: String,
     /// Stream.
     pub bus_stream: String,
@@ -771,10 +771,10 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         u if u.is_empty() => format!("sqlite://{}", data_dir.join("state.db").display()),
         u => u,
     };
+    // Empty means the journal in the data directory, resolved when used: `--data-dir` and the
+    // demo change the data directory after loading.
     let bus_url = match s("bus.url") {
-        u if u.is_empty() || u == "journal://" => {
-            format!("journal://{}", data_dir.join("bus.db").display())
-        }
+        u if u == "journal://" => String::new(),
         u => u,
     };
     let cfg = Config {
@@ -856,7 +856,17 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
 }
 
 impl Config {
-    /// Where the event store lives (resolved late, so `--data-dir` moves it too).
+    /// The event bus URL; the default journal lives in the data directory (resolved late, so
+    /// `--data-dir` and the demo move it too).
+    pub fn bus(&self) -> String {
+        if self.bus_url.is_empty() {
+            format!("journal://{}", self.data_dir.join("bus.db").display())
+        } else {
+            self.bus_url.clone()
+        }
+    }
+
+    /// The event store's directory (resolved late, like [`Config::bus`]).
     pub fn events_dir(&self) -> PathBuf {
         self.events
             .0
@@ -934,7 +944,7 @@ mod tests {
         assert!(cfg.tls);
         assert!(cfg.listen.ip().is_loopback());
         assert!(cfg.storage_url.starts_with("sqlite://"));
-        assert!(cfg.bus_url.starts_with("journal://") && cfg.bus_url.ends_with("bus.db"));
+        assert!(cfg.bus().starts_with("journal://") && cfg.bus().ends_with("bus.db"));
     }
 
     #[test]

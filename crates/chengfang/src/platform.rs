@@ -67,12 +67,12 @@ impl Platform {
                     )
                 })?,
         );
-        let bus = cf_bus::connect(&cfg.bus_url, Some(&cfg.bus_stream))
+        let bus = cf_bus::connect(&cfg.bus(), Some(&cfg.bus_stream))
             .await
             .with_context(|| {
                 format!(
                     "cannot open the event bus {}",
-                    cf_store::redact_url(&cfg.bus_url)
+                    cf_store::redact_url(&cfg.bus())
                 )
             })?;
         let metrics = Arc::new(Metrics::default());
@@ -267,6 +267,7 @@ impl Platform {
             let (stats, _) = tokio::sync::watch::channel(Default::default());
             tasks.push(tokio::spawn(cf_mqtt::ingest::run(
                 self.devices.clone(),
+                Some(self.logs.clone()),
                 client,
                 events,
                 stop.clone(),
@@ -457,7 +458,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
     );
     println!(
         "  event bus       {} ({})",
-        cf_store::redact_url(&cfg.bus_url),
+        cf_store::redact_url(&cfg.bus()),
         p.bus.backend()
     );
     println!(

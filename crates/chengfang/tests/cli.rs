@@ -3681,8 +3681,8 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     }
     assert_eq!(matched, failed, "every failed password archived");
     assert!(
-        dir.join("events").is_dir(),
-        "the event store lives in the --data-dir, not in the working directory"
+        dir.join("events").is_dir() && dir.join("bus.db").is_file(),
+        "the event store and the bus journal live in the --data-dir, not in the working directory"
     );
     let (code, out) = search(
         &["topic:log.syslog", "AND", "\"failed password\""],
