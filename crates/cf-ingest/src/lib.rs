@@ -13,6 +13,7 @@ pub mod netflow;
 pub mod ocsf;
 pub mod pcap;
 pub mod syslog;
+pub mod winevent;
 pub mod zeek;
 
 /// Entry points shared by the cargo-fuzz targets and the stable corpus replay tests.

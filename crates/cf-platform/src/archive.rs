@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cf_core::{SharedClock, Timestamp};
 use cf_event::{AuditRecord, Event, Outcome, Severity};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::PlatformError;
 use crate::audit::AuditLedger;
@@ -73,10 +73,78 @@ fn severity_name(s: Severity) -> &'static str {
     }
 }
 
+/// An alert as an OCSF Detection Finding (2004): what the finding is, which analytic raised it,
+/// the ATT&CK tactics and techniques its tags name, and the entity it is about.
+pub fn detection_finding(ev: &Event) -> Value {
+    let p = &ev.payload;
+    let kind = ev.topic.strip_prefix("alert.").unwrap_or(&ev.topic);
+    let title = p
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or(kind)
+        .to_string();
+    let rule = p.get("rule_id").and_then(Value::as_str);
+    let tags: Vec<&str> = p
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let attacks: Vec<Value> = tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("attack."))
+        .map(|t| {
+            if t.len() > 1 && t.starts_with('t') && t[1..2].chars().all(|c| c.is_ascii_digit()) {
+                json!({"technique": {"uid": t.to_ascii_uppercase()}})
+            } else {
+                json!({"tactic": {"name": t.replace(['-', '_'], " ")}})
+            }
+        })
+        .collect();
+    let entity = ["key", "src", "entity", "domain", "device", "user"]
+        .iter()
+        .find_map(|k| p.get(*k).and_then(Value::as_str));
+    json!({
+        "class_uid": 2004,
+        "category_uid": 2,
+        "activity_id": 1,
+        "type_uid": 200401,
+        "time": ev.time.unix_millis(),
+        "severity_id": match ev.severity {
+            Severity::Info => 1,
+            Severity::Low => 2,
+            Severity::Medium => 3,
+            Severity::High => 4,
+            Severity::Critical => 5,
+        },
+        "status_id": 1,
+        "finding_info": {
+            "uid": ev.id,
+            "title": title,
+            "types": [kind],
+            "analytic": {"uid": rule, "name": title, "type_id": if rule.is_some() { 1 } else { 2 },
+                         "type": if rule.is_some() { "Rule" } else { "Behavioral" }},
+            "attacks": attacks,
+        },
+        "resources": entity.map(|e| json!([{"name": e}])),
+        "metadata": {"version": "1.3.0", "product": {"name": "Chengfang", "feature": {"name": ev.source}}},
+    })
+}
+
 /// What the store keeps of a bus event: the indexed fields are lifted from the normalised (OCSF)
 /// part of the payload when there is one, else from the common raw shapes (syslog, Windows
-/// events, alerts).
+/// events, alerts); an alert is kept with its Detection Finding (2004) under `ocsf`.
 pub fn archived(ev: &Event) -> ArchivedEvent {
+    if ev.topic.starts_with("alert.") && ev.payload.get("ocsf").is_none() {
+        let mut with = ev.clone();
+        if let Some(o) = with.payload.as_object_mut() {
+            o.insert("ocsf".into(), detection_finding(ev));
+            return archived_as_is(&with);
+        }
+    }
+    archived_as_is(ev)
+}
+
+fn archived_as_is(ev: &Event) -> ArchivedEvent {
     let p = &ev.payload;
     let host = first(
         p,
@@ -425,5 +493,30 @@ mod tests {
             (Some("10.1.1.1"), Some(2004))
         );
         assert_eq!(al.severity, "medium");
+    }
+
+    #[test]
+    fn alerts_are_kept_as_detection_findings_with_their_attack_techniques() {
+        let a = archived(&event(
+            "alert.sigma.credential_access.0e1c6e4c",
+            serde_json::json!({"key": "DC01", "rule_id": "0e1c6e4c", "title": "Mimikatz Use",
+                "tags": ["attack.credential-access", "attack.t1003.001"]}),
+        ));
+        let f = &a.body["ocsf"];
+        assert_eq!(
+            (f["class_uid"].as_u64(), f["severity_id"].as_u64()),
+            (Some(2004), Some(3))
+        );
+        assert_eq!(f["finding_info"]["analytic"]["uid"], "0e1c6e4c");
+        assert_eq!(f["finding_info"]["title"], "Mimikatz Use");
+        assert_eq!(
+            f["finding_info"]["attacks"],
+            serde_json::json!([{"tactic": {"name": "credential access"}}, {"technique": {"uid": "T1003.001"}}])
+        );
+        assert_eq!(f["resources"][0]["name"], "DC01");
+        assert_eq!(a.host.as_deref(), None, "a finding is not a device event");
+        // Logs keep only what their source normalised.
+        let l = archived(&event("log.syslog", serde_json::json!({"syslog": {}})));
+        assert!(l.body.get("ocsf").is_none());
     }
 }

@@ -303,24 +303,10 @@ impl LogIntake {
                 // Normalised to OCSF where the shape is known; authentication events feed the
                 // brute-force / spraying detector, whose alerts go out on `alert.auth.*`.
                 let ocsf = cf_ingest::ocsf::from_syslog(&m);
-                let alerts = match &ocsf {
-                    Some(e) if e["class_uid"] == 3002 => {
-                        let a = cf_detect::Attempt {
-                            time_ms: e["time"].as_i64().unwrap_or(now.unix_millis()),
-                            user: e["user"]["name"].as_str().unwrap_or("").to_string(),
-                            src: e["src_endpoint"]["ip"]
-                                .as_str()
-                                .unwrap_or(source)
-                                .to_string(),
-                            success: e["status_id"] == 1,
-                        };
-                        self.auth
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .observe(&a)
-                    }
-                    _ => Vec::new(),
-                };
+                let alerts = ocsf
+                    .as_ref()
+                    .map(|e| self.auth_alerts(e, source))
+                    .unwrap_or_default();
                 let ev = Event {
                     id: self.id(),
                     topic: "log.syslog".into(),
@@ -443,6 +429,32 @@ impl LogIntake {
         let _ = self.flush(&[ev]).await;
     }
 
+    /// Brute force and spraying over one Authentication event (OCSF 3002) whose outcome is
+    /// known — sshd and PAM lines, Windows logons alike; the source falls back to the sender.
+    fn auth_alerts(&self, e: &serde_json::Value, sender: &str) -> Vec<cf_detect::AuthAlert> {
+        if e["class_uid"] != 3002
+            || e["activity_id"] != 1
+            || !matches!(e["status_id"].as_u64(), Some(1 | 2))
+        {
+            return Vec::new();
+        }
+        let a = cf_detect::Attempt {
+            time_ms: e["time"]
+                .as_i64()
+                .unwrap_or_else(|| self.clock.now().unix_millis()),
+            user: e["user"]["name"].as_str().unwrap_or("").to_string(),
+            src: e["src_endpoint"]["ip"]
+                .as_str()
+                .unwrap_or(sender)
+                .to_string(),
+            success: e["status_id"] == 1,
+        };
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(&a)
+    }
+
     /// Flow analytics over one Network Activity event (OCSF 4001); the alerts it raises, as
     /// (kind, payload).
     fn flow_alerts(&self, ocsf: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
@@ -518,6 +530,8 @@ impl LogIntake {
                     cf_ingest::dns::from_zeek(&v).map(|d| cf_ingest::dns::to_ocsf(&d, "zeek"))
                 } else if cf_ingest::zeek::is_conn(&v) {
                     cf_ingest::zeek::conn_to_ocsf(&v)
+                } else if cf_ingest::winevent::is_windows(&v) {
+                    cf_ingest::winevent::to_ocsf(&v)
                 } else {
                     None
                 };
@@ -528,6 +542,11 @@ impl LogIntake {
                     .map(|a| (a.kind, serde_json::to_value(&a).unwrap_or_default()))
                     .collect();
                 alerts.extend(self.flow_alerts(normal));
+                alerts.extend(
+                    self.auth_alerts(normal, source)
+                        .into_iter()
+                        .map(|a| (a.kind, serde_json::to_value(&a).unwrap_or_default())),
+                );
                 let mut payload = serde_json::json!({"received": now, "peer": source, "transport": transport, "record": v});
                 if let Some(o) = ocsf {
                     payload["ocsf"] = o;
@@ -691,5 +710,43 @@ mod tests {
             ["alert.auth.password_spraying", "alert.auth.brute_force"]
         );
         assert_eq!(evs.iter().filter(|e| e.topic == "log.malformed").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn windows_logon_failures_are_normalised_and_watched_like_sshd() {
+        let bus = Arc::new(Recorder::default());
+        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
+            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
+        ));
+        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        // Password spraying against a domain controller, as the Security log records it.
+        let body: String = (0..12)
+            .map(|i| {
+                serde_json::json!({"Event": {"System": {"EventID": 4625, "Channel": "Security",
+                    "Computer": "DC01", "TimeCreated_attributes": {"SystemTime": format!("2026-03-29T13:59:{i:02}Z")}},
+                    "EventData": {"TargetUserName": format!("user{i}"), "SubStatus": "0xc000006a",
+                    "LogonType": 3, "IpAddress": "192.168.198.149", "IpPort": "50249"}}})
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        let r = intake
+            .batch(body.as_bytes(), LineFormat::Ndjson, "winlogbeat", "https")
+            .await
+            .unwrap();
+        assert_eq!(r.parsed, 12);
+        let evs = bus.0.lock().unwrap().clone();
+        let first = evs.iter().find(|e| e.topic == "log.json").unwrap();
+        assert_eq!(first.payload["ocsf"]["class_uid"], 3002);
+        assert_eq!(first.payload["ocsf"]["status_detail"], "wrong password");
+        let alerts: Vec<(&str, &str)> = evs
+            .iter()
+            .filter(|e| e.topic.starts_with("alert."))
+            .map(|e| (e.topic.as_str(), e.payload["key"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            alerts,
+            [("alert.auth.password_spraying", "192.168.198.149")]
+        );
     }
 }

@@ -368,6 +368,18 @@ async fn open_alert(c: &reqwest::Client, srv: &Server, tok: &str, kind: &str) ->
     panic!("no open {kind} alert");
 }
 
+/// The Prometheus text of `srv`, read with `tok`.
+async fn metrics(c: &reqwest::Client, srv: &Server, tok: &str) -> String {
+    c.get(format!("{}/metrics", srv.url))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
@@ -3526,15 +3538,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         "{i}"
     );
     // Per-source counting is visible to monitoring.
-    let m = c
-        .get(format!("{}/metrics", srv.url))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&c, &srv, &op).await;
     assert!(m.contains("chengfang_logs_received_total 3509"), "{m}");
     assert!(m.contains("chengfang_logs_malformed_total 1"), "{m}");
 
@@ -3773,15 +3777,7 @@ async fn acknowledged_log_batches_survive_sigkill_of_the_server() {
     while acked.lock().unwrap().len() < 150 && start.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let m = c
-        .get(format!("{}/metrics", srv.url))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&c, &srv, &op).await;
     assert!(
         m.contains("chengfang_ingest_batches_in_flight_max 1\n"),
         "never more batches at once than configured: {m}"

@@ -1,0 +1,595 @@
+//! Windows events into OCSF 1.3 (SA-1): `evtx_dump` JSON records (the shape `chengfang ingest
+//! FILE.evtx` sends) routed by channel and event id into Authentication, Account Change, Group
+//! Management, Process Activity, File System Activity, Network Activity, DNS Activity and Event
+//! Log Activity. Routing is by channel, never by provider alone: the Security log's "log cleared"
+//! (1102) is written by the Eventlog provider, and provider routing loses it.
+
+use serde_json::{Value, json};
+
+use crate::ocsf::OCSF_VERSION;
+
+const SECURITY: &str = "Security";
+const SYSTEM: &str = "System";
+const SYSMON: &str = "Microsoft-Windows-Sysmon/Operational";
+
+/// Whether a JSON record is a Windows event in the `evtx_dump` shape.
+pub fn is_windows(v: &Value) -> bool {
+    v.pointer("/Event/System/Channel").is_some()
+}
+
+/// The event id, whether `evtx_dump` wrote it as a number, a string or `{"#text": …}`.
+fn event_id(sys: &Value) -> Option<u32> {
+    let id = sys.get("EventID")?;
+    let id = id.get("#text").unwrap_or(id);
+    id.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .or_else(|| id.as_str()?.trim().parse().ok())
+}
+
+/// A field of the event's data: `EventData.<k>`, else `UserData.<element>.<k>`.
+fn field<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
+    let ev = v.get("Event")?;
+    if let Some(x) = ev.get("EventData").and_then(|d| d.get(k)) {
+        return Some(x);
+    }
+    ev.get("UserData")?
+        .as_object()?
+        .values()
+        .find_map(|el| el.get(k))
+}
+
+/// A text field; Windows writes `-` (or nothing) for "not applicable".
+fn text<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    field(v, k)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "-")
+}
+
+/// A number field: decimal, `0x…` hexadecimal (Security log process ids) or a JSON number.
+fn number(v: &Value, k: &str) -> Option<u64> {
+    let x = field(v, k)?;
+    x.as_u64().or_else(|| {
+        let s = x.as_str()?.trim();
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        }
+    })
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+/// `DOMAIN\user` or separate user and domain fields, as an OCSF user.
+fn user(name: Option<&str>, domain: Option<&str>, sid: Option<&str>) -> Option<Value> {
+    let name = name?;
+    let (domain, name) = match name.split_once('\\') {
+        Some((d, n)) if domain.is_none() => (Some(d), n),
+        _ => (domain, name),
+    };
+    Some(json!({"name": name, "domain": domain, "uid": sid}))
+}
+
+fn subject(v: &Value) -> Option<Value> {
+    user(
+        text(v, "SubjectUserName"),
+        text(v, "SubjectDomainName"),
+        text(v, "SubjectUserSid"),
+    )
+}
+
+fn target(v: &Value) -> Option<Value> {
+    user(
+        text(v, "TargetUserName"),
+        text(v, "TargetDomainName"),
+        text(v, "TargetUserSid").or_else(|| text(v, "TargetSid")),
+    )
+}
+
+/// Sysmon's `Hashes` (`SHA256=…,MD5=…,IMPHASH=…`) as OCSF fingerprints.
+fn hashes(s: Option<&str>) -> Vec<Value> {
+    s.into_iter()
+        .flat_map(|s| s.split(','))
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(alg, h)| {
+            let id = match alg.trim().to_ascii_uppercase().as_str() {
+                "MD5" => 1,
+                "SHA1" => 2,
+                "SHA256" => 3,
+                "SHA512" => 4,
+                _ => 99,
+            };
+            (!h.trim().is_empty())
+                .then(|| json!({"algorithm_id": id, "algorithm": alg.trim(), "value": h.trim()}))
+        })
+        .collect()
+}
+
+fn file(path: Option<&str>) -> Option<Value> {
+    path.map(|p| json!({"path": p, "name": basename(p)}))
+}
+
+/// The process a Sysmon event reports as its actor.
+fn sysmon_actor(v: &Value) -> Value {
+    json!({
+        "process": {"pid": number(v, "ProcessId"), "uid": text(v, "ProcessGuid"), "file": file(text(v, "Image"))},
+        "user": user(text(v, "User"), None, None),
+    })
+}
+
+/// The 4625 / 4771 / 4776 status codes that say why a logon failed.
+fn failure_reason(code: u64) -> &'static str {
+    match code {
+        0xc000_0064 => "unknown user",
+        0xc000_006a => "wrong password",
+        0xc000_006d => "bad user name or authentication information",
+        0xc000_006e => "account restriction",
+        0xc000_006f => "outside allowed hours",
+        0xc000_0070 => "workstation restriction",
+        0xc000_0071 => "password expired",
+        0xc000_0072 => "account disabled",
+        0xc000_0133 => "clock skew",
+        0xc000_015b => "logon type not granted",
+        0xc000_0193 => "account expired",
+        0xc000_0224 => "password must change",
+        0xc000_0234 => "account locked out",
+        0x12 => "account disabled, expired or locked out",
+        0x17 => "password expired",
+        0x18 => "wrong password",
+        0x6 => "unknown user",
+        _ => "failure",
+    }
+}
+
+struct Header<'a> {
+    channel: &'a str,
+    id: u32,
+    computer: Option<&'a str>,
+    time: Option<i64>,
+    provider: Option<&'a str>,
+    record: Option<u64>,
+    level: Option<u64>,
+}
+
+fn header(v: &Value) -> Option<Header<'_>> {
+    let sys = v.pointer("/Event/System")?;
+    Some(Header {
+        channel: sys.get("Channel")?.as_str()?,
+        id: event_id(sys)?,
+        computer: sys.get("Computer").and_then(Value::as_str),
+        time: sys
+            .pointer("/TimeCreated_attributes/SystemTime")
+            .or_else(|| sys.pointer("/TimeCreated/#attributes/SystemTime"))
+            .and_then(Value::as_str)
+            .and_then(|t| cf_core::Timestamp::parse_rfc3339(t).ok())
+            .map(|t| t.unix_millis()),
+        provider: sys
+            .pointer("/Provider_attributes/Name")
+            .or_else(|| sys.pointer("/Provider/#attributes/Name"))
+            .and_then(Value::as_str),
+        record: sys.get("EventRecordID").and_then(Value::as_u64),
+        level: sys.get("Level").and_then(Value::as_u64),
+    })
+}
+
+fn base(h: &Header<'_>, class_uid: u32, activity_id: u32) -> Value {
+    json!({
+        "class_uid": class_uid,
+        "category_uid": class_uid / 1000,
+        "activity_id": activity_id,
+        "type_uid": class_uid * 100 + activity_id,
+        "time": h.time,
+        "severity_id": match h.level { Some(1) => 5, Some(2) => 4, Some(3) => 3, _ => 1 },
+        "device": {"hostname": h.computer, "os": {"type_id": 100, "name": "Windows"}},
+        "metadata": {"version": OCSF_VERSION, "log_name": h.channel, "event_code": h.id.to_string(),
+                     "uid": h.record.map(|r| r.to_string()),
+                     "product": {"name": h.provider, "vendor_name": "Microsoft"}},
+    })
+}
+
+fn status(o: &mut Value, ok: Option<bool>, detail: Option<&str>) {
+    let (id, name) = match ok {
+        Some(true) => (1, "Success"),
+        Some(false) => (2, "Failure"),
+        None => (0, "Unknown"),
+    };
+    o["status_id"] = json!(id);
+    o["status"] = json!(name);
+    if let Some(d) = detail {
+        o["status_detail"] = json!(d);
+    }
+}
+
+fn endpoint(ip: Option<&str>, port: Option<u64>, host: Option<&str>) -> Value {
+    // Kerberos events write IPv4 clients as `::ffff:a.b.c.d`.
+    let ip = ip.map(|i| i.strip_prefix("::ffff:").unwrap_or(i));
+    json!({"ip": ip, "port": port, "hostname": host})
+}
+
+/// Security-log logons and logoffs, Kerberos and NTLM validation → Authentication (3002).
+fn authentication(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let (activity, ok, proto): (u32, Option<bool>, Option<&str>) = match h.id {
+        4624 => (1, Some(true), text(v, "AuthenticationPackageName")),
+        4625 => (1, Some(false), text(v, "AuthenticationPackageName")),
+        4648 => (1, None, None),
+        4634 | 4647 => (2, Some(true), None),
+        4768 | 4769 => (
+            if h.id == 4768 { 3 } else { 4 },
+            Some(number(v, "Status") == Some(0)),
+            Some("Kerberos"),
+        ),
+        4771 => (3, Some(false), Some("Kerberos")),
+        4776 => (1, Some(number(v, "Status") == Some(0)), Some("NTLM")),
+        _ => return None,
+    };
+    let mut o = base(h, 3002, activity);
+    let detail = (ok == Some(false)).then(|| {
+        let code = number(v, "SubStatus")
+            .filter(|c| *c != 0)
+            .or_else(|| number(v, "Status"))
+            .unwrap_or(0);
+        failure_reason(code)
+    });
+    status(&mut o, ok, detail);
+    o["user"] = target(v).unwrap_or(Value::Null);
+    o["actor"] = json!({"user": subject(v)});
+    o["auth_protocol"] = json!(proto.map(str::trim));
+    o["src_endpoint"] = endpoint(
+        text(v, "IpAddress"),
+        number(v, "IpPort").filter(|p| *p > 0),
+        text(v, "WorkstationName").or_else(|| text(v, "Workstation")),
+    );
+    o["dst_endpoint"] = json!({"hostname": text(v, "TargetServerName").or(h.computer)});
+    if let Some(t) = number(v, "LogonType") {
+        o["logon_type_id"] = json!(t);
+    }
+    if let Some(s) = text(v, "ServiceName") {
+        o["service"] = json!({"name": s});
+    }
+    Some(o)
+}
+
+/// Account lifecycle → Account Change (3001); group membership → Group Management (3006).
+fn account(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let (class, activity) = match h.id {
+        4720 => (3001, 1),
+        4722 => (3001, 2),
+        4723 => (3001, 3),
+        4724 => (3001, 4),
+        4725 => (3001, 5),
+        4726 => (3001, 6),
+        4740 => (3001, 9),
+        4738 | 4767 | 4781 => (3001, 99),
+        4728 | 4732 | 4756 => (3006, 3),
+        4729 | 4733 | 4757 => (3006, 4),
+        _ => return None,
+    };
+    let mut o = base(h, class, activity);
+    o["actor"] = json!({"user": subject(v)});
+    if class == 3001 {
+        o["user"] = target(v).unwrap_or(Value::Null);
+    } else {
+        o["group"] = json!({"name": text(v, "TargetUserName"), "domain": text(v, "TargetDomainName"), "uid": text(v, "TargetSid")});
+        o["user"] = json!({"name": text(v, "MemberName"), "uid": text(v, "MemberSid")});
+    }
+    status(&mut o, Some(true), None);
+    Some(o)
+}
+
+/// Process creation and termination → Process Activity (1007).
+fn process(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let o = match (h.channel, h.id) {
+        (SYSMON, 1) => {
+            let mut o = base(h, 1007, 1);
+            let mut f = file(text(v, "Image")).unwrap_or(Value::Null);
+            let hs = hashes(text(v, "Hashes"));
+            if !hs.is_empty() {
+                f["hashes"] = json!(hs);
+            }
+            o["process"] = json!({
+                "pid": number(v, "ProcessId"), "uid": text(v, "ProcessGuid"), "file": f,
+                "cmd_line": text(v, "CommandLine"), "integrity": text(v, "IntegrityLevel"),
+                "user": user(text(v, "User"), None, None),
+                "parent_process": {"pid": number(v, "ParentProcessId"), "uid": text(v, "ParentProcessGuid"),
+                                   "file": file(text(v, "ParentImage")), "cmd_line": text(v, "ParentCommandLine")},
+            });
+            o["actor"] = json!({"user": user(text(v, "User"), None, None)});
+            o
+        }
+        (SYSMON, 5) => {
+            let mut o = base(h, 1007, 2);
+            o["process"] = json!({"pid": number(v, "ProcessId"), "uid": text(v, "ProcessGuid"), "file": file(text(v, "Image"))});
+            o["actor"] = json!({"user": user(text(v, "User"), None, None)});
+            o
+        }
+        (SYSMON, 10) => {
+            let mut o = base(h, 1007, 3);
+            o["process"] =
+                json!({"pid": number(v, "TargetProcessId"), "file": file(text(v, "TargetImage"))});
+            o["actor"] = json!({"process": {"pid": number(v, "SourceProcessId"), "file": file(text(v, "SourceImage"))}});
+            o["granted_access"] = json!(text(v, "GrantedAccess"));
+            o
+        }
+        (SECURITY, 4688) => {
+            let mut o = base(h, 1007, 1);
+            o["process"] = json!({
+                "pid": number(v, "NewProcessId"), "file": file(text(v, "NewProcessName")),
+                "cmd_line": text(v, "CommandLine"),
+                "parent_process": {"pid": number(v, "ProcessId"), "file": file(text(v, "ParentProcessName"))},
+            });
+            o["actor"] = json!({"user": subject(v)});
+            o
+        }
+        (SECURITY, 4689) => {
+            let mut o = base(h, 1007, 2);
+            o["process"] =
+                json!({"pid": number(v, "ProcessId"), "file": file(text(v, "ProcessName"))});
+            o["actor"] = json!({"user": subject(v)});
+            o
+        }
+        _ => return None,
+    };
+    Some(o)
+}
+
+/// File creation, deletion and timestamp changes (Sysmon) and object access on files (4663)
+/// → File System Activity (1001).
+fn file_activity(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let (activity, path) = match (h.channel, h.id) {
+        (SYSMON, 11) => (1, text(v, "TargetFilename")),
+        (SYSMON, 2) => (6, text(v, "TargetFilename")),
+        (SYSMON, 23 | 26) => (4, text(v, "TargetFilename")),
+        (SECURITY, 4663) if text(v, "ObjectType") == Some("File") => {
+            let mask = number(v, "AccessMask").unwrap_or(0);
+            let a = if mask & 0x1_0000 != 0 {
+                4
+            } else if mask & 0x2 != 0 || mask & 0x4 != 0 {
+                3
+            } else if mask & 0x1 != 0 {
+                2
+            } else {
+                14
+            };
+            (a, text(v, "ObjectName"))
+        }
+        _ => return None,
+    };
+    let mut o = base(h, 1001, activity);
+    o["file"] = file(path).unwrap_or(Value::Null);
+    o["actor"] = if h.channel == SYSMON {
+        sysmon_actor(v)
+    } else {
+        json!({"user": subject(v), "process": {"pid": number(v, "ProcessId"), "file": file(text(v, "ProcessName"))}})
+    };
+    Some(o)
+}
+
+/// Sysmon network connections → Network Activity (4001); Sysmon DNS queries → DNS Activity (4003).
+fn network(v: &Value, h: &Header<'_>) -> Option<Value> {
+    match (h.channel, h.id) {
+        (SYSMON, 3) => {
+            let mut o = base(h, 4001, 1);
+            let proto = text(v, "Protocol").unwrap_or("");
+            let outbound = field(v, "Initiated")
+                .map(|x| x.as_bool().unwrap_or(x.as_str() == Some("true")))
+                .unwrap_or(true);
+            o["src_endpoint"] = endpoint(
+                text(v, "SourceIp"),
+                number(v, "SourcePort"),
+                text(v, "SourceHostname"),
+            );
+            o["dst_endpoint"] = endpoint(
+                text(v, "DestinationIp"),
+                number(v, "DestinationPort"),
+                text(v, "DestinationHostname"),
+            );
+            o["connection_info"] = json!({
+                "protocol_name": proto,
+                "protocol_num": match proto { "tcp" => Some(6), "udp" => Some(17), _ => None },
+                "direction_id": if outbound { 2 } else { 1 },
+            });
+            o["actor"] = sysmon_actor(v);
+            Some(o)
+        }
+        (SYSMON, 22) => {
+            let mut o = base(h, 4003, 1);
+            o["query"] = json!({"hostname": text(v, "QueryName")});
+            let answers: Vec<Value> = text(v, "QueryResults")
+                .into_iter()
+                .flat_map(|r| r.split(';'))
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| json!({"rdata": a.strip_prefix("::ffff:").unwrap_or(a)}))
+                .collect();
+            o["answers"] = json!(answers);
+            o["rcode_id"] = json!(number(v, "QueryStatus"));
+            o["src_endpoint"] = json!({"hostname": h.computer});
+            o["actor"] = sysmon_actor(v);
+            Some(o)
+        }
+        _ => None,
+    }
+}
+
+/// The Security log or another log cleared → Event Log Activity (1008), activity Clear.
+fn log_cleared(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let cleared = match (h.channel, h.id) {
+        (SECURITY, 1102) => SECURITY,
+        (SYSTEM, 104) => text(v, "Channel").unwrap_or(SYSTEM),
+        _ => return None,
+    };
+    let mut o = base(h, 1008, 1);
+    o["log_name"] = json!(cleared);
+    o["actor"] = json!({"user": subject(v)});
+    status(&mut o, Some(true), None);
+    Some(o)
+}
+
+/// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
+/// records (they are kept and searchable as they are).
+pub fn to_ocsf(v: &Value) -> Option<Value> {
+    let h = header(v)?;
+    match h.channel {
+        SECURITY => authentication(v, &h)
+            .or_else(|| account(v, &h))
+            .or_else(|| process(v, &h))
+            .or_else(|| file_activity(v, &h))
+            .or_else(|| log_cleared(v, &h)),
+        SYSMON => process(v, &h)
+            .or_else(|| file_activity(v, &h))
+            .or_else(|| network(v, &h)),
+        SYSTEM => log_cleared(v, &h),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(channel: &str, id: Value, data: Value) -> Value {
+        json!({"Event": {"System": {"Provider_attributes": {"Name": "P"}, "EventID": id, "Level": 0,
+            "TimeCreated_attributes": {"SystemTime": "2023-04-19T17:46:27.0201234Z"},
+            "EventRecordID": 7, "Channel": channel, "Computer": "VALKYRIE.galactica.cc"},
+            "EventData": data}})
+    }
+
+    #[test]
+    fn a_failed_network_logon_names_user_source_and_reason() {
+        let v = event(
+            "Security",
+            json!(4625),
+            json!({"SubjectUserName": "-", "TargetUserName": "JcDfcZTc", "TargetDomainName": ".",
+                "Status": "0xc000006d", "SubStatus": "0xc0000064", "LogonType": 3,
+                "AuthenticationPackageName": "NTLM", "WorkstationName": "6hgtmVlrrFuWtO65",
+                "IpAddress": "192.168.198.149", "IpPort": "50249"}),
+        );
+        let o = to_ocsf(&v).unwrap();
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["type_uid"].as_u64()),
+            (Some(3002), Some(300201))
+        );
+        assert_eq!(o["status_id"], 2);
+        assert_eq!(o["status_detail"], "unknown user");
+        assert_eq!(o["user"]["name"], "JcDfcZTc");
+        assert_eq!(o["src_endpoint"]["ip"], "192.168.198.149");
+        assert_eq!(o["src_endpoint"]["port"], 50249);
+        assert_eq!(o["logon_type_id"], 3);
+        assert_eq!(o["auth_protocol"], "NTLM");
+        assert_eq!(o["time"], 1_681_926_387_020i64);
+        assert_eq!(o["metadata"]["event_code"], "4625");
+        assert!(o["actor"]["user"].is_null(), "`-` is no user: {o}");
+    }
+
+    #[test]
+    fn the_event_id_may_be_a_string_or_a_text_node() {
+        for id in [
+            json!("4624"),
+            json!({"#text": 4624}),
+            json!({"#text": "4624"}),
+        ] {
+            let v = event(
+                "Security",
+                id,
+                json!({"TargetUserName": "tbt570", "LogonType": 3}),
+            );
+            assert_eq!(to_ocsf(&v).unwrap()["status_id"], 1);
+        }
+    }
+
+    #[test]
+    fn processes_from_sysmon_and_the_security_log() {
+        let s = event(
+            SYSMON,
+            json!(1),
+            json!({"ProcessId": 9044, "Image": "C:\\Windows\\System32\\wevtutil.exe",
+                "CommandLine": "wevtutil.exe cl security", "User": "VALKYRIE\\fgaeta",
+                "Hashes": "SHA256=AB12,MD5=CD34", "ParentProcessId": 100,
+                "ParentImage": "C:\\Windows\\cmd.exe"}),
+        );
+        let o = to_ocsf(&s).unwrap();
+        assert_eq!(o["type_uid"], 100701);
+        assert_eq!(o["process"]["file"]["name"], "wevtutil.exe");
+        assert_eq!(o["process"]["cmd_line"], "wevtutil.exe cl security");
+        assert_eq!(o["process"]["file"]["hashes"][0]["algorithm_id"], 3);
+        assert_eq!(o["process"]["parent_process"]["file"]["name"], "cmd.exe");
+        assert_eq!(
+            o["actor"]["user"],
+            json!({"name": "fgaeta", "domain": "VALKYRIE", "uid": null})
+        );
+        let w = event(
+            "Security",
+            json!(4688),
+            json!({"SubjectUserName": "IE10WIN7$", "SubjectDomainName": "WORKGROUP",
+                "NewProcessId": "0xea0", "NewProcessName": "C:\\Windows\\duKhLYUX.exe",
+                "ProcessId": "0x1e8", "CommandLine": ""}),
+        );
+        let o = to_ocsf(&w).unwrap();
+        assert_eq!(
+            (
+                o["process"]["pid"].as_u64(),
+                o["process"]["parent_process"]["pid"].as_u64()
+            ),
+            (Some(0xea0), Some(0x1e8))
+        );
+        assert!(o["process"]["cmd_line"].is_null());
+    }
+
+    #[test]
+    fn log_clearing_is_found_by_channel_whatever_the_provider() {
+        let mut v = json!({"Event": {"System": {"Provider_attributes": {"Name": "Microsoft-Windows-Eventlog"},
+            "EventID": 1102, "Channel": "Security", "Computer": "SEC504STUDENT"},
+            "UserData": {"LogFileCleared": {"SubjectUserName": "Sec504", "SubjectDomainName": "SEC504STUDENT"}}}});
+        let o = to_ocsf(&v).unwrap();
+        assert_eq!(
+            (o["type_uid"].as_u64(), o["log_name"].as_str()),
+            (Some(100801), Some("Security"))
+        );
+        assert_eq!(o["actor"]["user"]["name"], "Sec504");
+        v["Event"]["System"]["Channel"] = json!("Application");
+        assert!(
+            to_ocsf(&v).is_none(),
+            "1102 in another channel is something else"
+        );
+    }
+
+    #[test]
+    fn files_connections_and_lookups_from_sysmon() {
+        let f = to_ocsf(&event(
+            SYSMON,
+            json!(11),
+            json!({"ProcessId": 4, "Image": "System",
+            "TargetFilename": "C:\\Users\\fgaeta\\Music\\hello.exe"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (f["type_uid"].as_u64(), f["file"]["name"].as_str()),
+            (Some(100101), Some("hello.exe"))
+        );
+        let n = to_ocsf(&event(
+            SYSMON,
+            json!(3),
+            json!({"Image": "C:\\hello.exe", "Protocol": "tcp",
+            "Initiated": true, "SourceIp": "192.168.37.237", "SourcePort": 62236,
+            "DestinationIp": "192.168.37.203", "DestinationPort": 8080}),
+        ))
+        .unwrap();
+        assert_eq!(n["class_uid"], 4001);
+        assert_eq!(n["dst_endpoint"]["port"], 8080);
+        assert_eq!(n["connection_info"]["protocol_num"], 6);
+        let d = to_ocsf(&event(
+            SYSMON,
+            json!(22),
+            json!({"QueryName": "evil.example", "QueryStatus": "0",
+            "QueryResults": "type:  5 cdn.example;::ffff:203.0.113.9;", "Image": "C:\\hello.exe"}),
+        ))
+        .unwrap();
+        assert_eq!(d["query"]["hostname"], "evil.example");
+        assert_eq!(d["answers"][1]["rdata"], "203.0.113.9");
+        assert!(to_ocsf(&event(SYSMON, json!(255), json!({}))).is_none());
+        assert!(to_ocsf(&json!({"Event": {"System": {"Channel": "Security"}}})).is_none());
+        assert!(to_ocsf(&json!([1, 2])).is_none());
+    }
+}

@@ -1,0 +1,112 @@
+//! Windows events of the detection dataset (`evtx_dump` JSON lines, 8,333 events from 225 real
+//! EVTX files) into OCSF: every event of a mapped channel and id becomes its class with the
+//! fields analysts search by, counted independently of the mapper.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+fn id_of(v: &Value) -> (String, String) {
+    let s = &v["Event"]["System"];
+    let id = s
+        .get("EventID")
+        .map(|i| i.get("#text").unwrap_or(i))
+        .cloned();
+    let id = match id {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        _ => String::new(),
+    };
+    (s["Channel"].as_str().unwrap_or("").to_string(), id)
+}
+
+#[test]
+fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
+    let Some(root) = cf_testkit::datasets() else {
+        return;
+    };
+    let text = cf_testkit::read_zstd(&root.join("detection/events.jsonl.zst"));
+    let text = String::from_utf8(text).unwrap();
+    let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut classes: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut events = 0;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        events += 1;
+        assert!(cf_ingest::winevent::is_windows(&v), "{line}");
+        *by_key.entry(id_of(&v)).or_default() += 1;
+        let Some(o) = cf_ingest::winevent::to_ocsf(&v) else {
+            continue;
+        };
+        let class = o["class_uid"].as_u64().unwrap();
+        *classes.entry(class).or_default() += 1;
+        assert!(o["time"].is_i64(), "every event keeps its time: {o}");
+        assert!(o["device"]["hostname"].is_string(), "{o}");
+        let (ch, id) = id_of(&v);
+        match (ch.as_str(), id.as_str()) {
+            ("Security", "4625") => {
+                assert_eq!(o["status_id"], 2);
+                assert!(o["status_detail"].is_string(), "{o}");
+                assert!(o["user"]["name"].is_string(), "{o}");
+            }
+            ("Security", "4624") => assert_eq!(o["status_id"], 1),
+            ("Microsoft-Windows-Sysmon/Operational", "1") => {
+                assert!(o["process"]["file"]["path"].is_string(), "{o}");
+                assert!(o["process"]["cmd_line"].is_string(), "{o}");
+            }
+            ("Security", "4688") => assert!(o["process"]["file"]["path"].is_string(), "{o}"),
+            ("Security", "1102") | ("System", "104") => assert!(o["log_name"].is_string()),
+            _ => {}
+        }
+    }
+    let n = |ch: &str, ids: &[&str]| -> usize {
+        ids.iter()
+            .map(|id| {
+                by_key
+                    .get(&(ch.to_string(), id.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let sec = "Security";
+    let sysmon = "Microsoft-Windows-Sysmon/Operational";
+    assert_eq!(events, 8_333);
+    assert_eq!(
+        classes.get(&3002).copied().unwrap_or(0),
+        n(
+            sec,
+            &[
+                "4624", "4625", "4634", "4647", "4648", "4768", "4769", "4771", "4776"
+            ]
+        )
+    );
+    assert!(n(sec, &["4625"]) > 3_000, "the dataset's password guessing");
+    assert_eq!(
+        classes.get(&1007).copied().unwrap_or(0),
+        n(sysmon, &["1", "5", "10"]) + n(sec, &["4688", "4689"])
+    );
+    assert_eq!(
+        classes.get(&1008).copied().unwrap_or(0),
+        n(sec, &["1102"]) + n("System", &["104"])
+    );
+    assert_eq!(
+        classes.get(&1008),
+        Some(&14),
+        "11 Security and 3 System log clearings"
+    );
+    assert_eq!(
+        classes.get(&3001).copied().unwrap_or(0) + classes.get(&3006).copied().unwrap_or(0),
+        n(
+            sec,
+            &[
+                "4720", "4722", "4723", "4724", "4725", "4726", "4738", "4740", "4767", "4781",
+                "4728", "4732", "4756", "4729", "4733", "4757"
+            ]
+        )
+    );
+    assert_eq!(classes.get(&4001).copied().unwrap_or(0), n(sysmon, &["3"]));
+    assert_eq!(classes.get(&4003).copied().unwrap_or(0), n(sysmon, &["22"]));
+}
