@@ -77,6 +77,25 @@ pub struct AuthAlert {
 struct Track {
     fails: VecDeque<(i64, String)>,
     alerted: HashMap<&'static str, i64>,
+    last_ms: i64,
+}
+
+/// Failures remembered per source or account: far above every threshold, and what keeps a
+/// flood of failures from one address (a real brute force runs at thousands a second) from
+/// making each new attempt cost more than the last.
+pub const TRACK_CAP: usize = 256;
+
+/// Sources and accounts tracked at most; beyond, idle ones are forgotten first (a flood of
+/// spoofed addresses costs bounded memory).
+pub const MAX_KEYS: usize = 100_000;
+
+fn bound_keys(m: &mut HashMap<String, Track>, now: i64, window: i64) {
+    if m.len() >= MAX_KEYS {
+        m.retain(|_, t| now - t.last_ms <= window);
+        if m.len() >= MAX_KEYS {
+            m.clear();
+        }
+    }
 }
 
 /// The detector.
@@ -102,10 +121,17 @@ impl AuthDetector {
         let r = self.rules;
         let mut out = Vec::new();
         let prune = |t: &mut Track, now: i64| {
-            while t.fails.front().is_some_and(|(x, _)| now - x > w) {
+            t.last_ms = t.last_ms.max(now);
+            while t
+                .fails
+                .front()
+                .is_some_and(|(x, _)| now - x > w || t.fails.len() >= TRACK_CAP)
+            {
                 t.fails.pop_front();
             }
         };
+        bound_keys(&mut self.by_src, a.time_ms, w);
+        bound_keys(&mut self.by_user, a.time_ms, w);
         let raise = |t: &mut Track,
                      kind: &'static str,
                      key: &str,
@@ -187,9 +213,39 @@ impl AuthDetector {
     }
 }
 
+impl AuthDetector {
+    /// (sources, accounts) tracked and the longest failure history kept (for bound tests).
+    pub fn tracked(&self) -> (usize, usize, usize) {
+        let longest = self
+            .by_src
+            .values()
+            .chain(self.by_user.values())
+            .map(|t| t.fails.len())
+            .max()
+            .unwrap_or(0);
+        (self.by_src.len(), self.by_user.len(), longest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_from_one_address_keeps_a_bounded_history() {
+        let mut d = AuthDetector::new(AuthRules::default());
+        let mut kinds = Vec::new();
+        // 20,000 failures in one second of event time (a replayed or very fast attack).
+        for i in 0..20_000i64 {
+            for a in d.observe(&at(1, &format!("u{}", i % 500), "203.0.113.9", false)) {
+                kinds.push(a.kind);
+            }
+        }
+        assert_eq!(kinds, ["auth.password_spraying", "auth.brute_force"]);
+        let (_, users, longest) = d.tracked();
+        assert!(longest <= TRACK_CAP, "{longest}");
+        assert_eq!(users, 500);
+    }
 
     fn at(t: i64, user: &str, src: &str, success: bool) -> Attempt {
         Attempt {
