@@ -53,6 +53,9 @@ pub fn entity_of(payload: &serde_json::Value) -> String {
     "-".into()
 }
 
+/// Event ids remembered per alert to recognise a redelivered event.
+pub const SEEN_IDS: usize = 256;
+
 /// The book.
 #[derive(Clone)]
 pub struct AlertBook {
@@ -87,7 +90,9 @@ impl AlertBook {
     }
 
     /// Keep one `alert.*` event (a repeat of an open alert raises its count; a repeat of a
-    /// closed one reopens it).
+    /// closed one reopens it). The same event delivered again — a bus redelivery after a crash,
+    /// a retroactive hunt run twice — is recognised by its id among the alert's last
+    /// [`SEEN_IDS`] events and not counted again.
     pub async fn record(&self, ev: &Event) -> Result<(), PlatformError> {
         let kind = ev
             .topic
@@ -96,6 +101,33 @@ impl AlertBook {
             .to_string();
         let entity = entity_of(&ev.payload);
         let id = hex::encode(&cf_crypto::sha256(format!("{kind}\n{entity}").as_bytes())[..12]);
+        let mut seen: std::collections::VecDeque<String> =
+            match self.store.doc_get("alert-seen", &id).await? {
+                Some(d) => serde_json::from_str(&d.body).unwrap_or_default(),
+                None => Default::default(),
+            };
+        if seen.contains(&ev.id) {
+            return Ok(());
+        }
+        self.count(ev, &kind, &entity, &id).await?;
+        seen.push_back(ev.id.clone());
+        while seen.len() > SEEN_IDS {
+            seen.pop_front();
+        }
+        let body = serde_json::to_string(&seen)
+            .map_err(|e| PlatformError::Internal(format!("alert ids: {e}")))?;
+        crate::ports::put_document(&*self.store, "alert-seen", &id, body, self.clock.now()).await?;
+        Ok(())
+    }
+
+    async fn count(
+        &self,
+        ev: &Event,
+        kind: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<(), PlatformError> {
+        let (kind, entity, id) = (kind.to_string(), entity.to_string(), id.to_string());
         for _ in 0..3 {
             match self.store.doc_get("alert", &id).await? {
                 Some(d) => {

@@ -196,9 +196,18 @@ pub struct RetroReport {
     pub hits: Vec<RetroHit>,
     /// Whether the hit limit stopped the hunt early.
     pub truncated: bool,
+    /// Whether the range held more correlation-relevant hits than a hunt keeps in memory
+    /// ([`MAX_CAPTURED`]); correlations were then judged on the newest ones only — narrow the
+    /// range to judge them all.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub correlations_incomplete: bool,
     /// Alerts published (with `raise_alerts`).
     pub alerts_raised: u64,
 }
+
+/// Correlation-relevant hits a retroactive hunt keeps in memory at most (a few hundred bytes
+/// each): what bounds a hunt over a long range.
+pub const MAX_CAPTURED: usize = 1_000_000;
 
 /// The streaming detector.
 #[derive(Clone)]
@@ -353,15 +362,26 @@ impl SigmaStream {
                 "from: must be before to".into(),
             ));
         }
+        let correlation_ids: Vec<String> = self
+            .correlator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rules()
+            .map(|c| c.id.clone())
+            .collect();
         if let Some(ids) = only {
             for id in ids {
-                if !self.rules.rules().iter().any(|r| &r.id == id) {
+                if !self.rules.rules().iter().any(|r| &r.id == id) && !correlation_ids.contains(id)
+                {
                     return Err(crate::PlatformError::NotFound(format!(
-                        "no loaded detection rule `{id}`"
+                        "no loaded detection or correlation rule `{id}`"
                     )));
                 }
             }
         }
+        // Correlations run when all rules do, or when one is asked for by name (with every
+        // correlation, so chains keep their inputs; only the named ones are reported).
+        let correlate = only.is_none_or(|ids| ids.iter().any(|id| correlation_ids.contains(id)));
         let rec = cf_event::AuditRecord::new(
             "rules.hunt",
             self.clock.now(),
@@ -404,10 +424,12 @@ impl SigmaStream {
                 self.rules.match_evtx(&w, &mut hits);
                 let (host, t) = host_and_time(&w, e.time);
                 for &r in &hits {
-                    if only.is_none()
-                        && let Some(cap) = fresh.capture(r, &w)
-                    {
-                        captured.push((t.unix_nanos(), cap, host.clone()));
+                    if correlate && let Some(cap) = fresh.capture(r, &w) {
+                        if captured.len() < MAX_CAPTURED {
+                            captured.push((t.unix_nanos(), cap, host.clone()));
+                        } else {
+                            report.correlations_incomplete = true;
+                        }
                     }
                     let rule = &self.rules.rules()[r];
                     // Rules that only feed correlations report through them, as on the stream.
@@ -454,7 +476,7 @@ impl SigmaStream {
                         &fresh,
                         h,
                         host,
-                        raise.is_some(),
+                        (raise.is_some(), only),
                         &mut report,
                         &mut alerts,
                     );
@@ -463,7 +485,14 @@ impl SigmaStream {
             corr.clear();
             fresh.advance(to.unix_nanos().saturating_add(i64::MAX / 4), &mut corr);
             for h in &corr {
-                self.retro_correlation(&fresh, h, "-", raise.is_some(), &mut report, &mut alerts);
+                self.retro_correlation(
+                    &fresh,
+                    h,
+                    "-",
+                    (raise.is_some(), only),
+                    &mut report,
+                    &mut alerts,
+                );
             }
         }
         if let Some(bus) = raise {
@@ -482,13 +511,16 @@ impl SigmaStream {
         c: &Correlator,
         h: &CorrelationHit,
         host: &str,
-        raise: bool,
+        (raise, only): (bool, Option<&[String]>),
         report: &mut RetroReport,
         alerts: &mut Vec<Event>,
     ) {
         let Some((rule, level)) = c.rule(h.correlation) else {
             return;
         };
+        if only.is_some_and(|ids| !ids.contains(&rule.id)) {
+            return;
+        }
         let entity = correlation_entity(h, host);
         let t = Timestamp::from_unix_nanos(h.time_ns);
         report.hits.push(RetroHit {

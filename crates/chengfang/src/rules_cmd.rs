@@ -282,7 +282,8 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
                 println!(
                     "{}",
                     serde_json::json!({"events_scanned": v["events_scanned"], "windows_events": v["windows_events"],
-                        "hits": hits.len(), "truncated": v["truncated"], "alerts_raised": v["alerts_raised"]})
+                        "hits": hits.len(), "truncated": v["truncated"], "alerts_raised": v["alerts_raised"],
+                        "correlations_incomplete": v["correlations_incomplete"] == true})
                 );
             } else {
                 println!("{:<24} {:<18} {:<38} title", "time", "host", "rule");
@@ -304,6 +305,8 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
                     v["events_scanned"],
                     if v["truncated"] == true {
                         " (stopped at the hit limit)"
+                    } else if v["correlations_incomplete"] == true {
+                        " (too many correlation inputs: correlations judged on part of the range; narrow it)"
                     } else {
                         ""
                     },

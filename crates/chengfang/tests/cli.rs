@@ -1344,6 +1344,41 @@ async fn retroactive_hunts_run_correlations_over_the_store() {
     assert_eq!(hits[0]["rule_id"], "5e6f7a8b-0000-4000-8000-000000000011");
     assert_eq!(hits[0]["host"], "10.0.0.7");
     assert_eq!(hits[0]["tactic"], "credential_access");
+    // A hunt narrowed to the correlation still runs it; narrowed to the base rule, it reports
+    // the base rule's hits and no correlation; an unknown id is refused by name.
+    let narrowed = |id: &str| {
+        let (code, out) = run_cli(&[
+            "rules",
+            "hunt",
+            "--url",
+            &srv.url,
+            "--token-file",
+            optok.to_str().unwrap(),
+            "--ca",
+            &ca,
+            "--from",
+            "1h",
+            "--rule",
+            id,
+            "--json",
+        ]);
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (code, out, rows)
+    };
+    let (code, out, rows) = narrowed("5e6f7a8b-0000-4000-8000-000000000011");
+    assert_eq!(code, 0, "{out}");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["rule_id"].as_str()).collect();
+    assert_eq!(ids, ["5e6f7a8b-0000-4000-8000-000000000011"], "{out}");
+    let (code, out, rows) = narrowed("5e6f7a8b-0000-4000-8000-000000000010");
+    assert_eq!(code, 0, "{out}");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["rule_id"].as_str()).collect();
+    assert_eq!(ids, ["5e6f7a8b-0000-4000-8000-000000000010"; 4], "{out}");
+    let (code, out, _) = narrowed("no-such-rule");
+    assert_ne!(code, 0);
+    assert!(out.contains("no-such-rule"), "{out}");
 }
 
 #[test]
