@@ -456,6 +456,30 @@ pub async fn audit_report(
     Ok(Json(AuditReport::build(all, since, now, 50)))
 }
 
+/// What a log sender must respect.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IngestLimits {
+    /// Largest accepted batch body, bytes (`server.body_limit_bytes`).
+    pub body_limit_bytes: usize,
+    /// Batches processed at once (`server.ingest_concurrency`); more wait.
+    pub concurrency: usize,
+}
+
+#[utoipa::path(get, path = "/api/v1/ingest/limits", tag = "system", responses((status = 200, body = IngestLimits)))]
+pub async fn ingest_limits(
+    State(s): State<AppState>,
+    caller: crate::auth::Caller,
+    axum::Extension(limits): axum::Extension<crate::Limits>,
+) -> Result<Json<IngestLimits>, ApiError> {
+    caller
+        .authorize(&s, cf_platform::authz::Action::PublishEvents)
+        .await?;
+    Ok(Json(IngestLimits {
+        body_limit_bytes: limits.body_bytes,
+        concurrency: s.logs.concurrency(),
+    }))
+}
+
 /// Log batches wait here for a slot of the intake before anything reads their body: a sender
 /// faster than the pipeline is slowed by TCP flow control, and the memory held by batches stays
 /// within `server.ingest_concurrency × server.body_limit_bytes` (SA-1 overload).

@@ -167,6 +167,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/rules/suppressions/{id}/lift", post(rules::lift))
         .route("/api/v1/rules/{id}/enable", post(rules::enable))
         .route("/api/v1/rules/{id}/disable", post(rules::disable))
+        .route("/api/v1/ingest/limits", get(handlers::ingest_limits))
         .merge(
             Router::new()
                 .route("/api/v1/ingest/syslog", post(handlers::ingest_syslog))
@@ -203,6 +204,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .fallback(handlers::not_found)
         .with_state(state)
+        .layer(axum::Extension(limits))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

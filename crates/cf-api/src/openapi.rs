@@ -45,7 +45,7 @@ impl Modify for BearerAuth {
         crate::identity::change_password, crate::identity::totp_begin, crate::identity::totp_confirm,
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
         crate::identity::reset_begin, crate::identity::reset_complete,
-        handlers::ingest_syslog, handlers::ingest_ndjson,
+        handlers::ingest_syslog, handlers::ingest_ndjson, handlers::ingest_limits,
         crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents,
         crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable,
         crate::rules::suppressions, crate::rules::suppress, crate::rules::lift, crate::rules::hunt

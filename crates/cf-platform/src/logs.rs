@@ -115,6 +115,7 @@ pub struct LogIntake {
     net: Arc<std::sync::Mutex<cf_detect::netwatch::NetWatch>>,
     /// Slots for batches processed at once: what bounds the memory held by senders' batches.
     slots: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for LogIntake {
@@ -163,6 +164,7 @@ impl LogIntake {
                 cf_detect::netwatch::NetRules::default(),
             ))),
             slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 
@@ -185,7 +187,13 @@ impl LogIntake {
     /// Process at most `n` (at least 1) batches at once.
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self.concurrency = n.max(1);
         self
+    }
+
+    /// Batches processed at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Wait for a slot to process one batch. Transports call this before they read a batch,

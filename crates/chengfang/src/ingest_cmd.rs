@@ -18,7 +18,8 @@ pub struct IngestArgs {
     /// messages and flows sent as OCSF JSON lines).
     #[arg(long)]
     format: Option<String>,
-    /// Batch size in bytes (the server's body limit must allow it).
+    /// Batch size in bytes; lowered to the server's body limit when the server says it is
+    /// smaller (`GET /api/v1/ingest/limits`).
     #[arg(long, default_value_t = 512 * 1024)]
     batch_bytes: usize,
     /// Summary as JSON.
@@ -33,6 +34,20 @@ pub struct IngestArgs {
 /// `log.malformed`, but the exit status tells scripts).
 pub async fn run(a: IngestArgs) -> Result<bool> {
     let crate::crypt::Session { http, token, url } = a.remote.session()?;
+    // Batches must fit the server's body limit: ask for it (an older server without the route
+    // leaves --batch-bytes as given).
+    let mut batch_bytes = a.batch_bytes.max(1024);
+    if let Ok(r) = http
+        .get(format!("{url}/api/v1/ingest/limits"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        && r.status().is_success()
+        && let Ok(v) = r.json::<serde_json::Value>().await
+        && let Some(limit) = v["body_limit_bytes"].as_u64()
+    {
+        batch_bytes = batch_bytes.min(usize::try_from(limit).unwrap_or(usize::MAX).max(1024));
+    }
     let total: u64 = a
         .files
         .iter()
@@ -118,7 +133,7 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
         let mut rest: &[u8] = &data;
         while !rest.is_empty() {
             // Cut at a line boundary at or before the batch size (a longer line goes alone).
-            let mut cut = rest.len().min(a.batch_bytes.max(1024));
+            let mut cut = rest.len().min(batch_bytes);
             if cut < rest.len() {
                 cut = rest[..cut]
                     .iter()
@@ -131,14 +146,36 @@ pub async fn run(a: IngestArgs) -> Result<bool> {
                     });
             }
             let (chunk, tail) = rest.split_at(cut);
-            let (status, text) = crate::devices_cmd::post_raw(
-                &http,
-                &format!("{url}/api/v1/ingest/{fmt}"),
-                Some(&token),
-                "text/plain",
-                chunk.to_vec(),
-            )
-            .await?;
+            // 503 means the platform did not take the batch (its bus refused): nothing of it
+            // was acknowledged, so it is sent again, with growing pauses.
+            let mut wait = std::time::Duration::from_millis(500);
+            let (status, text) = loop {
+                let (status, text) = crate::devices_cmd::post_raw(
+                    &http,
+                    &format!("{url}/api/v1/ingest/{fmt}"),
+                    Some(&token),
+                    "text/plain",
+                    chunk.to_vec(),
+                )
+                .await?;
+                if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || wait.as_secs() >= 16 {
+                    break (status, text);
+                }
+                bar.println(format!(
+                    "{}: the platform did not take a batch ({text}); sending it again in {:.1} s",
+                    f.display(),
+                    wait.as_secs_f64()
+                ));
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            };
+            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                bail!(
+                    "{}: a line of {} bytes is larger than the server accepts in one request ({status})",
+                    f.display(),
+                    chunk.len()
+                );
+            }
             if !status.is_success() {
                 bail!("{}: {status}: {text}", f.display());
             }
