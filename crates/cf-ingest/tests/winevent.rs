@@ -110,3 +110,79 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
     assert_eq!(classes.get(&4001).copied().unwrap_or(0), n(sysmon, &["3"]));
     assert_eq!(classes.get(&4003).copied().unwrap_or(0), n(sysmon, &["22"]));
 }
+
+mod arbitrary {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            "[ -~]{0,24}".prop_map(Value::from),
+            "0x[0-9a-fA-F]{0,20}".prop_map(Value::from),
+            Just(json!({"#text": "4625"})),
+            Just(json!([1, "x"])),
+        ]
+    }
+
+    const KEYS: &[&str] = &[
+        "TargetUserName",
+        "TargetDomainName",
+        "SubjectUserName",
+        "IpAddress",
+        "IpPort",
+        "LogonType",
+        "Status",
+        "SubStatus",
+        "ProcessId",
+        "NewProcessId",
+        "Image",
+        "CommandLine",
+        "Hashes",
+        "TargetFilename",
+        "AccessMask",
+        "ObjectType",
+        "ObjectName",
+        "SourceIp",
+        "DestinationPort",
+        "Initiated",
+        "QueryName",
+        "QueryResults",
+        "QueryStatus",
+        "Channel",
+    ];
+
+    proptest! {
+        /// Whatever a sender puts in a Windows-shaped record, mapping it never panics and
+        /// anything it returns is an OCSF object with a class.
+        #[test]
+        fn any_windows_shaped_record_maps_or_is_left_alone(
+            channel in prop_oneof![
+                Just("Security".to_string()),
+                Just("System".to_string()),
+                Just("Microsoft-Windows-Sysmon/Operational".to_string()),
+                "[ -~]{0,12}",
+            ],
+            id in prop_oneof![scalar(), (0u32..6000).prop_map(Value::from)],
+            fields in proptest::collection::vec((0..KEYS.len(), scalar()), 0..12),
+            user_data in any::<bool>(),
+        ) {
+            let mut data = serde_json::Map::new();
+            for (k, v) in fields {
+                data.insert(KEYS[k].to_string(), v);
+            }
+            let body = if user_data { json!({"UserData": {"X": data}}) } else { json!({"EventData": data}) };
+            let mut ev = json!({"Event": {"System": {"Channel": channel, "EventID": id,
+                "TimeCreated_attributes": {"SystemTime": "not a time"}}}});
+            for (k, v) in body.as_object().unwrap() {
+                ev["Event"][k] = v.clone();
+            }
+            if let Some(o) = cf_ingest::winevent::to_ocsf(&ev) {
+                prop_assert!(o["class_uid"].as_u64().is_some());
+            }
+        }
+    }
+}
