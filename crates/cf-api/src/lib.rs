@@ -167,6 +167,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/rules/suppressions/{id}/lift", post(rules::lift))
         .route("/api/v1/rules/{id}/enable", post(rules::enable))
         .route("/api/v1/rules/{id}/disable", post(rules::disable))
+        .route("/api/v1/rules/{id}/tags", post(rules::tags))
         .route("/api/v1/ingest/limits", get(handlers::ingest_limits))
         .merge(
             Router::new()

@@ -47,7 +47,7 @@ impl Modify for BearerAuth {
         crate::identity::reset_begin, crate::identity::reset_complete,
         handlers::ingest_syslog, handlers::ingest_ndjson, handlers::ingest_limits,
         crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents,
-        crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable,
+        crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable, crate::rules::tags,
         crate::rules::suppressions, crate::rules::suppress, crate::rules::lift, crate::rules::hunt
     ),
     modifiers(&BearerAuth),

@@ -97,6 +97,36 @@ pub async fn disable(
     set(s, caller, id, b, false).await
 }
 
+/// Tag changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagChange {
+    /// Tags to add (a-z 0-9 . _ -, up to 64 characters each).
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Tags to remove (the rule file's own, or ones added before).
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Why (kept in the audit ledger).
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/rules/{id}/tags", tag = "rules", params(("id" = String, Path)), request_body = TagChange, responses((status = 200, description = "The rule with its tags"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn tags(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: JsonBody<TagChange>,
+) -> Result<Ack<RuleInfo>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageRules).await?;
+    let c = body(b)?;
+    let (info, receipt) = s
+        .rules
+        .edit_tags(&auth, &caller.ctx, &id, &c.add, &c.remove, &c.reason)
+        .await?;
+    Ok(Ack::ok(receipt, info))
+}
+
 /// A new suppression.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

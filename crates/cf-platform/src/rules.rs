@@ -46,6 +46,55 @@ pub struct RuleInfo {
     pub changed_by: Option<String>,
     /// When.
     pub changed_at: Option<Timestamp>,
+    /// Tags the city's analysts added (e.g. their own ATT&CK mapping or a team label); `tags`
+    /// already includes them and excludes `tags_removed`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_added: Vec<String>,
+    /// Tags of the rule file that the analysts removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_removed: Vec<String>,
+}
+
+/// Analysts' changes to a rule's tags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TagEdit {
+    add: Vec<String>,
+    remove: Vec<String>,
+}
+
+const TAGS: &str = "rule_tags";
+
+/// Tags most added to one rule.
+pub const MAX_ADDED_TAGS: usize = 32;
+
+fn tag_ok(t: &str) -> Result<(), PlatformError> {
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PlatformError::InvalidInput(format!(
+            "tags: `{t}` is not a tag (1-64 of a-z 0-9 . _ -, like attack.t1059.001)"
+        )))
+    }
+}
+
+impl RuleInfo {
+    fn with_tags(mut self, edit: Option<&TagEdit>) -> Self {
+        if let Some(e) = edit {
+            self.meta.tags.retain(|t| !e.remove.contains(t));
+            for t in &e.add {
+                if !self.meta.tags.contains(t) {
+                    self.meta.tags.push(t.clone());
+                }
+            }
+            self.tags_added = e.add.clone();
+            self.tags_removed = e.remove.clone();
+        }
+        self
+    }
 }
 
 /// A suppression: hits of `rule_id` (on `entity`, or on every entity) raise no alert until
@@ -197,10 +246,15 @@ impl RuleBook {
                 states.insert(d.id, s);
             }
         }
+        let mut edits: BTreeMap<String, TagEdit> = BTreeMap::new();
+        for d in self.store.doc_list(TAGS).await? {
+            if let Ok(e) = serde_json::from_str(&d.body) {
+                edits.insert(d.id, e);
+            }
+        }
         Ok(self
             .catalogue
             .values()
-            .filter(|m| tag.is_none_or(|t| m.tags.iter().any(|x| x.starts_with(t))))
             .map(|m| {
                 let s = states.get(&m.id);
                 RuleInfo {
@@ -209,9 +263,94 @@ impl RuleBook {
                     reason: s.map(|s| s.reason.clone()),
                     changed_by: s.map(|s| s.by.clone()),
                     changed_at: s.map(|s| s.at),
+                    tags_added: Vec::new(),
+                    tags_removed: Vec::new(),
                 }
+                .with_tags(edits.get(&m.id))
             })
+            .filter(|r| tag.is_none_or(|t| r.meta.tags.iter().any(|x| x.starts_with(t))))
             .collect())
+    }
+
+    /// Add and remove tags of a rule (its file is left as it is), with a reason; audited
+    /// before it is stored. Removing an added tag takes it back; adding a removed file tag
+    /// restores it.
+    pub async fn edit_tags(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+        reason: &str,
+    ) -> Result<(RuleInfo, Receipt), PlatformError> {
+        auth.require(Action::ManageRules)?;
+        reason_ok(reason)?;
+        for t in add.iter().chain(remove) {
+            tag_ok(t)?;
+        }
+        let meta = self
+            .catalogue
+            .get(id)
+            .ok_or_else(|| PlatformError::NotFound(format!("no loaded rule `{id}`")))?
+            .clone();
+        let mut edit: TagEdit = match self.store.doc_get(TAGS, id).await? {
+            Some(d) => serde_json::from_str(&d.body).unwrap_or_default(),
+            None => TagEdit::default(),
+        };
+        for t in add {
+            edit.remove.retain(|x| x != t);
+            if !meta.tags.contains(t) && !edit.add.contains(t) {
+                edit.add.push(t.clone());
+            }
+        }
+        for t in remove {
+            edit.add.retain(|x| x != t);
+            if meta.tags.contains(t) && !edit.remove.contains(t) {
+                edit.remove.push(t.clone());
+            }
+        }
+        if edit.add.len() > MAX_ADDED_TAGS {
+            return Err(PlatformError::InvalidInput(format!(
+                "tags: at most {MAX_ADDED_TAGS} added tags per rule"
+            )));
+        }
+        let now = self.clock.now();
+        let rec = AuditRecord::new(
+            "rule.tags",
+            now,
+            &ctx.source_addr,
+            "chengfang-rules",
+            &auth.principal().id,
+            format!("rule:{id}"),
+            "tag",
+            Outcome::Success,
+            &ctx.request_id,
+        )
+        .with_detail(
+            serde_json::json!({"title": meta.title, "add": add, "remove": remove,
+            "reason": reason, "added_now": edit.add, "removed_now": edit.remove}),
+        );
+        let receipt = self.ledger.append(rec).await?;
+        let body =
+            serde_json::to_string(&edit).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        crate::ports::put_document(self.store.as_ref(), TAGS, id, body, now).await?;
+        let state: Option<RuleState> = self
+            .store
+            .doc_get(STATE, id)
+            .await?
+            .and_then(|d| serde_json::from_str(&d.body).ok());
+        let info = RuleInfo {
+            meta,
+            enabled: state.as_ref().is_none_or(|s| s.enabled),
+            reason: state.as_ref().map(|s| s.reason.clone()),
+            changed_by: state.as_ref().map(|s| s.by.clone()),
+            changed_at: state.as_ref().map(|s| s.at),
+            tags_added: Vec::new(),
+            tags_removed: Vec::new(),
+        }
+        .with_tags(Some(&edit));
+        Ok((info, receipt))
     }
 
     /// Rules that could not be loaded, with the reason (file, reason).
@@ -271,6 +410,11 @@ impl RuleBook {
                 c.disabled.insert(id.to_string());
             }
         }
+        let edit: Option<TagEdit> = self
+            .store
+            .doc_get(TAGS, id)
+            .await?
+            .and_then(|d| serde_json::from_str(&d.body).ok());
         Ok((
             RuleInfo {
                 meta,
@@ -278,7 +422,10 @@ impl RuleBook {
                 reason: Some(reason.to_string()),
                 changed_by: Some(auth.principal().id.clone()),
                 changed_at: Some(now),
-            },
+                tags_added: Vec::new(),
+                tags_removed: Vec::new(),
+            }
+            .with_tags(edit.as_ref()),
             receipt,
         ))
     }

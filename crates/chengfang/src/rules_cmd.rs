@@ -40,6 +40,23 @@ pub enum RulesCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Add or remove a rule's tags (e.g. the city's own ATT&CK mapping); the rule file is left
+    /// as it is, the change is audited.
+    Tag {
+        #[command(flatten)]
+        remote: Remote,
+        /// Rule id.
+        id: String,
+        /// Tag to add (repeatable).
+        #[arg(long)]
+        add: Vec<String>,
+        /// Tag to remove (repeatable).
+        #[arg(long)]
+        remove: Vec<String>,
+        /// Why (kept in the audit ledger).
+        #[arg(long)]
+        reason: String,
+    },
     /// Stop a rule's hits from raising alerts.
     Disable {
         #[command(flatten)]
@@ -227,6 +244,36 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             Ok(true)
         }
         RulesCmd::Enable { remote, id, reason } => set(&remote, &id, &reason, true).await,
+        RulesCmd::Tag {
+            remote,
+            id,
+            add,
+            remove,
+            reason,
+        } => {
+            if add.is_empty() && remove.is_empty() {
+                anyhow::bail!("say which tags: --add TAG and/or --remove TAG");
+            }
+            let v = call(
+                &remote,
+                reqwest::Method::POST,
+                &format!("/api/v1/rules/{}/tags", enc(&id)),
+                Some(serde_json::json!({"add": add, "remove": remove, "reason": reason})),
+            )
+            .await?;
+            let tags: Vec<&str> = v["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str())
+                .collect();
+            println!(
+                "{id} ({}) tags: {}",
+                v["title"].as_str().unwrap_or("-"),
+                tags.join(", ")
+            );
+            Ok(true)
+        }
         RulesCmd::Disable { remote, id, reason } => set(&remote, &id, &reason, false).await,
         RulesCmd::Suppress {
             remote,

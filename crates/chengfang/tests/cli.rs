@@ -1055,6 +1055,47 @@ async fn sigma_rules_run_on_ingested_windows_events() {
                     .any(|t| t.as_str().unwrap().starts_with("attack.t1003"))),
         "{out}"
     );
+    // Analysts re-tag a rule without touching its file: the change is listed, filterable and
+    // audited; bad tags are refused by name.
+    let tagged = listed[0]["id"].as_str().unwrap().to_string();
+    let file_tag = listed[0]["tags"][0].as_str().unwrap().to_string();
+    let (code, out) = rules_cli(&[
+        "rules",
+        "tag",
+        &tagged,
+        "--add",
+        "city.water-plant",
+        "--remove",
+        &file_tag,
+        "--reason",
+        "our own mapping for the water plant SOC",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("city.water-plant"), "{out}");
+    let (code, out) = rules_cli(&["rules", "list", "--json", "--tag", "city.water"]);
+    assert_eq!(code, 0, "{out}");
+    let mine: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(mine.len(), 1, "{out}");
+    assert_eq!(
+        mine[0]["tags_added"],
+        serde_json::json!(["city.water-plant"])
+    );
+    assert_eq!(mine[0]["tags_removed"], serde_json::json!([file_tag]));
+    assert!(
+        !mine[0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &serde_json::json!(file_tag))
+    );
+    let (code, out) = rules_cli(&[
+        "rules", "tag", &tagged, "--add", "Bad Tag!", "--reason", "x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.contains("Bad Tag!"), "{out}");
     let counts = |book: &serde_json::Value| -> std::collections::BTreeMap<String, u64> {
         let mut m = std::collections::BTreeMap::new();
         for a in book.as_array().unwrap() {
