@@ -82,6 +82,20 @@ fn tag_ok(t: &str) -> Result<(), PlatformError> {
 }
 
 impl RuleInfo {
+    /// A rule as listed: its state (enabled unless a state says otherwise) and its tag edits.
+    fn of(meta: RuleMeta, state: Option<&RuleState>, edit: Option<&TagEdit>) -> Self {
+        RuleInfo {
+            meta,
+            enabled: state.is_none_or(|s| s.enabled),
+            reason: state.map(|s| s.reason.clone()),
+            changed_by: state.map(|s| s.by.clone()),
+            changed_at: state.map(|s| s.at),
+            tags_added: Vec::new(),
+            tags_removed: Vec::new(),
+        }
+        .with_tags(edit)
+    }
+
     fn with_tags(mut self, edit: Option<&TagEdit>) -> Self {
         if let Some(e) = edit {
             self.meta.tags.retain(|t| !e.remove.contains(t));
@@ -255,19 +269,7 @@ impl RuleBook {
         Ok(self
             .catalogue
             .values()
-            .map(|m| {
-                let s = states.get(&m.id);
-                RuleInfo {
-                    meta: m.clone(),
-                    enabled: s.is_none_or(|s| s.enabled),
-                    reason: s.map(|s| s.reason.clone()),
-                    changed_by: s.map(|s| s.by.clone()),
-                    changed_at: s.map(|s| s.at),
-                    tags_added: Vec::new(),
-                    tags_removed: Vec::new(),
-                }
-                .with_tags(edits.get(&m.id))
-            })
+            .map(|m| RuleInfo::of(m.clone(), states.get(&m.id), edits.get(&m.id)))
             .filter(|r| tag.is_none_or(|t| r.meta.tags.iter().any(|x| x.starts_with(t))))
             .collect())
     }
@@ -340,17 +342,7 @@ impl RuleBook {
             .doc_get(STATE, id)
             .await?
             .and_then(|d| serde_json::from_str(&d.body).ok());
-        let info = RuleInfo {
-            meta,
-            enabled: state.as_ref().is_none_or(|s| s.enabled),
-            reason: state.as_ref().map(|s| s.reason.clone()),
-            changed_by: state.as_ref().map(|s| s.by.clone()),
-            changed_at: state.as_ref().map(|s| s.at),
-            tags_added: Vec::new(),
-            tags_removed: Vec::new(),
-        }
-        .with_tags(Some(&edit));
-        Ok((info, receipt))
+        Ok((RuleInfo::of(meta, state.as_ref(), Some(&edit)), receipt))
     }
 
     /// Rules that could not be loaded, with the reason (file, reason).
@@ -415,19 +407,7 @@ impl RuleBook {
             .doc_get(TAGS, id)
             .await?
             .and_then(|d| serde_json::from_str(&d.body).ok());
-        Ok((
-            RuleInfo {
-                meta,
-                enabled,
-                reason: Some(reason.to_string()),
-                changed_by: Some(auth.principal().id.clone()),
-                changed_at: Some(now),
-                tags_added: Vec::new(),
-                tags_removed: Vec::new(),
-            }
-            .with_tags(edit.as_ref()),
-            receipt,
-        ))
+        Ok((RuleInfo::of(meta, Some(&state), edit.as_ref()), receipt))
     }
 
     /// Suppress a rule's alerts (on one entity, or all) for `secs` seconds, with a reason.
