@@ -144,9 +144,29 @@ struct RuleState {
 pub struct RuleControls {
     disabled: HashSet<String>,
     suppressions: Vec<Suppression>,
+    tags: std::collections::HashMap<String, TagEdit>,
 }
 
 impl RuleControls {
+    /// A rule's tags as the analysts left them: the file's `file_tags` without the removed ones,
+    /// plus the added ones (what alerts carry and what places them on the attack chain).
+    pub fn tags_of(&self, rule_id: &str, file_tags: &[String]) -> Vec<String> {
+        let Some(e) = self.tags.get(rule_id) else {
+            return file_tags.to_vec();
+        };
+        let mut t: Vec<String> = file_tags
+            .iter()
+            .filter(|x| !e.remove.contains(x))
+            .cloned()
+            .collect();
+        for a in &e.add {
+            if !t.contains(a) {
+                t.push(a.clone());
+            }
+        }
+        t
+    }
+
     /// Whether a hit of `rule_id` on `entity` at `now` may become an alert.
     pub fn allows(&self, rule_id: &str, entity: &str, now: Timestamp) -> bool {
         !self.disabled.contains(rule_id)
@@ -230,6 +250,11 @@ impl RuleBook {
                 .map_err(|e| PlatformError::Internal(format!("rule state `{}`: {e}", d.id)))?;
             if !s.enabled {
                 c.disabled.insert(d.id);
+            }
+        }
+        for d in self.store.doc_list(TAGS).await? {
+            if let Ok(e) = serde_json::from_str::<TagEdit>(&d.body) {
+                c.tags.insert(d.id, e);
             }
         }
         let now = self.clock.now();
@@ -337,6 +362,11 @@ impl RuleBook {
         let body =
             serde_json::to_string(&edit).map_err(|e| PlatformError::Internal(e.to_string()))?;
         crate::ports::put_document(self.store.as_ref(), TAGS, id, body, now).await?;
+        self.controls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tags
+            .insert(id.to_string(), edit.clone());
         let state: Option<RuleState> = self
             .store
             .doc_get(STATE, id)
@@ -572,5 +602,30 @@ mod tests {
         assert!(!c.allows("r1", "HOST-B", now), "all entities");
         c.disabled.insert("r3".into());
         assert!(!c.allows("r3", "X", now));
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn alerts_carry_the_tags_as_analysts_left_them() {
+        let mut c = RuleControls::default();
+        let file = vec!["attack.execution".to_string(), "attack.t1059".to_string()];
+        assert_eq!(c.tags_of("r1", &file), file, "no edit: the file's tags");
+        c.tags.insert(
+            "r1".into(),
+            TagEdit {
+                add: vec!["attack.lateral-movement".into(), "attack.t1059".into()],
+                remove: vec!["attack.execution".into()],
+            },
+        );
+        assert_eq!(
+            c.tags_of("r1", &file),
+            ["attack.t1059", "attack.lateral-movement"],
+            "removed ones go, added ones come once"
+        );
+        assert_eq!(c.tags_of("r2", &file), file);
     }
 }

@@ -103,6 +103,7 @@ fn correlation_entity(h: &CorrelationHit, host: &str) -> String {
 fn detection_event(
     id: String,
     rule: &cf_sigma::CompiledRule,
+    tags: &[String],
     host: &str,
     t: Timestamp,
     log_event: &str,
@@ -110,14 +111,14 @@ fn detection_event(
 ) -> Event {
     let mut payload = json!({
         "key": host, "rule_id": rule.id, "title": rule.title, "level": rule.level.as_str(),
-        "tags": rule.tags, "log_event": log_event, "event_time": t,
+        "tags": tags, "log_event": log_event, "event_time": t,
     });
     if retro {
         payload["retro"] = json!(true);
     }
     Event {
         id,
-        topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
+        topic: format!("alert.sigma.{}.{}", tactic(tags), rule.id),
         time: t,
         source: if retro {
             "chengfang/sigma-retro"
@@ -134,6 +135,7 @@ fn detection_event(
 fn correlation_event(
     id: String,
     rule: &cf_sigma::CorrelationRule,
+    tags: &[String],
     level: Level,
     h: &CorrelationHit,
     entity: &str,
@@ -146,14 +148,14 @@ fn correlation_event(
         .collect();
     let mut payload = json!({
         "key": entity, "rule_id": rule.id, "title": rule.title, "level": level.as_str(),
-        "tags": rule.tags, "correlation": rule.kind.as_str(), "group": group, "count": h.count,
+        "tags": tags, "correlation": rule.kind.as_str(), "group": group, "count": h.count,
     });
     if retro {
         payload["retro"] = json!(true);
     }
     Event {
         id,
-        topic: format!("alert.sigma.{}.{}", tactic(&rule.tags), rule.id),
+        topic: format!("alert.sigma.{}.{}", tactic(tags), rule.id),
         time: Timestamp::from_unix_nanos(h.time_ns),
         source: if retro {
             "chengfang/sigma-retro"
@@ -249,6 +251,14 @@ impl SigmaStream {
         self
     }
 
+    /// A rule's tags with the analysts' edits.
+    fn tags(&self, rule_id: &str, file_tags: &[String]) -> Vec<String> {
+        self.controls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tags_of(rule_id, file_tags)
+    }
+
     fn allowed(&self, rule_id: &str, entity: &str, t: Timestamp) -> bool {
         let ok = self
             .controls
@@ -319,7 +329,16 @@ impl SigmaStream {
                 continue;
             }
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            out.push(detection_event(self.id(), rule, &host, t, &ev.id, false));
+            let tags = self.tags(&rule.id, &rule.tags);
+            out.push(detection_event(
+                self.id(),
+                rule,
+                &tags,
+                &host,
+                t,
+                &ev.id,
+                false,
+            ));
         }
         out.extend(corr_alerts);
         out
@@ -332,7 +351,16 @@ impl SigmaStream {
             return None;
         }
         self.counters.correlations.fetch_add(1, Ordering::Relaxed);
-        Some(correlation_event(self.id(), rule, level, h, &entity, false))
+        let tags = self.tags(&rule.id, &rule.tags);
+        Some(correlation_event(
+            self.id(),
+            rule,
+            &tags,
+            level,
+            h,
+            &entity,
+            false,
+        ))
     }
 
     /// Run the loaded detection rules (all, or those in `only`) retroactively over the Windows
@@ -442,11 +470,12 @@ impl SigmaStream {
                         report.truncated = true;
                         return false;
                     }
+                    let tags = self.tags(&rule.id, &rule.tags);
                     report.hits.push(RetroHit {
                         rule_id: rule.id.clone(),
                         title: rule.title.clone(),
                         level: rule.level.as_str(),
-                        tactic: tactic(&rule.tags),
+                        tactic: tactic(&tags),
                         event_id: e.id.clone(),
                         time: e.time,
                         host: host.clone(),
@@ -455,6 +484,7 @@ impl SigmaStream {
                         alerts.push(detection_event(
                             format!("retro-{}-{}", rule.id, e.id),
                             rule,
+                            &tags,
                             &host,
                             e.time,
                             &e.id,
@@ -523,11 +553,12 @@ impl SigmaStream {
         }
         let entity = correlation_entity(h, host);
         let t = Timestamp::from_unix_nanos(h.time_ns);
+        let tags = self.tags(&rule.id, &rule.tags);
         report.hits.push(RetroHit {
             rule_id: rule.id.clone(),
             title: rule.title.clone(),
             level: level.as_str(),
-            tactic: tactic(&rule.tags),
+            tactic: tactic(&tags),
             event_id: format!("correlation of {} events", h.count),
             time: t,
             host: entity.clone(),
@@ -536,6 +567,7 @@ impl SigmaStream {
             alerts.push(correlation_event(
                 format!("retro-{}-{}-{}", rule.id, h.time_ns, entity),
                 rule,
+                &tags,
                 level,
                 h,
                 &entity,
