@@ -189,8 +189,9 @@ impl Baselines {
             // Forget the least recently seen tenth rather than refuse new hosts.
             let mut ages: Vec<i64> = self.hosts.values().map(|h| h.last_ms).collect();
             ages.sort_unstable();
-            let cut = ages[ages.len() / 10];
-            self.hosts.retain(|_, h| h.last_ms > cut);
+            if let Some(&cut) = ages.get(ages.len() / 10) {
+                self.hosts.retain(|_, h| h.last_ms > cut);
+            }
         }
         let h = self.hosts.entry(ip.to_string()).or_default();
         h.last_ms = h.last_ms.max(t);
@@ -286,35 +287,27 @@ impl Baselines {
                 let fresh = |h: &Host, key: &str| {
                     h.lateral_alerted.get(key).is_none_or(|a| t - a > HOUR_MS)
                 };
-                if services.len() >= r.lateral_services && fresh(h, &f.dst) {
-                    h.lateral_alerted.insert(f.dst.clone(), t);
-                    out.push(NetAlert {
-                        kind: "net.lateral_movement",
-                        src: f.src.clone(),
-                        target: format!(
-                            "{} ({})",
-                            f.dst,
-                            services
-                                .iter()
-                                .map(u16::to_string)
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        ),
-                        count: services.len(),
-                        bytes: f.bytes,
-                        period_ms: None,
-                        first_ms: first,
-                        at_ms: t,
-                        severity: "high",
-                    });
+                // Remote execution on one host, else fan-out over several: (key, target, count).
+                let found = if services.len() >= r.lateral_services && fresh(h, &f.dst) {
+                    let list: Vec<String> = services.iter().map(u16::to_string).collect();
+                    Some((
+                        f.dst.clone(),
+                        format!("{} ({})", f.dst, list.join(",")),
+                        services.len(),
+                    ))
                 } else if peers.len() >= r.lateral_fanout && fresh(h, "*fanout") {
                     let n = peers.len();
-                    h.lateral_alerted.insert("*fanout".into(), t);
+                    Some(("*fanout".to_string(), format!("{n} workstations"), n))
+                } else {
+                    None
+                };
+                if let Some((key, target, count)) = found {
+                    h.lateral_alerted.insert(key, t);
                     out.push(NetAlert {
                         kind: "net.lateral_movement",
                         src: f.src.clone(),
-                        target: format!("{n} workstations"),
-                        count: n,
+                        target,
+                        count,
                         bytes: f.bytes,
                         period_ms: None,
                         first_ms: first,

@@ -58,6 +58,39 @@ pub(crate) async fn call(
     Ok(v)
 }
 
+/// The open alerts once every kind in `want` is among them, or as they stand after `tries`
+/// polls 100 ms apart (the analytics run as the logs stream in).
+pub(crate) async fn open_alerts_with(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    want: &[&str],
+    tries: usize,
+) -> Result<serde_json::Value> {
+    let mut book = serde_json::Value::Null;
+    for _ in 0..tries {
+        book = call(
+            http,
+            reqwest::Method::GET,
+            &format!("{url}/api/v1/alerts?status=open"),
+            token,
+            None,
+        )
+        .await?;
+        let kinds: Vec<&str> = book
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["kind"].as_str())
+            .collect();
+        if want.iter().all(|k| kinds.contains(k)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(book)
+}
+
 pub(crate) fn say(tag: &str, msg: impl AsRef<str>) {
     println!("[{tag:^9}] {}", msg.as_ref());
 }

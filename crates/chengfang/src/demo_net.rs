@@ -163,27 +163,7 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
         "net.lateral_movement",
         "net.exfil_upload",
     ];
-    let mut book = serde_json::Value::Null;
-    for _ in 0..50 {
-        book = call(
-            c.http,
-            reqwest::Method::GET,
-            &api("/api/v1/alerts?status=open"),
-            c.admin,
-            None,
-        )
-        .await?;
-        let kinds: Vec<&str> = book
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["kind"].as_str())
-            .collect();
-        if want.iter().all(|k| kinds.contains(k)) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let book = crate::demo::open_alerts_with(c.http, url, c.admin, &want, 50).await?;
     for a in book
         .as_array()
         .into_iter()

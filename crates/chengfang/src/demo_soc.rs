@@ -119,24 +119,9 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
             counts["received"], counts["parsed"]
         ),
     );
-    let mut book = serde_json::Value::Null;
-    for _ in 0..30 {
-        book = call(
-            c.http,
-            reqwest::Method::GET,
-            &api("/api/v1/alerts?status=open"),
-            &op,
-            None,
-        )
-        .await?;
-        if book
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["kind"] == "auth.success_after_guessing"))
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let book =
+        crate::demo::open_alerts_with(c.http, c.url, &op, &["auth.success_after_guessing"], 30)
+            .await?;
     for a in book
         .as_array()
         .into_iter()

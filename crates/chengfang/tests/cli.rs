@@ -333,13 +333,11 @@ async fn new_token(
     name: &str,
     roles: &[&str],
 ) -> String {
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/tokens", srv.url))
-            .bearer_auth(admin)
-            .json(&serde_json::json!({"name": name, "roles": roles}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        c,
+        format!("{}/api/v1/tokens", srv.url),
+        admin,
+        &serde_json::json!({"name": name, "roles": roles}),
     )
     .await;
     assert!((200..300).contains(&s), "{s}: {v}");
@@ -349,14 +347,7 @@ async fn new_token(
 /// The first open alert of `kind`, waiting up to five seconds for the pipeline to raise it.
 async fn open_alert(c: &reqwest::Client, srv: &Server, tok: &str, kind: &str) -> serde_json::Value {
     for _ in 0..50 {
-        let (_, a) = json(
-            c.get(format!("{}/api/v1/alerts?status=open", srv.url))
-                .bearer_auth(tok)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, a) = get_json(c, format!("{}/api/v1/alerts?status=open", srv.url), tok).await;
         if let Some(x) = a
             .as_array()
             .and_then(|a| a.iter().find(|x| x["kind"] == kind))
@@ -380,6 +371,33 @@ async fn metrics(c: &reqwest::Client, srv: &Server, tok: &str) -> String {
         .unwrap()
 }
 
+/// POST a JSON body with a bearer token; the status and the JSON answer.
+async fn post_json(
+    c: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    tok: impl std::fmt::Display,
+    body: &impl serde::Serialize,
+) -> (u16, serde_json::Value) {
+    json(
+        c.post(url)
+            .bearer_auth(tok)
+            .json(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// GET with a bearer token; the status and the JSON answer.
+async fn get_json(
+    c: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    tok: impl std::fmt::Display,
+) -> (u16, serde_json::Value) {
+    json(c.get(url).bearer_auth(tok).send().await.unwrap()).await
+}
+
 async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
@@ -401,14 +419,7 @@ async fn serve_end_to_end_over_https() {
         (s, v["error"]["code"].as_str()),
         (401, Some("unauthenticated"))
     );
-    let (s, v) = json(
-        c.get(u("/api/v1/tokens"))
-            .bearer_auth(&srv.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/api/v1/tokens"), &srv.token).await;
     assert_eq!(s, 403, "bootstrap must rotate first: {v}");
     let r = c
         .post(u("/api/v1/auth/rotate"))
@@ -432,14 +443,7 @@ async fn serve_end_to_end_over_https() {
         "bootstrap is revoked"
     );
 
-    let (s, v) = json(
-        c.get(u("/api/openapi.json"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/api/openapi.json"), &admin).await;
     assert_eq!(s, 200);
     assert!(
         v["paths"]["/api/v1/audit/proof/inclusion"].is_object(),
@@ -447,13 +451,11 @@ async fn serve_end_to_end_over_https() {
     );
     assert!(v["openapi"].as_str().unwrap().starts_with("3."));
 
-    let (s, v) = json(
-        c.post(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "x", "roles": ["wizard"]}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/tokens"),
+        &admin,
+        &serde_json::json!({"name": "x", "roles": ["wizard"]}),
     )
     .await;
     assert_eq!(
@@ -491,13 +493,11 @@ async fn serve_end_to_end_over_https() {
         .unwrap()
         .status();
     assert_eq!(s, 413);
-    let (s, v) = json(
-        c.post(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "auditor", "roles": ["auditor"], "ttl": "1d"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/tokens"),
+        &admin,
+        &serde_json::json!({"name": "auditor", "roles": ["auditor"], "ttl": "1d"}),
     )
     .await;
     assert_eq!(s, 201, "{v}");
@@ -519,13 +519,11 @@ async fn serve_end_to_end_over_https() {
         &["ALTER TABLE ledger_entries RENAME TO ledger_entries_away"],
     )
     .await;
-    let (s, v) = json(
-        c.post(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "unaudited", "roles": ["operator"]}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/tokens"),
+        &admin,
+        &serde_json::json!({"name": "unaudited", "roles": ["operator"]}),
     )
     .await;
     assert_eq!(
@@ -539,14 +537,7 @@ async fn serve_end_to_end_over_https() {
         &["ALTER TABLE ledger_entries_away RENAME TO ledger_entries"],
     )
     .await;
-    let (_, v) = json(
-        c.get(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, v) = get_json(&c, u("/api/v1/tokens"), &admin).await;
     let unaudited = v["tokens"]
         .as_array()
         .unwrap()
@@ -558,14 +549,7 @@ async fn serve_end_to_end_over_https() {
         "a token whose creation was not audited must not work: {unaudited}"
     );
 
-    let (s, v) = json(
-        c.get(u("/api/v1/audit/records?limit=1000"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/api/v1/audit/records?limit=1000"), &auditor).await;
     assert_eq!(s, 200, "{v}");
     let types: Vec<&str> = v["entries"]
         .as_array()
@@ -583,14 +567,7 @@ async fn serve_end_to_end_over_https() {
         assert!(types.contains(&t), "{t} not in {types:?}");
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let (s, cp) = json(
-        c.get(u("/api/v1/audit/checkpoint"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, cp) = get_json(&c, u("/api/v1/audit/checkpoint"), &auditor).await;
     assert_eq!(s, 200, "{cp}");
     let size = cp["size"].as_u64().unwrap();
     let (s, p) = json(
@@ -624,32 +601,11 @@ async fn serve_end_to_end_over_https() {
         &checkpoint.root,
     )
     .unwrap();
-    let (s, _) = json(
-        c.get(u("/api/v1/audit/proof/consistency?old=1"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, u("/api/v1/audit/proof/consistency?old=1"), &auditor).await;
     assert_eq!(s, 200);
-    let (s, v) = json(
-        c.get(u("/api/v1/audit/proof/inclusion?seq=999999"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/api/v1/audit/proof/inclusion?seq=999999"), &auditor).await;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("seq")), "{v}");
-    let (s, v) = json(
-        c.get(u("/api/v1/audit/report?since=1h"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/api/v1/audit/report?since=1h"), &auditor).await;
     assert_eq!(s, 200);
     assert!(v["privileged_count"].as_u64().unwrap() >= 3, "{v}");
     assert!(v["failure_count"].as_u64().unwrap() >= 1, "{v}");
@@ -664,14 +620,7 @@ async fn serve_end_to_end_over_https() {
         .unwrap();
     assert!(m.contains("chengfang_audit_appends_total"), "{m}");
     assert!(m.contains("chengfang_audit_failures_total 1"), "{m}");
-    let (s, v) = json(
-        c.get(u("/no/such/route"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = get_json(&c, u("/no/such/route"), &auditor).await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
 
     // Graceful stop on SIGTERM; everything acknowledged is in the verified ledger.
@@ -962,15 +911,9 @@ async fn sigma_rules_run_on_ingested_windows_events() {
     let mut got = std::collections::BTreeSet::new();
     let mut book = serde_json::Value::Null;
     for _ in 0..300 {
-        book = json(
-            c.get(format!("{}/api/v1/alerts", srv.url))
-                .bearer_auth(&op)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-        .1;
+        book = get_json(&c, format!("{}/api/v1/alerts", srv.url), &op)
+            .await
+            .1;
         got = book
             .as_array()
             .unwrap()
@@ -995,14 +938,7 @@ async fn sigma_rules_run_on_ingested_windows_events() {
         want.len()
     );
     // Alerts sit on the attack chain by their rule's tactic.
-    let (_, inc) = json(
-        c.get(format!("{}/api/v1/incidents", srv.url))
-            .bearer_auth(&op)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, inc) = get_json(&c, format!("{}/api/v1/incidents", srv.url), &op).await;
     let stages: std::collections::BTreeSet<&str> = inc
         .as_array()
         .unwrap()
@@ -1129,43 +1065,30 @@ async fn sigma_rules_run_on_ingested_windows_events() {
     assert!(out.contains("until"), "{out}");
     // Refusals: a reason is required, unknown rules are named, auditors and administrators
     // read but do not change rules.
-    let (s400, _) = json(
-        c.post(format!("{}/api/v1/rules/{off}/enable", srv.url))
-            .bearer_auth(&op)
-            .json(&serde_json::json!({"reason": " "}))
-            .send()
-            .await
-            .unwrap(),
+    let (s400, _) = post_json(
+        &c,
+        format!("{}/api/v1/rules/{off}/enable", srv.url),
+        &op,
+        &serde_json::json!({"reason": " "}),
     )
     .await;
-    let (s404, v404) = json(
-        c.post(format!("{}/api/v1/rules/no-such-rule/disable", srv.url))
-            .bearer_auth(&op)
-            .json(&serde_json::json!({"reason": "x"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s404, v404) = post_json(
+        &c,
+        format!("{}/api/v1/rules/no-such-rule/disable", srv.url),
+        &op,
+        &serde_json::json!({"reason": "x"}),
     )
     .await;
-    let (s403, _) = json(
-        c.post(format!("{}/api/v1/rules/{off}/enable", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"reason": "x"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s403, _) = post_json(
+        &c,
+        format!("{}/api/v1/rules/{off}/enable", srv.url),
+        &admin,
+        &serde_json::json!({"reason": "x"}),
     )
     .await;
     assert_eq!((s400, s404, s403), (400, 404, 403), "{v404}");
     let aud = new_token(&c, &srv, &admin, "audit", &["auditor"]).await;
-    let (s, listed) = json(
-        c.get(format!("{}/api/v1/rules", srv.url))
-            .bearer_auth(&aud)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, listed) = get_json(&c, format!("{}/api/v1/rules", srv.url), &aud).await;
     assert_eq!(s, 200);
     let r = listed
         .as_array()
@@ -1178,14 +1101,7 @@ async fn sigma_rules_run_on_ingested_windows_events() {
         (Some(false), Some("false positives on the build servers")),
         "{r}"
     );
-    let (_, sups) = json(
-        c.get(format!("{}/api/v1/rules/suppressions", srv.url))
-            .bearer_auth(&aud)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, sups) = get_json(&c, format!("{}/api/v1/rules/suppressions", srv.url), &aud).await;
     assert_eq!(sups.as_array().unwrap().len(), 1, "{sups}");
     let (code, out) = run_cli(&[
         "ingest",
@@ -1208,14 +1124,7 @@ async fn sigma_rules_run_on_ingested_windows_events() {
     };
     let mut after = before.clone();
     for _ in 0..300 {
-        let (_, b) = json(
-            c.get(format!("{}/api/v1/alerts", srv.url))
-                .bearer_auth(&op)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, b) = get_json(&c, format!("{}/api/v1/alerts", srv.url), &op).await;
         after = counts(&b);
         if total(&after) >= 2 * total(&before) {
             break;
@@ -1742,13 +1651,11 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
     let tok = |roles: &'static str| {
         let (c, u, admin) = (c.clone(), u(""), admin.clone());
         async move {
-            let (s, v) = json(
-                c.post(format!("{u}/api/v1/tokens"))
-                    .bearer_auth(&admin)
-                    .json(&serde_json::json!({"name": roles, "roles": [roles]}))
-                    .send()
-                    .await
-                    .unwrap(),
+            let (s, v) = post_json(
+                &c,
+                format!("{u}/api/v1/tokens"),
+                &admin,
+                &serde_json::json!({"name": roles, "roles": [roles]}),
             )
             .await;
             assert_eq!(s, 201, "{v}");
@@ -1807,14 +1714,7 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
     );
 
     // BYOK: known material, encrypted to the platform's SM2 wrapping key.
-    let (_, wk) = json(
-        c.get(u("/api/v1/kms/wrapping-key"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, wk) = get_json(&c, u("/api/v1/kms/wrapping-key"), &admin).await;
     let material = [0xC3u8; 32];
     let wrapped = cf_kms::sm2enc::encrypt(
         &hex::decode(wk["public_key"].as_str().unwrap()).unwrap(),
@@ -2002,14 +1902,7 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
     );
 
     // Key material never appears in logs, metrics, API answers or audit records.
-    let (_, records) = json(
-        c.get(u("/api/v1/audit/records?from=0&limit=1000"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, records) = get_json(&c, u("/api/v1/audit/records?from=0&limit=1000"), &auditor).await;
     let metrics = c
         .get(u("/metrics"))
         .bearer_auth(&admin)
@@ -2019,14 +1912,7 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
         .text()
         .await
         .unwrap();
-    let (_, keys) = json(
-        c.get(u("/api/v1/kms/keys"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, keys) = get_json(&c, u("/api/v1/kms/keys"), &admin).await;
     let keyfile = std::fs::read_to_string(dir.join("keys/kms-root.keyfile")).unwrap();
     let sealed = std::fs::read_to_string(dir.join("keys/kms-root.sealed")).unwrap();
     let wrapped_in_sealed = serde_json::from_str::<serde_json::Value>(&sealed).unwrap()["wrapped"]
@@ -2347,13 +2233,11 @@ async fn datasets_masked_reads_and_the_export_workflow() {
         ("op", vec!["operator"]),
         ("aud", vec!["auditor"]),
     ] {
-        let (s, v) = json(
-            c.post(u("/api/v1/tokens"))
-                .bearer_auth(&admin)
-                .json(&serde_json::json!({"name": name, "roles": roles}))
-                .send()
-                .await
-                .unwrap(),
+        let (s, v) = post_json(
+            &c,
+            u("/api/v1/tokens"),
+            &admin,
+            &serde_json::json!({"name": name, "roles": roles}),
         )
         .await;
         assert_eq!(s, 201, "{v}");
@@ -2449,13 +2333,11 @@ async fn datasets_masked_reads_and_the_export_workflow() {
     assert_eq!(s, 409, "not approved yet");
     // No one can both request and approve: separation of duties refuses the grant that would
     // allow it (AUZ-4); the service's own-approval check stays as defence in depth.
-    let (s, v) = json(
-        c.post(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "dual", "roles": ["admin", "service"]}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/tokens"),
+        &admin,
+        &serde_json::json!({"name": "dual", "roles": ["admin", "service"]}),
     )
     .await;
     assert_eq!(s, 409, "{v}");
@@ -2600,24 +2482,20 @@ async fn kms_root_in_a_softhsm_token_survives_restarts() {
     let c = client(&dir);
     let admin = rotate_bootstrap(&c, &srv).await;
     let app = new_token(&c, &srv, &admin, "app", &["service"]).await;
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/kms/keys", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "records", "type": "aes256-gcm"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        format!("{}/api/v1/kms/keys", srv.url),
+        &admin,
+        &serde_json::json!({"name": "records", "type": "aes256-gcm"}),
     )
     .await;
     assert_eq!(s, 201, "{v}");
     let b64 = base64::engine::general_purpose::STANDARD;
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/kms/keys/records/encrypt", srv.url))
-            .bearer_auth(&app)
-            .json(&serde_json::json!({"items": [{"plaintext": b64.encode("hsm-guarded")}]}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        format!("{}/api/v1/kms/keys/records/encrypt", srv.url),
+        &app,
+        &serde_json::json!({"items": [{"plaintext": b64.encode("hsm-guarded")}]}),
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -2631,13 +2509,11 @@ async fn kms_root_in_a_softhsm_token_survives_restarts() {
 
     let mut srv = start_server_with(&dir, &env, false);
     let c = client(&dir);
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/kms/keys/records/decrypt", srv.url))
-            .bearer_auth(&app)
-            .json(&serde_json::json!({"items": [{"ciphertext": ct}]}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        format!("{}/api/v1/kms/keys/records/decrypt", srv.url),
+        &app,
+        &serde_json::json!({"items": [{"ciphertext": ct}]}),
     )
     .await;
     assert_eq!(
@@ -2819,13 +2695,11 @@ async fn devices_enroll_over_est_and_report_over_mqtt_and_https() {
     )
     .await;
     let admin = v["token"].as_str().unwrap().to_string();
-    let (_, v) = json(
-        c.post(u("/api/v1/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"name": "soc", "roles": ["operator"]}))
-            .send()
-            .await
-            .unwrap(),
+    let (_, v) = post_json(
+        &c,
+        u("/api/v1/tokens"),
+        &admin,
+        &serde_json::json!({"name": "soc", "roles": ["operator"]}),
     )
     .await;
     let operator = v["token"].as_str().unwrap().to_string();
@@ -2972,14 +2846,7 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
             .unwrap();
         assert_eq!(r.status(), 202);
     }
-    let (_, st) = json(
-        c.get(u("/api/v1/devices/stats"))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, st) = get_json(&c, u("/api/v1/devices/stats"), &operator).await;
     assert_eq!(st["alerts"]["device.two_places"], 1, "{st}");
 
     // The same device over MQTT through the broker the platform configured.
@@ -3004,14 +2871,7 @@ bad-1,toaster,terminal,xicheng,39.92,116.37,ecology,Acme,ENV-1,1.0\n",
     }
     let mut accepted = 0;
     for _ in 0..100 {
-        let (_, st) = json(
-            c.get(u("/api/v1/devices/stats"))
-                .bearer_auth(&operator)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, st) = get_json(&c, u("/api/v1/devices/stats"), &operator).await;
         accepted = st["accepted"].as_u64().unwrap_or(0);
         if accepted >= 9 {
             break;
@@ -3162,24 +3022,20 @@ async fn accounts_passwords_second_factor_and_sessions() {
     .await;
     let admin = v["token"].as_str().unwrap().to_string();
     let new_user = |name: &str, roles: &[&str]| serde_json::json!({"username": name, "display_name": "Wang Fang", "domain": "government", "org": "civil-affairs", "roles": roles});
-    let (s, v) = json(
-        c.post(u("/api/v1/users"))
-            .bearer_auth(&admin)
-            .json(&new_user("wang.fang", &["operator"]))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/users"),
+        &admin,
+        &new_user("wang.fang", &["operator"]),
     )
     .await;
     assert_eq!(s, 201, "{v}");
     let initial = v["initial_password"].as_str().unwrap().to_string();
-    let (s, v) = json(
-        c.post(u("/api/v1/users"))
-            .bearer_auth(&admin)
-            .json(&new_user("li.si", &["admin", "auditor"]))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/users"),
+        &admin,
+        &new_user("li.si", &["admin", "auditor"]),
     )
     .await;
     assert_eq!(s, 409, "separation of duties: {v}");
@@ -3198,22 +3054,13 @@ async fn accounts_passwords_second_factor_and_sessions() {
     assert_eq!(v["must_change"], true);
     let sess = v["session"].as_str().unwrap().to_string();
     // Until the password is changed, nothing else is allowed.
-    let (s, _) = json(
-        c.get(u("/api/v1/devices"))
-            .bearer_auth(&sess)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, u("/api/v1/devices"), &sess).await;
     assert_eq!(s, 403);
-    let (s, v) = json(
-        c.post(u("/api/v1/account/password"))
-            .bearer_auth(&sess)
-            .json(&serde_json::json!({"old": initial, "new": "wangfang1988"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/account/password"),
+        &sess,
+        &serde_json::json!({"old": initial, "new": "wangfang1988"}),
     )
     .await;
     assert_eq!(s, 400, "{v}");
@@ -3223,24 +3070,15 @@ async fn accounts_passwords_second_factor_and_sessions() {
         "{msg}"
     );
     let strong = "Qiu-yue-shan-7-lan!";
-    let (s, v) = json(
-        c.post(u("/api/v1/account/password"))
-            .bearer_auth(&sess)
-            .json(&serde_json::json!({"old": initial, "new": strong}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/account/password"),
+        &sess,
+        &serde_json::json!({"old": initial, "new": strong}),
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (s, _) = json(
-        c.get(u("/api/v1/devices"))
-            .bearer_auth(&sess)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, u("/api/v1/devices"), &sess).await;
     assert_eq!(
         s, 200,
         "the operator's rights apply once the password is changed"
@@ -3262,13 +3100,11 @@ async fn accounts_passwords_second_factor_and_sessions() {
             .unwrap()
             .as_secs() as i64
     };
-    let (s, v) = json(
-        c.post(u("/api/v1/account/totp/confirm"))
-            .bearer_auth(&sess)
-            .json(&serde_json::json!({"code": totp.code_at(now())}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/account/totp/confirm"),
+        &sess,
+        &serde_json::json!({"code": totp.code_at(now())}),
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -3319,25 +3155,11 @@ async fn accounts_passwords_second_factor_and_sessions() {
             .json(&b)
             .send()
     };
-    let (s, _) = json(
-        c.get(u("/api/v1/sessions"))
-            .bearer_auth(&s2)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, u("/api/v1/sessions"), &s2).await;
     assert_eq!(s, 200, "the session outlived the restart");
 
     // Sessions: the user sees theirs, the administrator sees everyone's and ends one.
-    let (_, mine) = json(
-        c.get(u("/api/v1/sessions"))
-            .bearer_auth(&s2)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, mine) = get_json(&c, u("/api/v1/sessions"), &s2).await;
     assert!(mine.as_array().unwrap().len() >= 2);
     assert!(
         mine.as_array()
@@ -3363,14 +3185,7 @@ async fn accounts_passwords_second_factor_and_sessions() {
     )
     .await;
     assert_eq!(s, 200);
-    let (_, all) = json(
-        c.get(u("/api/v1/sessions"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, all) = get_json(&c, u("/api/v1/sessions"), &admin).await;
     let handles: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -3392,14 +3207,7 @@ async fn accounts_passwords_second_factor_and_sessions() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (s, _) = json(
-        c.get(u("/api/v1/sessions"))
-            .bearer_auth(&s2)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, u("/api/v1/sessions"), &s2).await;
     assert_eq!(s, 401, "sessions end with an administrator's reset");
     // Self-service reset through the one-time-code channel (the development outbox).
     for who in ["wang.fang", "nobody"] {
@@ -3532,15 +3340,9 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     let op = new_token(&c, &srv, &admin, "soc", &["operator"]).await;
     let mut alerts = serde_json::Value::Null;
     for _ in 0..50 {
-        alerts = json(
-            c.get(format!("{}/api/v1/alerts?status=open", srv.url))
-                .bearer_auth(&op)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-        .1;
+        alerts = get_json(&c, format!("{}/api/v1/alerts?status=open", srv.url), &op)
+            .await
+            .1;
         if alerts
             .as_array()
             .is_some_and(|a| a.iter().any(|x| x["kind"] == "auth.brute_force"))
@@ -3556,44 +3358,31 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         .find(|x| x["kind"] == "auth.brute_force" && x["entity"] == "key:24.151.103.17")
         .unwrap_or_else(|| panic!("{alerts}"));
     let id = brute["id"].as_str().unwrap();
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/alerts/{id}/assign", srv.url))
-            .bearer_auth(&op)
-            .json(&serde_json::json!({"text": "li.na"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        format!("{}/api/v1/alerts/{id}/assign", srv.url),
+        &op,
+        &serde_json::json!({"text": "li.na"}),
     )
     .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("assigned")), "{v}");
-    let (s, v) = json(
-        c.post(format!("{}/api/v1/alerts/{id}/close", srv.url))
-            .bearer_auth(&op)
-            .json(&serde_json::json!({"text": "source blocked at the firewall"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, v) = post_json(
+        &c,
+        format!("{}/api/v1/alerts/{id}/close", srv.url),
+        &op,
+        &serde_json::json!({"text": "source blocked at the firewall"}),
     )
     .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("closed")), "{v}");
-    let (s, _) = json(
-        c.post(format!("{}/api/v1/alerts/{id}/close", srv.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"text": "x"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, _) = post_json(
+        &c,
+        format!("{}/api/v1/alerts/{id}/close", srv.url),
+        &admin,
+        &serde_json::json!({"text": "x"}),
     )
     .await;
     assert_eq!(s, 403, "administrators read alerts but do not handle them");
-    let (_, inc) = json(
-        c.get(format!("{}/api/v1/incidents", srv.url))
-            .bearer_auth(&op)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, inc) = get_json(&c, format!("{}/api/v1/incidents", srv.url), &op).await;
     let i = inc
         .as_array()
         .unwrap()
@@ -3676,14 +3465,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
         let t = open_alert(&c, &srv, &op, "dns.tunnel").await;
         assert_eq!(t["latest"]["domain"], "hidemyself.org", "{t}");
         assert!(t["entity"].as_str().unwrap().starts_with("src:"), "{t}");
-        let (_, inc) = json(
-            c.get(format!("{}/api/v1/incidents", srv.url))
-                .bearer_auth(&op)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, inc) = get_json(&c, format!("{}/api/v1/incidents", srv.url), &op).await;
         let host = t["entity"].as_str().unwrap().trim_start_matches("src:");
         let i = inc
             .as_array()
@@ -3794,14 +3576,7 @@ async fn ingest_sends_log_files_in_batches_and_accounts_for_every_line() {
     let (code, out) = search(&["host:("], &[]);
     assert_ne!(code, 0);
     assert!(out.contains("query"), "{out}");
-    let (s, _) = json(
-        c.get(format!("{}/api/v1/events?q=sshd", srv.url))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = get_json(&c, format!("{}/api/v1/events?q=sshd", srv.url), &admin).await;
     assert_eq!(s, 403, "administrators do not read the city's logs");
     drop(srv);
 }
