@@ -185,6 +185,40 @@ pub async fn admin_reset(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{username}/disable", tag = "identity", params(("username" = String, Path)), responses((status = 200, description = "Disabled; sessions ended, single sign-on tokens dead")))]
+pub async fn disable_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let r = s
+        .identity
+        .set_disabled(&auth, &caller.ctx, &username, true)
+        .await?;
+    Ok(Ack::ok(
+        r,
+        serde_json::json!({"username": username, "disabled": true}),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{username}/enable", tag = "identity", params(("username" = String, Path)), responses((status = 200, description = "Enabled again")))]
+pub async fn enable_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let r = s
+        .identity
+        .set_disabled(&auth, &caller.ctx, &username, false)
+        .await?;
+    Ok(Ack::ok(
+        r,
+        serde_json::json!({"username": username, "disabled": false}),
+    ))
+}
+
 /// Who forgot their password.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -16,6 +16,7 @@ mod handlers;
 pub mod identity;
 pub mod kms;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod rules;
 pub mod tls;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub devices: cf_platform::devices::DeviceService,
     /// User accounts, login, second factor, sessions.
     pub identity: cf_platform::identity::IdentityService,
+    /// The OpenID Connect provider (single sign-on for the city's applications).
+    pub oidc: cf_platform::oidc::OidcProvider,
     /// Log intake.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -197,6 +200,38 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/account/totp/confirm", post(identity::totp_confirm))
         .route("/api/v1/sessions", get(identity::sessions))
         .route("/api/v1/sessions/{handle}", delete(identity::end_session))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/oidc/jwks", get(oidc::jwks))
+        .route(
+            "/oidc/authorize",
+            get(oidc::authorize_get).post(oidc::authorize_post),
+        )
+        .route("/oidc/login", post(oidc::login))
+        .route("/oidc/token", post(oidc::token))
+        .route(
+            "/oidc/userinfo",
+            get(oidc::userinfo_get).post(oidc::userinfo_post),
+        )
+        .route("/oidc/introspect", post(oidc::introspect))
+        .route("/oidc/revoke", post(oidc::revoke))
+        .route(
+            "/oidc/logout",
+            get(oidc::logout_get).post(oidc::logout_post),
+        )
+        .route(
+            "/api/v1/oidc/clients",
+            post(oidc::register_client).get(oidc::clients),
+        )
+        .route("/api/v1/oidc/clients/{id}", delete(oidc::remove_client))
+        .route("/api/v1/oidc/keys/rotate", post(oidc::rotate_keys))
+        .route(
+            "/api/v1/users/{username}/disable",
+            post(identity::disable_user),
+        )
+        .route(
+            "/api/v1/users/{username}/enable",
+            post(identity::enable_user),
+        )
         .route("/.well-known/est/cacerts", get(devices::est_cacerts))
         .route("/.well-known/est/simpleenroll", post(devices::est_enroll))
         .route(

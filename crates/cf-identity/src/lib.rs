@@ -5,6 +5,7 @@
 //!
 //! Architecture invariant: no I/O; randomness is injected; passwords never appear in errors.
 
+pub mod oidc;
 pub mod otp;
 pub mod password;
 pub mod session;

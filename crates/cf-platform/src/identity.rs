@@ -142,6 +142,25 @@ struct StoredSession {
     info: SessionInfo,
 }
 
+/// An account as single sign-on sees it: what goes into ID tokens and userinfo.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subject {
+    /// Login name (the immutable `sub`).
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Identity domain.
+    pub domain: String,
+    /// Organisation.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// A second factor is enrolled.
+    pub mfa_enrolled: bool,
+    /// The initial or reset password has not been changed yet.
+    pub must_change: bool,
+}
+
 /// The result of a successful login.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoginOk {
@@ -767,6 +786,48 @@ impl IdentityService {
         Ok((initial, r))
     }
 
+    /// Disable an account (a leaver) or enable it again. Disabling ends every session at once;
+    /// single sign-on tokens check the account on each use, so they stop working too (IDM-3).
+    pub async fn set_disabled(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        username: &str,
+        disabled: bool,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::ManageUsers)?;
+        let (mut u, doc) = self
+            .user(username)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let event = if disabled {
+            "identity.user.disable"
+        } else {
+            "identity.user.enable"
+        };
+        let r = self
+            .inner
+            .ledger
+            .append(
+                self.record(
+                    ctx,
+                    &auth.principal().id,
+                    event,
+                    &format!("user:{username}"),
+                    Outcome::Success,
+                    serde_json::json!({}),
+                )
+                .privileged(),
+            )
+            .await?;
+        u.disabled = disabled;
+        self.save(&u, &doc).await?;
+        if disabled {
+            self.end_sessions_of(username).await?;
+        }
+        Ok(r)
+    }
+
     /// Self-service reset, step 1: send a one-time code through the configured channel. The
     /// answer is the same whether or not the account exists (no enumeration); requests are
     /// throttled like logins.
@@ -1018,6 +1079,63 @@ impl IdentityService {
             })
             .await?;
         Ok((secret, info, ended))
+    }
+
+    /// The account behind `username` as single sign-on shows it, if it may still sign in
+    /// (exists, not disabled, within its validity period). Checked on every token use, so a
+    /// leaver's tokens stop working as soon as the account is disabled (IDM-3).
+    pub async fn subject(&self, username: &str) -> Result<Option<Subject>, PlatformError> {
+        let now = self.inner.clock.now();
+        Ok(self.user(username).await?.and_then(|(u, _)| {
+            (!u.disabled && u.valid_until.is_none_or(|v| v > now)).then(|| Subject {
+                username: u.username.clone(),
+                display_name: u.display_name.clone(),
+                domain: u.domain.clone(),
+                org: u.org.clone(),
+                roles: u.roles.clone(),
+                mfa_enrolled: u.totp.as_ref().is_some_and(|t| t.confirmed),
+                must_change: u.must_change,
+            })
+        }))
+    }
+
+    /// The live session behind a browser's single sign-on secret and its account, or `None`
+    /// when either has ended.
+    pub async fn sso_session(
+        &self,
+        secret: &str,
+    ) -> Result<Option<(SessionInfo, Subject)>, PlatformError> {
+        let s = match self.touch_session(secret).await {
+            Ok(s) => s,
+            Err(PlatformError::Unauthenticated(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(self.subject(&s.account).await?.map(|u| (s, u)))
+    }
+
+    /// End the session behind `secret` (single sign-on logout), audited; its info if it was live.
+    pub async fn logout(
+        &self,
+        ctx: &RequestContext,
+        secret: &str,
+    ) -> Result<Option<SessionInfo>, PlatformError> {
+        let (_, key) = session::key_of(secret);
+        let Some(d) = self.inner.store.doc_get("session", &key).await? else {
+            return Ok(None);
+        };
+        let s: StoredSession =
+            serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.audit(
+            ctx,
+            &format!("user:{}", s.info.account),
+            "auth.logout",
+            &format!("session:{}", s.info.handle),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        self.end_doc(d).await?;
+        Ok(Some(s.info))
     }
 
     /// Validate a bearer secret; `last_seen` is written at most once a minute.

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod kms;
 pub mod logs;
 pub mod metrics;
+pub mod oidc;
 pub mod ports;
 pub mod report;
 pub mod rules;

@@ -84,6 +84,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Comma-separated names and addresses for the certificate the platform CA issues.",
     },
     Field {
+        path: "server.public_url",
+        kind: Kind::Str,
+        default: "",
+        doc: "The URL users and applications reach this server at (behind a proxy or a DNS name), e.g. `https://sso.city.gov.cn`. It is the OpenID Connect issuer; by default the address the server binds to.",
+    },
+    Field {
         path: "server.body_limit_bytes",
         kind: Kind::Int(1024, 1 << 30),
         default: "1048576",
@@ -335,6 +341,8 @@ pub struct Config {
     pub cert_files: Option<(PathBuf, PathBuf)>,
     /// Names for the issued certificate.
     pub hostnames: Vec<String>,
+    /// Public URL (OpenID Connect issuer), when not the bound address.
+    pub public_url: Option<String>,
     /// Body limit.
     pub body_limit_bytes: usize,
     /// Request timeout.
@@ -660,6 +668,22 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: true,
         });
     }
+    let public = s("server.public_url");
+    let public_ok = public.is_empty()
+        || public.starts_with("https://")
+        || (public.starts_with("http://") && !b("server.tls"));
+    if !public_ok {
+        problems.push(Problem {
+            path: "server.public_url".into(),
+            message: format!(
+                "`{public}` must be an https:// URL (it is the OpenID Connect issuer)"
+            ),
+            source: values
+                .get("server.public_url")
+                .map_or("default".into(), |v| v.source.clone()),
+            warning: false,
+        });
+    }
     if !b("server.tls") {
         problems.push(Problem { path: "server.tls".into(), message: "TLS is off: the API sends tokens in clear text; only acceptable behind a TLS-terminating proxy on this host".into(), source: values.get("server.tls").map_or("default".into(), |v| v.source.clone()), warning: true });
     }
@@ -793,6 +817,9 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect(),
+        public_url: Some(s("server.public_url"))
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty()),
         body_limit_bytes: usize::try_from(i("server.body_limit_bytes")).unwrap_or(1 << 20),
         request_timeout: d("server.request_timeout"),
         ingest_concurrency: usize::try_from(i("server.ingest_concurrency")).unwrap_or(4),

@@ -38,6 +38,8 @@ pub struct Platform {
     pub devices: cf_platform::devices::DeviceService,
     /// Accounts, login, sessions.
     pub identity: cf_platform::identity::IdentityService,
+    /// The OpenID Connect provider.
+    pub oidc: cf_platform::oidc::OidcProvider,
     /// Log intake shared by syslog sockets and HTTPS batches.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -127,6 +129,17 @@ impl Platform {
                 dir: dir.root().join("outbox"),
             })),
         )?;
+        let oidc = cf_platform::oidc::OidcProvider::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            identity.clone(),
+            kms.internal_key("oidc-signing-keys"),
+            cfg.public_url
+                .as_deref()
+                .unwrap_or(&format!("https://{}", cfg.listen)),
+        );
         let logs = cf_platform::logs::LogIntake::new(
             bus.clone(),
             clock.clone(),
@@ -214,6 +227,7 @@ impl Platform {
             rules,
             logs,
             identity,
+            oidc,
             devices,
             mqtt: std::sync::Mutex::new(mqtt),
             data,
@@ -247,6 +261,7 @@ impl Platform {
             data: self.data.clone(),
             devices: self.devices.clone(),
             identity: self.identity.clone(),
+            oidc: self.oidc.clone(),
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
             rules: self.rules.clone(),
@@ -274,6 +289,20 @@ impl Platform {
                 stats,
             )));
         }
+        // Expired authorization codes, tokens and grants are deleted once a minute.
+        let oidc = self.oidc.clone();
+        let mut st = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                    _ = st.changed() => return,
+                }
+                if let Err(e) = oidc.prune().await {
+                    tracing::warn!(error = %e, "pruning expired OIDC tokens failed");
+                }
+            }
+        }));
         // Every alert on the bus lands in the alert book.
         tasks.push(tokio::spawn(
             self.alerts.clone().run(self.bus.clone(), stop.clone()),
@@ -449,6 +478,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let p = Platform::open(&cfg).await?;
     p.audit_system("platform.start", "start", serde_json::json!({ "node": cfg.node_name, "storage": p.store.backend(), "bus": p.bus.backend() })).await?;
     let ep = bind(&cfg, &p).await?;
+    p.oidc
+        .set_issuer(cfg.public_url.as_deref().unwrap_or(&ep.url));
     println!("Chengfang serving on {}", ep.url);
     println!("  data directory  {}", p.dir.root().display());
     println!(
