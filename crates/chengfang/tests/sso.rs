@@ -43,6 +43,34 @@ fn python_has_authlib() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_relying_party_completes_the_oidf_checklist() {
+    walk_checklist(&[]).await;
+}
+
+/// The same walk with the platform's state in PostgreSQL (its own schema, dropped afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checklist_passes_on_postgresql_too() {
+    let url = std::env::var("CHENGFANG_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(url) = cf_testkit::service_url(
+        "CHENGFANG_TEST_POSTGRES",
+        &url,
+        cf_testkit::tcp_open("127.0.0.1:5432"),
+    ) else {
+        return;
+    };
+    let schema = format!("sso_{}_{}", std::process::id(), now() % 100_000);
+    walk_checklist(&[
+        ("CHENGFANG_STORAGE__URL", url.clone()),
+        ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
+    ])
+    .await;
+    let store = cf_store::SqlStore::connect(&url, Some(&schema))
+        .await
+        .unwrap();
+    store.drop_schema(&schema).await.unwrap();
+}
+
+async fn walk_checklist(env: &[(&str, String)]) {
     let Some(datasets) = cf_testkit::datasets() else {
         return;
     };
@@ -58,7 +86,15 @@ async fn an_independent_relying_party_completes_the_oidf_checklist() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let srv = start_server(&dir);
+    let srv = start_server_with(&dir, env, true);
+    if env.iter().any(|(k, _)| *k == "CHENGFANG_STORAGE__URL") {
+        let out = srv.output.lock().unwrap().clone();
+        assert!(
+            out.lines()
+                .any(|l| l.contains("state store") && l.contains("postgres")),
+            "{out}"
+        );
+    }
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let admin = rotate_bootstrap(&c, &srv).await;
