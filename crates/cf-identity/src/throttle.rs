@@ -2,8 +2,8 @@
 //! per source; on by default. Counting is pessimistic and atomic — an attempt counts as a failure
 //! from the moment it starts until it succeeds — so parallel guesses cannot slip past the limit.
 //! The real user cannot be locked out for ever: sources that have logged in to an account before
-//! are exempt from the account-wide lock (they only see the progressive delay), and every lock
-//! expires.
+//! are exempt from the account-wide lock and delay (only their own pair counter applies), and
+//! every lock expires.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -175,7 +175,10 @@ impl Throttle {
                 until: acct.locked_until,
             });
         }
-        if acct.failures >= p.delay_after {
+        // The progressive delay is account-wide, so sources the account has succeeded from skip
+        // it too: otherwise an attacker who keeps the delay at its maximum would hold the real
+        // user to one attempt a minute. Their own pair counter still applies.
+        if !known && acct.failures >= p.delay_after {
             let exp = (acct.failures - p.delay_after).min(30);
             let gap = (p.delay_base_s << exp).min(p.delay_max_s);
             if now - acct.last < gap {

@@ -198,7 +198,17 @@ struct Inner {
     // A hash verified for unknown usernames, so timing does not reveal which accounts exist.
     decoy: String,
     sender: Option<Arc<dyn crate::ports::CodeSender>>,
+    // Where logins and account changes go as OCSF events for the detectors (bullet 9).
+    events: std::sync::OnceLock<crate::logs::LogIntake>,
+    // Recently checked accounts: single sign-on checks the account on every token use, and a
+    // leaver must be locked out within a second, so entries live SUBJECT_TTL; changes made on
+    // this node drop them at once.
+    subjects:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Subject>)>>,
 }
+
+/// How long a checked account is trusted without reading it again.
+const SUBJECT_TTL: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn parse_user(d: &Document) -> Result<UserDoc, PlatformError> {
     serde_json::from_str(&d.body)
@@ -253,8 +263,80 @@ impl IdentityService {
                 totp_key: Secret::new(totp_key),
                 decoy,
                 sender,
+                events: std::sync::OnceLock::new(),
+                subjects: std::sync::Mutex::default(),
             }),
         })
+    }
+
+    /// Send logins and account changes to the detectors through `logs` (set once at start).
+    pub fn set_events(&self, logs: crate::logs::LogIntake) {
+        let _ = self.inner.events.set(logs);
+    }
+
+    /// Publish an OCSF event for the detectors; the audit record is the event of record, so a bus
+    /// failure is logged, not returned.
+    async fn emit(&self, ocsf: serde_json::Value) {
+        if let Some(l) = self.inner.events.get()
+            && let Err(e) = l.platform_event(ocsf).await
+        {
+            tracing::warn!(error = %e, "identity event not published to the bus");
+        }
+    }
+
+    /// OCSF Authentication (3002): logon (1) or logoff (2).
+    async fn emit_auth(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        activity: u8,
+        ok: bool,
+        detail: &str,
+        mfa: bool,
+    ) {
+        let now = self.inner.clock.now();
+        self.emit(serde_json::json!({
+            "class_uid": 3002, "class_name": "Authentication", "category_uid": 3,
+            "activity_id": activity, "activity_name": if activity == 1 { "Logon" } else { "Logoff" },
+            "type_uid": 300200 + u32::from(activity), "time": now.unix_millis(),
+            "status_id": if ok { 1 } else { 2 }, "status": if ok { "Success" } else { "Failure" },
+            "status_detail": detail, "severity_id": 1, "is_mfa": mfa,
+            "user": {"name": username}, "src_endpoint": {"ip": ctx.source_addr},
+            "auth_protocol": "Password", "service": {"name": "chengfang-identity"},
+            "metadata": {"version": "1.1.0", "product": {"name": "Chengfang", "vendor_name": "Chengfang"}, "uid": ctx.request_id},
+        }))
+        .await;
+    }
+
+    /// OCSF Account Change (3001): create 1, enable 2, password change 3, password reset 4,
+    /// disable 5, MFA enable 10.
+    async fn emit_account(&self, ctx: &RequestContext, actor: &str, username: &str, activity: u8) {
+        let name = match activity {
+            1 => "Create",
+            2 => "Enable",
+            3 => "Password Change",
+            4 => "Password Reset",
+            5 => "Disable",
+            10 => "MFA Factor Enable",
+            _ => "Other",
+        };
+        let now = self.inner.clock.now();
+        self.emit(serde_json::json!({
+            "class_uid": 3001, "class_name": "Account Change", "category_uid": 3,
+            "activity_id": activity, "activity_name": name, "type_uid": 300100 + u32::from(activity),
+            "time": now.unix_millis(), "status_id": 1, "severity_id": 1,
+            "user": {"name": username}, "actor": {"user": {"name": actor}},
+            "src_endpoint": {"ip": ctx.source_addr},
+            "metadata": {"version": "1.1.0", "product": {"name": "Chengfang", "vendor_name": "Chengfang"}, "uid": ctx.request_id},
+        }))
+        .await;
+        self.forget(username);
+    }
+
+    fn forget(&self, username: &str) {
+        if let Ok(mut m) = self.inner.subjects.lock() {
+            m.remove(username);
+        }
     }
 
     fn record(
@@ -391,6 +473,8 @@ impl IdentityService {
                 updated: now,
             })
             .await?;
+        self.emit_account(ctx, &auth.principal().id, &u.username, 1)
+            .await;
         Ok((u.info(), initial, r))
     }
 
@@ -538,6 +622,12 @@ impl IdentityService {
         outcome: Outcome,
         detail: serde_json::Value,
     ) -> Result<(), PlatformError> {
+        let reason = detail["reason"].as_str().unwrap_or("").to_string();
+        let mfa = detail["mfa"].as_bool().unwrap_or(false);
+        // Throttled attempts go to the detectors as failures too: refused before the password was
+        // checked, they are still somebody guessing.
+        self.emit_auth(ctx, username, 1, outcome == Outcome::Success, &reason, mfa)
+            .await;
         self.audit(
             ctx,
             &format!("user:{username}"),
@@ -623,6 +713,7 @@ impl IdentityService {
             .await?;
         set_password(&mut u, phc, self.inner.clock.now());
         self.save(&u, &doc).await?;
+        self.emit_account(ctx, &auth.principal().id, &name, 3).await;
         Ok(r)
     }
 
@@ -783,6 +874,8 @@ impl IdentityService {
         u.reset = None;
         self.save(&u, &doc).await?;
         self.end_sessions_of(username).await?;
+        self.emit_account(ctx, &auth.principal().id, username, 4)
+            .await;
         Ok((initial, r))
     }
 
@@ -825,6 +918,13 @@ impl IdentityService {
         if disabled {
             self.end_sessions_of(username).await?;
         }
+        self.emit_account(
+            ctx,
+            &auth.principal().id,
+            username,
+            if disabled { 5 } else { 2 },
+        )
+        .await;
         Ok(r)
     }
 
@@ -1085,6 +1185,24 @@ impl IdentityService {
     /// (exists, not disabled, within its validity period). Checked on every token use, so a
     /// leaver's tokens stop working as soon as the account is disabled (IDM-3).
     pub async fn subject(&self, username: &str) -> Result<Option<Subject>, PlatformError> {
+        if let Ok(m) = self.inner.subjects.lock()
+            && let Some((at, s)) = m.get(username)
+            && at.elapsed() < SUBJECT_TTL
+        {
+            return Ok(s.clone());
+        }
+        let s = self.read_subject(username).await?;
+        if let Ok(mut m) = self.inner.subjects.lock() {
+            // Bounded: a burst of distinct accounts clears the table rather than growing it.
+            if m.len() >= 100_000 {
+                m.clear();
+            }
+            m.insert(username.to_string(), (std::time::Instant::now(), s.clone()));
+        }
+        Ok(s)
+    }
+
+    async fn read_subject(&self, username: &str) -> Result<Option<Subject>, PlatformError> {
         let now = self.inner.clock.now();
         Ok(self.user(username).await?.and_then(|(u, _)| {
             (!u.disabled && u.valid_until.is_none_or(|v| v > now)).then(|| Subject {
@@ -1135,6 +1253,8 @@ impl IdentityService {
         )
         .await?;
         self.end_doc(d).await?;
+        self.emit_auth(ctx, &s.info.account, 2, true, "", s.info.mfa)
+            .await;
         Ok(Some(s.info))
     }
 

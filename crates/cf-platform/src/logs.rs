@@ -282,6 +282,28 @@ impl LogIntake {
         out.push(ev);
     }
 
+    /// One of the platform's own security events (its logins, account changes), already in OCSF:
+    /// published on `log.json` like any source and through the same detectors, so an attack on
+    /// the city's identity provider reaches the SOC like one on any other system.
+    pub async fn platform_event(&self, ocsf: serde_json::Value) -> Result<(), BusError> {
+        let now = self.clock.now();
+        let alerts: Vec<(&'static str, serde_json::Value)> = self
+            .auth_alerts(&ocsf, "chengfang")
+            .into_iter()
+            .map(|a| (a.kind, serde_json::to_value(&a).unwrap_or_default()))
+            .collect();
+        let mut out = vec![Event {
+            id: self.id(),
+            topic: "log.json".into(),
+            time: now,
+            source: "chengfang://identity".into(),
+            severity: Severity::Info,
+            payload: serde_json::json!({"received": now, "peer": "chengfang", "transport": "internal", "record": ocsf.clone(), "ocsf": ocsf}),
+        }];
+        self.alerts_into(alerts, &mut out);
+        self.flush(&out).await
+    }
+
     /// One syslog message; returns whether it parsed.
     pub async fn syslog(&self, raw: &[u8], source: &str, transport: &str) -> bool {
         let mut out = Vec::with_capacity(1);

@@ -94,6 +94,16 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Identity: Cedar authorisation decisions, OIDC client-credential grants, token
+    /// introspections and full password logins through the platform services (embedded store).
+    Identity {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append records as fast as possible, printing `ACK <seq>` for each acknowledged one
     /// (used by the crash test; stops after --count, or when killed).
     #[command(hide = true)]
@@ -121,11 +131,16 @@ fn record(i: u64) -> AuditRecord {
     )
 }
 
-struct Opened {
-    ledger: AuditLedger,
-    store: Arc<SqlStore>,
+pub(crate) struct Opened {
+    pub(crate) ledger: AuditLedger,
+    pub(crate) store: Arc<SqlStore>,
     _dir: Option<tempfile::TempDir>,
     schema: Option<String>,
+}
+
+/// A ledger on a fresh embedded store in a temporary directory (removed when dropped).
+pub(crate) async fn open_sqlite_ledger() -> Result<Opened> {
+    open("sqlite", "", None, LedgerConfig::default()).await
 }
 
 async fn open(backend: &str, pg: &str, dir: Option<PathBuf>, cfg: LedgerConfig) -> Result<Opened> {
@@ -475,6 +490,9 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
             field_bytes,
             json,
         } => bench_kms(seconds, field_bytes, json),
+        BenchCmd::Identity { seconds, json } => crate::bench_identity::run(seconds, json)
+            .await
+            .map(|()| true),
         BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
         BenchCmd::Events {
             syslog,

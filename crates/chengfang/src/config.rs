@@ -276,6 +276,24 @@ pub const FIELDS: &[Field] = &[
         doc: "Receive NetFlow v5/v9 and IPFIX over UDP on this `IP:PORT`, e.g. `0.0.0.0:2055`; empty: off. Templates are kept per exporter; each flow is published as `log.netflow` (OCSF Network Activity 4001), undecodable datagrams as `log.malformed` with their bytes.",
     },
     Field {
+        path: "identity.argon2_memory_kib",
+        kind: Kind::Int(1024, 4 * 1024 * 1024),
+        default: "19456",
+        doc: "Argon2id memory cost for user passwords, KiB (OWASP's 19 MiB by default). Raising it slows guessing of a stolen database and logins alike; existing hashes keep their own parameters.",
+    },
+    Field {
+        path: "identity.argon2_passes",
+        kind: Kind::Int(1, 100),
+        default: "2",
+        doc: "Argon2id time cost (passes) for user passwords (OWASP: 2 with 19 MiB).",
+    },
+    Field {
+        path: "identity.argon2_lanes",
+        kind: Kind::Int(1, 64),
+        default: "1",
+        doc: "Argon2id parallelism for user passwords.",
+    },
+    Field {
         path: "detect.internal_networks",
         kind: Kind::Str,
         default: "\"10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,fc00::/7,fe80::/10,::1/128\"",
@@ -375,6 +393,8 @@ pub struct Config {
     pub sigma_rules: Option<PathBuf>,
     /// The city's own address space (per-host flow baselines).
     pub internal_networks: Vec<cf_detect::netbase::IpNet>,
+    /// Argon2id costs for user passwords.
+    pub argon2: cf_identity::password::Costs,
     /// Event store: directory (`None`: `<data_dir>/events`) and retention in days.
     pub events: (Option<PathBuf>, u32),
     /// Syslog listeners (UDP, TCP).
@@ -817,6 +837,11 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect(),
+        argon2: cf_identity::password::Costs {
+            m_kib: u32::try_from(i("identity.argon2_memory_kib")).unwrap_or(19 * 1024),
+            t: u32::try_from(i("identity.argon2_passes")).unwrap_or(2),
+            p: u32::try_from(i("identity.argon2_lanes")).unwrap_or(1),
+        },
         public_url: Some(s("server.public_url"))
             .map(|u| u.trim().trim_end_matches('/').to_string())
             .filter(|u| !u.is_empty()),

@@ -5,6 +5,7 @@ mod analyze;
 mod audit_cmd;
 mod bench;
 mod bench_events;
+mod bench_identity;
 mod config;
 mod crypt;
 mod datadir;

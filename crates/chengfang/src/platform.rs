@@ -123,7 +123,7 @@ impl Platform {
             ledger.clone(),
             clock.clone(),
             Arc::new(cf_crypto::OsRng),
-            cf_identity::password::Costs::default(),
+            cfg.argon2,
             kms.internal_key("totp"),
             Some(Arc::new(Outbox {
                 dir: dir.root().join("outbox"),
@@ -148,6 +148,7 @@ impl Platform {
         )
         .with_concurrency(cfg.ingest_concurrency)
         .with_internal_networks(cfg.internal_networks.clone());
+        identity.set_events(logs.clone());
         let alerts =
             cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
         let events_dir = cfg.events_dir();
