@@ -205,6 +205,7 @@ struct Inner {
     // this node drop them at once.
     subjects:
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Subject>)>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long a checked account is trusted without reading it again.
@@ -265,6 +266,7 @@ impl IdentityService {
                 sender,
                 events: std::sync::OnceLock::new(),
                 subjects: std::sync::Mutex::default(),
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -337,6 +339,17 @@ impl IdentityService {
         if let Ok(mut m) = self.inner.subjects.lock() {
             m.remove(username);
         }
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bumped by every account change on this node, so caches built on [`Self::subject`] can
+    /// tell that what they hold may be stale.
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn record(

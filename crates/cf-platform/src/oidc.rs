@@ -382,7 +382,30 @@ struct Inner {
     keys: Mutex<Option<Arc<KeySet>>>,
     // Serialises key generation so two first requests do not both create keys.
     keygen: tokio::sync::Mutex<()>,
+    // Token verdicts and clients recently read, so introspection and userinfo do not read the
+    // store on every call. A verdict is trusted for VERDICT_TTL and only while no revocation on
+    // this node and no account change (the identity service's generation) happened since.
+    verdicts: Mutex<std::collections::HashMap<String, Verdict>>,
+    clients: Mutex<std::collections::HashMap<String, (std::time::Instant, Option<ClientDoc>)>>,
+    revocations: std::sync::atomic::AtomicU64,
 }
+
+type Live = Option<Arc<(AccessDoc, Option<Subject>)>>;
+
+struct Verdict {
+    at: std::time::Instant,
+    identity_gen: u64,
+    revocations: u64,
+    live: Live,
+}
+
+/// How long a token verdict is reused: revocations and account changes made on other nodes take
+/// effect within this bound (IDM-3 asks for one second); on this node they take effect at once.
+pub const VERDICT_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a client registration is reused before it is read again.
+pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Entries a cache holds before it is cleared (bounded memory under a flood of random tokens).
+const CACHE_CAP: usize = 200_000;
 
 fn secs(t: Timestamp) -> i64 {
     t.unix_nanos() / 1_000_000_000
@@ -424,6 +447,9 @@ impl OidcProvider {
                 issuer: RwLock::new(issuer.trim_end_matches('/').to_string()),
                 keys: Mutex::new(None),
                 keygen: tokio::sync::Mutex::new(()),
+                verdicts: Mutex::default(),
+                clients: Mutex::default(),
+                revocations: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -629,14 +655,41 @@ impl OidcProvider {
             .store
             .doc_delete("oidc-client", client_id)
             .await?;
+        self.revoked();
         self.revoke_grants(|g| g.client_id == client_id).await?;
         Ok(r)
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientDoc>, PlatformError> {
-        match self.inner.store.doc_get("oidc-client", client_id).await? {
-            Some(d) => Ok(Some(parse(&d)?)),
-            None => Ok(None),
+        if let Ok(m) = self.inner.clients.lock()
+            && let Some((at, c)) = m.get(client_id)
+            && at.elapsed() < CLIENT_TTL
+        {
+            return Ok(c.clone());
+        }
+        let c = match self.inner.store.doc_get("oidc-client", client_id).await? {
+            Some(d) => Some(parse::<ClientDoc>(&d)?),
+            None => None,
+        };
+        if let Ok(mut m) = self.inner.clients.lock() {
+            if m.len() >= CACHE_CAP {
+                m.clear();
+            }
+            m.insert(
+                client_id.to_string(),
+                (std::time::Instant::now(), c.clone()),
+            );
+        }
+        Ok(c)
+    }
+
+    /// Something was revoked on this node: every cached verdict and client is re-read.
+    fn revoked(&self) {
+        self.inner
+            .revocations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut m) = self.inner.clients.lock() {
+            m.clear();
         }
     }
 
@@ -1356,7 +1409,6 @@ impl OidcProvider {
                 req.clone()
             }
         };
-        let grant = self.random("g")?;
         let g = GrantDoc {
             client_id: client.client_id.clone(),
             username: None,
@@ -1368,7 +1420,9 @@ impl OidcProvider {
             created: self.now(),
             expires: self.now() + ACCESS_TTL_S,
         };
-        self.issue(ctx, client, &grant, g, None, None, "client_credentials")
+        // A service token has no family to revoke together and no session: no grant is stored,
+        // which also saves a write per grant.
+        self.issue_tokens(ctx, client, "", &g, None, None, "client_credentials")
             .await
     }
 
@@ -1444,7 +1498,11 @@ impl OidcProvider {
             ctx,
             &format!("oidc-client:{}", client.client_id),
             "oidc.token",
-            &format!("oidc-grant:{grant}"),
+            &if grant.is_empty() {
+                format!("oidc-client:{}", client.client_id)
+            } else {
+                format!("oidc-grant:{grant}")
+            },
             Outcome::Success,
             serde_json::json!({"grant_type": how, "sub": sub, "scope": g.scope, "refresh": rt.is_some(), "id_token": id_token.is_some()}),
         )
@@ -1519,6 +1577,7 @@ impl OidcProvider {
                 return Ok(());
             }
             g.revoked = true;
+            self.revoked();
             if self
                 .inner
                 .store
@@ -1558,25 +1617,58 @@ impl OidcProvider {
 
     /// An access token that is live: known, unexpired, its grant not revoked and its account
     /// still allowed to sign in.
-    async fn live_access(
+    async fn live_access(&self, token: &str) -> Result<Live, PlatformError> {
+        use std::sync::atomic::Ordering;
+        let key = engine::token_key(token);
+        let now = self.now();
+        let (identity_gen, revocations) = (
+            self.inner.identity.generation(),
+            self.inner.revocations.load(Ordering::SeqCst),
+        );
+        if let Ok(m) = self.inner.verdicts.lock()
+            && let Some(v) = m.get(&key)
+            && v.at.elapsed() < VERDICT_TTL
+            && v.identity_gen == identity_gen
+            && v.revocations == revocations
+        {
+            return Ok(v.live.clone().filter(|l| l.0.exp >= now));
+        }
+        let live = self.read_access(&key, now).await?.map(Arc::new);
+        if let Ok(mut m) = self.inner.verdicts.lock() {
+            if m.len() >= CACHE_CAP {
+                m.clear();
+            }
+            m.insert(
+                key,
+                Verdict {
+                    at: std::time::Instant::now(),
+                    identity_gen,
+                    revocations,
+                    live: live.clone(),
+                },
+            );
+        }
+        Ok(live)
+    }
+
+    async fn read_access(
         &self,
-        token: &str,
+        key: &str,
+        now: i64,
     ) -> Result<Option<(AccessDoc, Option<Subject>)>, PlatformError> {
-        let Some(d) = self
-            .inner
-            .store
-            .doc_get("oidc-access", &engine::token_key(token))
-            .await?
-        else {
+        let Some(d) = self.inner.store.doc_get("oidc-access", key).await? else {
             return Ok(None);
         };
         let a: AccessDoc = parse(&d)?;
-        if a.exp < self.now() {
+        if a.exp < now {
             return Ok(None);
         }
-        match self.grant(&a.grant).await? {
-            Some((g, _)) if !g.revoked => {}
-            _ => return Ok(None),
+        // Service tokens (client credentials) belong to no grant.
+        if !a.grant.is_empty() {
+            match self.grant(&a.grant).await? {
+                Some((g, _)) if !g.revoked => {}
+                _ => return Ok(None),
+            }
         }
         let subject = match &a.username {
             Some(u) => match self.inner.identity.subject(u).await? {
@@ -1591,7 +1683,10 @@ impl OidcProvider {
     /// The userinfo response for a bearer access token (OIDC Core §5.3), or `None` when the
     /// token is not live or carries no user with `openid`.
     pub async fn userinfo(&self, token: &str) -> Result<Option<serde_json::Value>, PlatformError> {
-        let Some((a, Some(s))) = self.live_access(token).await? else {
+        let Some(live) = self.live_access(token).await? else {
+            return Ok(None);
+        };
+        let (a, Some(s)) = &*live else {
             return Ok(None);
         };
         if !has_scope(&a.scope, "openid") {
@@ -1599,7 +1694,7 @@ impl OidcProvider {
         }
         let mut v = serde_json::json!({ "sub": s.username });
         if has_scope(&a.scope, "profile") {
-            self.profile_claims(&s, &mut v);
+            self.profile_claims(s, &mut v);
         }
         Ok(Some(v))
     }
@@ -1618,7 +1713,8 @@ impl OidcProvider {
             ));
         }
         let inactive = serde_json::json!({ "active": false });
-        if let Some((at, _)) = self.live_access(token).await? {
+        if let Some(live) = self.live_access(token).await? {
+            let at = &live.0;
             return Ok(serde_json::json!({
                 "active": true, "token_type": "Bearer", "scope": at.scope,
                 "client_id": at.client_id, "sub": at.sub, "username": at.username,
@@ -1687,6 +1783,7 @@ impl OidcProvider {
                 )
                 .await?;
                 self.inner.store.doc_delete("oidc-access", &key).await?;
+                self.revoked();
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ mod demo_soc;
 mod devices_cmd;
 mod discover;
 mod hunt;
+mod identity_cmd;
 mod ingest_cmd;
 mod mask;
 mod platform;
@@ -161,6 +162,17 @@ enum Cmd {
     Rules {
         #[command(subcommand)]
         cmd: rules_cmd::RulesCmd,
+    },
+    /// Accounts of a running platform: create, list, disable (leavers), enable, reset.
+    User {
+        #[command(subcommand)]
+        cmd: identity_cmd::UserCmd,
+    },
+    /// Single sign-on: register the city's applications as OpenID Connect relying parties,
+    /// list and remove them, rotate the signing keys.
+    Sso {
+        #[command(subcommand)]
+        cmd: identity_cmd::SsoCmd,
     },
     /// Search archived logs and alerts of a running platform by time, fields and free text;
     /// exit 0 when something matched, 1 when nothing did.
@@ -476,6 +488,8 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Ingest(a) => ingest_cmd::run(a).await,
         Cmd::Search(a) => search_cmd::run(a).await,
         Cmd::Rules { cmd } => rules_cmd::run(cmd).await,
+        Cmd::User { cmd } => identity_cmd::user(cmd).await,
+        Cmd::Sso { cmd } => identity_cmd::sso(cmd).await,
         Cmd::Analyze { cmd } => analyze::run(cmd),
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;

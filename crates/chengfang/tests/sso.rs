@@ -181,12 +181,57 @@ async fn walk_checklist(env: &[(&str, String)]) {
     }))
     .await;
     assert_eq!(s, 201, "{high}");
-    let (s, svc) = register(serde_json::json!({
-        "client_id": "traffic-analytics", "name": "Traffic analytics",
-        "grant_types": ["client_credentials"], "service_scopes": ["events.read"],
-    }))
-    .await;
-    assert_eq!(s, 201, "{svc}");
+    // The service client through the CLI, as an administrator at a terminal would.
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, &admin).unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .env("CHENGFANG_URL", &srv.url)
+            .env("CHENGFANG_TOKEN_FILE", &token_file)
+            .env("CHENGFANG_CA", dir.join("ca/ca.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let svc: serde_json::Value = serde_json::from_str(&cli(&[
+        "sso",
+        "register",
+        "--name",
+        "Traffic analytics",
+        "--client-id",
+        "traffic-analytics",
+        "--grant",
+        "client_credentials",
+        "--service-scope",
+        "events.read",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(svc["client_secret"].as_str().unwrap().starts_with("cfc_"));
+    let table = cli(&["sso", "clients"]);
+    for id in [
+        "city-portal",
+        "citizen-app",
+        "health-records",
+        "traffic-analytics",
+    ] {
+        assert!(table.contains(id), "{table}");
+    }
+    assert!(
+        table.contains("public") && table.contains("high"),
+        "{table}"
+    );
+    let users = cli(&["user", "list"]);
+    assert!(
+        users.contains("li.na") && users.contains("zhang.wei"),
+        "{users}"
+    );
     for (bad, why) in [
         (
             serde_json::json!({"name": "x", "redirect_uris": ["https://a.test/cb"], "id_token_alg": "none"}),
