@@ -64,7 +64,7 @@ impl Principal {
 }
 
 /// The actions the foundation knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Read ledger records, checkpoints, proofs and reports.
     ReadAudit,
@@ -175,22 +175,44 @@ pub fn authorize(
     principal: &Principal,
     action: Action,
 ) -> Result<Authorized, crate::PlatformError> {
+    type Memo = std::collections::HashMap<(u8, bool, Action), cf_authz::Verdict>;
     static POLICIES: std::sync::LazyLock<cf_authz::Policies> =
         std::sync::LazyLock::new(cf_authz::Policies::builtin);
-    let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
-    let subject = cf_authz::Subject {
-        id: &principal.id,
-        roles: &roles,
-        must_change: principal.must_change,
+    // The built-in policies read only the roles, `must_change`, the action and the default
+    // context (a test checks they name no principal), so a decision is a pure function of those
+    // and is computed once per combination: 2^4 role sets × 2 × the actions.
+    static MEMO: std::sync::LazyLock<std::sync::RwLock<Memo>> =
+        std::sync::LazyLock::new(Default::default);
+    let mask = principal
+        .roles
+        .iter()
+        .map(|r| 1u8 << Role::ALL.iter().position(|x| x == r).unwrap_or(7))
+        .fold(0, |a, b| a | b);
+    let key = (mask, principal.must_change, action);
+    let cached = MEMO.read().ok().and_then(|m| m.get(&key).cloned());
+    let verdict = match cached {
+        Some(v) => v,
+        None => {
+            let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+            let subject = cf_authz::Subject {
+                id: &principal.id,
+                roles: &roles,
+                must_change: principal.must_change,
+            };
+            let v = POLICIES
+                .decide(
+                    &subject,
+                    action.as_str(),
+                    "platform",
+                    &cf_authz::AccessContext::default(),
+                )
+                .map_err(|e| crate::PlatformError::Internal(e.to_string()))?;
+            if let Ok(mut m) = MEMO.write() {
+                m.insert(key, v.clone());
+            }
+            v
+        }
     };
-    let verdict = POLICIES
-        .decide(
-            &subject,
-            action.as_str(),
-            "platform",
-            &cf_authz::AccessContext::default(),
-        )
-        .map_err(|e| crate::PlatformError::Internal(e.to_string()))?;
     if !verdict.allowed {
         if verdict
             .reasons
@@ -216,6 +238,58 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memoised_decisions_equal_fresh_ones_for_every_combination() {
+        // The memo is only sound while the built-in policies name no principal.
+        assert!(!cf_authz::DEFAULT_POLICIES.contains("Principal::\""));
+        let policies = cf_authz::Policies::builtin();
+        let actions = [
+            Action::ReadAudit,
+            Action::ManageTokens,
+            Action::RotateBootstrap,
+            Action::UseKeys,
+            Action::ManageKeys,
+            Action::ManageUsers,
+            Action::OwnAccount,
+            Action::ReadAlerts,
+            Action::ManageRules,
+        ];
+        for mask in 0u8..16 {
+            for must_change in [false, true] {
+                let roles: Vec<Role> = Role::ALL
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, r)| *r)
+                    .collect();
+                let p = Principal {
+                    id: format!("user:m{mask}"),
+                    roles: roles.clone(),
+                    must_change,
+                };
+                let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                for a in actions {
+                    // Twice: the second answer comes from the memo.
+                    for _ in 0..2 {
+                        let fresh = policies
+                            .decide(
+                                &cf_authz::Subject {
+                                    id: &p.id,
+                                    roles: &names,
+                                    must_change,
+                                },
+                                a.as_str(),
+                                "platform",
+                                &cf_authz::AccessContext::default(),
+                            )
+                            .unwrap();
+                        assert_eq!(authorize(&p, a).is_ok(), fresh.allowed, "{p:?} {a:?}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn admin_is_not_auditor() {

@@ -100,6 +100,12 @@ pub enum BenchCmd {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Argon2id memory for the login measurement, KiB (Keycloak's benchmark used 7168).
+        #[arg(long, default_value_t = 19456)]
+        argon2_memory_kib: u32,
+        /// Argon2id passes (Keycloak's benchmark used 5).
+        #[arg(long, default_value_t = 2)]
+        argon2_passes: u32,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -490,9 +496,22 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
             field_bytes,
             json,
         } => bench_kms(seconds, field_bytes, json),
-        BenchCmd::Identity { seconds, json } => crate::bench_identity::run(seconds, json)
-            .await
-            .map(|()| true),
+        BenchCmd::Identity {
+            seconds,
+            argon2_memory_kib,
+            argon2_passes,
+            json,
+        } => crate::bench_identity::run(
+            seconds,
+            cf_identity::password::Costs {
+                m_kib: argon2_memory_kib,
+                t: argon2_passes,
+                p: 1,
+            },
+            json,
+        )
+        .await
+        .map(|()| true),
         BenchCmd::AppendLoop { data_dir, count } => append_loop(data_dir, count).await,
         BenchCmd::Events {
             syslog,
