@@ -8,5 +8,6 @@
 pub mod oidc;
 pub mod otp;
 pub mod password;
+pub mod risk;
 pub mod session;
 pub mod throttle;

@@ -77,6 +77,9 @@ struct UserDoc {
     created: Timestamp,
     #[serde(default)]
     reset: Option<ResetState>,
+    /// What the risk engine remembers of the account's sign-ins.
+    #[serde(default)]
+    risk: cf_identity::risk::Profile,
 }
 
 /// A pending self-service reset: the code's hash, its expiry and the attempts left.
@@ -206,6 +209,8 @@ struct Inner {
     subjects:
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Subject>)>>,
     generation: std::sync::atomic::AtomicU64,
+    geo: std::sync::OnceLock<Arc<dyn crate::ports::GeoLookup>>,
+    risk_policy: std::sync::OnceLock<cf_identity::risk::RiskPolicy>,
 }
 
 /// How long a checked account is trusted without reading it again.
@@ -267,8 +272,24 @@ impl IdentityService {
                 events: std::sync::OnceLock::new(),
                 subjects: std::sync::Mutex::default(),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                geo: std::sync::OnceLock::new(),
+                risk_policy: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Locate sign-in addresses with `geo` for the risk engine (set once at start).
+    pub fn set_geo(&self, geo: Arc<dyn crate::ports::GeoLookup>) {
+        let _ = self.inner.geo.set(geo);
+    }
+
+    /// The risk policy (set once at start; the default otherwise).
+    pub fn set_risk_policy(&self, p: cf_identity::risk::RiskPolicy) {
+        let _ = self.inner.risk_policy.set(p);
+    }
+
+    fn risk_policy(&self) -> cf_identity::risk::RiskPolicy {
+        self.inner.risk_policy.get().copied().unwrap_or_default()
     }
 
     /// Send logins and account changes to the detectors through `logs` (set once at start).
@@ -467,6 +488,7 @@ impl IdentityService {
             recovery: None,
             created: now,
             reset: None,
+            risk: cf_identity::risk::Profile::default(),
         };
         let r = self
             .inner
@@ -569,6 +591,47 @@ impl IdentityService {
             .await?;
             return Err(fail());
         }
+        // Risk (AUZ-2, AUZ-5): the sign-in against the account's own history.
+        let policy = self.risk_policy();
+        let located = self
+            .inner
+            .geo
+            .get()
+            .and_then(|g| g.locate(&ctx.source_addr));
+        let obs = cf_identity::risk::Observation {
+            time_s: secs(now),
+            network: cf_identity::risk::network_of(&ctx.source_addr),
+            device: cf_identity::risk::device_of(device),
+            country: located.as_ref().and_then(|g| g.country.clone()),
+            coords: located.as_ref().and_then(|g| g.coords),
+        };
+        // The throttle already counts this attempt as a failure until it succeeds.
+        let failures = self
+            .inner
+            .throttle
+            .account_failures(username, secs(now))
+            .saturating_sub(1);
+        let risk = cf_identity::risk::assess(&u.risk, &obs, failures, &policy);
+        let enrolled = u.totp.as_ref().is_some_and(|t| t.confirmed);
+        let refuse = match risk.decision {
+            cf_identity::risk::Decision::Deny => Some("risk: denied"),
+            cf_identity::risk::Decision::StepUp if !enrolled => {
+                Some("risk: a second factor is needed and none is enrolled")
+            }
+            _ => None,
+        };
+        if let Some(why) = refuse {
+            self.audit_login(
+                ctx,
+                username,
+                Outcome::Denied,
+                serde_json::json!({"reason": why, "risk": risk}),
+            )
+            .await?;
+            return Err(PlatformError::Unauthenticated(
+                "sign-in refused: it does not match how this account usually signs in (device, place or time); use a second factor or contact the service desk".into(),
+            ));
+        }
         let mut mfa = false;
         if let Some(t) = u.totp.clone().filter(|t| t.confirmed) {
             let Some(code) = otp else {
@@ -607,8 +670,22 @@ impl IdentityService {
                 }
             }
             mfa = true;
-            self.save(&u, &doc).await?;
         }
+        u.risk.record(obs.clone(), &policy);
+        let mut saved = self.save(&u, &doc).await;
+        // A concurrent sign-in of the same account changed the record: the risk profile is merged
+        // into the fresh one. With a second factor used, the conflict is returned instead, as the
+        // other sign-in may have used the same code.
+        let mut tries = 0;
+        while matches!(saved, Err(PlatformError::Conflict(_))) && !mfa && tries < 3 {
+            tries += 1;
+            let Some((mut fresh, fdoc)) = self.user(username).await? else {
+                return Err(fail());
+            };
+            fresh.risk.record(obs.clone(), &policy);
+            saved = self.save(&fresh, &fdoc).await;
+        }
+        saved?;
         self.inner.throttle.succeeded(attempt);
         let (session, info, ended) = self
             .start_session(&u.username, device, &ctx.source_addr, mfa)
@@ -617,7 +694,7 @@ impl IdentityService {
             ctx,
             username,
             Outcome::Success,
-            serde_json::json!({"session": info.handle, "mfa": mfa, "ended": ended}),
+            serde_json::json!({"session": info.handle, "mfa": mfa, "ended": ended, "risk": risk}),
         )
         .await?;
         Ok(LoginOk {

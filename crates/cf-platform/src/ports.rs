@@ -456,6 +456,23 @@ pub trait CodeSender: Send + Sync + std::fmt::Debug {
     async fn send(&self, username: &str, purpose: &str, code: &str) -> Result<(), BusError>;
 }
 
+/// Where an address is (AUZ-5): an IP-geolocation database in production (CC0 country data or
+/// CC-BY city data read by the binary), a table in tests.
+pub trait GeoLookup: Send + Sync + std::fmt::Debug {
+    /// Country and, when the database has them, coordinates; `None` for private or unknown
+    /// addresses.
+    fn locate(&self, ip: &str) -> Option<GeoPoint>;
+}
+
+/// A located address.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GeoPoint {
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    /// Latitude, longitude.
+    pub coords: Option<(f64, f64)>,
+}
+
 /// One event as kept for search (SA-1, AUD-1): the bus event, plus the fields analysts filter on
 /// most, lifted out of its payload so the store can index them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1382,6 +1382,178 @@ async fn identity_service(s: Arc<SqlStore>) {
 }
 on_both!(identity_rows, identity_service);
 
+/// Places for the login risk test.
+#[derive(Debug)]
+struct TableGeo;
+
+impl cf_platform::ports::GeoLookup for TableGeo {
+    fn locate(&self, ip: &str) -> Option<cf_platform::ports::GeoPoint> {
+        let (country, coords) = if ip.starts_with("10.20.") {
+            ("CN", (39.90, 116.40))
+        } else if ip.starts_with("203.0.113.") {
+            ("US", (40.71, -74.01))
+        } else if ip.starts_with("198.51.100.") {
+            ("JP", (35.68, 139.69))
+        } else {
+            return None;
+        };
+        Some(cf_platform::ports::GeoPoint {
+            country: Some(country.into()),
+            coords: Some(coords),
+        })
+    }
+}
+
+/// The login risk engine on each backend (AUZ-2, AUZ-5, AUZ-7): the profile is kept with the
+/// account, impossible travel is refused, a risky sign-in without a second factor is refused,
+/// the usual one still works, and every decision is audited with its reasons.
+async fn identity_risk(s: Arc<SqlStore>) {
+    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::tokens::RequestContext;
+    let (signer, _, alarms, metrics, _bus) = ledger_parts();
+    let start = Timestamp::parse_rfc3339("2026-11-02T01:00:00Z").unwrap();
+    let manual = Arc::new(ManualClock::new(start));
+    let clock: SharedClock = manual.clone();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
+        .await
+        .unwrap();
+    let id = IdentityService::new(
+        s.clone(),
+        ledger.clone(),
+        clock.clone(),
+        Arc::new(cf_crypto::OsRng),
+        cf_identity::password::Costs {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        },
+        [7; 32],
+        None,
+    )
+    .unwrap();
+    id.set_geo(Arc::new(TableGeo));
+    let admin = Principal {
+        id: "tok-admin".into(),
+        roles: vec![authz::Role::Admin],
+        must_change: false,
+    };
+    let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
+    let (_, pw, _) = id
+        .create_user(
+            &manage,
+            &RequestContext::internal(),
+            NewUser {
+                username: "sun.li".into(),
+                display_name: "Sun Li".into(),
+                domain: "government".into(),
+                org: "transport".into(),
+                roles: vec!["operator".into()],
+                valid_until: None,
+            },
+        )
+        .await
+        .unwrap();
+    let from = |ip: &str| RequestContext {
+        source_addr: ip.into(),
+        request_id: "r".into(),
+    };
+    // A week of ordinary mornings in the Beijing office.
+    for _ in 0..7 {
+        id.login(
+            &from("10.20.30.40"),
+            "sun.li",
+            pw.expose(),
+            None,
+            "Firefox/140",
+        )
+        .await
+        .unwrap();
+        manual.advance(Duration::from_secs(86_400));
+    }
+    // An hour later, New York with a script: impossible travel, refused.
+    id.login(
+        &from("10.20.30.41"),
+        "sun.li",
+        pw.expose(),
+        None,
+        "Firefox/140",
+    )
+    .await
+    .unwrap();
+    manual.advance(Duration::from_secs(3600));
+    let err = id
+        .login(
+            &from("203.0.113.8"),
+            "sun.li",
+            pw.expose(),
+            None,
+            "curl/8.5",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sign-in refused"), "{err}");
+    // Two days on, Tokyo on a new laptop: not impossible, but new device, network and country
+    // need a second factor, which this account does not have.
+    manual.advance(Duration::from_secs(2 * 86_400));
+    let err = id
+        .login(
+            &from("198.51.100.7"),
+            "sun.li",
+            pw.expose(),
+            None,
+            "Edge/141",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("second factor"), "{err}");
+    // The usual place and client still get in.
+    id.login(
+        &from("10.20.30.40"),
+        "sun.li",
+        pw.expose(),
+        None,
+        "Firefox/140",
+    )
+    .await
+    .unwrap();
+    // Every decision is in the ledger with its reasons.
+    let entries = s.ledger_entries(0, 10_000).await.unwrap();
+    let logins: Vec<serde_json::Value> = entries
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.body).ok())
+        .map(|v| {
+            if v["record"].is_object() {
+                v["record"].clone()
+            } else {
+                v
+            }
+        })
+        .filter(|r| r["event_type"] == "auth.login")
+        .collect();
+    assert_eq!(logins.len(), 11, "{logins:?}");
+    let denied: Vec<&serde_json::Value> =
+        logins.iter().filter(|r| r["result"] == "denied").collect();
+    assert_eq!(denied.len(), 2);
+    let factors = |r: &serde_json::Value| -> Vec<String> {
+        r["detail"]["risk"]["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(factors(denied[0]).contains(&"impossible_travel".to_string()));
+    assert_eq!(denied[0]["detail"]["risk"]["decision"], "deny");
+    assert_eq!(
+        factors(denied[1]),
+        ["new_device", "new_network", "new_country"]
+    );
+    assert_eq!(denied[1]["detail"]["risk"]["decision"], "step_up");
+    assert_eq!(logins.last().unwrap()["detail"]["risk"]["score"], 0);
+    ledger.shutdown().await;
+}
+on_both!(identity_risk_rows, identity_risk);
+
 /// The alert book counts each alert event once, whoever delivers it twice (a bus redelivery
 /// after a crash, a retroactive hunt run again), on both backends.
 async fn alert_book(s: Arc<SqlStore>) {

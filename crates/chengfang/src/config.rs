@@ -294,6 +294,24 @@ pub const FIELDS: &[Field] = &[
         doc: "Argon2id parallelism for user passwords.",
     },
     Field {
+        path: "identity.geoip_database",
+        kind: Kind::Str,
+        default: "",
+        doc: "IP-geolocation database (`.mmdb`) for the login risk engine's new-country and impossible-travel factors: the CC0 country file of `npm pack @ip-location-db/geo-whois-asn-country-mmdb`, or DB-IP city data (CC-BY 4.0: show the attribution) for coordinates. Empty: those factors are not assessed.",
+    },
+    Field {
+        path: "identity.risk_step_up_at",
+        kind: Kind::Int(1, 100),
+        default: "50",
+        doc: "Login risk score (0-100) from which a second factor is required; accounts without one are refused. New device 25, new network 15, new country 25, unusual hour 15, impossible travel 60, velocity 20, failed attempts 10/25.",
+    },
+    Field {
+        path: "identity.risk_deny_at",
+        kind: Kind::Int(1, 100),
+        default: "80",
+        doc: "Login risk score from which the sign-in is refused whatever the factors offered.",
+    },
+    Field {
         path: "detect.internal_networks",
         kind: Kind::Str,
         default: "\"10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,fc00::/7,fe80::/10,::1/128\"",
@@ -395,6 +413,10 @@ pub struct Config {
     pub internal_networks: Vec<cf_detect::netbase::IpNet>,
     /// Argon2id costs for user passwords.
     pub argon2: cf_identity::password::Costs,
+    /// IP-geolocation database for the risk engine.
+    pub geoip_database: Option<PathBuf>,
+    /// Login risk thresholds.
+    pub risk: cf_identity::risk::RiskPolicy,
     /// Event store: directory (`None`: `<data_dir>/events`) and retention in days.
     pub events: (Option<PathBuf>, u32),
     /// Syslog listeners (UDP, TCP).
@@ -837,6 +859,14 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect(),
+        geoip_database: Some(s("identity.geoip_database"))
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from),
+        risk: cf_identity::risk::RiskPolicy {
+            step_up_at: u32::try_from(i("identity.risk_step_up_at")).unwrap_or(50),
+            deny_at: u32::try_from(i("identity.risk_deny_at")).unwrap_or(80),
+            ..Default::default()
+        },
         argon2: cf_identity::password::Costs {
             m_kib: u32::try_from(i("identity.argon2_memory_kib")).unwrap_or(19 * 1024),
             t: u32::try_from(i("identity.argon2_passes")).unwrap_or(2),

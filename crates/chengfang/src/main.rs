@@ -16,6 +16,7 @@ mod demo_net;
 mod demo_soc;
 mod devices_cmd;
 mod discover;
+mod geoip;
 mod hunt;
 mod identity_cmd;
 mod ingest_cmd;

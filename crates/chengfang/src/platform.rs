@@ -149,6 +149,10 @@ impl Platform {
         .with_concurrency(cfg.ingest_concurrency)
         .with_internal_networks(cfg.internal_networks.clone());
         identity.set_events(logs.clone());
+        identity.set_risk_policy(cfg.risk);
+        if let Some(path) = &cfg.geoip_database {
+            identity.set_geo(Arc::new(crate::geoip::MmdbGeo::open(path)?));
+        }
         let alerts =
             cf_platform::alerts::AlertBook::new(store.clone(), ledger.clone(), clock.clone());
         let events_dir = cfg.events_dir();
