@@ -266,8 +266,13 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    let computed = B64.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = pkce_s256_challenge(verifier);
     well_formed && cf_crypto::ct_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+/// The S256 challenge of a PKCE verifier (what a client sends with its authorization request).
+pub fn pkce_s256_challenge(verifier: &str) -> String {
+    B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// Whether a PKCE challenge is well formed (43 base64url characters of a SHA-256 digest).

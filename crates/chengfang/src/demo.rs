@@ -106,6 +106,11 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     .await?;
     let ep = bind(&cfg, &p).await?;
     let url = ep.url.clone();
+    p.oidc.set_issuer(&url);
+    // The simulated city's address plan stands in for a geolocation database unless one is set.
+    if cfg.geoip_database.is_none() {
+        p.identity.set_geo(Arc::new(crate::demo_sso::DemoGeo));
+    }
     let mut sim = cf_sim::Simulation::new(2026, 25);
     println!("Chengfang demo — a simulated city under attack, served at {url}");
     println!("  data directory {}", p.dir.root().display());
@@ -275,6 +280,7 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
         admin: &admin,
     };
     crate::demo_soc::run(&ctx).await?;
+    crate::demo_sso::run(&ctx, &std::fs::read_to_string(p.dir.ca_cert())?).await?;
     crate::demo_net::run(&ctx).await?;
 
     let started = Instant::now();

@@ -14,6 +14,7 @@ mod demo_data;
 mod demo_devices;
 mod demo_net;
 mod demo_soc;
+mod demo_sso;
 mod devices_cmd;
 mod discover;
 mod geoip;

@@ -1964,6 +1964,9 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
     ]);
     assert_eq!(code, 0, "{out}");
     for want in [
+        "signs in to the portal from the Beijing office (code flow + PKCE)",
+        "from New York with a script: refused",
+        "20 password-spraying source(s)",
         "graded sensitive_personal",
         "admin decrypting -> 403",
         "sees [standard]",
