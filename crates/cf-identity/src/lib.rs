@@ -9,5 +9,6 @@ pub mod oidc;
 pub mod otp;
 pub mod password;
 pub mod risk;
+pub mod scim;
 pub mod session;
 pub mod throttle;
