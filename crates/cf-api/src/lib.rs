@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod rules;
+pub mod scim;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub identity: cf_platform::identity::IdentityService,
     /// The OpenID Connect provider (single sign-on for the city's applications).
     pub oidc: cf_platform::oidc::OidcProvider,
+    /// SCIM provisioning.
+    pub scim: cf_platform::scim::ScimService,
     /// Log intake.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -224,6 +227,27 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .route("/api/v1/oidc/clients/{id}", delete(oidc::remove_client))
         .route("/api/v1/oidc/keys/rotate", post(oidc::rotate_keys))
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(scim::resource_types))
+        .route(
+            "/scim/v2/ResourceTypes/{name}",
+            get(scim::resource_type_one),
+        )
+        .route("/scim/v2/Schemas", get(scim::schemas))
+        .route("/scim/v2/Schemas/{id}", get(scim::schema_one))
+        .route("/scim/v2/Bulk", post(scim::bulk))
+        .route("/scim/v2/{res}", get(scim::list).post(scim::create))
+        .route("/scim/v2/{res}/.search", post(scim::search))
+        .route(
+            "/scim/v2/{res}/{id}",
+            get(scim::get)
+                .put(scim::replace)
+                .patch(scim::patch)
+                .delete(scim::delete),
+        )
         .route(
             "/api/v1/users/{username}/disable",
             post(identity::disable_user),

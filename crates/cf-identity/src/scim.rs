@@ -292,13 +292,40 @@ pub fn parse_filter(s: &str) -> Result<Filter, ScimError> {
     Ok(f)
 }
 
-/// Strip a schema URN prefix from an attribute path (`urn:…:User:userName` → `userName`).
-fn strip_urn(path: &str) -> &str {
-    if path.starts_with("urn:") {
-        // The attribute follows the last ':' that precedes a letter-led name.
-        path.rsplit_once(':').map_or(path, |(_, a)| a)
-    } else {
-        path
+/// Core schemas: their attributes sit at the top of a resource.
+pub const CORE_SCHEMAS: [&str; 2] = [
+    "urn:ietf:params:scim:schemas:core:2.0:User",
+    "urn:ietf:params:scim:schemas:core:2.0:Group",
+];
+/// Extension schemas: their attributes sit in an object named by the URN.
+pub const EXTENSIONS: [&str; 1] = ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+
+/// An attribute path in dotted form relative to the resource: a core URN prefix is dropped, an
+/// extension's URN becomes the first segment (`urn:…:enterprise:2.0:User:department` →
+/// (`urn:…:enterprise:2.0:User`, `department`)).
+fn resolve(path: &str) -> (String, Option<String>) {
+    let lower = path.to_ascii_lowercase();
+    for c in CORE_SCHEMAS {
+        if lower.starts_with(&(c.to_ascii_lowercase() + ":")) {
+            let rest = &path[c.len() + 1..];
+            return match rest.split_once('.') {
+                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                None => (rest.to_string(), None),
+            };
+        }
+    }
+    for e in EXTENSIONS {
+        let el = e.to_ascii_lowercase();
+        if lower == el {
+            return (e.to_string(), None);
+        }
+        if lower.starts_with(&(el + ":")) {
+            return (e.to_string(), Some(path[e.len() + 1..].to_string()));
+        }
+    }
+    match path.split_once('.') {
+        Some((a, b)) => (a.to_string(), Some(b.to_string())),
+        None => (path.to_string(), None),
     }
 }
 
@@ -313,9 +340,13 @@ pub fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
 /// The values an attribute path reaches (`name.givenName`, `emails.value`): multi-valued
 /// attributes fan out.
 pub fn values_at<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = strip_urn(path);
+    let (top, rest) = resolve(path);
+    let mut parts = vec![top];
+    if let Some(r) = rest {
+        parts.extend(r.split('.').map(str::to_string));
+    }
     let mut cur = vec![v];
-    for part in path.split('.') {
+    for part in &parts {
         let mut next = Vec::new();
         for c in cur {
             match get_ci(c, part) {
@@ -330,7 +361,12 @@ pub fn values_at<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
 }
 
 fn case_exact(attr: &str) -> bool {
-    let a = strip_urn(attr).to_ascii_lowercase();
+    let (a, rest) = resolve(attr);
+    let a = match rest {
+        Some(r) => format!("{a}.{r}"),
+        None => a,
+    }
+    .to_ascii_lowercase();
     matches!(a.as_str(), "id" | "externalid" | "meta.version")
 }
 
@@ -441,13 +477,13 @@ pub fn parse_path(p: &str) -> Result<PatchPath, ScimError> {
         }
         None => (p, None, None),
     };
-    let head = strip_urn(head);
-    if head.is_empty() {
+    let (attr, head_sub) = resolve(head);
+    if attr.is_empty() {
         return Err(err("invalidPath", format!("`{p}` names no attribute")));
     }
-    let (attr, sub) = match (head.split_once('.'), tail) {
-        (Some((a, s)), None) => (a.to_string(), Some(s.to_string())),
-        (None, t) => (head.to_string(), t.map(str::to_string)),
+    let sub = match (head_sub, tail) {
+        (Some(s), None) => Some(s),
+        (None, t) => t.map(str::to_string),
         (Some(_), Some(_)) => return Err(err("invalidPath", format!("`{p}` is too deep"))),
     };
     Ok(PatchPath { attr, filter, sub })
@@ -638,13 +674,7 @@ pub fn project(resource: &Value, attributes: &[String], excluded: &[String]) -> 
             .iter()
             .any(|a| a.eq_ignore_ascii_case(k))
     };
-    let top = |a: &String| {
-        strip_urn(a)
-            .split('.')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    };
+    let top = |a: &String| resolve(a).0.to_ascii_lowercase();
     let mut out = serde_json::Map::new();
     for (k, v) in o {
         let kl = k.to_ascii_lowercase();
@@ -654,7 +684,7 @@ pub fn project(resource: &Value, attributes: &[String], excluded: &[String]) -> 
             always(k)
                 || !excluded
                     .iter()
-                    .any(|a| top(a) == kl && !strip_urn(a).contains('.'))
+                    .any(|a| top(a) == kl && resolve(a).1.is_none())
         };
         if keep {
             out.insert(k.clone(), v.clone());
@@ -824,6 +854,45 @@ mod tests {
         );
         apply_patch(&mut u, "remove", Some("name.givenName"), None).unwrap();
         assert!(u["name"].get("givenName").is_none());
+    }
+
+    #[test]
+    fn extension_attributes_live_under_their_urn() {
+        let ext = EXTENSIONS[0];
+        let mut u = user();
+        apply_patch(
+            &mut u,
+            "add",
+            Some(&format!("{ext}:department")),
+            Some(&json!("Water")),
+        )
+        .unwrap();
+        assert_eq!(u[ext]["department"], "Water");
+        assert!(
+            parse_filter(&format!("{ext}:department eq \"water\""))
+                .unwrap()
+                .matches(&u)
+        );
+        apply_patch(
+            &mut u,
+            "replace",
+            Some(ext),
+            Some(&json!({"organization": "City"})),
+        )
+        .unwrap();
+        assert_eq!(u[ext]["organization"], "City");
+        apply_patch(&mut u, "remove", Some(&format!("{ext}:department")), None).unwrap();
+        assert!(u[ext].get("department").is_none());
+        apply_patch(&mut u, "remove", Some(ext), None).unwrap();
+        assert!(u.get(ext).is_none());
+        apply_patch(
+            &mut u,
+            "replace",
+            Some("urn:ietf:params:scim:schemas:core:2.0:User:name.familyName"),
+            Some(&json!("K")),
+        )
+        .unwrap();
+        assert_eq!(u["name"]["familyName"], "K");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod oidc;
 pub mod ports;
 pub mod report;
 pub mod rules;
+pub mod scim;
 pub mod sigma;
 pub mod tokens;
 pub mod verify;

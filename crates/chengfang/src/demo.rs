@@ -107,6 +107,7 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     let ep = bind(&cfg, &p).await?;
     let url = ep.url.clone();
     p.oidc.set_issuer(&url);
+    p.scim.set_base(&url);
     // The simulated city's address plan stands in for a geolocation database unless one is set.
     if cfg.geoip_database.is_none() {
         p.identity.set_geo(Arc::new(crate::demo_sso::DemoGeo));

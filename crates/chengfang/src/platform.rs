@@ -40,6 +40,8 @@ pub struct Platform {
     pub identity: cf_platform::identity::IdentityService,
     /// The OpenID Connect provider.
     pub oidc: cf_platform::oidc::OidcProvider,
+    /// SCIM provisioning.
+    pub scim: cf_platform::scim::ScimService,
     /// Log intake shared by syslog sockets and HTTPS batches.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -140,6 +142,13 @@ impl Platform {
                 .as_deref()
                 .unwrap_or(&format!("https://{}", cfg.listen)),
         );
+        let scim = cf_platform::scim::ScimService::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            identity.clone(),
+        );
         let logs = cf_platform::logs::LogIntake::new(
             bus.clone(),
             clock.clone(),
@@ -233,6 +242,7 @@ impl Platform {
             logs,
             identity,
             oidc,
+            scim,
             devices,
             mqtt: std::sync::Mutex::new(mqtt),
             data,
@@ -267,6 +277,7 @@ impl Platform {
             devices: self.devices.clone(),
             identity: self.identity.clone(),
             oidc: self.oidc.clone(),
+            scim: self.scim.clone(),
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
             rules: self.rules.clone(),
@@ -485,6 +496,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let ep = bind(&cfg, &p).await?;
     p.oidc
         .set_issuer(cfg.public_url.as_deref().unwrap_or(&ep.url));
+    p.scim
+        .set_base(cfg.public_url.as_deref().unwrap_or(&ep.url));
     println!("Chengfang serving on {}", ep.url);
     println!("  data directory  {}", p.dir.root().display());
     println!(
