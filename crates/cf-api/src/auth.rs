@@ -96,7 +96,10 @@ impl Caller {
         action: Action,
     ) -> Result<Authorized, ApiError> {
         match authz::authorize(&self.principal, action) {
-            Ok(a) => Ok(a),
+            Ok(a) => {
+                state.rights.note(&self.principal.id, action);
+                Ok(a)
+            }
             Err(e) => {
                 state
                     .tokens

@@ -268,3 +268,25 @@ pub async fn reset_complete(
         .await?;
     Ok(Ack::ok(receipt, serde_json::json!({"reset": true})))
 }
+
+/// The review period.
+#[derive(Debug, Deserialize)]
+pub struct Period {
+    /// Days back from now (default 90).
+    #[serde(default)]
+    pub days: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/rights/report", tag = "identity", params(("days" = Option<i64>, Query, description = "review period in days (default 90)")), responses((status = 200, description = "Rights-compliance findings: unused roles, toxic combinations, roles beyond the peer group (AUZ-6)")))]
+pub async fn rights_report(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(p): axum::extract::Query<Period>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ReadAudit).await?;
+    Ok(Json(
+        s.rights
+            .report(&auth, &caller.ctx, p.days.unwrap_or(90))
+            .await?,
+    ))
+}

@@ -65,6 +65,8 @@ pub struct AppState {
     pub oidc: cf_platform::oidc::OidcProvider,
     /// SCIM provisioning.
     pub scim: cf_platform::scim::ScimService,
+    /// Rights use and the compliance report.
+    pub rights: cf_platform::rights::RightsService,
     /// Log intake.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -227,6 +229,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .route("/api/v1/oidc/clients/{id}", delete(oidc::remove_client))
         .route("/api/v1/oidc/keys/rotate", post(oidc::rotate_keys))
+        .route("/api/v1/rights/report", get(identity::rights_report))
         .route(
             "/scim/v2/ServiceProviderConfig",
             get(scim::service_provider_config),

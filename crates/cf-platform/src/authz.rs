@@ -113,6 +113,31 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 21] = [
+        Action::ReadAudit,
+        Action::ManageTokens,
+        Action::RotateBootstrap,
+        Action::PublishEvents,
+        Action::ReadMetrics,
+        Action::ManageKeys,
+        Action::UseKeys,
+        Action::ManageDatasets,
+        Action::ReadData,
+        Action::ApproveExports,
+        Action::TraceLeaks,
+        Action::ManageDevices,
+        Action::ReadDevices,
+        Action::QuarantineDevices,
+        Action::ManageUsers,
+        Action::OwnAccount,
+        Action::ReadAlerts,
+        Action::HandleAlerts,
+        Action::SearchEvents,
+        Action::ReadRules,
+        Action::ManageRules,
+    ];
+
     /// Stable name, used in audit records.
     pub fn as_str(self) -> &'static str {
         match self {

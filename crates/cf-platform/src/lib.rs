@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod ports;
 pub mod report;
+pub mod rights;
 pub mod rules;
 pub mod scim;
 pub mod sigma;

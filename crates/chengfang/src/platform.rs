@@ -42,6 +42,8 @@ pub struct Platform {
     pub oidc: cf_platform::oidc::OidcProvider,
     /// SCIM provisioning.
     pub scim: cf_platform::scim::ScimService,
+    /// Rights use and compliance.
+    pub rights: cf_platform::rights::RightsService,
     /// Log intake shared by syslog sockets and HTTPS batches.
     pub logs: cf_platform::logs::LogIntake,
     /// The alert book.
@@ -149,6 +151,12 @@ impl Platform {
             Arc::new(cf_crypto::OsRng),
             identity.clone(),
         );
+        let rights = cf_platform::rights::RightsService::new(
+            store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            identity.clone(),
+        );
         let logs = cf_platform::logs::LogIntake::new(
             bus.clone(),
             clock.clone(),
@@ -243,6 +251,7 @@ impl Platform {
             identity,
             oidc,
             scim,
+            rights,
             devices,
             mqtt: std::sync::Mutex::new(mqtt),
             data,
@@ -278,6 +287,7 @@ impl Platform {
             identity: self.identity.clone(),
             oidc: self.oidc.clone(),
             scim: self.scim.clone(),
+            rights: self.rights.clone(),
             logs: self.logs.clone(),
             alerts: self.alerts.clone(),
             rules: self.rules.clone(),
@@ -305,8 +315,10 @@ impl Platform {
                 stats,
             )));
         }
-        // Expired authorization codes, tokens and grants are deleted once a minute.
+        // Once a minute: expired authorization codes, tokens and grants are deleted, and the
+        // rights use noted on this node is saved.
         let oidc = self.oidc.clone();
+        let rights = self.rights.clone();
         let mut st = stop.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -316,6 +328,9 @@ impl Platform {
                 }
                 if let Err(e) = oidc.prune().await {
                     tracing::warn!(error = %e, "pruning expired OIDC tokens failed");
+                }
+                if let Err(e) = rights.flush().await {
+                    tracing::warn!(error = %e, "saving rights use failed");
                 }
             }
         }));
