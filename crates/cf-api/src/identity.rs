@@ -219,6 +219,35 @@ pub async fn enable_user(
     ))
 }
 
+/// A real-name verification result.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RealNameBody {
+    /// 0 (none) to 3 (face or in-person check).
+    pub level: u8,
+    /// How the person was verified (`ctid`, `bank-card`, `counter` …).
+    pub method: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{username}/real-name", tag = "identity", params(("username" = String, Path)), request_body = RealNameBody, responses((status = 200, description = "Recorded; applications requiring this level accept the account")))]
+pub async fn set_real_name(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    b: JsonBody<RealNameBody>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let r = body(b)?;
+    let rc = s
+        .identity
+        .set_real_name(&auth, &caller.ctx, &username, r.level, &r.method)
+        .await?;
+    Ok(Ack::ok(
+        rc,
+        serde_json::json!({"username": username, "real_name_level": r.level}),
+    ))
+}
+
 /// Who forgot their password.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -259,6 +259,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/api/v1/users/{username}/enable",
             post(identity::enable_user),
         )
+        .route(
+            "/api/v1/users/{username}/real-name",
+            post(identity::set_real_name),
+        )
         .route("/.well-known/est/cacerts", get(devices::est_cacerts))
         .route("/.well-known/est/simpleenroll", post(devices::est_enroll))
         .route(

@@ -80,6 +80,22 @@ struct UserDoc {
     /// What the risk engine remembers of the account's sign-ins.
     #[serde(default)]
     risk: cf_identity::risk::Profile,
+    /// Real-name verification (IDM-4).
+    #[serde(default)]
+    real_name: Option<RealName>,
+}
+
+/// How far the person behind an account has been identified (IDM-4): 1 — name and resident ID
+/// number checked against the population registry; 2 — plus a mobile number registered to the
+/// same person; 3 — plus face comparison or an in-person check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RealName {
+    /// 0–3.
+    pub level: u8,
+    /// How it was verified (e.g. `ctid`, `bank-card`, `counter`).
+    pub method: String,
+    /// When.
+    pub verified: Timestamp,
 }
 
 /// A pending self-service reset: the code's hash, its expiry and the attempts left.
@@ -111,6 +127,8 @@ pub struct UserInfo {
     pub mfa: bool,
     /// Disabled.
     pub disabled: bool,
+    /// Real-name verification level (0: none).
+    pub real_name_level: u8,
 }
 
 impl UserDoc {
@@ -125,6 +143,7 @@ impl UserDoc {
             must_change: self.must_change,
             mfa: self.totp.as_ref().is_some_and(|t| t.confirmed),
             disabled: self.disabled,
+            real_name_level: self.real_name.as_ref().map_or(0, |r| r.level),
         }
     }
 }
@@ -162,6 +181,8 @@ pub struct Subject {
     pub mfa_enrolled: bool,
     /// The initial or reset password has not been changed yet.
     pub must_change: bool,
+    /// Real-name verification level (0: none).
+    pub real_name_level: u8,
 }
 
 /// The result of a successful login.
@@ -489,6 +510,7 @@ impl IdentityService {
             created: now,
             reset: None,
             risk: cf_identity::risk::Profile::default(),
+            real_name: None,
         };
         let r = self
             .inner
@@ -982,6 +1004,55 @@ impl IdentityService {
         Ok((initial, r))
     }
 
+    /// Record a real-name verification result for an account (IDM-4); audited as privileged.
+    pub async fn set_real_name(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        username: &str,
+        level: u8,
+        method: &str,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::ManageUsers)?;
+        if level > 3 {
+            return Err(PlatformError::InvalidInput(
+                "level: 0 (none) to 3 (face or in-person check)".into(),
+            ));
+        }
+        if method.trim().is_empty() || method.len() > 64 {
+            return Err(PlatformError::InvalidInput(
+                "method: 1-64 characters naming how the person was verified".into(),
+            ));
+        }
+        let (mut u, doc) = self
+            .user(username)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let r = self
+            .inner
+            .ledger
+            .append(
+                self.record(
+                    ctx,
+                    &auth.principal().id,
+                    "identity.real_name",
+                    &format!("user:{username}"),
+                    Outcome::Success,
+                    serde_json::json!({"level": level, "method": method}),
+                )
+                .privileged(),
+            )
+            .await?;
+        u.real_name = (level > 0).then(|| RealName {
+            level,
+            method: method.to_string(),
+            verified: self.inner.clock.now(),
+        });
+        self.save(&u, &doc).await?;
+        self.forget(username);
+        Ok(r)
+    }
+
     /// Disable an account (a leaver) or enable it again. Disabling ends every session at once;
     /// single sign-on tokens check the account on each use, so they stop working too (IDM-3).
     pub async fn set_disabled(
@@ -1316,6 +1387,7 @@ impl IdentityService {
                 roles: u.roles.clone(),
                 mfa_enrolled: u.totp.as_ref().is_some_and(|t| t.confirmed),
                 must_change: u.must_change,
+                real_name_level: u.real_name.as_ref().map_or(0, |r| r.level),
             })
         }))
     }

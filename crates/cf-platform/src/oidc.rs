@@ -150,6 +150,9 @@ pub struct NewClient {
     /// The application's risk grade, which sets its authentication chain.
     #[serde(default)]
     pub risk_grade: RiskGrade,
+    /// The real-name verification level its users must have (IDM-4; 0: none).
+    #[serde(default)]
+    pub min_real_name_level: u8,
 }
 
 fn yes() -> bool {
@@ -181,6 +184,9 @@ pub struct ClientInfo {
     pub id_token_alg: Alg,
     /// Risk grade.
     pub risk_grade: RiskGrade,
+    /// Required real-name verification level.
+    #[serde(default)]
+    pub min_real_name_level: u8,
     /// Registered at.
     pub created: Timestamp,
 }
@@ -585,6 +591,7 @@ impl OidcProvider {
             service_scopes: c.service_scopes,
             id_token_alg: alg,
             risk_grade: c.risk_grade,
+            min_real_name_level: c.min_real_name_level.min(3),
             created: self.inner.clock.now(),
         };
         let r = self
@@ -923,7 +930,7 @@ impl OidcProvider {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "acr_values_supported": [ACR_PASSWORD, ACR_MFA],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash", "name", "preferred_username", "org", "identity_domain", "roles"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash", "name", "preferred_username", "org", "identity_domain", "roles", "real_name_level"],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
@@ -1080,6 +1087,12 @@ impl OidcProvider {
 
     /// Whether `subject` can meet the client's authentication chain at all.
     pub fn chain_possible(&self, r: &AuthRequest, u: &Subject) -> Result<(), String> {
+        if u.real_name_level < r.client.min_real_name_level {
+            return Err(format!(
+                "{} requires real-name verification level {} (this account has {})",
+                r.client.name, r.client.min_real_name_level, u.real_name_level
+            ));
+        }
         if r.client.risk_grade.needs_mfa() && !u.mfa_enrolled {
             return Err(format!(
                 "{} is a high-risk application and requires a second factor; enrol one first",
@@ -1558,6 +1571,7 @@ impl OidcProvider {
         claims["org"] = s.org.as_str().into();
         claims["identity_domain"] = s.domain.as_str().into();
         claims["roles"] = s.roles.clone().into();
+        claims["real_name_level"] = s.real_name_level.into();
     }
 
     async fn grant(&self, id: &str) -> Result<Option<(GrantDoc, Document)>, PlatformError> {

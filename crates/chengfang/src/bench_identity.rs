@@ -222,6 +222,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
                 service_scopes: vec!["events.read".into()],
                 id_token_alg: None,
                 risk_grade: RiskGrade::Medium,
+                min_real_name_level: 0,
             },
         )
         .await?;

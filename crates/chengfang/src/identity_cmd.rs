@@ -56,6 +56,20 @@ pub enum UserCmd {
         /// Login name.
         username: String,
     },
+    /// Record a real-name verification result (0 none, 1 registry, 2 plus mobile, 3 plus face
+    /// or in person); applications can require a level.
+    RealName {
+        #[command(flatten)]
+        remote: Remote,
+        /// Login name.
+        username: String,
+        /// Level 0-3.
+        #[arg(long)]
+        level: u8,
+        /// How the person was verified (`ctid`, `bank-card`, `counter` …).
+        #[arg(long)]
+        method: String,
+    },
     /// Reset a password: prints a new one-time password; the account's sessions end.
     Reset {
         #[command(flatten)]
@@ -100,6 +114,9 @@ pub enum SsoCmd {
         /// Risk grade: low, medium (default) or high (second factor, recent login).
         #[arg(long, default_value = "medium")]
         risk_grade: String,
+        /// Real-name verification level its users must have (0-3).
+        #[arg(long, default_value_t = 0)]
+        min_real_name_level: u8,
         /// The answer as JSON.
         #[arg(long)]
         json: bool,
@@ -228,6 +245,21 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
             .await?;
             println!("{username} enabled");
         }
+        UserCmd::RealName {
+            remote,
+            username,
+            level,
+            method,
+        } => {
+            call(
+                &remote,
+                M::POST,
+                &format!("/api/v1/users/{username}/real-name"),
+                Some(serde_json::json!({"level": level, "method": method})),
+            )
+            .await?;
+            println!("{username}: real-name level {level} ({method})");
+        }
         UserCmd::Reset { remote, username } => {
             let v = call(
                 &remote,
@@ -260,12 +292,14 @@ pub async fn sso(cmd: SsoCmd) -> Result<bool> {
             service_scopes,
             alg,
             risk_grade,
+            min_real_name_level,
             json,
         } => {
             let mut b = serde_json::json!({
                 "name": name, "redirect_uris": redirect_uris,
                 "post_logout_redirect_uris": post_logout_uris, "confidential": !public,
                 "service_scopes": service_scopes, "risk_grade": risk_grade,
+                "min_real_name_level": min_real_name_level,
             });
             if let Some(id) = client_id {
                 b["client_id"] = id.into();

@@ -447,6 +447,21 @@ r = lb4.get(meta["end_session_endpoint"], allow_redirects=False,
 check(r.status_code == 303 and r.headers["location"] == CONF["post_logout_q"] + "&state=z", r.headers.get("location"))
 ok("oidcc-rp-initiated-logout-query-added-to-post-logout-redirect-uri")
 
+# ---- real-name verification levels an application requires (IDM-4) -----------------------------------
+RN = cfg["realname"]
+rb = browser()
+rp = session_for(RN)
+url, _ = rp.create_authorization_url(meta["authorization_endpoint"], code_verifier=generate_token(48))
+loc, q = authorize(rb, RN, dict(urllib.parse.parse_qsl(urllib.parse.urlparse(url).query)), USER)
+check(q.get("error") == "access_denied" and "real-name" in q.get("error_description", ""), f"{q}")
+r = requests.post(ISS + f"/api/v1/users/{USER['username']}/real-name", verify=CA,
+                  headers={"Authorization": f"Bearer {ADMIN}"}, json={"level": 2, "method": "ctid"})
+check(r.status_code == 200, f"real-name: {r.status_code} {r.text}")
+rp, tok, c, _, _ = code_flow(browser(), RN, USER, expect_login=True)
+check(c["real_name_level"] == 2, f"{c}")
+check(userinfo(tok["access_token"]).json()["real_name_level"] == 2, "userinfo real_name_level")
+ok("real-name-level-required-by-application")
+
 # ---- a leaver: disabled account, tokens dead within a second (IDM-3) ------------------------------------
 kb = browser()
 rp, tok, c, _, _ = code_flow(kb, CONF, MFA, otp=totp(MFA["totp_uri"], time.time() + 30), expect_login=True)

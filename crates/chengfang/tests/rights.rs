@@ -1,5 +1,5 @@
-//! The rights-compliance report (AUZ-6) on a live server: a person who uses their role, one who
-//! never does, and one holding a role their peers do not.
+//! The rights-compliance report (AUZ-6) on a live server: a person who uses their role, others
+//! who never do, and one holding a role none of their three peers holds.
 
 use std::path::PathBuf;
 

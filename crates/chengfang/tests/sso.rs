@@ -214,6 +214,21 @@ async fn walk_checklist(env: &[(&str, String)]) {
     ]))
     .unwrap();
     assert!(svc["client_secret"].as_str().unwrap().starts_with("cfc_"));
+    let realname: serde_json::Value = serde_json::from_str(&cli(&[
+        "sso",
+        "register",
+        "--name",
+        "Social security",
+        "--client-id",
+        "social-security",
+        "--redirect-uri",
+        "https://shebao.city.test/cb",
+        "--min-real-name-level",
+        "2",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(realname["client"]["min_real_name_level"], 2);
     let table = cli(&["sso", "clients"]);
     for id in [
         "city-portal",
@@ -277,6 +292,7 @@ async fn walk_checklist(env: &[(&str, String)]) {
         "public": {"id": "citizen-app", "redirect_uri": "http://127.0.0.1:7777/cb"},
         "high": {"id": "health-records", "secret": high["client_secret"], "redirect_uri": "https://health.city.test/cb"},
         "service": {"id": "traffic-analytics", "secret": svc["client_secret"]},
+        "realname": {"id": "social-security", "secret": realname["client_secret"], "redirect_uri": "https://shebao.city.test/cb"},
         "user": people[0], "mfa_user": people[1],
     });
     let cfg_path = tmp.path().join("rp.json");
@@ -361,6 +377,7 @@ async fn walk_checklist(env: &[(&str, String)]) {
         "oidc.revoke:success",
         "auth.logout:success",
         "identity.user.disable:success",
+        "identity.real_name:success",
     ] {
         assert!(types.contains(t), "{t} not audited: {types:?}");
     }
