@@ -18,6 +18,7 @@ pub mod kms;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
+pub mod pages;
 pub mod rules;
 pub mod scim;
 pub mod tls;
@@ -207,6 +208,19 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/v1/sessions/{handle}", delete(identity::end_session))
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/oidc/jwks", get(oidc::jwks))
+        .route("/account", get(pages::account))
+        .route("/account/login", post(pages::login))
+        .route("/account/logout", post(pages::logout))
+        .route("/account/password", post(pages::password))
+        .route("/account/mfa", post(pages::mfa))
+        .route(
+            "/account/sessions/{handle}/end",
+            post(pages::end_own_session),
+        )
+        .route("/admin", get(pages::admin))
+        .route("/admin/users", post(pages::create_user))
+        .route("/admin/users/{username}/{what}", post(pages::user_action))
+        .route("/admin/sessions/{handle}/end", post(pages::end_any_session))
         .route(
             "/oidc/authorize",
             get(oidc::authorize_get).post(oidc::authorize_post),

@@ -21,8 +21,8 @@ use crate::ack::Ack;
 use crate::auth::{Caller, context};
 use crate::error::ApiError;
 
-type Params = BTreeMap<String, String>;
-type FormBody = Result<axum::Form<Params>, axum::extract::rejection::FormRejection>;
+pub(crate) type Params = BTreeMap<String, String>;
+pub(crate) type FormBody = Result<axum::Form<Params>, axum::extract::rejection::FormRejection>;
 
 const COOKIE: &str = "cf_sso";
 
@@ -44,7 +44,7 @@ const REQUEST_PARAMS: [&str; 14] = [
     "display",
 ];
 
-fn form(b: FormBody) -> Result<Params, OAuthError> {
+pub(crate) fn form(b: FormBody) -> Result<Params, OAuthError> {
     b.map(|axum::Form(p)| p).map_err(|e| OAuthError {
         error: "invalid_request",
         description: format!("the body is not a valid form: {}", e.body_text()),
@@ -137,7 +137,7 @@ fn client_auth(h: &HeaderMap, p: &Params) -> (ClientAuth, bool) {
     )
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -152,7 +152,7 @@ fn esc(s: &str) -> String {
     o
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t} · Chengfang</title><style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#1d2733}}h1{{font-size:1.3rem}}label{{display:block;margin:.8rem 0 .2rem}}input[type=text],input[type=password]{{width:100%;padding:.5rem;box-sizing:border-box}}button{{margin-top:1rem;padding:.5rem 1.2rem}}.err{{color:#a11;background:#fdecec;padding:.5rem}}.app{{color:#556}}</style></head><body><h1>城防 Chengfang · {t}</h1>{body}</body></html>",
         t = esc(title)
@@ -171,7 +171,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     r
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     match HeaderValue::from_str(to) {
         Ok(v) => {
             let mut r = StatusCode::SEE_OTHER.into_response();
@@ -186,7 +186,7 @@ fn redirect(to: &str) -> Response {
     }
 }
 
-fn sso_cookie(h: &HeaderMap) -> Option<String> {
+pub(crate) fn sso_cookie(h: &HeaderMap) -> Option<String> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -195,7 +195,7 @@ fn sso_cookie(h: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn set_cookie(r: &mut Response, value: &str, secure: bool, clear: bool) {
+pub(crate) fn set_cookie(r: &mut Response, value: &str, secure: bool, clear: bool) {
     let attrs = format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{}{}",
         if secure { "; Secure" } else { "" },

@@ -1,0 +1,503 @@
+//! Server-rendered pages for people (IDM-1, IDM-5, PWD-2, AUZ-3): `/account` — sign in, change the
+//! password, enrol a second factor, see and end one's sessions — and `/admin`, the identity
+//! administrators' console for accounts, roles, sessions and relying parties.
+//!
+//! The browser session is the single sign-on cookie; every form carries a token derived from the
+//! session secret (CSRF), and every action goes through the same platform services, rights and
+//! audit as the API.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use cf_platform::authz::{self, Action, Authorized, Principal};
+
+use crate::AppState;
+use crate::auth::context;
+use crate::oidc::{FormBody, Params, esc, form, page, redirect, set_cookie, sso_cookie};
+
+fn csrf_of(secret: &str) -> String {
+    cf_identity::oidc::token_key(&format!("chengfang-csrf:{secret}"))[..32].to_string()
+}
+
+fn hidden_csrf(secret: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        csrf_of(secret)
+    )
+}
+
+/// The signed-in person behind the browser's cookie.
+struct Browser {
+    secret: String,
+    principal: Principal,
+}
+
+async fn browser(s: &AppState, h: &HeaderMap) -> Option<Browser> {
+    let secret = sso_cookie(h)?;
+    let principal = s.identity.authenticate(&secret).await.ok()?;
+    Some(Browser { secret, principal })
+}
+
+fn secure(s: &AppState) -> bool {
+    s.oidc.issuer().starts_with("https://")
+}
+
+/// The refusal page when a form's CSRF token is not this session's.
+fn check_csrf(b: &Browser, p: &Params) -> Option<Response> {
+    match p.get("csrf") {
+        Some(t) if cf_crypto::ct_eq(t.as_bytes(), csrf_of(&b.secret).as_bytes()) => None,
+        _ => Some(page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p class=\"err\">This form is stale or came from another site; reload the page.</p>",
+        )),
+    }
+}
+
+fn allowed(b: &Browser, a: Action) -> Option<Authorized> {
+    authz::authorize(&b.principal, a).ok()
+}
+
+fn sign_in_form(error: Option<&str>, back: &str) -> Response {
+    let err = error
+        .map(|e| format!("<p class=\"err\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    page(
+        if error.is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        },
+        "Sign in",
+        &format!(
+            "{err}<form method=\"post\" action=\"/account/login\"><input type=\"hidden\" name=\"back\" value=\"{}\"><label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required><label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required><label for=\"otp\">Authenticator or recovery code (if enrolled)</label><input type=\"text\" id=\"otp\" name=\"otp\" autocomplete=\"one-time-code\"><button type=\"submit\">Sign in</button></form>",
+            esc(back)
+        ),
+    )
+}
+
+/// `POST /account/login`
+pub async fn login(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Ok(p) = form(b) else {
+        return sign_in_form(Some("The form could not be read."), "/account");
+    };
+    let back = match p.get("back").map(String::as_str) {
+        Some("/admin") => "/admin",
+        _ => "/account",
+    };
+    let (Some(user), Some(pass)) = (p.get("username"), p.get("password")) else {
+        return sign_in_form(Some("Enter your username and password."), back);
+    };
+    let device = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("browser");
+    let otp = p.get("otp").map(String::as_str).filter(|o| !o.is_empty());
+    match s
+        .identity
+        .login(&context(&parts), user, pass, otp, device)
+        .await
+    {
+        Ok(ok) => {
+            let mut r = redirect(back);
+            set_cookie(&mut r, &ok.session, secure(&s), false);
+            r
+        }
+        Err(e) => sign_in_form(Some(&e.to_string()), back),
+    }
+}
+
+/// `POST /account/logout`
+pub async fn logout(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Some(br) = browser(&s, &parts.headers).await else {
+        return redirect("/account");
+    };
+    let p = form(b).unwrap_or_default();
+    if let Some(r) = check_csrf(&br, &p) {
+        return r;
+    }
+    let _ = s.oidc.logout(&context(&parts), &br.secret).await;
+    let mut r = redirect("/account");
+    set_cookie(&mut r, "", secure(&s), true);
+    r
+}
+
+fn session_rows(
+    sessions: &[cf_identity::session::SessionInfo],
+    csrf: &str,
+    mine: &str,
+    admin: bool,
+) -> String {
+    let mut rows = String::from(
+        "<table><tr><th>Account</th><th>Device</th><th>Address</th><th>Started (unix)</th><th>MFA</th><th></th></tr>",
+    );
+    for x in sessions {
+        let target = if admin { "/admin" } else { "/account" };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&x.account),
+            esc(&x.device),
+            esc(&x.address),
+            x.created,
+            if x.mfa { "yes" } else { "no" },
+            if x.handle == mine {
+                "this browser".to_string()
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"{target}/sessions/{h}/end\">{csrf}<button>End</button></form>",
+                    h = esc(&x.handle)
+                )
+            }
+        ));
+    }
+    rows.push_str("</table>");
+    rows
+}
+
+/// `GET /account`
+pub async fn account(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let Some(b) = browser(&s, &h).await else {
+        return sign_in_form(None, "/account");
+    };
+    account_page(&s, &b, None).await
+}
+
+async fn account_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
+    let csrf = hidden_csrf(&b.secret);
+    let note = note
+        .map(|n| format!("<p class=\"ok\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let (handle, _) = cf_identity::session::key_of(&b.secret);
+    let sessions = match allowed(b, Action::OwnAccount) {
+        Some(auth) => s.identity.sessions(&auth).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let must = if b.principal.must_change {
+        "<p class=\"err\">Your password is a one-time password: change it before anything else.</p>"
+    } else {
+        ""
+    };
+    let admin_link = if allowed(b, Action::ManageUsers).is_some() {
+        "<p><a href=\"/admin\">Administration console</a></p>"
+    } else {
+        ""
+    };
+    page(
+        StatusCode::OK,
+        "My account",
+        &format!(
+            "{note}{must}<p>Signed in as <b>{who}</b>.</p>{admin_link}\
+             <h2>Change password</h2><form method=\"post\" action=\"/account/password\">{csrf}<label for=\"old\">Current password</label><input type=\"password\" id=\"old\" name=\"old\" required><label for=\"new\">New password</label><input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" required><button>Change</button></form>\
+             <h2>Second factor</h2><form method=\"post\" action=\"/account/mfa\">{csrf}<button>Enrol an authenticator app</button></form>\
+             <h2>Sessions</h2>{rows}\
+             <form method=\"post\" action=\"/account/logout\">{csrf}<button>Sign out everywhere in this browser</button></form>",
+            who = esc(b.principal.id.trim_start_matches("user:")),
+            rows = session_rows(&sessions, &csrf, &handle, false)
+        ),
+    )
+}
+
+/// `POST /account/password`
+pub async fn password(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Some(br) = browser(&s, &parts.headers).await else {
+        return sign_in_form(None, "/account");
+    };
+    let p = form(b).unwrap_or_default();
+    if let Some(r) = check_csrf(&br, &p) {
+        return r;
+    }
+    let Some(auth) = allowed(&br, Action::OwnAccount) else {
+        return account_page(&s, &br, Some("Not allowed.")).await;
+    };
+    let r = s
+        .identity
+        .change_password(
+            &auth,
+            &context(&parts),
+            p.get("old").map_or("", String::as_str),
+            p.get("new").map_or("", String::as_str),
+        )
+        .await;
+    // The principal changed (must_change cleared): read it again.
+    let br = browser(&s, &parts.headers).await.unwrap_or(br);
+    match r {
+        Ok(_) => account_page(&s, &br, Some("Password changed.")).await,
+        Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+    }
+}
+
+/// `POST /account/mfa`: start (no `code`) or confirm (with `code`) TOTP enrolment.
+pub async fn mfa(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Some(br) = browser(&s, &parts.headers).await else {
+        return sign_in_form(None, "/account");
+    };
+    let p = form(b).unwrap_or_default();
+    if let Some(r) = check_csrf(&br, &p) {
+        return r;
+    }
+    let Some(auth) = allowed(&br, Action::OwnAccount) else {
+        return account_page(&s, &br, Some("Change your password first.")).await;
+    };
+    let ctx = context(&parts);
+    let csrf = hidden_csrf(&br.secret);
+    match p.get("code").filter(|c| !c.is_empty()) {
+        None => match s.identity.totp_begin(&auth, &ctx, "Chengfang").await {
+            Ok(uri) => page(
+                StatusCode::OK,
+                "Enrol an authenticator",
+                &format!(
+                    "<p>Add this account to your authenticator app (scan or paste):</p><p><code id=\"otpauth\">{}</code></p><form method=\"post\" action=\"/account/mfa\">{csrf}<label for=\"code\">Code from the app</label><input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" required><button>Confirm</button></form>",
+                    esc(uri.expose())
+                ),
+            ),
+            Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+        },
+        Some(code) => match s.identity.totp_confirm(&auth, &ctx, code).await {
+            Ok((codes, _)) => {
+                let list: String = codes
+                    .iter()
+                    .map(|c| format!("<li><code>{}</code></li>", esc(c.expose())))
+                    .collect();
+                page(
+                    StatusCode::OK,
+                    "Second factor enrolled",
+                    &format!(
+                        "<p>Keep these recovery codes somewhere safe; each works once, and they are not shown again:</p><ul id=\"recovery\">{list}</ul><p><a href=\"/account\">Back to my account</a></p>"
+                    ),
+                )
+            }
+            Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+        },
+    }
+}
+
+async fn end_session(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    p: &Params,
+    handle: &str,
+    admin: bool,
+) -> Response {
+    let Some(br) = browser(s, &parts.headers).await else {
+        return sign_in_form(None, if admin { "/admin" } else { "/account" });
+    };
+    if let Some(r) = check_csrf(&br, p) {
+        return r;
+    }
+    let action = if admin {
+        Action::ManageUsers
+    } else {
+        Action::OwnAccount
+    };
+    let note = match allowed(&br, action) {
+        Some(auth) => match s.identity.end_session(&auth, &context(parts), handle).await {
+            Ok(_) => "Session ended.".to_string(),
+            Err(e) => e.to_string(),
+        },
+        None => "Not allowed.".into(),
+    };
+    if admin {
+        admin_page(s, &br, Some(&note)).await
+    } else {
+        account_page(s, &br, Some(&note)).await
+    }
+}
+
+/// `POST /account/sessions/{handle}/end`
+pub async fn end_own_session(
+    State(s): State<AppState>,
+    Path(handle): Path<String>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let p = form(b).unwrap_or_default();
+    end_session(&s, &parts, &p, &handle, false).await
+}
+
+/// `POST /admin/sessions/{handle}/end`
+pub async fn end_any_session(
+    State(s): State<AppState>,
+    Path(handle): Path<String>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let p = form(b).unwrap_or_default();
+    end_session(&s, &parts, &p, &handle, true).await
+}
+
+/// `GET /admin`
+pub async fn admin(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let Some(b) = browser(&s, &h).await else {
+        return sign_in_form(None, "/admin");
+    };
+    admin_page(&s, &b, None).await
+}
+
+async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
+    let Some(auth) = allowed(b, Action::ManageUsers) else {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Administration",
+            "<p class=\"err\">Only identity administrators use this console.</p><p><a href=\"/account\">My account</a></p>",
+        );
+    };
+    let csrf = hidden_csrf(&b.secret);
+    let note = note
+        .map(|n| format!("<p class=\"ok\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let mut users = String::from(
+        "<table id=\"users\"><tr><th>Username</th><th>Name</th><th>Domain</th><th>Organisation</th><th>Roles</th><th>MFA</th><th>Real name</th><th>State</th><th></th></tr>",
+    );
+    for u in s.identity.users(&auth).await.unwrap_or_default() {
+        let (label, to) = if u.disabled {
+            ("Enable", "enable")
+        } else {
+            ("Disable", "disable")
+        };
+        users.push_str(&format!(
+            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{n}/{to}\">{csrf}<button>{label}</button></form><form method=\"post\" action=\"/admin/users/{n}/reset\">{csrf}<button>Reset password</button></form></td></tr>",
+            esc(&u.display_name),
+            esc(&u.domain),
+            esc(&u.org),
+            esc(&u.roles.join(", ")),
+            if u.mfa { "yes" } else { "no" },
+            u.real_name_level,
+            if u.disabled {
+                "disabled"
+            } else if u.must_change {
+                "must change password"
+            } else {
+                "active"
+            },
+            n = esc(&u.username),
+        ));
+    }
+    users.push_str("</table>");
+    let sessions = s.identity.sessions(&auth).await.unwrap_or_default();
+    let (mine, _) = cf_identity::session::key_of(&b.secret);
+    let mut clients = String::from(
+        "<table id=\"clients\"><tr><th>Client</th><th>Name</th><th>Type</th><th>Risk grade</th><th>Real-name level</th></tr>",
+    );
+    for c in s.oidc.clients(&auth).await.unwrap_or_default() {
+        clients.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>",
+            esc(&c.client_id),
+            esc(&c.name),
+            if c.confidential {
+                "confidential"
+            } else {
+                "public"
+            },
+            c.risk_grade,
+            c.min_real_name_level
+        ));
+    }
+    clients.push_str("</table>");
+    let domains: String = cf_platform::identity::DOMAINS
+        .iter()
+        .map(|d| format!("<option>{d}</option>"))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Administration",
+        &format!(
+            "{note}<p><a href=\"/account\">My account</a></p><h2>Accounts</h2>{users}\
+             <h2>New account</h2><form method=\"post\" action=\"/admin/users\">{csrf}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" required><label for=\"display_name\">Name</label><input type=\"text\" id=\"display_name\" name=\"display_name\" required><label for=\"domain\">Identity domain</label><select id=\"domain\" name=\"domain\">{domains}</select><label for=\"org\">Organisation</label><input type=\"text\" id=\"org\" name=\"org\" required><label for=\"roles\">Roles (comma-separated: admin, auditor, operator, service)</label><input type=\"text\" id=\"roles\" name=\"roles\"><button>Create</button></form>\
+             <h2>Sessions</h2>{rows}<h2>Applications (single sign-on)</h2>{clients}",
+            rows = session_rows(&sessions, &csrf, &mine, true)
+        ),
+    )
+}
+
+/// `POST /admin/users`
+pub async fn create_user(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Some(br) = browser(&s, &parts.headers).await else {
+        return sign_in_form(None, "/admin");
+    };
+    let p = form(b).unwrap_or_default();
+    if let Some(r) = check_csrf(&br, &p) {
+        return r;
+    }
+    let Some(auth) = allowed(&br, Action::ManageUsers) else {
+        return admin_page(&s, &br, None).await;
+    };
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let new = cf_platform::identity::NewUser {
+        username: get("username"),
+        display_name: get("display_name"),
+        domain: get("domain"),
+        org: get("org"),
+        roles: get("roles")
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        valid_until: None,
+    };
+    let note = match s.identity.create_user(&auth, &context(&parts), new).await {
+        Ok((u, initial, _)) => format!(
+            "{} created; one-time password (give it to the person; it must be changed at first sign-in): {}",
+            u.username,
+            initial.expose()
+        ),
+        Err(e) => e.to_string(),
+    };
+    admin_page(&s, &br, Some(&note)).await
+}
+
+/// `POST /admin/users/{username}/{disable|enable|reset}`
+pub async fn user_action(
+    State(s): State<AppState>,
+    Path((username, what)): Path<(String, String)>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let Some(br) = browser(&s, &parts.headers).await else {
+        return sign_in_form(None, "/admin");
+    };
+    let p = form(b).unwrap_or_default();
+    if let Some(r) = check_csrf(&br, &p) {
+        return r;
+    }
+    let Some(auth) = allowed(&br, Action::ManageUsers) else {
+        return admin_page(&s, &br, None).await;
+    };
+    let ctx = context(&parts);
+    let note = match what.as_str() {
+        "disable" | "enable" => match s
+            .identity
+            .set_disabled(&auth, &ctx, &username, what == "disable")
+            .await
+        {
+            Ok(_) => format!("{username} {what}d"),
+            Err(e) => e.to_string(),
+        },
+        "reset" => match s.identity.admin_reset(&auth, &ctx, &username).await {
+            Ok((pw, _)) => format!("{username}: new one-time password {}", pw.expose()),
+            Err(e) => e.to_string(),
+        },
+        other => format!("unknown action `{other}`"),
+    };
+    admin_page(&s, &br, Some(&note)).await
+}
