@@ -72,6 +72,12 @@ async fn admin(s: &AppState, caller: &Caller) -> Result<Authorized, Response> {
     })
 }
 
+/// The resource type a path names and the caller's right to provision.
+async fn begin(s: &AppState, caller: &Caller, res: &str) -> Result<(Kind, Authorized), Response> {
+    let kind = kind_of(res).ok_or_else(|| not_found(res))?;
+    Ok((kind, admin(s, caller).await?))
+}
+
 fn body_json(b: &Bytes) -> Result<Value, ScimFailure> {
     serde_json::from_slice(b).map_err(|e| ScimFailure {
         status: 400,
@@ -150,11 +156,8 @@ pub async fn list(
     Path(res): Path<String>,
     QueryParams(q): QueryParams<BTreeMap<String, String>>,
 ) -> Response {
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let q: BTreeMap<String, Value> = q.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
@@ -215,11 +218,8 @@ pub async fn create(
     if res == ".search" {
         return search_in(s, caller, None, b).await;
     }
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let r = async {
@@ -240,11 +240,8 @@ pub async fn get(
     Path((res, id)): Path<(String, String)>,
     QueryParams(q): QueryParams<BTreeMap<String, String>>,
 ) -> Response {
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let q: BTreeMap<String, Value> = q.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
@@ -269,11 +266,8 @@ pub async fn replace(
     h: HeaderMap,
     b: Bytes,
 ) -> Response {
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let r = async {
@@ -304,11 +298,8 @@ pub async fn patch(
     h: HeaderMap,
     b: Bytes,
 ) -> Response {
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let r = async {
@@ -337,11 +328,8 @@ pub async fn delete(
     caller: Caller,
     Path((res, id)): Path<(String, String)>,
 ) -> Response {
-    let Some(kind) = kind_of(&res) else {
-        return not_found(&res);
-    };
-    let auth = match admin(&s, &caller).await {
-        Ok(a) => a,
+    let (kind, auth) = match begin(&s, &caller, &res).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match s.scim.delete(&auth, &caller.ctx, kind, &id).await {

@@ -52,6 +52,27 @@ pub struct Session {
 }
 
 impl Remote {
+    /// One JSON call to the platform: the answer, or an error with its typed message.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let Session { http, token, url } = self.session()?;
+        let mut req = http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        answer(resp, path).await
+    }
+
     /// Read the CA and the token file and make the client.
     pub fn session(&self) -> Result<Session> {
         let ca = std::fs::read_to_string(&self.ca)

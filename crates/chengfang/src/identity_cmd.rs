@@ -3,7 +3,7 @@
 //! city's applications as OpenID Connect relying parties, list and remove them, rotate the
 //! signing keys. Everything goes through the API, so it is authorised and audited there.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 
 use crate::crypt::Remote;
@@ -143,26 +143,6 @@ pub enum SsoCmd {
     },
 }
 
-async fn call(
-    remote: &Remote,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value> {
-    let crate::crypt::Session { http, token, url } = remote.session()?;
-    let mut req = http
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(&token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    crate::crypt::answer(resp, path).await
-}
-
 fn list(v: &serde_json::Value) -> Vec<serde_json::Value> {
     v.as_array().cloned().unwrap_or_default()
 }
@@ -184,14 +164,14 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
             if let Some(v) = valid_until {
                 b["valid_until"] = v.into();
             }
-            let v = call(&remote, M::POST, "/api/v1/users", Some(b)).await?;
+            let v = remote.call(M::POST, "/api/v1/users", Some(b)).await?;
             println!(
                 "{username} created; one-time password (must be changed at first login): {}",
                 v["initial_password"].as_str().unwrap_or("-")
             );
         }
         UserCmd::List { remote, json } => {
-            let v = call(&remote, M::GET, "/api/v1/users", None).await?;
+            let v = remote.call(M::GET, "/api/v1/users", None).await?;
             if json {
                 for u in list(&v) {
                     println!("{u}");
@@ -226,23 +206,15 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
             }
         }
         UserCmd::Disable { remote, username } => {
-            call(
-                &remote,
-                M::POST,
-                &format!("/api/v1/users/{username}/disable"),
-                None,
-            )
-            .await?;
+            remote
+                .call(M::POST, &format!("/api/v1/users/{username}/disable"), None)
+                .await?;
             println!("{username} disabled; sessions ended, single sign-on tokens revoked");
         }
         UserCmd::Enable { remote, username } => {
-            call(
-                &remote,
-                M::POST,
-                &format!("/api/v1/users/{username}/enable"),
-                None,
-            )
-            .await?;
+            remote
+                .call(M::POST, &format!("/api/v1/users/{username}/enable"), None)
+                .await?;
             println!("{username} enabled");
         }
         UserCmd::RealName {
@@ -251,23 +223,19 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
             level,
             method,
         } => {
-            call(
-                &remote,
-                M::POST,
-                &format!("/api/v1/users/{username}/real-name"),
-                Some(serde_json::json!({"level": level, "method": method})),
-            )
-            .await?;
+            remote
+                .call(
+                    M::POST,
+                    &format!("/api/v1/users/{username}/real-name"),
+                    Some(serde_json::json!({"level": level, "method": method})),
+                )
+                .await?;
             println!("{username}: real-name level {level} ({method})");
         }
         UserCmd::Reset { remote, username } => {
-            let v = call(
-                &remote,
-                M::POST,
-                &format!("/api/v1/users/{username}/reset"),
-                None,
-            )
-            .await?;
+            let v = remote
+                .call(M::POST, &format!("/api/v1/users/{username}/reset"), None)
+                .await?;
             println!(
                 "{username}: new one-time password {}",
                 v["initial_password"].as_str().unwrap_or("-")
@@ -310,7 +278,9 @@ pub async fn sso(cmd: SsoCmd) -> Result<bool> {
             if let Some(a) = alg {
                 b["id_token_alg"] = a.into();
             }
-            let v = call(&remote, M::POST, "/api/v1/oidc/clients", Some(b)).await?;
+            let v = remote
+                .call(M::POST, "/api/v1/oidc/clients", Some(b))
+                .await?;
             if json {
                 println!("{v}");
             } else {
@@ -329,7 +299,7 @@ pub async fn sso(cmd: SsoCmd) -> Result<bool> {
             }
         }
         SsoCmd::Clients { remote, json } => {
-            let v = call(&remote, M::GET, "/api/v1/oidc/clients", None).await?;
+            let v = remote.call(M::GET, "/api/v1/oidc/clients", None).await?;
             if json {
                 for c in list(&v) {
                     println!("{c}");
@@ -361,17 +331,19 @@ pub async fn sso(cmd: SsoCmd) -> Result<bool> {
             }
         }
         SsoCmd::Remove { remote, client_id } => {
-            call(
-                &remote,
-                M::DELETE,
-                &format!("/api/v1/oidc/clients/{client_id}"),
-                None,
-            )
-            .await?;
+            remote
+                .call(
+                    M::DELETE,
+                    &format!("/api/v1/oidc/clients/{client_id}"),
+                    None,
+                )
+                .await?;
             println!("{client_id} removed; its grants are revoked");
         }
         SsoCmd::RotateKeys { remote } => {
-            let v = call(&remote, M::POST, "/api/v1/oidc/keys/rotate", None).await?;
+            let v = remote
+                .call(M::POST, "/api/v1/oidc/keys/rotate", None)
+                .await?;
             println!("new signing keys: {}", v["new_kids"]);
         }
     }

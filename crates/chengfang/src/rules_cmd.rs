@@ -139,26 +139,6 @@ fn seconds(s: &str) -> Result<i64> {
         .with_context(|| format!("--for `{s}` is too long"))
 }
 
-async fn call(
-    remote: &Remote,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value> {
-    let crate::crypt::Session { http, token, url } = remote.session()?;
-    let mut req = http
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(&token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    crate::crypt::answer(resp, path).await
-}
-
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -173,13 +153,13 @@ fn enc(s: &str) -> String {
 
 async fn set(remote: &Remote, id: &str, reason: &str, enabled: bool) -> Result<bool> {
     let what = if enabled { "enable" } else { "disable" };
-    let v = call(
-        remote,
-        reqwest::Method::POST,
-        &format!("/api/v1/rules/{}/{what}", enc(id)),
-        Some(serde_json::json!({"reason": reason})),
-    )
-    .await?;
+    let v = remote
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/rules/{}/{what}", enc(id)),
+            Some(serde_json::json!({"reason": reason})),
+        )
+        .await?;
     println!("{id} ({}) {}d", v["title"].as_str().unwrap_or("-"), what);
     Ok(true)
 }
@@ -197,7 +177,7 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
                 Some(t) => format!("/api/v1/rules?tag={}", enc(t)),
                 None => "/api/v1/rules".into(),
             };
-            let v = call(&remote, reqwest::Method::GET, &path, None).await?;
+            let v = remote.call(reqwest::Method::GET, &path, None).await?;
             let rules: Vec<&serde_json::Value> = v
                 .as_array()
                 .into_iter()
@@ -233,7 +213,9 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             Ok(true)
         }
         RulesCmd::Refused { remote } => {
-            let v = call(&remote, reqwest::Method::GET, "/api/v1/rules/refused", None).await?;
+            let v = remote
+                .call(reqwest::Method::GET, "/api/v1/rules/refused", None)
+                .await?;
             for r in v.as_array().into_iter().flatten() {
                 println!(
                     "{}: {}",
@@ -254,13 +236,13 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             if add.is_empty() && remove.is_empty() {
                 anyhow::bail!("say which tags: --add TAG and/or --remove TAG");
             }
-            let v = call(
-                &remote,
-                reqwest::Method::POST,
-                &format!("/api/v1/rules/{}/tags", enc(&id)),
-                Some(serde_json::json!({"add": add, "remove": remove, "reason": reason})),
-            )
-            .await?;
+            let v = remote
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/rules/{}/tags", enc(&id)),
+                    Some(serde_json::json!({"add": add, "remove": remove, "reason": reason})),
+                )
+                .await?;
             let tags: Vec<&str> = v["tags"]
                 .as_array()
                 .into_iter()
@@ -283,9 +265,7 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             reason,
         } => {
             let secs = seconds(&duration)?;
-            let v = call(
-                &remote,
-                reqwest::Method::POST,
+            let v = remote.call(reqwest::Method::POST,
                 "/api/v1/rules/suppressions",
                 Some(serde_json::json!({"rule_id": id, "entity": entity, "reason": reason, "expires_in_secs": secs})),
             )
@@ -314,13 +294,9 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             if !rules.is_empty() {
                 body["rules"] = rules.into();
             }
-            let v = call(
-                &remote,
-                reqwest::Method::POST,
-                "/api/v1/rules/hunt",
-                Some(body),
-            )
-            .await?;
+            let v = remote
+                .call(reqwest::Method::POST, "/api/v1/rules/hunt", Some(body))
+                .await?;
             let hits = v["hits"].as_array().cloned().unwrap_or_default();
             if json {
                 for h in &hits {
@@ -367,26 +343,22 @@ pub async fn run(cmd: RulesCmd) -> Result<bool> {
             Ok(!hits.is_empty())
         }
         RulesCmd::Suppressions { remote } => {
-            let v = call(
-                &remote,
-                reqwest::Method::GET,
-                "/api/v1/rules/suppressions",
-                None,
-            )
-            .await?;
+            let v = remote
+                .call(reqwest::Method::GET, "/api/v1/rules/suppressions", None)
+                .await?;
             for s in v.as_array().into_iter().flatten() {
                 println!("{s}");
             }
             Ok(true)
         }
         RulesCmd::Lift { remote, id, reason } => {
-            call(
-                &remote,
-                reqwest::Method::POST,
-                &format!("/api/v1/rules/suppressions/{}/lift", enc(&id)),
-                Some(serde_json::json!({"reason": reason})),
-            )
-            .await?;
+            remote
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/rules/suppressions/{}/lift", enc(&id)),
+                    Some(serde_json::json!({"reason": reason})),
+                )
+                .await?;
             println!("suppression {id} lifted");
             Ok(true)
         }

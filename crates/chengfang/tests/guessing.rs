@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 mod common;
 use common::*;
@@ -14,25 +13,7 @@ use common::*;
 /// A client whose connections come from `addr` (any 127.0.0.0/8 address is local on Linux), so
 /// each simulated attacker has its own source address.
 fn client_from(dir: &std::path::Path, addr: IpAddr) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(dir.join("ca/ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cfg)
-        .local_address(addr)
-        .build()
-        .unwrap()
+    client_with(dir, |b| b.local_address(addr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

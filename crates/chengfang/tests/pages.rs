@@ -3,32 +3,15 @@
 //! session, the applications), with CSRF tokens on every form.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 mod common;
 use common::*;
 
 fn browser(dir: &std::path::Path) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(dir.join("ca/ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cfg)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Firefox/140 (pages test)")
-        .build()
-        .unwrap()
+    client_with(dir, |b| {
+        b.redirect(reqwest::redirect::Policy::none())
+            .user_agent("Firefox/140 (pages test)")
+    })
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

@@ -56,24 +56,9 @@ async fn scim_testers_and_a_leaver_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim_testers_and_a_leaver_on_postgresql() {
-    let url = std::env::var("CHENGFANG_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let Some(url) = cf_testkit::service_url(
-        "CHENGFANG_TEST_POSTGRES",
-        &url,
-        cf_testkit::tcp_open("127.0.0.1:5432"),
-    ) else {
+    let Some((url, schema)) = postgres_env("scim") else {
         return;
     };
-    let schema = format!(
-        "scim_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            % 100_000
-    );
     walk(&[
         ("CHENGFANG_STORAGE__URL", url.clone()),
         ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),

@@ -49,16 +49,9 @@ async fn an_independent_relying_party_completes_the_oidf_checklist() {
 /// The same walk with the platform's state in PostgreSQL (its own schema, dropped afterwards).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checklist_passes_on_postgresql_too() {
-    let url = std::env::var("CHENGFANG_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let Some(url) = cf_testkit::service_url(
-        "CHENGFANG_TEST_POSTGRES",
-        &url,
-        cf_testkit::tcp_open("127.0.0.1:5432"),
-    ) else {
+    let Some((url, schema)) = postgres_env("sso") else {
         return;
     };
-    let schema = format!("sso_{}_{}", std::process::id(), now() % 100_000);
     walk_checklist(&[
         ("CHENGFANG_STORAGE__URL", url.clone()),
         ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),

@@ -90,6 +90,15 @@ pub fn start_server_with(dir: &Path, env: &[(&str, String)], fresh: bool) -> Ser
 }
 
 pub fn client(dir: &Path) -> reqwest::Client {
+    client_with(dir, |b| b)
+}
+
+/// A client trusting the server's CA, with the builder adjusted by `adjust` (source address,
+/// redirect policy, user agent …).
+pub fn client_with(
+    dir: &Path,
+    adjust: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> reqwest::Client {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(dir.join("ca/ca.pem")).unwrap();
@@ -104,10 +113,28 @@ pub fn client(dir: &Path) -> reqwest::Client {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cfg)
+    adjust(reqwest::Client::builder().tls_backend_preconfigured(cfg))
         .build()
         .unwrap()
+}
+
+/// A PostgreSQL URL and a fresh schema name for a server test on the scale-out backend, or
+/// `None` (after a loud message) when PostgreSQL is not reachable outside CI.
+pub fn postgres_env(prefix: &str) -> Option<(String, String)> {
+    let url = std::env::var("CHENGFANG_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = cf_testkit::service_url(
+        "CHENGFANG_TEST_POSTGRES",
+        &url,
+        cf_testkit::tcp_open("127.0.0.1:5432"),
+    )?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Some((
+        url,
+        format!("{prefix}_{}_{}", std::process::id(), nanos % 100_000),
+    ))
 }
 
 /// Exchange the server's bootstrap credential for the first administrator token.
