@@ -85,16 +85,80 @@ pub struct Attempt {
     source: String,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Counter {
-    failures: u32,
-    first: i64,
-    last: i64,
-    locked_until: i64,
+/// Failures of one pair, account or source; kept in memory here, or in the shared store by the
+/// platform so that every node counts the same guesses.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// Failures in the window.
+    pub failures: u32,
+    /// First failure of the window (unix seconds).
+    pub first: i64,
+    /// Last failure.
+    pub last: i64,
+    /// Locked until (unix seconds).
+    pub locked_until: i64,
+}
+
+/// One attempt judged against the three counters it touches: the refusal, or the counters
+/// charged pessimistically with a failure (undone by [`succeed`]). `known` says the source has
+/// signed in to the account before. The in-memory [`Throttle`] and the platform's store-backed
+/// throttle both run exactly this.
+pub fn step(
+    p: &ThrottlePolicy,
+    known: bool,
+    pair: &mut Counter,
+    acct: &mut Counter,
+    src: &mut Counter,
+    now: i64,
+) -> Result<(), Refusal> {
+    src.age_out(now, p.window_s);
+    if now < src.locked_until {
+        return Err(Refusal::Source {
+            until: src.locked_until,
+        });
+    }
+    pair.age_out(now, p.window_s);
+    if now < pair.locked_until {
+        return Err(Refusal::Pair {
+            until: pair.locked_until,
+        });
+    }
+    acct.age_out(now, p.window_s);
+    if !known && now < acct.locked_until {
+        return Err(Refusal::Account {
+            until: acct.locked_until,
+        });
+    }
+    // The progressive delay is account-wide, so sources the account has succeeded from skip
+    // it too: otherwise an attacker who keeps the delay at its maximum would hold the real
+    // user to one attempt a minute. Their own pair counter still applies.
+    if !known && acct.failures >= p.delay_after {
+        let exp = (acct.failures - p.delay_after).min(30);
+        let gap = (p.delay_base_s << exp).min(p.delay_max_s);
+        if now - acct.last < gap {
+            return Err(Refusal::Wait {
+                retry_after: gap - (now - acct.last),
+            });
+        }
+    }
+    pair.fail(now);
+    acct.fail(now);
+    src.fail(now);
+    if pair.failures >= p.pair_max_failures {
+        pair.locked_until = now + p.pair_lock_s;
+    }
+    if acct.failures >= p.account_lock_after {
+        acct.locked_until = now + p.account_lock_s;
+    }
+    if src.failures >= p.source_max_failures {
+        src.locked_until = now + p.source_block_s;
+    }
+    Ok(())
 }
 
 impl Counter {
-    fn age_out(&mut self, now: i64, window: i64) {
+    /// Forget failures older than the window (unless still locked).
+    pub fn age_out(&mut self, now: i64, window: i64) {
         if self.failures > 0 && now - self.first > window && now >= self.locked_until {
             *self = Counter::default();
         }
@@ -155,51 +219,10 @@ impl Throttle {
         let key = (account.to_string(), source.to_string());
         let known = st.known.get(account).is_some_and(|k| k.contains(source));
         let mut src = st.sources.get(source).cloned().unwrap_or_default();
-        src.age_out(now, p.window_s);
-        if now < src.locked_until {
-            return Err(Refusal::Source {
-                until: src.locked_until,
-            });
-        }
         let mut pair = st.pairs.get(&key).cloned().unwrap_or_default();
-        pair.age_out(now, p.window_s);
-        if now < pair.locked_until {
-            return Err(Refusal::Pair {
-                until: pair.locked_until,
-            });
-        }
         let mut acct = st.accounts.get(account).cloned().unwrap_or_default();
-        acct.age_out(now, p.window_s);
-        if !known && now < acct.locked_until {
-            return Err(Refusal::Account {
-                until: acct.locked_until,
-            });
-        }
-        // The progressive delay is account-wide, so sources the account has succeeded from skip
-        // it too: otherwise an attacker who keeps the delay at its maximum would hold the real
-        // user to one attempt a minute. Their own pair counter still applies.
-        if !known && acct.failures >= p.delay_after {
-            let exp = (acct.failures - p.delay_after).min(30);
-            let gap = (p.delay_base_s << exp).min(p.delay_max_s);
-            if now - acct.last < gap {
-                return Err(Refusal::Wait {
-                    retry_after: gap - (now - acct.last),
-                });
-            }
-        }
-        // Count it now (pessimistically), under the same lock as the checks.
-        pair.fail(now);
-        acct.fail(now);
-        src.fail(now);
-        if pair.failures >= p.pair_max_failures {
-            pair.locked_until = now + p.pair_lock_s;
-        }
-        if acct.failures >= p.account_lock_after {
-            acct.locked_until = now + p.account_lock_s;
-        }
-        if src.failures >= p.source_max_failures {
-            src.locked_until = now + p.source_block_s;
-        }
+        // Counted now (pessimistically), under the same lock as the checks.
+        step(&p, known, &mut pair, &mut acct, &mut src, now)?;
         st.pairs.insert(key, pair);
         st.accounts.insert(account.to_string(), acct);
         st.sources.insert(source.to_string(), src);

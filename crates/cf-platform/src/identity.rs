@@ -11,7 +11,7 @@ use cf_event::{AuditRecord, Outcome};
 use cf_identity::otp::{RecoveryCodes, Totp};
 use cf_identity::password::{self, Costs, Policy};
 use cf_identity::session::{self, SessionInfo, SessionPolicy};
-use cf_identity::throttle::{Refusal, Throttle, ThrottlePolicy};
+use cf_identity::throttle::{Refusal, ThrottlePolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::PlatformError;
@@ -216,7 +216,7 @@ struct Inner {
     clock: SharedClock,
     rng: Arc<dyn cf_crypto::Rng>,
     costs: Costs,
-    throttle: Throttle,
+    throttle: crate::throttle::StoreThrottle,
     session_policy: SessionPolicy,
     totp_key: Secret<[u8; 32]>,
     // A hash verified for unknown usernames, so timing does not reveal which accounts exist.
@@ -278,6 +278,8 @@ impl IdentityService {
     ) -> Result<Self, PlatformError> {
         let decoy = password::hash("decoy password", costs, rng.as_ref())
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let throttle =
+            crate::throttle::StoreThrottle::new(store.clone(), ThrottlePolicy::default());
         Ok(IdentityService {
             inner: Arc::new(Inner {
                 store,
@@ -285,7 +287,7 @@ impl IdentityService {
                 clock,
                 rng,
                 costs,
-                throttle: Throttle::new(ThrottlePolicy::default()),
+                throttle,
                 session_policy: SessionPolicy::default(),
                 totp_key: Secret::new(totp_key),
                 decoy,
@@ -574,7 +576,8 @@ impl IdentityService {
         let attempt = match self
             .inner
             .throttle
-            .begin(username, &ctx.source_addr, secs(now))
+            .begin(username, &ctx.source_addr, secs(now), now)
+            .await?
         {
             Ok(a) => a,
             Err(r) => {
@@ -645,6 +648,7 @@ impl IdentityService {
             .inner
             .throttle
             .account_failures(username, secs(now))
+            .await?
             .saturating_sub(1);
         let risk = cf_identity::risk::assess(&u.risk, &obs, failures, &policy);
         let enrolled = u.totp.as_ref().is_some_and(|t| t.confirmed);
@@ -721,7 +725,7 @@ impl IdentityService {
             saved = self.save(&fresh, &fdoc).await;
         }
         saved?;
-        self.inner.throttle.succeeded(attempt);
+        self.inner.throttle.succeeded(attempt, now).await?;
         let (session, info, ended) = self
             .start_session(&u.username, device, &ctx.source_addr, mfa)
             .await?;
@@ -1114,7 +1118,13 @@ impl IdentityService {
         let attempt = self
             .inner
             .throttle
-            .begin(&format!("reset:{username}"), &ctx.source_addr, secs(now))
+            .begin(
+                &format!("reset:{username}"),
+                &ctx.source_addr,
+                secs(now),
+                now,
+            )
+            .await?
             .map_err(|_| PlatformError::RateLimited("too many reset requests; try later".into()))?;
         let _ = attempt; // Every request counts: the counter is what limits code floods.
         let Some(sender) = &self.inner.sender else {

@@ -21,6 +21,7 @@ pub mod rights;
 pub mod rules;
 pub mod scim;
 pub mod sigma;
+pub mod throttle;
 pub mod tokens;
 pub mod verify;
 

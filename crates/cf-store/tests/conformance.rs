@@ -1382,7 +1382,92 @@ async fn identity_service(s: Arc<SqlStore>) {
 }
 on_both!(identity_rows, identity_service);
 
-/// Places for the login risk test.
+/// The login throttle in the shared store (PWD-3): 64 parallel wrong guesses spread over two
+/// nodes are checked no more often than the policy allows on one, and a node started afterwards
+/// (a restart) still refuses.
+async fn identity_throttle(s: Arc<SqlStore>) {
+    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::tokens::RequestContext;
+    let (signer, clock, alarms, metrics, _bus) = ledger_parts();
+    let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
+        .await
+        .unwrap();
+    let node = || {
+        IdentityService::new(
+            s.clone(),
+            ledger.clone(),
+            clock.clone(),
+            Arc::new(cf_crypto::OsRng),
+            cf_identity::password::Costs {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            [7; 32],
+            None,
+        )
+        .unwrap()
+    };
+    let (a, b) = (node(), node());
+    let admin = Principal {
+        id: "tok-admin".into(),
+        roles: vec![authz::Role::Admin],
+        must_change: false,
+    };
+    let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
+    a.create_user(
+        &manage,
+        &RequestContext::internal(),
+        NewUser {
+            username: "kong.yu".into(),
+            display_name: "Kong Yu".into(),
+            domain: "government".into(),
+            org: "tax".into(),
+            roles: vec!["operator".into()],
+            valid_until: None,
+        },
+    )
+    .await
+    .unwrap();
+    let ctx = RequestContext {
+        source_addr: "203.0.113.77".into(),
+        request_id: "r".into(),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let n = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            n.login(&ctx, "kong.yu", &format!("guess-{i}"), None, "x")
+                .await
+                .unwrap_err()
+        }));
+    }
+    let mut checked = 0;
+    let mut throttled = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            cf_platform::PlatformError::Unauthenticated(_) => checked += 1,
+            cf_platform::PlatformError::RateLimited(_) => throttled += 1,
+            // A contended throttle asks the client to come back: never a checked guess.
+            cf_platform::PlatformError::Unavailable(_) => throttled += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} guesses checked across two nodes ({throttled} refused)"
+    );
+    let c = node();
+    assert!(matches!(
+        c.login(&ctx, "kong.yu", "another", None, "x").await,
+        Err(cf_platform::PlatformError::RateLimited(_))
+    ));
+    ledger.shutdown().await;
+}
+on_both!(identity_throttle_rows, identity_throttle);
+
+/// Places for the login risk test./// Places for the login risk test.
 #[derive(Debug)]
 struct TableGeo;
 
