@@ -938,7 +938,6 @@ impl OidcProvider {
             "authorization_response_iss_parameter_supported": true,
             "frontchannel_logout_supported": false,
             "backchannel_logout_supported": false,
-            "ui_locales_supported": ["zh-CN", "en"],
         })
     }
 
