@@ -319,3 +319,73 @@ pub async fn rights_report(
             .await?,
     ))
 }
+
+#[utoipa::path(post, path = "/api/v1/account/certificate", tag = "identity", request_body(content = String, description = "A PKCS#10 certificate request (PEM) over the person's own key (ECDSA P-256 or Ed25519)"), responses((status = 200, description = "A client certificate (PEM) from the platform CA for signing in with X.509")))]
+pub async fn issue_certificate(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    use base64::Engine;
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let username = caller
+        .principal
+        .id
+        .strip_prefix("user:")
+        .ok_or_else(|| {
+            ApiError::from(cf_platform::PlatformError::Forbidden(
+                "only a signed-in person gets a certificate".into(),
+            ))
+        })?
+        .to_string();
+    let pem = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("body", "a PEM certificate request (text)"))?;
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ApiError::invalid("body", "the certificate request is not PEM"))?;
+    let (cert, info) = s.devices.issue_person_cert(&username, &der, 24 * 365)?;
+    let r = s
+        .identity
+        .add_certificate(&auth, &caller.ctx, &info)
+        .await?;
+    Ok(Ack::ok(
+        r,
+        serde_json::json!({"certificate": cert, "serial": info.serial, "fingerprint": info.fingerprint, "not_after": info.not_after}),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/certificate", tag = "identity", security(()), responses((status = 200, description = "A session for the person whose client certificate the TLS handshake presented"), (status = 401, body = ErrorBody)))]
+pub async fn login_certificate(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ctx = context(&parts);
+    let der = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
+        .and_then(|c| c.0.1.clone())
+        .ok_or_else(|| {
+            ApiError::from(cf_platform::PlatformError::Unauthenticated(
+                "present a client certificate issued by the platform CA".into(),
+            ))
+        })?;
+    let device = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    let fingerprint = hex::encode(cf_crypto::sha256(&der));
+    let ok = s
+        .identity
+        .login_certificate(&ctx, &fingerprint, device)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "session": ok.session, "handle": ok.info.handle, "must_change": ok.must_change,
+        "method": "x509", "ended_sessions": ok.ended,
+    })))
+}

@@ -192,6 +192,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             post(identity::create_user).get(identity::users),
         )
         .route("/api/v1/auth/login", post(identity::login))
+        .route(
+            "/api/v1/auth/certificate",
+            post(identity::login_certificate),
+        )
+        .route(
+            "/api/v1/account/certificate",
+            post(identity::issue_certificate),
+        )
         .route("/api/v1/auth/reset", post(identity::reset_begin))
         .route(
             "/api/v1/auth/reset/complete",

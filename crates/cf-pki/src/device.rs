@@ -153,6 +153,50 @@ pub fn issue_device_cert(
     now: Timestamp,
     hours: u32,
 ) -> Result<String, PkiError> {
+    issue_client_cert(
+        ca_cert_pem,
+        ca_key_pem,
+        csr_der,
+        ("devices", "device", device_id),
+        serial,
+        now,
+        hours,
+    )
+}
+
+/// Issue a client certificate for a person (`username`): subject `CN=username, OU=people`, SAN
+/// `urn:chengfang:user:<username>`, so no device certificate can pass for a person's.
+pub fn issue_person_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &Secret<String>,
+    csr_der: &[u8],
+    username: &str,
+    serial: &[u8; 16],
+    now: Timestamp,
+    hours: u32,
+) -> Result<String, PkiError> {
+    issue_client_cert(
+        ca_cert_pem,
+        ca_key_pem,
+        csr_der,
+        ("people", "user", username),
+        serial,
+        now,
+        hours,
+    )
+}
+
+/// `who` is (organisational unit, URN kind, id).
+fn issue_client_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &Secret<String>,
+    csr_der: &[u8],
+    who: (&str, &str, &str),
+    serial: &[u8; 16],
+    now: Timestamp,
+    hours: u32,
+) -> Result<String, PkiError> {
+    let (ou, kind, device_id) = who;
     verify_csr_der(csr_der)?;
     let mut csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
         .map_err(|e| PkiError::Invalid(format!("CSR: {e}")))?;
@@ -163,11 +207,11 @@ pub fn issue_device_cert(
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, device_id);
     p.distinguished_name
-        .push(DnType::OrganizationalUnitName, "devices");
+        .push(DnType::OrganizationalUnitName, ou);
     p.subject_alt_names = vec![SanType::URI(
-        format!("urn:chengfang:device:{device_id}")
+        format!("urn:chengfang:{kind}:{device_id}")
             .try_into()
-            .map_err(|e: rcgen::Error| PkiError::Invalid(format!("device id: {e}")))?,
+            .map_err(|e: rcgen::Error| PkiError::Invalid(format!("{kind} id: {e}")))?,
     )];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

@@ -538,6 +538,34 @@ impl DeviceService {
             .await
     }
 
+    /// A client certificate from the platform CA for a person (X.509 sign-in, IDM-5) over the
+    /// key of `csr_der`; the caller records and audits it.
+    pub fn issue_person_cert(
+        &self,
+        username: &str,
+        csr_der: &[u8],
+        hours: u32,
+    ) -> Result<(String, cf_pki::device::CertInfo), PlatformError> {
+        let mut serial = [0u8; 16];
+        self.inner
+            .rng
+            .fill(&mut serial)
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let pem = cf_pki::device::issue_person_cert(
+            &self.inner.ca.cert_pem,
+            &self.inner.ca.key_pem,
+            csr_der,
+            username,
+            &serial,
+            self.inner.clock.now(),
+            hours,
+        )
+        .map_err(invalid)?;
+        let info =
+            cf_pki::device::cert_info(&pem).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        Ok((pem, info))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn issue(
         &self,

@@ -1008,6 +1008,96 @@ impl IdentityService {
         Ok((initial, r))
     }
 
+    /// Register a client certificate the platform CA issued to the signed-in person (X.509
+    /// sign-in); audited before it is stored. The certificate is known by its SHA-256.
+    pub async fn add_certificate(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        info: &cf_pki::device::CertInfo,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::OwnAccount)?;
+        let name = Self::username_of(auth)?;
+        let r = self
+            .audit(
+                ctx,
+                &auth.principal().id,
+                "identity.certificate.add",
+                &format!("user:{name}"),
+                Outcome::Success,
+                serde_json::json!({"serial": info.serial, "fingerprint": info.fingerprint, "not_after": info.not_after}),
+            )
+            .await?;
+        self.inner
+            .store
+            .doc_insert(&Document {
+                kind: "user-cert".into(),
+                id: info.fingerprint.clone(),
+                body: json(&serde_json::json!({"username": name, "serial": info.serial, "not_after": info.not_after}))?,
+                revision: 1,
+                updated: self.inner.clock.now(),
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// Sign in with a client certificate already verified against the platform CA by the TLS
+    /// handshake: `fingerprint` (SHA-256 of its DER) must be registered to an enabled account and
+    /// unexpired. Audited like a password login (method `x509`).
+    pub async fn login_certificate(
+        &self,
+        ctx: &RequestContext,
+        fingerprint: &str,
+        device: &str,
+    ) -> Result<LoginOk, PlatformError> {
+        let now = self.inner.clock.now();
+        let refuse = || PlatformError::Unauthenticated("this certificate signs no one in".into());
+        let Some(d) = self.inner.store.doc_get("user-cert", fingerprint).await? else {
+            self.audit(
+                ctx,
+                "anonymous",
+                "auth.login",
+                "session",
+                Outcome::Denied,
+                serde_json::json!({"method": "x509", "reason": "certificate not registered", "fingerprint": fingerprint}),
+            )
+            .await?;
+            return Err(refuse());
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&d.body).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let username = v["username"].as_str().unwrap_or_default().to_string();
+        let expired =
+            serde_json::from_value::<Timestamp>(v["not_after"].clone()).map_or(true, |t| t <= now);
+        let active = self.read_subject(&username).await?;
+        if expired || active.is_none() {
+            self.audit_login(
+                ctx,
+                &username,
+                Outcome::Denied,
+                serde_json::json!({"method": "x509", "reason": if expired { "certificate expired" } else { "account disabled or expired" }}),
+            )
+            .await?;
+            return Err(refuse());
+        }
+        let (session, info, ended) = self
+            .start_session(&username, device, &ctx.source_addr, false)
+            .await?;
+        self.audit_login(
+            ctx,
+            &username,
+            Outcome::Success,
+            serde_json::json!({"method": "x509", "session": info.handle, "ended": ended, "fingerprint": fingerprint}),
+        )
+        .await?;
+        Ok(LoginOk {
+            session,
+            info,
+            must_change: active.is_some_and(|s| s.must_change),
+            ended,
+        })
+    }
+
     /// Record a real-name verification result for an account (IDM-4); audited as privileged.
     pub async fn set_real_name(
         &self,

@@ -1,0 +1,114 @@
+//! Signing in with an X.509 client certificate (IDM-5): a person obtains a certificate from the
+//! platform CA over their own key, then signs in over mutual TLS without a password; no
+//! certificate, or a disabled account, is refused.
+
+use std::path::PathBuf;
+
+mod common;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_with_a_client_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let srv = start_server_with(
+        &dir,
+        &[
+            ("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()),
+            ("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()),
+        ],
+        true,
+    );
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let admin = rotate_bootstrap(&c, &srv).await;
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/users"),
+        &admin,
+        &serde_json::json!({"username": "yan.bo", "display_name": "Yan Bo", "domain": "government", "org": "police", "roles": ["operator"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let initial = v["initial_password"].as_str().unwrap().to_string();
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": "yan.bo", "password": initial}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let sess = v["session"].as_str().unwrap().to_string();
+    let (s, _) = post_json(
+        &c,
+        u("/api/v1/account/password"),
+        &sess,
+        &serde_json::json!({"old": initial, "new": "Jing-wu-ting-7-yan!"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // The person's own key and CSR; the platform CA signs it.
+    let key = cf_pki::device::device_key(cf_crypto::devkey::KeyAlg::EcdsaP256, "yan.bo").unwrap();
+    let r = c
+        .post(u("/api/v1/account/certificate"))
+        .bearer_auth(&sess)
+        .body(key.csr_pem.clone())
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json(r).await;
+    assert_eq!(s, 200, "{v}");
+    let cert = v["certificate"].as_str().unwrap().to_string();
+    let info = cf_pki::device::cert_info(&cert).unwrap();
+    assert_eq!(info.common_name.as_deref(), Some("yan.bo"));
+
+    let ca = std::fs::read_to_string(dir.join("ca/ca.pem")).unwrap();
+    let mtls = |cert: &str, key_pem: &str| {
+        let cfg = cf_mqtt::client_tls(&ca, cert, key_pem).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*cfg).clone())
+            .build()
+            .unwrap()
+    };
+    let person = mtls(&cert, key.key_pem.expose());
+    let (s, v) = json(
+        person
+            .post(u("/api/v1/auth/certificate"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["method"], "x509");
+    let x509_session = v["session"].as_str().unwrap().to_string();
+    let (s, _) = get_json(&c, u("/api/v1/sessions"), &x509_session).await;
+    assert_eq!(s, 200);
+
+    // Without a client certificate there is nothing to sign in with.
+    let (s, _) = json(c.post(u("/api/v1/auth/certificate")).send().await.unwrap()).await;
+    assert_eq!(s, 401);
+
+    // A leaver: the certificate stops working with the account.
+    let (s, _) = post_json(
+        &c,
+        u("/api/v1/users/yan.bo/disable"),
+        &admin,
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = json(
+        person
+            .post(u("/api/v1/auth/certificate"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401, "a disabled account's certificate still signs in");
+    let (s, _) = get_json(&c, u("/api/v1/sessions"), &x509_session).await;
+    assert_eq!(s, 401, "the certificate session outlived the account");
+}
