@@ -389,3 +389,17 @@ pub async fn login_certificate(
         "method": "x509", "ended_sessions": ok.ended,
     })))
 }
+
+#[utoipa::path(delete, path = "/api/v1/account/certificate/{fingerprint}", tag = "identity", params(("fingerprint" = String, Path)), responses((status = 200, description = "The certificate signs no one in any more")))]
+pub async fn remove_certificate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(fingerprint): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let r = s
+        .identity
+        .remove_certificate(&auth, &caller.ctx, &fingerprint)
+        .await?;
+    Ok(Ack::ok(r, serde_json::json!({"removed": fingerprint})))
+}

@@ -200,6 +200,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/api/v1/account/certificate",
             post(identity::issue_certificate),
         )
+        .route(
+            "/api/v1/account/certificate/{fingerprint}",
+            delete(identity::remove_certificate),
+        )
         .route("/api/v1/auth/reset", post(identity::reset_begin))
         .route(
             "/api/v1/auth/reset/complete",

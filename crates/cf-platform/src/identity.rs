@@ -1041,6 +1041,44 @@ impl IdentityService {
         Ok(r)
     }
 
+    /// Withdraw one of the signed-in person's certificates (lost laptop, smart card): it signs no
+    /// one in from then on; audited.
+    pub async fn remove_certificate(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        fingerprint: &str,
+    ) -> Result<Receipt, PlatformError> {
+        auth.require(Action::OwnAccount)?;
+        let name = Self::username_of(auth)?;
+        let mine = match self.inner.store.doc_get("user-cert", fingerprint).await? {
+            Some(d) => serde_json::from_str::<serde_json::Value>(&d.body)
+                .map(|v| v["username"] == name.as_str())
+                .unwrap_or(false),
+            None => false,
+        };
+        if !mine {
+            return Err(PlatformError::NotFound(format!(
+                "no certificate {fingerprint} on this account"
+            )));
+        }
+        let r = self
+            .audit(
+                ctx,
+                &auth.principal().id,
+                "identity.certificate.remove",
+                &format!("user:{name}"),
+                Outcome::Success,
+                serde_json::json!({"fingerprint": fingerprint}),
+            )
+            .await?;
+        self.inner
+            .store
+            .doc_delete("user-cert", fingerprint)
+            .await?;
+        Ok(r)
+    }
+
     /// Sign in with a client certificate already verified against the platform CA by the TLS
     /// handshake: `fingerprint` (SHA-256 of its DER) must be registered to an enabled account and
     /// unexpired. Audited like a password login (method `x509`).

@@ -87,6 +87,49 @@ async fn a_person_signs_in_with_a_client_certificate() {
     let (s, _) = get_json(&c, u("/api/v1/sessions"), &x509_session).await;
     assert_eq!(s, 200);
 
+    // A withdrawn certificate (a lost laptop) signs no one in; a new one does.
+    let fp = v["session"]
+        .as_str()
+        .map(|_| info.fingerprint.clone())
+        .unwrap();
+    let r = c
+        .delete(u(&format!("/api/v1/account/certificate/{fp}")))
+        .bearer_auth(&x509_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, _) = json(
+        person
+            .post(u("/api/v1/auth/certificate"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401, "a withdrawn certificate still signs in");
+    let key2 = cf_pki::device::device_key(cf_crypto::devkey::KeyAlg::Ed25519, "yan.bo").unwrap();
+    let (s, v2) = json(
+        c.post(u("/api/v1/account/certificate"))
+            .bearer_auth(&x509_session)
+            .body(key2.csr_pem.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v2}");
+    let person = mtls(v2["certificate"].as_str().unwrap(), key2.key_pem.expose());
+    let (s, _) = json(
+        person
+            .post(u("/api/v1/auth/certificate"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+
     // Without a client certificate there is nothing to sign in with.
     let (s, _) = json(c.post(u("/api/v1/auth/certificate")).send().await.unwrap()).await;
     assert_eq!(s, 401);
