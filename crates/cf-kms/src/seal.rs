@@ -60,6 +60,11 @@ impl Kek {
         Ok(Kek(k))
     }
 
+    /// From a derived 32-byte key (e.g. the KMS's internal keys).
+    pub fn from_array(k: [u8; 32]) -> Self {
+        Kek(Zeroizing::new(k))
+    }
+
     /// From raw bytes (an unwrapped KEK).
     pub fn from_bytes(b: &[u8]) -> Result<Self, KmsError> {
         let arr: [u8; 32] = b

@@ -326,7 +326,7 @@ struct RefreshDoc {
 struct KeyDoc {
     kid: String,
     alg: Alg,
-    /// AES-256-GCM nonce ‖ ciphertext of the PKCS#8 DER, hex, under the internal OIDC key.
+    /// The PKCS#8 DER wrapped by the KMS-derived OIDC key (`Kek::wrap`, bound to the kid).
     sealed: String,
     created: i64,
     retired: Option<i64>,
@@ -383,7 +383,7 @@ struct Inner {
     clock: SharedClock,
     rng: Arc<dyn cf_crypto::Rng>,
     identity: IdentityService,
-    seal_key: cf_core::Secret<[u8; 32]>,
+    seal_key: cf_kms::seal::Kek,
     issuer: RwLock<String>,
     keys: Mutex<Option<Arc<KeySet>>>,
     // Serialises key generation so two first requests do not both create keys.
@@ -449,7 +449,7 @@ impl OidcProvider {
                 clock,
                 rng,
                 identity,
-                seal_key: cf_core::Secret::new(seal_key),
+                seal_key: cf_kms::seal::Kek::from_array(seal_key),
                 issuer: RwLock::new(issuer.trim_end_matches('/').to_string()),
                 keys: Mutex::new(None),
                 keygen: tokio::sync::Mutex::new(()),
@@ -752,22 +752,7 @@ impl OidcProvider {
                 self.inner.store.doc_delete("oidc-key", &d.id).await?;
                 continue;
             }
-            let raw = hex::decode(&k.sealed)
-                .map_err(|_| PlatformError::Internal("sealed signing key is not hex".into()))?;
-            if raw.len() < 12 {
-                return Err(PlatformError::Internal(
-                    "sealed signing key too short".into(),
-                ));
-            }
-            let mut nonce = [0u8; 12];
-            nonce.copy_from_slice(&raw[..12]);
-            let der = cf_kms::aead::open(
-                cf_kms::aead::Algorithm::Aes256Gcm,
-                self.inner.seal_key.expose(),
-                &nonce,
-                k.kid.as_bytes(),
-                &raw[12..],
-            )?;
+            let der = self.inner.seal_key.unwrap(k.kid.as_bytes(), &k.sealed)?;
             let sk = SigningKey::from_pkcs8(&k.kid, k.alg, der.to_vec())
                 .map_err(|e| PlatformError::Internal(e.to_string()))?;
             out.push((k, sk));
@@ -782,24 +767,15 @@ impl OidcProvider {
             .await
             .map_err(|e| PlatformError::Internal(e.to_string()))?
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
-        let mut nonce = [0u8; 12];
-        self.inner
-            .rng
-            .fill(&mut nonce)
-            .map_err(|e| PlatformError::Internal(e.to_string()))?;
-        let ct = cf_kms::aead::seal(
-            cf_kms::aead::Algorithm::Aes256Gcm,
-            self.inner.seal_key.expose(),
-            &nonce,
+        let sealed = self.inner.seal_key.wrap(
             sk.kid().as_bytes(),
             sk.pkcs8().expose(),
+            self.inner.rng.as_ref(),
         )?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ct);
         let k = KeyDoc {
             kid: sk.kid().to_string(),
             alg,
-            sealed: hex::encode(sealed),
+            sealed,
             created: self.now(),
             retired: None,
         };
