@@ -232,19 +232,6 @@ impl Throttle {
         })
     }
 
-    /// Failed attempts on `account` within the window (the risk engine's failure history).
-    pub fn account_failures(&self, account: &str, now: i64) -> u32 {
-        let st = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        st.accounts.get(account).map_or(0, |c| {
-            let mut c = c.clone();
-            c.age_out(now, self.policy.window_s);
-            c.failures
-        })
-    }
-
     /// The attempt succeeded: its counts are undone, the pair and account start afresh, and the
     /// source becomes known for this account (exempt from the account-wide lock).
     pub fn succeeded(&self, a: Attempt) {

@@ -419,6 +419,24 @@ impl IdentityService {
         .with_detail(detail)
     }
 
+    /// [`Self::audit`] for administrators' changes to someone else's account (AUD-5: kept apart).
+    async fn audit_privileged(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        event: &str,
+        object: &str,
+        detail: serde_json::Value,
+    ) -> Result<Receipt, PlatformError> {
+        self.inner
+            .ledger
+            .append(
+                self.record(ctx, subject, event, object, Outcome::Success, detail)
+                    .privileged(),
+            )
+            .await
+    }
+
     async fn audit(
         &self,
         ctx: &RequestContext,
@@ -515,11 +533,12 @@ impl IdentityService {
             real_name: None,
         };
         let r = self
-            .inner
-            .ledger
-            .append(
-                self.record(ctx, &auth.principal().id, "identity.user.create", &format!("user:{}", u.username), Outcome::Success, serde_json::json!({"domain": u.domain, "org": u.org, "roles": u.roles, "valid_until": u.valid_until}))
-                    .privileged(),
+            .audit_privileged(
+                ctx,
+                &auth.principal().id,
+                "identity.user.create",
+                &format!("user:{}", u.username),
+                serde_json::json!({"domain": u.domain, "org": u.org, "roles": u.roles, "valid_until": u.valid_until}),
             )
             .await?;
         self.inner
@@ -983,18 +1002,12 @@ impl IdentityService {
         let phc = password::hash(initial.expose(), self.inner.costs, self.inner.rng.as_ref())
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
         let r = self
-            .inner
-            .ledger
-            .append(
-                self.record(
-                    ctx,
-                    &auth.principal().id,
-                    "identity.password.reset",
-                    &format!("user:{username}"),
-                    Outcome::Success,
-                    serde_json::json!({"by": "administrator"}),
-                )
-                .privileged(),
+            .audit_privileged(
+                ctx,
+                &auth.principal().id,
+                "identity.password.reset",
+                &format!("user:{username}"),
+                serde_json::json!({"by": "administrator"}),
             )
             .await?;
         u.password = phc;
@@ -1161,18 +1174,12 @@ impl IdentityService {
             .await?
             .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
         let r = self
-            .inner
-            .ledger
-            .append(
-                self.record(
-                    ctx,
-                    &auth.principal().id,
-                    "identity.real_name",
-                    &format!("user:{username}"),
-                    Outcome::Success,
-                    serde_json::json!({"level": level, "method": method}),
-                )
-                .privileged(),
+            .audit_privileged(
+                ctx,
+                &auth.principal().id,
+                "identity.real_name",
+                &format!("user:{username}"),
+                serde_json::json!({"level": level, "method": method}),
             )
             .await?;
         u.real_name = (level > 0).then(|| RealName {
@@ -1205,18 +1212,12 @@ impl IdentityService {
             "identity.user.enable"
         };
         let r = self
-            .inner
-            .ledger
-            .append(
-                self.record(
-                    ctx,
-                    &auth.principal().id,
-                    event,
-                    &format!("user:{username}"),
-                    Outcome::Success,
-                    serde_json::json!({}),
-                )
-                .privileged(),
+            .audit_privileged(
+                ctx,
+                &auth.principal().id,
+                event,
+                &format!("user:{username}"),
+                serde_json::json!({}),
             )
             .await?;
         u.disabled = disabled;
