@@ -54,6 +54,24 @@ fn check_csrf(b: &Browser, p: &Params) -> Option<Response> {
     }
 }
 
+/// The signed-in browser and its form, or the page to answer instead: the sign-in form (back to
+/// `back`) without a session, a refusal when the form's CSRF token is not this session's.
+async fn signed_form(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    b: FormBody,
+    back: &str,
+) -> Result<(Browser, Params), Box<Response>> {
+    let Some(br) = browser(s, &parts.headers).await else {
+        return Err(Box::new(sign_in_form(None, back)));
+    };
+    let p = form(b).unwrap_or_default();
+    match check_csrf(&br, &p) {
+        Some(r) => Err(Box::new(r)),
+        None => Ok((br, p)),
+    }
+}
+
 fn allowed(b: &Browser, a: Action) -> Option<Authorized> {
     authz::authorize(&b.principal, a).ok()
 }
@@ -212,13 +230,10 @@ pub async fn password(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let Some(br) = browser(&s, &parts.headers).await else {
-        return sign_in_form(None, "/account");
+    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let p = form(b).unwrap_or_default();
-    if let Some(r) = check_csrf(&br, &p) {
-        return r;
-    }
     let Some(auth) = allowed(&br, Action::OwnAccount) else {
         return account_page(&s, &br, Some("Not allowed.")).await;
     };
@@ -245,13 +260,10 @@ pub async fn mfa(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let Some(br) = browser(&s, &parts.headers).await else {
-        return sign_in_form(None, "/account");
+    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let p = form(b).unwrap_or_default();
-    if let Some(r) = check_csrf(&br, &p) {
-        return r;
-    }
     let Some(auth) = allowed(&br, Action::OwnAccount) else {
         return account_page(&s, &br, Some("Change your password first.")).await;
     };
@@ -432,13 +444,10 @@ pub async fn create_user(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let Some(br) = browser(&s, &parts.headers).await else {
-        return sign_in_form(None, "/admin");
+    let (br, p) = match signed_form(&s, &parts, b, "/admin").await {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let p = form(b).unwrap_or_default();
-    if let Some(r) = check_csrf(&br, &p) {
-        return r;
-    }
     let Some(auth) = allowed(&br, Action::ManageUsers) else {
         return admin_page(&s, &br, None).await;
     };
@@ -473,13 +482,10 @@ pub async fn user_action(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let Some(br) = browser(&s, &parts.headers).await else {
-        return sign_in_form(None, "/admin");
+    let (br, _) = match signed_form(&s, &parts, b, "/admin").await {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let p = form(b).unwrap_or_default();
-    if let Some(r) = check_csrf(&br, &p) {
-        return r;
-    }
     let Some(auth) = allowed(&br, Action::ManageUsers) else {
         return admin_page(&s, &br, None).await;
     };
