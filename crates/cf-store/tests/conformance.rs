@@ -1307,33 +1307,39 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
 }
 on_both!(device_rows, device_service);
 
+/// An identity service on `s` (one "node"), with hashes cheap enough for tests.
+fn identity_node(
+    s: &Arc<SqlStore>,
+    ledger: &AuditLedger,
+    clock: &SharedClock,
+) -> cf_platform::identity::IdentityService {
+    cf_platform::identity::IdentityService::new(
+        s.clone(),
+        ledger.clone(),
+        clock.clone(),
+        Arc::new(cf_crypto::OsRng),
+        cf_identity::password::Costs {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        },
+        [7; 32],
+        None,
+    )
+    .unwrap()
+}
+
 /// Accounts and sessions on each backend (IDM-1, AUZ-3): sessions are stored, so another service
 /// instance (another node, or the same after a restart) accepts them, and ending one ends it
 /// everywhere.
 async fn identity_service(s: Arc<SqlStore>) {
-    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, clock, alarms, metrics, _bus) = ledger_parts();
     let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
         .await
         .unwrap();
-    let cheap = cf_identity::password::Costs {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
-    let node = || {
-        IdentityService::new(
-            s.clone(),
-            ledger.clone(),
-            clock.clone(),
-            Arc::new(cf_crypto::OsRng),
-            cheap,
-            [7; 32],
-            None,
-        )
-        .unwrap()
-    };
+    let node = || identity_node(&s, &ledger, &clock);
     let (a, b) = (node(), node());
     let admin = Principal {
         id: "tok-admin".into(),
@@ -1386,28 +1392,13 @@ on_both!(identity_rows, identity_service);
 /// nodes are checked no more often than the policy allows on one, and a node started afterwards
 /// (a restart) still refuses.
 async fn identity_throttle(s: Arc<SqlStore>) {
-    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, clock, alarms, metrics, _bus) = ledger_parts();
     let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
         .await
         .unwrap();
-    let node = || {
-        IdentityService::new(
-            s.clone(),
-            ledger.clone(),
-            clock.clone(),
-            Arc::new(cf_crypto::OsRng),
-            cf_identity::password::Costs {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            [7; 32],
-            None,
-        )
-        .unwrap()
-    };
+    let node = || identity_node(&s, &ledger, &clock);
     let (a, b) = (node(), node());
     let admin = Principal {
         id: "tok-admin".into(),
@@ -1493,7 +1484,7 @@ impl cf_platform::ports::GeoLookup for TableGeo {
 /// account, impossible travel is refused, a risky sign-in without a second factor is refused,
 /// the usual one still works, and every decision is audited with its reasons.
 async fn identity_risk(s: Arc<SqlStore>) {
-    use cf_platform::identity::{IdentityService, NewUser};
+    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, _, alarms, metrics, _bus) = ledger_parts();
     let start = Timestamp::parse_rfc3339("2026-11-02T01:00:00Z").unwrap();
@@ -1502,20 +1493,7 @@ async fn identity_risk(s: Arc<SqlStore>) {
     let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
         .await
         .unwrap();
-    let id = IdentityService::new(
-        s.clone(),
-        ledger.clone(),
-        clock.clone(),
-        Arc::new(cf_crypto::OsRng),
-        cf_identity::password::Costs {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        },
-        [7; 32],
-        None,
-    )
-    .unwrap();
+    let id = identity_node(&s, &ledger, &clock);
     id.set_geo(Arc::new(TableGeo));
     let admin = Principal {
         id: "tok-admin".into(),
