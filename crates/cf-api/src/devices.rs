@@ -188,7 +188,9 @@ pub async fn stats(
     State(s): State<AppState>,
     caller: Caller,
 ) -> Result<Json<cf_platform::devices::IngestStats>, ApiError> {
-    caller.authorize(&s, Action::ReadDevices).await?;
+    let auth = caller.authorize(&s, Action::ReadDevices).await?;
+    // City-wide ingest counters: not an organisation's to read.
+    auth.city_only("the city's device ingest statistics")?;
     Ok(Json(s.devices.stats()))
 }
 

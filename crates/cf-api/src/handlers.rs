@@ -55,6 +55,9 @@ pub struct WhoAmI {
     pub roles: Vec<String>,
     /// Whether this is a bootstrap credential that must be rotated.
     pub must_change: bool,
+    /// The organisation the caller is confined to (absent: city-wide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "auth", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
@@ -68,6 +71,7 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
             .map(|r| r.as_str().to_string())
             .collect(),
         must_change: caller.principal.must_change,
+        org: caller.principal.org.clone(),
     })
 }
 
@@ -88,6 +92,9 @@ pub struct TokenView {
     pub revoked: Option<String>,
     /// Bootstrap credential awaiting rotation.
     pub must_change: bool,
+    /// The organisation the token is confined to (absent: city-wide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 impl From<cf_platform::tokens::TokenInfo> for TokenView {
@@ -100,6 +107,7 @@ impl From<cf_platform::tokens::TokenInfo> for TokenView {
             expires: t.expires.map(|x| x.to_string()),
             revoked: t.revoked.map(|x| x.to_string()),
             must_change: t.must_change,
+            org: t.org,
         }
     }
 }
@@ -146,6 +154,10 @@ pub struct CreateToken {
     pub roles: Vec<String>,
     /// Lifetime such as `90d`; none for no expiry.
     pub ttl: Option<String>,
+    /// Confine the token to one organisation (city administrators; a tenant's tokens are always
+    /// confined to its own).
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "auth", request_body = CreateToken,
@@ -174,7 +186,7 @@ pub async fn create_token(
         .map_err(|e| ApiError::invalid("ttl", e))?;
     let (t, receipt) = s
         .tokens
-        .create(&auth, &caller.ctx, &req.name, &roles, ttl)
+        .create(&auth, &caller.ctx, &req.name, &roles, ttl, req.org)
         .await?;
     Ok(Ack::created(
         receipt,

@@ -42,6 +42,67 @@ pub async fn users(
     Ok(Json(s.identity.users(&auth).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "identity", responses((status = 201, description = "The organisation (city administrators register organisations)"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<cf_platform::orgs::NewOrg>,
+) -> Result<Ack<cf_platform::orgs::Org>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let (o, r) = s
+        .identity
+        .orgs()
+        .create(&auth, &caller.ctx, body(b)?)
+        .await?;
+    Ok(Ack::created(r, o))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "identity", responses((status = 200, description = "Organisations within the caller's reach: registered, built-in and known from accounts")))]
+pub async fn orgs(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<cf_platform::orgs::Org>>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let known = s.identity.known_orgs().await?;
+    Ok(Json(s.identity.orgs().list(&auth, &known).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{id}", tag = "identity", responses((status = 200, description = "One organisation"), (status = 404, body = ErrorBody)))]
+pub async fn org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<cf_platform::orgs::Org>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let known = s.identity.known_orgs().await?;
+    Ok(Json(s.identity.orgs().show(&auth, &id, &known).await?))
+}
+
+/// A department to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDepartment {
+    /// Its name.
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs/{id}/departments", tag = "identity", request_body = NewDepartment, responses((status = 200, description = "The organisation with the department added"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_department(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: JsonBody<NewDepartment>,
+) -> Result<Ack<cf_platform::orgs::Org>, ApiError> {
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let d = body(b)?;
+    let (o, r) = s
+        .identity
+        .orgs()
+        .add_department(&auth, &caller.ctx, &id, &d.name)
+        .await?;
+    Ok(Ack::ok(r, o))
+}
+
 /// Credentials.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -191,6 +191,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/api/v1/users",
             post(identity::create_user).get(identity::users),
         )
+        .route(
+            "/api/v1/orgs",
+            post(identity::create_org).get(identity::orgs),
+        )
+        .route("/api/v1/orgs/{id}", get(identity::org))
+        .route(
+            "/api/v1/orgs/{id}/departments",
+            post(identity::add_department),
+        )
         .route("/api/v1/auth/login", post(identity::login))
         .route(
             "/api/v1/auth/certificate",

@@ -422,6 +422,30 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
         ));
     }
     clients.push_str("</table>");
+    let known = s.identity.known_orgs().await.unwrap_or_default();
+    let mut orgs = String::from(
+        "<table id=\"orgs\"><tr><th>Organisation</th><th>Name</th><th>Scope</th><th>Departments</th></tr>",
+    );
+    for o in s
+        .identity
+        .orgs()
+        .list(&auth, &known)
+        .await
+        .unwrap_or_default()
+    {
+        orgs.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&o.id),
+            esc(&o.name),
+            match o.scope {
+                cf_platform::orgs::OrgScope::City => "city-wide",
+                cf_platform::orgs::OrgScope::Tenant => "tenant",
+            },
+            esc(&o.departments.join(", "))
+        ));
+    }
+    orgs.push_str("</table>");
+    let own_org = esc(auth.org().unwrap_or_default());
     let domains: String = cf_platform::identity::DOMAINS
         .iter()
         .map(|d| format!("<option>{d}</option>"))
@@ -431,8 +455,8 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
         "Administration",
         &format!(
             "{note}<p><a href=\"/account\">My account</a></p><h2>Accounts</h2>{users}\
-             <h2>New account</h2><form method=\"post\" action=\"/admin/users\">{csrf}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" required><label for=\"display_name\">Name</label><input type=\"text\" id=\"display_name\" name=\"display_name\" required><label for=\"domain\">Identity domain</label><select id=\"domain\" name=\"domain\">{domains}</select><label for=\"org\">Organisation</label><input type=\"text\" id=\"org\" name=\"org\" required><label for=\"roles\">Roles (comma-separated: admin, auditor, operator, service)</label><input type=\"text\" id=\"roles\" name=\"roles\"><button>Create</button></form>\
-             <h2>Sessions</h2>{rows}<h2>Applications (single sign-on)</h2>{clients}",
+             <h2>New account</h2><form method=\"post\" action=\"/admin/users\">{csrf}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" required><label for=\"display_name\">Name</label><input type=\"text\" id=\"display_name\" name=\"display_name\" required><label for=\"domain\">Identity domain</label><select id=\"domain\" name=\"domain\">{domains}</select><label for=\"org\">Organisation</label><input type=\"text\" id=\"org\" name=\"org\" value=\"{own_org}\" required><label for=\"department\">Department</label><input type=\"text\" id=\"department\" name=\"department\"><label for=\"post\">Post</label><input type=\"text\" id=\"post\" name=\"post\"><label for=\"roles\">Roles (comma-separated: admin, auditor, operator, service)</label><input type=\"text\" id=\"roles\" name=\"roles\"><button>Create</button></form>\
+             <h2>Organisations</h2>{orgs}<h2>Sessions</h2>{rows}<h2>Applications (single sign-on)</h2>{clients}",
             rows = session_rows(&sessions, &csrf, &mine, true)
         ),
     )
@@ -463,6 +487,8 @@ pub async fn create_user(
             .filter(|r| !r.is_empty())
             .collect(),
         valid_until: None,
+        department: Some(get("department")).filter(|d| !d.trim().is_empty()),
+        post: Some(get("post")).filter(|d| !d.trim().is_empty()),
     };
     let note = match s.identity.create_user(&auth, &context(&parts), new).await {
         Ok((u, initial, _)) => format!(

@@ -43,6 +43,9 @@ pub struct Subject<'a> {
     pub roles: &'a [&'a str],
     /// A bootstrap credential that must be exchanged first.
     pub must_change: bool,
+    /// Confined to one organisation (a tenant's administrators, staff and tokens), rather than
+    /// acting for the whole city (IDM-1).
+    pub tenant: bool,
 }
 
 /// Attributes of the request, for conditions.
@@ -108,6 +111,10 @@ impl Policies {
         attrs.insert(
             "must_change".to_string(),
             RestrictedExpression::new_bool(who.must_change),
+        );
+        attrs.insert(
+            "tenant".to_string(),
+            RestrictedExpression::new_bool(who.tenant),
         );
         let mut entities = vec![
             Entity::new(principal.clone(), attrs, roles.clone())
@@ -222,6 +229,7 @@ mod tests {
                             id: "t1",
                             roles: &[role],
                             must_change: false,
+                            tenant: false,
                         },
                         action,
                         "platform",
@@ -245,6 +253,7 @@ mod tests {
                     id: "t2",
                     roles: &[],
                     must_change: false,
+                    tenant: false,
                 },
                 "kms.use",
                 "platform",
@@ -261,6 +270,7 @@ mod tests {
             id: "boot",
             roles: &["admin"],
             must_change: true,
+            tenant: false,
         };
         let v = p
             .decide(
@@ -288,6 +298,7 @@ mod tests {
             id: "a",
             roles: &["admin"],
             must_change: false,
+            tenant: false,
         };
         let outside = AccessContext {
             admin_networks_only: true,
@@ -310,6 +321,52 @@ mod tests {
             .unwrap()
             .allowed
         );
+    }
+
+    /// What an organisation's own people and tokens may do: their organisation's accounts,
+    /// devices, keys and tokens, and their own account; the city-wide functions are not theirs.
+    fn tenant_may(action: &str) -> bool {
+        matches!(
+            action,
+            "users.manage"
+                | "account.self"
+                | "devices.manage"
+                | "devices.read"
+                | "kms.manage"
+                | "kms.use"
+                | "tokens.manage"
+        )
+    }
+
+    #[test]
+    fn tenants_keep_to_their_organisations_functions() {
+        let p = Policies::builtin();
+        for role in ["admin", "auditor", "operator", "service"] {
+            for action in ACTIONS {
+                let v = p
+                    .decide(
+                        &Subject {
+                            id: "t1",
+                            roles: &[role],
+                            must_change: false,
+                            tenant: true,
+                        },
+                        action,
+                        "platform",
+                        &AccessContext::default(),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    v.allowed,
+                    expected(role, action) && tenant_may(action),
+                    "tenant {role} {action}: {:?}",
+                    v.reasons
+                );
+                if expected(role, action) && !tenant_may(action) {
+                    assert_eq!(v.reasons, ["tenants-keep-to-their-organisation"]);
+                }
+            }
+        }
     }
 
     #[test]

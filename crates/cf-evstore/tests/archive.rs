@@ -48,6 +48,7 @@ fn who(role: Role) -> Principal {
         id: format!("user:{}", role.as_str()),
         roles: vec![role],
         must_change: false,
+        org: None,
     }
 }
 

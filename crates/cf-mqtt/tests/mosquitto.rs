@@ -279,11 +279,13 @@ async fn devices_through_a_real_mosquitto() {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
         must_change: false,
+        org: None,
     };
     let op = Principal {
         id: "tok-op".into(),
         roles: vec![authz::Role::Operator],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, authz::Action::ManageDevices).unwrap();
     let ctx = RequestContext::internal();

@@ -50,6 +50,9 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// A bootstrap credential: may do nothing but replace itself.
     pub must_change: bool,
+    /// The organisation this principal is confined to (a tenant's people and tokens); `None`
+    /// for the city's own operators and the platform itself (IDM-1).
+    pub org: Option<String>,
 }
 
 impl Principal {
@@ -59,6 +62,7 @@ impl Principal {
             id: "system".into(),
             roles: vec![Role::Admin, Role::Auditor, Role::Operator],
             must_change: false,
+            org: None,
         }
     }
 }
@@ -182,6 +186,24 @@ impl Authorized {
     pub fn action(&self) -> Action {
         self.action
     }
+    /// The organisation the caller is confined to; `None` when it acts for the whole city.
+    pub fn org(&self) -> Option<&str> {
+        self.principal.org.as_deref()
+    }
+    /// Whether objects of organisation `org` are within the caller's reach.
+    pub fn reaches(&self, org: &str) -> bool {
+        self.org().is_none_or(|o| o == org)
+    }
+    /// Refuse a caller confined to one organisation: for the city-wide parts of an action
+    /// otherwise open to tenants (e.g. trusting a vendor's firmware keys).
+    pub fn city_only(&self, what: &str) -> Result<(), crate::PlatformError> {
+        match self.org() {
+            None => Ok(()),
+            Some(o) => Err(crate::PlatformError::Forbidden(format!(
+                "{what} is a city-wide function; the caller is confined to organisation `{o}`"
+            ))),
+        }
+    }
     /// Refuse unless this proof is for `a` (services check the proof they were handed).
     pub fn require(&self, a: Action) -> Result<(), crate::PlatformError> {
         if self.action == a {
@@ -200,12 +222,13 @@ pub fn authorize(
     principal: &Principal,
     action: Action,
 ) -> Result<Authorized, crate::PlatformError> {
-    type Memo = std::collections::HashMap<(u8, bool, Action), cf_authz::Verdict>;
+    type Memo = std::collections::HashMap<(u8, bool, bool, Action), cf_authz::Verdict>;
     static POLICIES: std::sync::LazyLock<cf_authz::Policies> =
         std::sync::LazyLock::new(cf_authz::Policies::builtin);
-    // The built-in policies read only the roles, `must_change`, the action and the default
-    // context (a test checks they name no principal), so a decision is a pure function of those
-    // and is computed once per combination: 2^4 role sets × 2 × the actions.
+    // The built-in policies read only the roles, `must_change`, the action, whether the
+    // principal is confined to an organisation and the default context (a test checks they name
+    // no principal), so a decision is a pure function of those and is computed once per
+    // combination: 2^4 role sets × 2 × 2 × the actions.
     static MEMO: std::sync::LazyLock<std::sync::RwLock<Memo>> =
         std::sync::LazyLock::new(Default::default);
     let mask = principal
@@ -213,7 +236,8 @@ pub fn authorize(
         .iter()
         .map(|r| 1u8 << Role::ALL.iter().position(|x| x == r).unwrap_or(7))
         .fold(0, |a, b| a | b);
-    let key = (mask, principal.must_change, action);
+    let tenant = principal.org.is_some();
+    let key = (mask, principal.must_change, tenant, action);
     let cached = MEMO.read().ok().and_then(|m| m.get(&key).cloned());
     let verdict = match cached {
         Some(v) => v,
@@ -223,6 +247,7 @@ pub fn authorize(
                 id: &principal.id,
                 roles: &roles,
                 must_change: principal.must_change,
+                tenant,
             };
             let v = POLICIES
                 .decide(
@@ -247,6 +272,18 @@ pub fn authorize(
             return Err(crate::PlatformError::Forbidden(
                 "this bootstrap credential must be changed first: POST /api/v1/auth/rotate".into(),
             ));
+        }
+        if let Some(o) = &principal.org
+            && verdict
+                .reasons
+                .iter()
+                .any(|r| r == "tenants-keep-to-their-organisation")
+        {
+            return Err(crate::PlatformError::Forbidden(format!(
+                "{} is a city-wide function; {} is confined to organisation `{o}`",
+                action.as_str(),
+                principal.id
+            )));
         }
         return Err(crate::PlatformError::Forbidden(format!(
             "{} may not {}",
@@ -280,8 +317,14 @@ mod tests {
             Action::ReadAlerts,
             Action::ManageRules,
         ];
-        for mask in 0u8..16 {
-            for must_change in [false, true] {
+        for (mask, must_change, org) in (0u8..16).flat_map(|m| {
+            [false, true].into_iter().flat_map(move |c| {
+                [None, Some("water".to_string())]
+                    .into_iter()
+                    .map(move |o| (m, c, o))
+            })
+        }) {
+            {
                 let roles: Vec<Role> = Role::ALL
                     .iter()
                     .enumerate()
@@ -292,6 +335,7 @@ mod tests {
                     id: format!("user:m{mask}"),
                     roles: roles.clone(),
                     must_change,
+                    org: org.clone(),
                 };
                 let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
                 for a in actions {
@@ -303,6 +347,7 @@ mod tests {
                                     id: &p.id,
                                     roles: &names,
                                     must_change,
+                                    tenant: org.is_some(),
                                 },
                                 a.as_str(),
                                 "platform",
@@ -322,6 +367,7 @@ mod tests {
             id: "a".into(),
             roles: vec![Role::Admin],
             must_change: false,
+            org: None,
         };
         assert!(authorize(&admin, Action::ManageTokens).is_ok());
         assert!(authorize(&admin, Action::ReadAudit).is_err());
@@ -329,6 +375,7 @@ mod tests {
             id: "b".into(),
             roles: vec![Role::Auditor],
             must_change: false,
+            org: None,
         };
         assert!(authorize(&aud, Action::ReadAudit).is_ok());
         assert!(authorize(&aud, Action::ManageTokens).is_err());
@@ -340,6 +387,7 @@ mod tests {
             id: "boot".into(),
             roles: vec![Role::Admin, Role::Auditor],
             must_change: true,
+            org: None,
         };
         assert!(authorize(&boot, Action::RotateBootstrap).is_ok());
         assert!(authorize(&boot, Action::ManageTokens).is_err());

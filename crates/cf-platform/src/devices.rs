@@ -323,6 +323,20 @@ impl DeviceService {
         Ok((parse(&d)?, d))
     }
 
+    /// A device within the caller's reach: an organisation's people and tokens reach only the
+    /// devices it owns, and another's is "not found" (IDM-1).
+    async fn device_for(
+        &self,
+        auth: &Authorized,
+        id: &str,
+    ) -> Result<(Device, Document), PlatformError> {
+        let (dev, d) = self.device_doc(id).await?;
+        if !auth.reaches(&dev.spec.owner_org) {
+            return Err(PlatformError::NotFound(format!("no device `{id}`")));
+        }
+        Ok((dev, d))
+    }
+
     async fn save_device(&self, dev: &Device, prev: &Document) -> Result<(), PlatformError> {
         self.inner
             .store
@@ -347,6 +361,12 @@ impl DeviceService {
         spec: NewDevice,
     ) -> Result<(Device, Receipt), PlatformError> {
         auth.require(Action::ManageDevices)?;
+        if !auth.reaches(&spec.owner_org) {
+            return Err(PlatformError::Forbidden(format!(
+                "owner_org: devices are registered to the caller's own organisation `{}`",
+                auth.org().unwrap_or_default()
+            )));
+        }
         let dev = Device::new(spec, self.inner.clock.now()).map_err(invalid)?;
         if self.doc("device", dev.id()).await?.is_some() {
             return Err(PlatformError::Conflict(format!(
@@ -400,12 +420,12 @@ impl DeviceService {
             let id = d.id.clone();
             match self.register(auth, ctx, d).await {
                 Ok(_) => rep.registered.push(id),
-                Err(PlatformError::Conflict(m)) | Err(PlatformError::InvalidInput(m)) => {
-                    rep.errors.push(ImportError {
-                        line: 0,
-                        reason: format!("{id}: {m}"),
-                    })
-                }
+                Err(PlatformError::Conflict(m))
+                | Err(PlatformError::InvalidInput(m))
+                | Err(PlatformError::Forbidden(m)) => rep.errors.push(ImportError {
+                    line: 0,
+                    reason: format!("{id}: {m}"),
+                }),
                 Err(e) => return Err(e),
             }
         }
@@ -415,7 +435,7 @@ impl DeviceService {
     /// One device.
     pub async fn get(&self, auth: &Authorized, id: &str) -> Result<Device, PlatformError> {
         require_read(auth)?;
-        Ok(self.device_doc(id).await?.0)
+        Ok(self.device_for(auth, id).await?.0)
     }
 
     /// Every device, optionally of one district or status.
@@ -431,6 +451,7 @@ impl DeviceService {
             let dev: Device = parse(&d)?;
             if district.is_none_or(|x| dev.spec.district == x)
                 && status.is_none_or(|s| dev.status == s)
+                && auth.reaches(&dev.spec.owner_org)
             {
                 out.push(dev);
             }
@@ -447,7 +468,7 @@ impl DeviceService {
         device: &str,
     ) -> Result<(String, Timestamp, Receipt), PlatformError> {
         auth.require(Action::ManageDevices)?;
-        let (dev, _) = self.device_doc(device).await?;
+        let (dev, _) = self.device_for(auth, device).await?;
         if matches!(
             dev.status,
             DeviceStatus::Quarantined | DeviceStatus::Retired
@@ -939,7 +960,7 @@ impl DeviceService {
         reason: &str,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageDevices)?;
-        let (mut dev, ddoc) = self.device_doc(id).await?;
+        let (mut dev, ddoc) = self.device_for(auth, id).await?;
         let Some(serial) = dev.cert_serial.clone() else {
             return Err(PlatformError::Conflict(format!(
                 "device `{id}` holds no certificate"
@@ -984,7 +1005,7 @@ impl DeviceService {
         reason: &str,
     ) -> Result<QuarantineReport, PlatformError> {
         auth.require(Action::QuarantineDevices)?;
-        let (dev, ddoc) = self.device_doc(id).await?;
+        let (dev, ddoc) = self.device_for(auth, id).await?;
         self.quarantine_inner(&auth.principal().id, ctx, dev, ddoc, reason)
             .await
     }
@@ -1075,7 +1096,7 @@ impl DeviceService {
         id: &str,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::QuarantineDevices)?;
-        let (mut dev, ddoc) = self.device_doc(id).await?;
+        let (mut dev, ddoc) = self.device_for(auth, id).await?;
         if dev.status != DeviceStatus::Quarantined {
             return Err(PlatformError::Conflict(format!(
                 "device `{id}` is not quarantined"
@@ -1117,6 +1138,7 @@ impl DeviceService {
         public_key_hex: &str,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageDevices)?;
+        auth.city_only("trusting a vendor's firmware key")?;
         let raw = hex::decode(public_key_hex).map_err(|_| invalid("public_key: not hex"))?;
         let pk = cf_crypto::devkey::DevicePublicKey::parse(alg, &raw)
             .map_err(|e| invalid(format!("public_key: {e}")))?;
@@ -1161,6 +1183,7 @@ impl DeviceService {
         m: SignedManifest,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageDevices)?;
+        auth.city_only("adding a firmware manifest")?;
         // Check against a scratch copy so a bad manifest never reaches the audit trail as accepted.
         {
             let mut live = self.live();

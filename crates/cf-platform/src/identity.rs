@@ -48,6 +48,12 @@ pub struct NewUser {
     /// Account valid until (RFC 3339), for contractors and partners.
     #[serde(default)]
     pub valid_until: Option<Timestamp>,
+    /// Department within the organisation (one of its registered departments, when it has any).
+    #[serde(default)]
+    pub department: Option<String>,
+    /// Post (job position), e.g. `duty officer`.
+    #[serde(default)]
+    pub post: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +89,10 @@ struct UserDoc {
     /// Real-name verification (IDM-4).
     #[serde(default)]
     real_name: Option<RealName>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    post: Option<String>,
 }
 
 /// How far the person behind an account has been identified (IDM-4): 1 — name and resident ID
@@ -129,6 +139,12 @@ pub struct UserInfo {
     pub disabled: bool,
     /// Real-name verification level (0: none).
     pub real_name_level: u8,
+    /// Department.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Post.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post: Option<String>,
 }
 
 impl UserDoc {
@@ -144,6 +160,8 @@ impl UserDoc {
             mfa: self.totp.as_ref().is_some_and(|t| t.confirmed),
             disabled: self.disabled,
             real_name_level: self.real_name.as_ref().map_or(0, |r| r.level),
+            department: self.department.clone(),
+            post: self.post.clone(),
         }
     }
 }
@@ -232,6 +250,7 @@ struct Inner {
     generation: std::sync::atomic::AtomicU64,
     geo: std::sync::OnceLock<Arc<dyn crate::ports::GeoLookup>>,
     risk_policy: std::sync::OnceLock<cf_identity::risk::RiskPolicy>,
+    orgs: crate::orgs::OrgDirectory,
 }
 
 /// How long a checked account is trusted without reading it again.
@@ -280,6 +299,7 @@ impl IdentityService {
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
         let throttle =
             crate::throttle::StoreThrottle::new(store.clone(), ThrottlePolicy::default());
+        let orgs = crate::orgs::OrgDirectory::new(store.clone(), ledger.clone(), clock.clone());
         Ok(IdentityService {
             inner: Arc::new(Inner {
                 store,
@@ -297,8 +317,41 @@ impl IdentityService {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 geo: std::sync::OnceLock::new(),
                 risk_policy: std::sync::OnceLock::new(),
+                orgs,
             }),
         })
+    }
+
+    /// The organisation directory (IDM-1).
+    pub fn orgs(&self) -> &crate::orgs::OrgDirectory {
+        &self.inner.orgs
+    }
+
+    /// Organisations known from accounts (registered or not), for the directory's listings.
+    pub async fn known_orgs(&self) -> Result<Vec<String>, PlatformError> {
+        let mut v: Vec<String> = self
+            .accounts()
+            .await?
+            .into_iter()
+            .map(|(_, org, _, _)| org)
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// The account `username` if the caller may administer it: an organisation's
+    /// administrators see only their own organisation's accounts, and others' are "not found"
+    /// so that their existence does not leak.
+    async fn administered(
+        &self,
+        auth: &Authorized,
+        username: &str,
+    ) -> Result<(UserDoc, Document), PlatformError> {
+        match self.user(username).await? {
+            Some((u, d)) if auth.reaches(&u.org) => Ok((u, d)),
+            _ => Err(PlatformError::NotFound(format!("no user `{username}`"))),
+        }
     }
 
     /// Locate sign-in addresses with `geo` for the risk engine (set once at start).
@@ -503,6 +556,22 @@ impl IdentityService {
         let roles: Vec<&str> = n.roles.iter().map(String::as_str).collect();
         cf_authz::rights::check(&roles, &cf_authz::rights::default_rules())
             .map_err(|v| PlatformError::Conflict(v.to_string()))?;
+        crate::orgs::check_org_id(&n.org)?;
+        if !auth.reaches(&n.org) {
+            return Err(PlatformError::Forbidden(format!(
+                "org: accounts are created in the caller's own organisation `{}`",
+                auth.org().unwrap_or_default()
+            )));
+        }
+        if auth.org().is_some()
+            && self.inner.orgs.scope(&n.org).await? != crate::orgs::OrgScope::Tenant
+        {
+            return Err(PlatformError::Forbidden(
+                "org: a city-wide organisation's accounts are created by the city".into(),
+            ));
+        }
+        self.check_placement(&n.org, n.department.as_deref(), n.post.as_deref())
+            .await?;
         if self.user(&n.username).await?.is_some() {
             return Err(PlatformError::Conflict(format!(
                 "user `{}` exists",
@@ -531,6 +600,8 @@ impl IdentityService {
             reset: None,
             risk: cf_identity::risk::Profile::default(),
             real_name: None,
+            department: n.department,
+            post: n.post,
         };
         let r = self
             .audit_privileged(
@@ -538,7 +609,7 @@ impl IdentityService {
                 &auth.principal().id,
                 "identity.user.create",
                 &format!("user:{}", u.username),
-                serde_json::json!({"domain": u.domain, "org": u.org, "roles": u.roles, "valid_until": u.valid_until}),
+                serde_json::json!({"domain": u.domain, "org": u.org, "department": u.department, "post": u.post, "roles": u.roles, "valid_until": u.valid_until}),
             )
             .await?;
         self.inner
@@ -569,14 +640,50 @@ impl IdentityService {
         Ok(v)
     }
 
-    /// Every account (administrators).
+    /// Every account within the caller's reach (administrators; an organisation's own see
+    /// only theirs).
     pub async fn users(&self, auth: &Authorized) -> Result<Vec<UserInfo>, PlatformError> {
         auth.require(Action::ManageUsers)?;
         let mut v = Vec::new();
         for d in self.inner.store.doc_list("user").await? {
-            v.push(parse_user(&d)?.info());
+            let u = parse_user(&d)?;
+            if auth.reaches(&u.org) {
+                v.push(u.info());
+            }
         }
         Ok(v)
+    }
+
+    /// A department must be one of a registered organisation's departments when it lists any;
+    /// posts are free text.
+    async fn check_placement(
+        &self,
+        org: &str,
+        department: Option<&str>,
+        post: Option<&str>,
+    ) -> Result<(), PlatformError> {
+        for (what, v) in [("department", department), ("post", post)] {
+            if let Some(v) = v
+                && (v.trim().is_empty()
+                    || v.chars().count() > 100
+                    || v.chars().any(char::is_control))
+            {
+                return Err(PlatformError::InvalidInput(format!(
+                    "{what}: 1-100 characters, no control characters"
+                )));
+            }
+        }
+        if let Some(d) = department
+            && let Some((o, _)) = self.inner.orgs.get_registered(org).await?
+            && !o.departments.is_empty()
+            && !o.departments.iter().any(|x| x == d)
+        {
+            return Err(PlatformError::InvalidInput(format!(
+                "department `{d}`: not a department of `{org}` (it has {})",
+                o.departments.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Log in with a password and, when enrolled, a TOTP code or a recovery code.
@@ -802,6 +909,7 @@ impl IdentityService {
             id: format!("user:{}", u.username),
             roles: u.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             must_change: u.must_change,
+            org: self.inner.orgs.confine(&u.org).await?,
         })
     }
 
@@ -994,10 +1102,7 @@ impl IdentityService {
         username: &str,
     ) -> Result<(Secret<String>, Receipt), PlatformError> {
         auth.require(Action::ManageUsers)?;
-        let (mut u, doc) = self
-            .user(username)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let (mut u, doc) = self.administered(auth, username).await?;
         let initial = self.initial_password()?;
         let phc = password::hash(initial.expose(), self.inner.costs, self.inner.rng.as_ref())
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
@@ -1169,10 +1274,7 @@ impl IdentityService {
                 "method: 1-64 characters naming how the person was verified".into(),
             ));
         }
-        let (mut u, doc) = self
-            .user(username)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let (mut u, doc) = self.administered(auth, username).await?;
         let r = self
             .audit_privileged(
                 ctx,
@@ -1202,10 +1304,7 @@ impl IdentityService {
         disabled: bool,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageUsers)?;
-        let (mut u, doc) = self
-            .user(username)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(format!("no user `{username}`")))?;
+        let (mut u, doc) = self.administered(auth, username).await?;
         let event = if disabled {
             "identity.user.disable"
         } else {
@@ -1367,12 +1466,26 @@ impl IdentityService {
                 ));
             }
         };
+        // An organisation's administrators see the sessions of their organisation's accounts.
+        let members: Option<std::collections::HashSet<String>> =
+            match (account.is_none(), auth.org()) {
+                (true, Some(_)) => Some(
+                    self.accounts()
+                        .await?
+                        .into_iter()
+                        .filter(|(_, org, _, _)| auth.reaches(org))
+                        .map(|(u, ..)| u)
+                        .collect(),
+                ),
+                _ => None,
+            };
         let mut v: Vec<SessionInfo> = self
             .live_sessions()
             .await?
             .into_iter()
             .map(|(s, _)| s.info)
             .filter(|s| account.as_deref().is_none_or(|a| s.account == a))
+            .filter(|s| members.as_ref().is_none_or(|m| m.contains(&s.account)))
             .collect();
         v.sort_by(|a, b| (a.created, &a.handle).cmp(&(b.created, &b.handle)));
         Ok(v)

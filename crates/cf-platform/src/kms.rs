@@ -81,6 +81,17 @@ pub struct Plain {
     pub deterministic: bool,
 }
 
+/// The organisation a new key belongs to: the caller's own when it is confined to one.
+fn key_org<'a>(auth: &'a Authorized, req: &'a NewKey) -> Result<&'a str, PlatformError> {
+    match (auth.org(), req.org.as_deref()) {
+        (Some(mine), Some(o)) if o != mine => Err(PlatformError::Forbidden(format!(
+            "org: keys are created in the caller's own organisation `{mine}`"
+        ))),
+        (Some(mine), _) => Ok(mine),
+        (None, o) => Ok(o.unwrap_or(DEFAULT_ORG)),
+    }
+}
+
 /// The key management service.
 #[derive(Clone)]
 pub struct Kms {
@@ -238,16 +249,24 @@ impl Kms {
         }
     }
 
-    async fn load(&self, name: &str) -> Result<(u64, Arc<KeyRing>), PlatformError> {
+    /// A key within the caller's reach: an organisation's people and tokens reach only its
+    /// keys, and another's is "not found" (IDM-1).
+    async fn load(
+        &self,
+        auth: &Authorized,
+        name: &str,
+    ) -> Result<(u64, Arc<KeyRing>), PlatformError> {
+        let missing = || PlatformError::NotFound(format!("no key `{name}`"));
         if name.starts_with(ORG_PREFIX) || name.starts_with('_') {
-            return Err(PlatformError::NotFound(format!("no key `{name}`")));
+            return Err(missing());
         }
         let rec = self
             .inner
             .store
             .kms_get(name)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(format!("no key `{name}`")))?;
+            .filter(|r| auth.reaches(&r.org))
+            .ok_or_else(missing)?;
         if let Ok(c) = self.inner.cache.lock()
             && let Some((rev, k)) = c.get(name)
             && *rev == rec.revision
@@ -292,6 +311,8 @@ impl Kms {
     }
 
     /// Create a key with generated material.
+    ///
+    /// An organisation's own administrators create keys in their organisation only.
     pub async fn create(
         &self,
         auth: &Authorized,
@@ -301,7 +322,7 @@ impl Kms {
         auth.require(Action::ManageKeys)?;
         let ring = KeyRing::generate(
             &req.name,
-            req.org.as_deref().unwrap_or(DEFAULT_ORG),
+            key_org(auth, req)?,
             req.key_type,
             policy(req),
             self.inner.clock.now(),
@@ -319,10 +340,11 @@ impl Kms {
         wrapped: &[u8],
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
         auth.require(Action::ManageKeys)?;
+        let org = key_org(auth, req)?;
         let material = cf_kms::sm2enc::decrypt(&self.inner.byok_secret, wrapped)?;
         let ring = KeyRing::import(
             &req.name,
-            req.org.as_deref().unwrap_or(DEFAULT_ORG),
+            org,
             req.key_type,
             policy(req),
             self.inner.clock.now(),
@@ -367,7 +389,7 @@ impl Kms {
                 "kms.manage or kms.use is needed".into(),
             ));
         }
-        Ok(self.load(name).await?.1.info())
+        Ok(self.load(auth, name).await?.1.info())
     }
 
     /// Every key's metadata.
@@ -375,8 +397,8 @@ impl Kms {
         auth.require(Action::ManageKeys)?;
         let mut out = Vec::new();
         for r in self.inner.store.kms_list().await? {
-            if !r.name.starts_with('_') {
-                out.push(self.load(&r.name).await?.1.info());
+            if !r.name.starts_with('_') && auth.reaches(&r.org) {
+                out.push(self.load(auth, &r.name).await?.1.info());
             }
         }
         Ok(out)
@@ -392,7 +414,7 @@ impl Kms {
         f: impl Fn(&mut KeyRing) -> Result<serde_json::Value, PlatformError>,
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
         auth.require(Action::ManageKeys)?;
-        let (rev, ring) = self.load(name).await?;
+        let (rev, ring) = self.load(auth, name).await?;
         let kek = self.org_kek(ring.org(), false).await?;
         // Work on a private copy so a refused change leaves the cached ring untouched.
         let mut copy = KeyRing::from_stored(&kek, &ring.to_stored(&kek, self.inner.rng.as_ref())?)?;
@@ -482,7 +504,7 @@ impl Kms {
 
     async fn use_key(&self, auth: &Authorized, name: &str) -> Result<Arc<KeyRing>, PlatformError> {
         auth.require(Action::UseKeys)?;
-        Ok(self.load(name).await?.1)
+        Ok(self.load(auth, name).await?.1)
     }
 
     async fn audit_use(

@@ -15,6 +15,7 @@ pub mod kms;
 pub mod logs;
 pub mod metrics;
 pub mod oidc;
+pub mod orgs;
 pub mod ports;
 pub mod report;
 pub mod rights;

@@ -189,6 +189,9 @@ pub struct ClientInfo {
     pub min_real_name_level: u8,
     /// Registered at.
     pub created: Timestamp,
+    /// The organisation that registered it (absent: the city); only it and the city manage it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 impl ClientInfo {
@@ -593,6 +596,7 @@ impl OidcProvider {
             risk_grade: c.risk_grade,
             min_real_name_level: c.min_real_name_level.min(3),
             created: self.inner.clock.now(),
+            org: auth.org().map(str::to_string),
         };
         let r = self
             .audit(
@@ -601,7 +605,7 @@ impl OidcProvider {
                 "oidc.client.register",
                 &format!("oidc-client:{client_id}"),
                 Outcome::Success,
-                serde_json::json!({"confidential": info.confidential, "grants": info.grant_types, "risk_grade": info.risk_grade, "redirect_uris": info.redirect_uris}),
+                serde_json::json!({"confidential": info.confidential, "grants": info.grant_types, "risk_grade": info.risk_grade, "redirect_uris": info.redirect_uris, "org": info.org}),
             )
             .await?;
         let doc = ClientDoc {
@@ -632,7 +636,10 @@ impl OidcProvider {
         auth.require(Action::ManageUsers)?;
         let mut v = Vec::new();
         for d in self.inner.store.doc_list("oidc-client").await? {
-            v.push(parse::<ClientDoc>(&d)?.info);
+            let c = parse::<ClientDoc>(&d)?.info;
+            if auth.org().is_none() || auth.org() == c.org.as_deref() {
+                v.push(c);
+            }
         }
         Ok(v)
     }
@@ -645,7 +652,11 @@ impl OidcProvider {
         client_id: &str,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageUsers)?;
-        if self.client(client_id).await?.is_none() {
+        if self
+            .client(client_id)
+            .await?
+            .is_none_or(|c| auth.org().is_some() && auth.org() != c.info.org.as_deref())
+        {
             return Err(PlatformError::NotFound(format!("no client `{client_id}`")));
         }
         let r = self
@@ -809,6 +820,7 @@ impl OidcProvider {
         ctx: &RequestContext,
     ) -> Result<(Vec<String>, Receipt), PlatformError> {
         auth.require(Action::ManageUsers)?;
+        auth.city_only("rotating the single sign-on signing keys")?;
         let _g = self.inner.keygen.lock().await;
         let now = self.now();
         let r = self

@@ -68,6 +68,8 @@ pub struct TokenRecord {
     pub revoked: Option<Timestamp>,
     /// A bootstrap credential that may only be exchanged for a new one.
     pub must_change: bool,
+    /// The organisation the token is confined to; `None` for a city-wide token (IDM-1).
+    pub org: Option<String>,
 }
 
 /// One stored key of the KMS: metadata and versions with their material wrapped under the

@@ -144,6 +144,7 @@ impl RightsService {
                     id: "rights-report".into(),
                     roles: vec![*r],
                     must_change: false,
+                    org: None,
                 };
                 let allowed = Action::ALL
                     .iter()

@@ -140,6 +140,9 @@ struct Stored {
     version: u64,
     /// The platform account a user is bound to.
     account: Option<String>,
+    /// The organisation whose token created it (`None`: the city's); tenants see only theirs.
+    #[serde(default)]
+    org: Option<String>,
 }
 
 /// List parameters (RFC 7644 §3.4.2).
@@ -189,6 +192,28 @@ fn parse(d: &Document) -> Result<Stored, ScimFailure> {
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, ScimFailure> {
     serde_json::to_string(v).map_err(|e| PlatformError::Internal(e.to_string()).into())
+}
+
+/// The organisation id for an HR system's organisation name: lower case, characters outside
+/// `[a-z0-9._-]` as `-`, at most 64 (`provisioned` when nothing is left).
+fn org_id(name: &str) -> String {
+    let mut s: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s = s.trim_matches(['.', '_', '-']).to_string();
+    s.truncate(64);
+    if s.is_empty() {
+        s = "provisioned".into();
+    }
+    s
 }
 
 /// The account name for a SCIM `userName`: lower case, characters outside `[a-z0-9._-]` as `.`.
@@ -275,14 +300,40 @@ impl ScimService {
         Ok(self.inner.ledger.append(rec).await?)
     }
 
-    async fn load(&self, kind: Kind, id: &str) -> Result<(Stored, Document), ScimFailure> {
+    /// One resource within the caller's reach (another organisation's is "not found").
+    async fn load(
+        &self,
+        auth: &Authorized,
+        kind: Kind,
+        id: &str,
+    ) -> Result<(Stored, Document), ScimFailure> {
+        let missing = || ScimFailure::not_found(format!("{} {id} not found", kind.name()));
         let d = self
             .inner
             .store
             .doc_get(kind.doc_kind(), id)
             .await?
-            .ok_or_else(|| ScimFailure::not_found(format!("{} {id} not found", kind.name())))?;
-        Ok((parse(&d)?, d))
+            .ok_or_else(missing)?;
+        let s = parse(&d)?;
+        if !Self::reaches(auth, &s) {
+            return Err(missing());
+        }
+        Ok((s, d))
+    }
+
+    fn reaches(auth: &Authorized, s: &Stored) -> bool {
+        auth.org().is_none() || auth.org() == s.org.as_deref()
+    }
+
+    /// Every resource of a kind within the caller's reach.
+    async fn visible(
+        &self,
+        auth: &Authorized,
+        kind: Kind,
+    ) -> Result<Vec<(Stored, Document)>, ScimFailure> {
+        let mut v = self.all(kind).await?;
+        v.retain(|(s, _)| Self::reaches(auth, s));
+        Ok(v)
     }
 
     async fn all(&self, kind: Kind) -> Result<Vec<(Stored, Document)>, ScimFailure> {
@@ -369,13 +420,15 @@ impl ScimService {
 
     async fn unique(
         &self,
+        auth: &Authorized,
         kind: Kind,
         value: &str,
         except: Option<&str>,
     ) -> Result<(), ScimFailure> {
-        // userName is unique (case-insensitively); group names too, so HR systems cannot
-        // create a second "Finance" by mistake.
-        for (s, d) in self.all(kind).await? {
+        // userName is unique (case-insensitively) within an organisation; group names too, so
+        // HR systems cannot create a second "Finance" by mistake. Other organisations' names
+        // are not consulted: a conflict would reveal them.
+        for (s, d) in self.visible(auth, kind).await? {
             if Some(d.id.as_str()) != except
                 && Self::required_of(kind, &s.resource).eq_ignore_ascii_case(value)
             {
@@ -434,6 +487,12 @@ impl ScimService {
             })
             .unwrap_or("provisioned")
             .to_string();
+        // A tenant's HR connector provisions into its own organisation; the city's names the
+        // organisation in the enterprise extension.
+        let org = match auth.org() {
+            Some(o) => o.to_string(),
+            None => org_id(&org),
+        };
         for n in 0..20 {
             let name = if n == 0 {
                 base.clone()
@@ -450,9 +509,11 @@ impl ScimService {
                         username: name.clone(),
                         display_name: display.chars().take(200).collect(),
                         domain: "government".into(),
-                        org: org.chars().take(100).collect(),
+                        org: org.clone(),
                         roles: Vec::new(),
                         valid_until: None,
+                        department: None,
+                        post: None,
                     },
                 )
                 .await;
@@ -500,7 +561,7 @@ impl ScimService {
         auth.require(Action::ManageUsers)?;
         let r = self.vet(kind, body)?;
         let key = Self::required_of(kind, &r);
-        self.unique(kind, &key, None).await?;
+        self.unique(auth, kind, &key, None).await?;
         let id = uuid_like(self.inner.rng.as_ref())?;
         let account = if kind == Kind::User {
             Some(self.provision(auth, ctx, &r).await?)
@@ -532,6 +593,7 @@ impl ScimService {
                     resource: resource.clone(),
                     version: 1,
                     account,
+                    org: auth.org().map(str::to_string),
                 })?,
                 revision: 1,
                 updated: self.now(),
@@ -543,7 +605,7 @@ impl ScimService {
     /// Read one.
     pub async fn get(&self, auth: &Authorized, kind: Kind, id: &str) -> Result<Value, ScimFailure> {
         auth.require(Action::ManageUsers)?;
-        Ok(self.load(kind, id).await?.0.resource)
+        Ok(self.load(auth, kind, id).await?.0.resource)
     }
 
     /// List with filter, sorting and pagination (a ListResponse); `None` searches every
@@ -563,7 +625,7 @@ impl ScimService {
         let mut hits: Vec<Value> = Vec::new();
         for k in kinds {
             hits.extend(
-                self.all(k)
+                self.visible(auth, k)
                     .await?
                     .into_iter()
                     .map(|(s, _)| s.resource)
@@ -635,11 +697,11 @@ impl ScimService {
         if_match: Option<&str>,
     ) -> Result<(Value, Receipt), ScimFailure> {
         auth.require(Action::ManageUsers)?;
-        let (old, d) = self.load(kind, id).await?;
+        let (old, d) = self.load(auth, kind, id).await?;
         Self::check_etag(if_match, old.version)?;
         let r = self.vet(kind, body)?;
         let key = Self::required_of(kind, &r);
-        self.unique(kind, &key, Some(id)).await?;
+        self.unique(auth, kind, &key, Some(id)).await?;
         self.commit(auth, ctx, kind, id, old, d, r, "replace").await
     }
 
@@ -654,7 +716,7 @@ impl ScimService {
         if_match: Option<&str>,
     ) -> Result<(Value, Receipt), ScimFailure> {
         auth.require(Action::ManageUsers)?;
-        let (old, d) = self.load(kind, id).await?;
+        let (old, d) = self.load(auth, kind, id).await?;
         Self::check_etag(if_match, old.version)?;
         let schemas_ok = body["schemas"].as_array().is_some_and(|a| {
             a.iter()
@@ -689,7 +751,7 @@ impl ScimService {
         }
         let r = self.vet(kind, &body)?;
         let key = Self::required_of(kind, &r);
-        self.unique(kind, &key, Some(id)).await?;
+        self.unique(auth, kind, &key, Some(id)).await?;
         self.commit(auth, ctx, kind, id, old, d, r, "patch").await
     }
 
@@ -728,6 +790,7 @@ impl ScimService {
                 resource: resource.clone(),
                 version,
                 account: old.account,
+                org: old.org,
             },
         )
         .await?;
@@ -743,7 +806,7 @@ impl ScimService {
         id: &str,
     ) -> Result<Receipt, ScimFailure> {
         auth.require(Action::ManageUsers)?;
-        let (old, _) = self.load(kind, id).await?;
+        let (old, _) = self.load(auth, kind, id).await?;
         let rcpt = self
             .audit(
                 auth,
@@ -806,5 +869,13 @@ mod tests {
         );
         assert_eq!(account_name("王芳"), "u.x");
         assert_eq!(account_name("_x"), "u.xx");
+    }
+
+    #[test]
+    fn organisation_ids_from_hr_names() {
+        assert_eq!(org_id("Water Authority"), "water-authority");
+        assert_eq!(org_id("市水务局"), "provisioned");
+        assert_eq!(org_id("-Tax.Bureau-"), "tax.bureau");
+        assert!(crate::orgs::check_org_id(&org_id(&"x".repeat(300))).is_ok());
     }
 }

@@ -53,6 +53,9 @@ pub struct TokenInfo {
     pub revoked: Option<Timestamp>,
     /// Bootstrap credential awaiting rotation.
     pub must_change: bool,
+    /// The organisation the token is confined to (absent: city-wide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 impl From<TokenRecord> for TokenInfo {
@@ -70,6 +73,7 @@ impl From<TokenRecord> for TokenInfo {
             expires: t.expires,
             revoked: t.revoked,
             must_change: t.must_change,
+            org: t.org,
         }
     }
 }
@@ -150,6 +154,7 @@ impl Tokens {
         roles: &[Role],
         ttl: Option<Duration>,
         must_change: bool,
+        org: Option<String>,
     ) -> Result<NewToken, PlatformError> {
         if name.trim().is_empty() || name.len() > 100 {
             return Err(PlatformError::InvalidInput(
@@ -180,6 +185,7 @@ impl Tokens {
             expires: ttl.map(|d| now.plus(d)),
             revoked: None,
             must_change,
+            org,
         };
         self.store.insert_token(&rec).await?;
         Ok(NewToken {
@@ -206,6 +212,7 @@ impl Tokens {
                 &[Role::Admin],
                 Some(Duration::from_secs(7 * 86_400)),
                 true,
+                None,
             )
             .await?;
         let ctx = RequestContext::internal();
@@ -248,6 +255,7 @@ impl Tokens {
             id: format!("token:{}", rec.id),
             roles: rec.roles.split(',').filter_map(Role::parse).collect(),
             must_change: rec.must_change,
+            org: rec.org,
         })
     }
 
@@ -264,7 +272,7 @@ impl Tokens {
         let old = p.id.strip_prefix("token:").unwrap_or(&p.id).to_string();
         // Administrators are not auditors (AUD-5): they create auditor tokens for the people who are.
         let t = self
-            .mint("administrator", &[Role::Admin], None, false)
+            .mint("administrator", &[Role::Admin], None, false, None)
             .await?;
         let receipt = match self
             .ledger
@@ -298,13 +306,27 @@ impl Tokens {
         name: &str,
         roles: &[Role],
         ttl: Option<Duration>,
+        org: Option<String>,
     ) -> Result<(NewToken, Receipt), PlatformError> {
         if auth.action() != Action::ManageTokens {
             return Err(PlatformError::Forbidden(
                 "not authorised to manage tokens".into(),
             ));
         }
-        let t = self.mint(name, roles, ttl, false).await?;
+        // A tenant's tokens stay in its organisation; the city may mint a tenant's first one.
+        let org = match (auth.org(), org) {
+            (Some(mine), Some(o)) if o != mine => {
+                return Err(PlatformError::Forbidden(format!(
+                    "org: tokens are created in the caller's own organisation `{mine}`"
+                )));
+            }
+            (Some(mine), _) => Some(mine.to_string()),
+            (None, o) => o,
+        };
+        if let Some(o) = &org {
+            crate::orgs::check_org_id(o)?;
+        }
+        let t = self.mint(name, roles, ttl, false, org).await?;
         let rec = self
             .record(
                 ctx,
@@ -313,7 +335,7 @@ impl Tokens {
                 "create",
                 Outcome::Success,
             )
-            .with_detail(serde_json::json!({ "name": t.info.name, "roles": t.info.roles }));
+            .with_detail(serde_json::json!({ "name": t.info.name, "roles": t.info.roles, "org": t.info.org }));
         match self.ledger.append(rec).await {
             Ok(r) => Ok((t, r)),
             Err(e) => {
@@ -336,6 +358,7 @@ impl Tokens {
             .tokens()
             .await?
             .into_iter()
+            .filter(|t| auth.org().is_none() || t.org.as_deref() == auth.org())
             .map(TokenInfo::from)
             .collect())
     }
@@ -352,6 +375,11 @@ impl Tokens {
             return Err(PlatformError::Forbidden(
                 "not authorised to manage tokens".into(),
             ));
+        }
+        if auth.org().is_some()
+            && self.store.token(id).await?.map(|t| t.org) != Some(auth.org().map(str::to_string))
+        {
+            return Err(PlatformError::NotFound(format!("no token `{id}`")));
         }
         self.store.revoke_token(id, self.clock.now()).await?;
         self.ledger

@@ -234,6 +234,7 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRecord, StoreError> {
         expires: opt_ts(r.try_get("expires_ns").map_err(be)?),
         revoked: opt_ts(r.try_get("revoked_ns").map_err(be)?),
         must_change: r.try_get::<i64, _>("must_change").map_err(be)? != 0,
+        org: r.try_get("org").map_err(be)?,
     })
 }
 
@@ -395,7 +396,7 @@ impl StateStore for SqlStore {
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, name, roles, secret_hash, created_ns, expires_ns, revoked_ns, must_change) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO api_tokens (id, name, roles, secret_hash, created_ns, expires_ns, revoked_ns, must_change, org) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(t.id.clone())
             .bind(t.name.clone())
             .bind(t.roles.clone())
@@ -404,6 +405,7 @@ impl StateStore for SqlStore {
             .bind(t.expires.map(|x| x.unix_nanos()))
             .bind(t.revoked.map(|x| x.unix_nanos()))
             .bind(i64::from(t.must_change))
+            .bind(t.org.clone())
             .execute(&self.pool)
             .await
             .map_err(be)?;

@@ -59,6 +59,16 @@ CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL
 CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, updated_ns BIGINT NOT NULL, PRIMARY KEY (kind, id));
 "#,
     },
+    Migration {
+        version: 4,
+        name: "tokens confined to an organisation",
+        sqlite: r#"
+ALTER TABLE api_tokens ADD COLUMN org TEXT;
+"#,
+        postgres: r#"
+ALTER TABLE api_tokens ADD COLUMN org TEXT;
+"#,
+    },
 ];
 
 /// Apply every migration newer than the database's version.

@@ -205,15 +205,24 @@ async fn tokens(s: Arc<SqlStore>) {
         expires: Some(Timestamp::from_unix_secs(1_800_000_000)),
         revoked: None,
         must_change: true,
+        org: None,
     };
     s.insert_token(&t).await.unwrap();
+    let tenant = TokenRecord {
+        id: "99887766aabbccdd".into(),
+        org: Some("water".into()),
+        must_change: false,
+        ..t.clone()
+    };
+    s.insert_token(&tenant).await.unwrap();
+    assert_eq!(s.token(&tenant.id).await.unwrap(), Some(tenant.clone()));
     assert!(matches!(
         s.insert_token(&t).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.token(&t.id).await.unwrap(), Some(t.clone()));
     assert_eq!(s.token("nope").await.unwrap(), None);
-    assert_eq!(s.tokens().await.unwrap(), vec![t.clone()]);
+    assert_eq!(s.tokens().await.unwrap(), vec![t.clone(), tenant.clone()]);
     s.revoke_token(&t.id, Timestamp::from_unix_secs(5))
         .await
         .unwrap();
@@ -349,6 +358,7 @@ async fn ledger_service(s: Arc<SqlStore>) {
             id: "a".into(),
             roles: vec![cf_platform::Role::Admin],
             must_change: false,
+            org: None,
         },
         authz::Action::ManageTokens,
     )
@@ -594,11 +604,13 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
         must_change: false,
+        org: None,
     };
     let app = Principal {
         id: "tok-app".into(),
         roles: vec![authz::Role::Service],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, authz::Action::ManageKeys).unwrap();
     let usek = authz::authorize(&app, authz::Action::UseKeys).unwrap();
@@ -970,6 +982,7 @@ async fn device_service(s: Arc<SqlStore>) {
         id: id.into(),
         roles: vec![role],
         must_change: false,
+        org: None,
     };
     let admin = p("tok-admin", authz::Role::Admin);
     let op = p("tok-op", authz::Role::Operator);
@@ -1345,6 +1358,7 @@ async fn identity_service(s: Arc<SqlStore>) {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     let ctx = RequestContext::internal();
@@ -1359,6 +1373,8 @@ async fn identity_service(s: Arc<SqlStore>) {
                 org: "water".into(),
                 roles: vec!["operator".into()],
                 valid_until: None,
+                department: None,
+                post: None,
             },
         )
         .await
@@ -1404,6 +1420,7 @@ async fn identity_throttle(s: Arc<SqlStore>) {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     a.create_user(
@@ -1416,6 +1433,8 @@ async fn identity_throttle(s: Arc<SqlStore>) {
             org: "tax".into(),
             roles: vec!["operator".into()],
             valid_until: None,
+            department: None,
+            post: None,
         },
     )
     .await
@@ -1511,6 +1530,7 @@ async fn identity_risk(s: Arc<SqlStore>) {
         id: "tok-admin".into(),
         roles: vec![authz::Role::Admin],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     let (_, pw, _) = id
@@ -1524,6 +1544,8 @@ async fn identity_risk(s: Arc<SqlStore>) {
                 org: "transport".into(),
                 roles: vec!["operator".into()],
                 valid_until: None,
+                department: None,
+                post: None,
             },
         )
         .await
@@ -1654,6 +1676,7 @@ async fn alert_book(s: Arc<SqlStore>) {
         id: "tok-admin".into(),
         roles: vec![cf_platform::authz::Role::Operator],
         must_change: false,
+        org: None,
     };
     let read =
         cf_platform::authz::authorize(&admin, cf_platform::authz::Action::ReadAlerts).unwrap();

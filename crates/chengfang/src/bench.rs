@@ -233,6 +233,7 @@ async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Resul
         id: "bench".into(),
         roles: vec![Role::Admin],
         must_change: false,
+        org: None,
     };
     let manage = authz::authorize(&admin, Action::ManageDevices)?;
     let ctx = RequestContext::internal();

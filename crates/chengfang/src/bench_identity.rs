@@ -94,6 +94,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
             id: format!("user:bench-{i}"),
             roles: vec![*r],
             must_change: false,
+            org: None,
         })
         .collect();
     let mut lat = Vec::new();
@@ -143,6 +144,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
                 id: &p.id,
                 roles: &names,
                 must_change: false,
+                tenant: false,
             },
             a.as_str(),
             "platform",
@@ -204,6 +206,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
             id: "token:bench".into(),
             roles: vec![Role::Admin],
             must_change: false,
+            org: None,
         },
         Action::ManageUsers,
     )?;

@@ -140,6 +140,7 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
                     "demo administrator",
                     &[Role::Admin],
                     Some(Duration::from_secs(3600)),
+                    None,
                 )
                 .await?;
             t.token.expose().clone()

@@ -12,7 +12,7 @@ pub async fn run(c: &Ctx<'_>) -> Result<()> {
     let url = c.url;
     let api = |p: &str| format!("{url}{p}");
     // Identity: a one-time password that must be changed, then TOTP.
-    let u = call(c.http, reqwest::Method::POST, &api("/api/v1/users"), c.admin, Some(serde_json::json!({"username": "chen.jing", "display_name": "Chen Jing", "domain": "government", "org": "city-soc", "roles": ["operator"]}))).await?;
+    let u = call(c.http, reqwest::Method::POST, &api("/api/v1/users"), c.admin, Some(serde_json::json!({"username": "chen.jing", "display_name": "Chen Jing", "domain": "government", "org": "city", "department": "security operations centre", "roles": ["operator"]}))).await?;
     let initial = u["initial_password"]
         .as_str()
         .context("no initial password")?

@@ -174,6 +174,44 @@ async fn sign_in(
 }
 
 /// Run the act.
+/// The bureau's own administrator works inside the bureau (IDM-1): its accounts only, and none
+/// of the city's security operations.
+async fn tenant_admin(c: &Ctx<'_>, session: &str) -> Result<()> {
+    let api = |p: &str| format!("{}{p}", c.url);
+    let users = call(
+        c.http,
+        reqwest::Method::GET,
+        &api("/api/v1/users"),
+        session,
+        None,
+    )
+    .await?;
+    let all = call(
+        c.http,
+        reqwest::Method::GET,
+        &api("/api/v1/users"),
+        c.admin,
+        None,
+    )
+    .await?;
+    let alerts = c
+        .http
+        .get(api("/api/v1/alerts"))
+        .bearer_auth(session)
+        .send()
+        .await?
+        .status();
+    say(
+        "tenancy",
+        format!(
+            "bai.lu, Civil Affairs' own administrator, sees {} of the city's {} accounts (her bureau's) and is refused the city's alerts ({alerts})",
+            users.as_array().map_or(0, Vec::len),
+            all.as_array().map_or(0, Vec::len),
+        ),
+    );
+    Ok(())
+}
+
 pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
     let api = |p: &str| format!("{}{p}", c.url);
     let rp = call(
@@ -192,16 +230,30 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
         "sso",
         "the city services portal is registered as an OpenID Connect relying party",
     );
+    call(
+        c.http,
+        reqwest::Method::POST,
+        &api("/api/v1/orgs"),
+        c.admin,
+        Some(serde_json::json!({"id": "civil-affairs", "name": "民政局 Civil Affairs Bureau", "departments": ["marriage registry", "social assistance"]})),
+    )
+    .await?;
     let mut staff = Vec::new();
-    for name in [
-        "he.ping", "lin.yu", "ma.jun", "gao.min", "xu.tao", "song.jia",
+    for (name, role) in [
+        ("he.ping", "operator"),
+        ("lin.yu", "operator"),
+        ("ma.jun", "operator"),
+        ("gao.min", "operator"),
+        ("xu.tao", "operator"),
+        ("song.jia", "operator"),
+        ("bai.lu", "admin"),
     ] {
         let u = call(
             c.http,
             reqwest::Method::POST,
             &api("/api/v1/users"),
             c.admin,
-            Some(serde_json::json!({"username": name, "display_name": name, "domain": "government", "org": "civil-affairs", "roles": ["operator"]})),
+            Some(serde_json::json!({"username": name, "display_name": name, "domain": "government", "org": "civil-affairs", "department": "social assistance", "roles": [role]})),
         )
         .await?;
         let initial = u["initial_password"].as_str().context("no password")?;
@@ -222,7 +274,11 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
             Some(serde_json::json!({"old": initial, "new": pw})),
         )
         .await?;
-        staff.push((name, pw));
+        if role == "admin" {
+            tenant_admin(c, v["session"].as_str().unwrap_or_default()).await?;
+        } else {
+            staff.push((name, pw));
+        }
     }
     let (user, pw) = (&staff[0].0, staff[0].1.as_str());
     let office_addr = IpAddr::V4(Ipv4Addr::new(127, 0, 3, 10));

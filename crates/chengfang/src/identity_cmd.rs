@@ -1,5 +1,6 @@
-//! `chengfang user …` and `chengfang sso …`: accounts and single sign-on of a running platform
-//! from a terminal — create, list, disable (a leaver), enable and reset accounts; register the
+//! `chengfang user …`, `chengfang org …` and `chengfang sso …`: accounts, organisations and
+//! single sign-on of a running platform from a terminal — create, list, disable (a leaver),
+//! enable and reset accounts; register organisations and their departments; register the
 //! city's applications as OpenID Connect relying parties, list and remove them, rotate the
 //! signing keys. Everything goes through the API, so it is authorised and audited there.
 
@@ -33,6 +34,12 @@ pub enum UserCmd {
         /// Account valid until (RFC 3339), for contractors and partners.
         #[arg(long)]
         valid_until: Option<String>,
+        /// Department within the organisation.
+        #[arg(long)]
+        department: Option<String>,
+        /// Post (job position).
+        #[arg(long)]
+        post: Option<String>,
     },
     /// Accounts (a table, or `--json`).
     List {
@@ -77,6 +84,111 @@ pub enum UserCmd {
         /// Login name.
         username: String,
     },
+}
+
+/// Organisation commands.
+#[derive(Subcommand, Debug)]
+pub enum OrgCmd {
+    /// Register an organisation (city administrators). A tenant's people, tokens, devices and
+    /// keys stay inside it; `--city-wide` makes its people act for the whole city.
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        /// Id (`[a-z0-9._-]`, immutable; what accounts' `org` names).
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Department (repeatable).
+        #[arg(long = "department")]
+        departments: Vec<String>,
+        /// A city-wide organisation (security operations, audit) rather than a tenant.
+        #[arg(long)]
+        city_wide: bool,
+    },
+    /// Organisations within reach (a table, or `--json`).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a department to a registered organisation.
+    AddDepartment {
+        #[command(flatten)]
+        remote: Remote,
+        /// Organisation id.
+        id: String,
+        /// Department name.
+        department: String,
+    },
+}
+
+/// `chengfang org …`.
+pub async fn org(cmd: OrgCmd) -> Result<bool> {
+    use reqwest::Method as M;
+    match cmd {
+        OrgCmd::Create {
+            remote,
+            id,
+            name,
+            departments,
+            city_wide,
+        } => {
+            let scope = if city_wide { "city" } else { "tenant" };
+            remote
+                .call(
+                    M::POST,
+                    "/api/v1/orgs",
+                    Some(serde_json::json!({"id": id, "name": name, "scope": scope, "departments": departments})),
+                )
+                .await?;
+            println!("organisation {id} registered ({scope})");
+        }
+        OrgCmd::List { remote, json } => {
+            let v = remote.call(M::GET, "/api/v1/orgs", None).await?;
+            if json {
+                for o in list(&v) {
+                    println!("{o}");
+                }
+            } else {
+                println!(
+                    "{:<20} {:<28} {:<8} {:<10} DEPARTMENTS",
+                    "ID", "NAME", "SCOPE", "REGISTERED"
+                );
+                for o in list(&v) {
+                    let deps: Vec<&str> = o["departments"]
+                        .as_array()
+                        .map(|r| r.iter().filter_map(|x| x.as_str()).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<20} {:<28} {:<8} {:<10} {}",
+                        o["id"].as_str().unwrap_or("-"),
+                        o["name"].as_str().unwrap_or("-"),
+                        o["scope"].as_str().unwrap_or("-"),
+                        if o["registered"] == true { "yes" } else { "no" },
+                        deps.join(", ")
+                    );
+                }
+            }
+        }
+        OrgCmd::AddDepartment {
+            remote,
+            id,
+            department,
+        } => {
+            remote
+                .call(
+                    M::POST,
+                    &format!("/api/v1/orgs/{id}/departments"),
+                    Some(serde_json::json!({"name": department})),
+                )
+                .await?;
+            println!("{id}: department {department} added");
+        }
+    }
+    Ok(true)
 }
 
 /// Single sign-on commands.
@@ -159,10 +271,18 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
             org,
             roles,
             valid_until,
+            department,
+            post,
         } => {
             let mut b = serde_json::json!({"username": username, "display_name": name, "domain": domain, "org": org, "roles": roles});
-            if let Some(v) = valid_until {
-                b["valid_until"] = v.into();
+            for (k, v) in [
+                ("valid_until", valid_until),
+                ("department", department),
+                ("post", post),
+            ] {
+                if let Some(v) = v {
+                    b[k] = v.into();
+                }
             }
             let v = remote.call(M::POST, "/api/v1/users", Some(b)).await?;
             println!(

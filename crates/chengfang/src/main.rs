@@ -170,6 +170,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: identity_cmd::UserCmd,
     },
+    /// Organisations of a running platform (tenants and city-wide ones): register, list, add
+    /// departments.
+    Org {
+        #[command(subcommand)]
+        cmd: identity_cmd::OrgCmd,
+    },
     /// Single sign-on: register the city's applications as OpenID Connect relying parties,
     /// list and remove them, rotate the signing keys.
     Sso {
@@ -492,6 +498,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Rules { cmd } => rules_cmd::run(cmd).await,
         Cmd::User { cmd } => identity_cmd::user(cmd).await,
         Cmd::Sso { cmd } => identity_cmd::sso(cmd).await,
+        Cmd::Org { cmd } => identity_cmd::org(cmd).await,
         Cmd::Analyze { cmd } => analyze::run(cmd),
         Cmd::Broker { cmd } => {
             let cfg = load_config(file, None)?;

@@ -89,7 +89,7 @@ async fn account_pages_and_the_admin_console() {
         &c,
         format!("{}/api/v1/users", srv.url),
         &admin_tok,
-        &serde_json::json!({"username": "guo.admin", "display_name": "Guo Admin", "domain": "government", "org": "it", "roles": ["admin"]}),
+        &serde_json::json!({"username": "guo.admin", "display_name": "Guo Admin", "domain": "government", "org": "city", "roles": ["admin"]}),
     )
     .await;
     assert_eq!(s, 201, "{v}");

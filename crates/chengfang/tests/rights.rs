@@ -32,7 +32,7 @@ async fn the_report_names_unused_roles_and_roles_beyond_the_peer_group() {
             &c,
             u("/api/v1/users"),
             &admin,
-            &serde_json::json!({"username": name, "display_name": name, "domain": "government", "org": "roads", "roles": roles}),
+            &serde_json::json!({"username": name, "display_name": name, "domain": "government", "org": "city", "roles": roles}),
         )
         .await;
         assert_eq!(s, 201, "{v}");
