@@ -180,6 +180,130 @@ pub async fn totp_begin(
     Ok(Json(serde_json::json!({"uri": uri.expose()})))
 }
 
+#[utoipa::path(post, path = "/api/v1/account/passkeys/begin", tag = "identity", responses((status = 200, description = "A ceremony id and the options for navigator.credentials.create()"), (status = 503, body = ErrorBody)))]
+pub async fn passkey_begin(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let (ceremony, options) = s.identity.passkey_begin(&auth).await?;
+    Ok(Json(
+        serde_json::json!({"ceremony": ceremony, "publicKey": options}),
+    ))
+}
+
+/// The authenticator's answer to a registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyFinish {
+    /// The ceremony id from `begin`.
+    pub ceremony: String,
+    /// A label to tell the passkey apart (e.g. `work laptop`).
+    pub name: String,
+    /// The `PublicKeyCredential` in WebAuthn's JSON form.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+fn credential(v: serde_json::Value) -> Result<cf_platform::identity::WebauthnResponse, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::invalid("credential", e.to_string()))
+}
+
+#[utoipa::path(post, path = "/api/v1/account/passkeys/finish", tag = "identity", request_body = PasskeyFinish, responses((status = 201, description = "The passkey, registered"), (status = 400, body = ErrorBody)))]
+pub async fn passkey_finish(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: JsonBody<PasskeyFinish>,
+) -> Result<Ack<cf_platform::identity::PasskeyInfo>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let f = body(b)?;
+    let r = credential(f.credential)?;
+    let (info, receipt) = s
+        .identity
+        .passkey_finish(&auth, &caller.ctx, &f.ceremony, &f.name, &r)
+        .await?;
+    Ok(Ack::created(receipt, info))
+}
+
+#[utoipa::path(get, path = "/api/v1/account/passkeys", tag = "identity", responses((status = 200, description = "The caller's passkeys")))]
+pub async fn passkeys(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<cf_platform::identity::PasskeyInfo>>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    Ok(Json(s.identity.passkeys(&auth).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/account/passkeys/{id}", tag = "identity", responses((status = 200, description = "Removed"), (status = 404, body = ErrorBody)))]
+pub async fn remove_passkey(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Ack<serde_json::Value>, ApiError> {
+    let auth = caller.authorize(&s, Action::OwnAccount).await?;
+    let r = s.identity.remove_passkey(&auth, &caller.ctx, &id).await?;
+    Ok(Ack::ok(r, serde_json::json!({"removed": id})))
+}
+
+/// Whose passkey sign-in to begin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginBegin {
+    /// Login name.
+    pub username: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/passkey/begin", tag = "identity", request_body = PasskeyLoginBegin, security(()), responses((status = 200, description = "A ceremony id and the options for navigator.credentials.get()")))]
+pub async fn passkey_login_begin(
+    State(s): State<AppState>,
+    b: JsonBody<PasskeyLoginBegin>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let l = body(b)?;
+    let (ceremony, options) = s.identity.passkey_login_begin(&l.username).await?;
+    Ok(Json(
+        serde_json::json!({"ceremony": ceremony, "publicKey": options}),
+    ))
+}
+
+/// The authenticator's answer to a sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginFinish {
+    /// The ceremony id from `begin`.
+    pub ceremony: String,
+    /// The `PublicKeyCredential` in WebAuthn's JSON form.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/passkey/finish", tag = "identity", request_body = PasskeyLoginFinish, security(()), responses((status = 200, description = "A session bearer secret (cfs_…); multi-factor"), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn passkey_login_finish(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: JsonBody<PasskeyLoginFinish>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ctx = context(&parts);
+    let f = body(b)?;
+    let r = credential(f.credential)?;
+    let device = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    let ok = s
+        .identity
+        .passkey_login_finish(&ctx, &f.ceremony, &r, device)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "session": ok.session,
+        "handle": ok.info.handle,
+        "must_change": ok.must_change,
+        "mfa": ok.info.mfa,
+        "method": "passkey",
+        "ended_sessions": ok.ended,
+    })))
+}
+
 /// A code from the authenticator.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

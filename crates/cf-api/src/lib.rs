@@ -202,6 +202,27 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .route("/api/v1/auth/login", post(identity::login))
         .route(
+            "/api/v1/auth/passkey/begin",
+            post(identity::passkey_login_begin),
+        )
+        .route(
+            "/api/v1/auth/passkey/finish",
+            post(identity::passkey_login_finish),
+        )
+        .route("/api/v1/account/passkeys", get(identity::passkeys))
+        .route(
+            "/api/v1/account/passkeys/begin",
+            post(identity::passkey_begin),
+        )
+        .route(
+            "/api/v1/account/passkeys/finish",
+            post(identity::passkey_finish),
+        )
+        .route(
+            "/api/v1/account/passkeys/{id}",
+            delete(identity::remove_passkey),
+        )
+        .route(
             "/api/v1/auth/certificate",
             post(identity::login_certificate),
         )

@@ -12,3 +12,4 @@ pub mod risk;
 pub mod scim;
 pub mod session;
 pub mod throttle;
+pub mod webauthn;

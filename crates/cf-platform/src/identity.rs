@@ -20,6 +20,9 @@ use crate::authz::{Action, Authorized, Principal, Role};
 use crate::ports::{Document, StateStore};
 use crate::tokens::RequestContext;
 
+mod passkeys;
+pub use passkeys::{PasskeyInfo, WebauthnResponse};
+
 /// The identity domains of the whitepaper (IDM-1).
 pub const DOMAINS: [&str; 7] = [
     "government",
@@ -93,6 +96,9 @@ struct UserDoc {
     department: Option<String>,
     #[serde(default)]
     post: Option<String>,
+    /// WebAuthn credentials (passkeys).
+    #[serde(default)]
+    passkeys: Vec<passkeys::StoredPasskey>,
 }
 
 /// How far the person behind an account has been identified (IDM-4): 1 — name and resident ID
@@ -157,7 +163,7 @@ impl UserDoc {
             roles: self.roles.clone(),
             valid_until: self.valid_until,
             must_change: self.must_change,
-            mfa: self.totp.as_ref().is_some_and(|t| t.confirmed),
+            mfa: self.totp.as_ref().is_some_and(|t| t.confirmed) || !self.passkeys.is_empty(),
             disabled: self.disabled,
             real_name_level: self.real_name.as_ref().map_or(0, |r| r.level),
             department: self.department.clone(),
@@ -251,6 +257,7 @@ struct Inner {
     geo: std::sync::OnceLock<Arc<dyn crate::ports::GeoLookup>>,
     risk_policy: std::sync::OnceLock<cf_identity::risk::RiskPolicy>,
     orgs: crate::orgs::OrgDirectory,
+    webauthn: std::sync::OnceLock<cf_identity::webauthn::RelyingParty>,
 }
 
 /// How long a checked account is trusted without reading it again.
@@ -318,8 +325,15 @@ impl IdentityService {
                 geo: std::sync::OnceLock::new(),
                 risk_policy: std::sync::OnceLock::new(),
                 orgs,
+                webauthn: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// The relying party passkeys are registered to (set once at start from the server's URL;
+    /// without one, passkeys are unavailable).
+    pub fn set_webauthn(&self, rp: cf_identity::webauthn::RelyingParty) {
+        let _ = self.inner.webauthn.set(rp);
     }
 
     /// The organisation directory (IDM-1).
@@ -417,6 +431,7 @@ impl IdentityService {
             4 => "Password Reset",
             5 => "Disable",
             10 => "MFA Factor Enable",
+            11 => "MFA Factor Disable",
             _ => "Other",
         };
         let now = self.inner.clock.now();
@@ -602,6 +617,7 @@ impl IdentityService {
             real_name: None,
             department: n.department,
             post: n.post,
+            passkeys: Vec::new(),
         };
         let r = self
             .audit_privileged(
@@ -686,26 +702,20 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Log in with a password and, when enrolled, a TOTP code or a recovery code.
-    pub async fn login(
+    /// Charge a sign-in attempt to the throttle (PWD-3), or refuse it with the reason audited.
+    async fn charge(
         &self,
         ctx: &RequestContext,
         username: &str,
-        pass: &str,
-        otp: Option<&str>,
-        device: &str,
-    ) -> Result<LoginOk, PlatformError> {
-        let now = self.inner.clock.now();
-        let fail = || {
-            PlatformError::Unauthenticated("username, password or second factor is wrong".into())
-        };
-        let attempt = match self
+        now: Timestamp,
+    ) -> Result<crate::throttle::StoreAttempt, PlatformError> {
+        match self
             .inner
             .throttle
             .begin(username, &ctx.source_addr, secs(now), now)
             .await?
         {
-            Ok(a) => a,
+            Ok(a) => Ok(a),
             Err(r) => {
                 let msg = match r {
                     Refusal::Wait { retry_after } => {
@@ -727,9 +737,64 @@ impl IdentityService {
                     serde_json::json!({"reason": "throttled", "refusal": r}),
                 )
                 .await?;
-                return Err(PlatformError::RateLimited(msg));
+                Err(PlatformError::RateLimited(msg))
             }
+        }
+    }
+
+    /// Score a sign-in against the account's own history (AUZ-2, AUZ-5).
+    async fn assess(
+        &self,
+        ctx: &RequestContext,
+        u: &UserDoc,
+        device: &str,
+        now: Timestamp,
+    ) -> Result<
+        (
+            cf_identity::risk::Observation,
+            cf_identity::risk::Assessment,
+            cf_identity::risk::RiskPolicy,
+        ),
+        PlatformError,
+    > {
+        let policy = self.risk_policy();
+        let located = self
+            .inner
+            .geo
+            .get()
+            .and_then(|g| g.locate(&ctx.source_addr));
+        let obs = cf_identity::risk::Observation {
+            time_s: secs(now),
+            network: cf_identity::risk::network_of(&ctx.source_addr),
+            device: cf_identity::risk::device_of(device),
+            country: located.as_ref().and_then(|g| g.country.clone()),
+            coords: located.as_ref().and_then(|g| g.coords),
         };
+        // The throttle already counts this attempt as a failure until it succeeds.
+        let failures = self
+            .inner
+            .throttle
+            .account_failures(&u.username, secs(now))
+            .await?
+            .saturating_sub(1);
+        let risk = cf_identity::risk::assess(&u.risk, &obs, failures, &policy);
+        Ok((obs, risk, policy))
+    }
+
+    /// Log in with a password and, when enrolled, a TOTP code or a recovery code.
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        pass: &str,
+        otp: Option<&str>,
+        device: &str,
+    ) -> Result<LoginOk, PlatformError> {
+        let now = self.inner.clock.now();
+        let fail = || {
+            PlatformError::Unauthenticated("username, password or second factor is wrong".into())
+        };
+        let attempt = self.charge(ctx, username, now).await?;
         let found = self.user(username).await?;
         let phc = found
             .as_ref()
@@ -756,27 +821,7 @@ impl IdentityService {
             return Err(fail());
         }
         // Risk (AUZ-2, AUZ-5): the sign-in against the account's own history.
-        let policy = self.risk_policy();
-        let located = self
-            .inner
-            .geo
-            .get()
-            .and_then(|g| g.locate(&ctx.source_addr));
-        let obs = cf_identity::risk::Observation {
-            time_s: secs(now),
-            network: cf_identity::risk::network_of(&ctx.source_addr),
-            device: cf_identity::risk::device_of(device),
-            country: located.as_ref().and_then(|g| g.country.clone()),
-            coords: located.as_ref().and_then(|g| g.coords),
-        };
-        // The throttle already counts this attempt as a failure until it succeeds.
-        let failures = self
-            .inner
-            .throttle
-            .account_failures(username, secs(now))
-            .await?
-            .saturating_sub(1);
-        let risk = cf_identity::risk::assess(&u.risk, &obs, failures, &policy);
+        let (obs, risk, policy) = self.assess(ctx, &u, device, now).await?;
         let enrolled = u.totp.as_ref().is_some_and(|t| t.confirmed);
         let refuse = match risk.decision {
             cf_identity::risk::Decision::Deny => Some("risk: denied"),

@@ -513,6 +513,15 @@ pub async fn serve(cfg: Config) -> Result<()> {
         .set_issuer(cfg.public_url.as_deref().unwrap_or(&ep.url));
     p.scim
         .set_base(cfg.public_url.as_deref().unwrap_or(&ep.url));
+    match cf_identity::webauthn::RelyingParty::for_url(
+        cfg.public_url.as_deref().unwrap_or(&ep.url),
+        "Chengfang",
+    ) {
+        Some(rp) => p.identity.set_webauthn(rp),
+        None => tracing::warn!(
+            "passkeys are unavailable: set server.public_url to an https URL with a domain name"
+        ),
+    }
     println!("Chengfang serving on {}", ep.url);
     println!("  data directory  {}", p.dir.root().display());
     println!(

@@ -75,6 +75,8 @@ fn class(path: &str) -> Class {
         | "/api/v1/auth/certificate"
         | "/api/v1/auth/reset"
         | "/api/v1/auth/reset/complete"
+        | "/api/v1/auth/passkey/begin"
+        | "/api/v1/auth/passkey/finish"
         | "/oidc/authorize"
         | "/oidc/login"
         | "/oidc/token"
@@ -102,7 +104,11 @@ fn class(path: &str) -> Class {
         | "/account/mfa"
         | "/account/sessions/{handle}/end"
         | "/api/v1/kms/hash"
-        | "/api/v1/kms/wrapping-key" => Own,
+        | "/api/v1/kms/wrapping-key"
+        | "/api/v1/account/passkeys"
+        | "/api/v1/account/passkeys/begin"
+        | "/api/v1/account/passkeys/finish"
+        | "/api/v1/account/passkeys/{id}" => Own,
         "/api/v1/tokens"
         | "/api/v1/tokens/{id}"
         | "/api/v1/kms/keys"
