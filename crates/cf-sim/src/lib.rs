@@ -6,6 +6,8 @@
 //! platform directly (the binary wires its output to the bus and the ledger). Deterministic for
 //! a given seed and clock.
 
+pub mod authenticator;
+
 use cf_core::{Layer, Timestamp};
 use cf_crypto::{Rng, SeededRng};
 use cf_event::{AuditRecord, Event, Outcome, Severity};

@@ -108,6 +108,9 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     let url = ep.url.clone();
     p.oidc.set_issuer(&url);
     p.scim.set_base(&url);
+    if let Some(rp) = cf_identity::webauthn::RelyingParty::for_url(&url, "Chengfang demo city") {
+        p.identity.set_webauthn(rp);
+    }
     // The simulated city's address plan stands in for a geolocation database unless one is set.
     if cfg.geoip_database.is_none() {
         p.identity.set_geo(Arc::new(crate::demo_sso::DemoGeo));

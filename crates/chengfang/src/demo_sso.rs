@@ -174,6 +174,84 @@ async fn sign_in(
 }
 
 /// Run the act.
+/// A passkey (IDM-5): registered from the person's session, then a password-free multi-factor
+/// sign-in; a copy of the authenticator's key, used later, is refused as a clone.
+async fn passkey(c: &Ctx<'_>, name: &str, session: &str) -> Result<()> {
+    use cf_sim::authenticator::Authenticator;
+    let api = |p: &str| format!("{}{p}", c.url);
+    let Some(rp) = cf_identity::webauthn::RelyingParty::for_url(c.url, "-") else {
+        say(
+            "passkey",
+            "skipped: the demo is not on a loopback or named host",
+        );
+        return Ok(());
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let b = call(
+        c.http,
+        reqwest::Method::POST,
+        &api("/api/v1/account/passkeys/begin"),
+        session,
+        None,
+    )
+    .await?;
+    let (mut key, cred) = Authenticator::create(&b["publicKey"], &rp.origin, &rng)?;
+    call(
+        c.http,
+        reqwest::Method::POST,
+        &api("/api/v1/account/passkeys/finish"),
+        session,
+        Some(serde_json::json!({"ceremony": b["ceremony"], "name": "office laptop", "credential": cred})),
+    )
+    .await?;
+    let stolen = key.clone_key();
+    let sign_in = |answer: serde_json::Value, ceremony: serde_json::Value| async move {
+        c.http
+            .post(api("/api/v1/auth/passkey/finish"))
+            .json(&serde_json::json!({"ceremony": ceremony, "credential": answer}))
+            .send()
+            .await
+    };
+    let begin = || async {
+        c.http
+            .post(api("/api/v1/auth/passkey/begin"))
+            .json(&serde_json::json!({"username": name}))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    };
+    let b = begin().await?;
+    let r = sign_in(
+        key.get(&b["publicKey"], &rp.origin, &rng)?,
+        b["ceremony"].clone(),
+    )
+    .await?;
+    let ok: serde_json::Value = r.json().await?;
+    say(
+        "passkey",
+        format!(
+            "{name} registers a passkey and signs in with it, no password: session mfa = {}",
+            ok["mfa"]
+        ),
+    );
+    let b = begin().await?;
+    let mut stolen = stolen;
+    let r = sign_in(
+        stolen.get(&b["publicKey"], &rp.origin, &rng)?,
+        b["ceremony"].clone(),
+    )
+    .await?;
+    say(
+        "passkey",
+        format!(
+            "a copy of the key taken before that sign-in -> {} (its signature counter is behind: a cloned authenticator, refused and audited)",
+            r.status()
+        ),
+    );
+    Ok(())
+}
+
 /// The bureau's own administrator works inside the bureau (IDM-1): its accounts only, and none
 /// of the city's security operations.
 async fn tenant_admin(c: &Ctx<'_>, session: &str) -> Result<()> {
@@ -204,7 +282,7 @@ async fn tenant_admin(c: &Ctx<'_>, session: &str) -> Result<()> {
     say(
         "tenancy",
         format!(
-            "bai.lu, Civil Affairs' own administrator, sees {} of the city's {} accounts (her bureau's) and is refused the city's alerts ({alerts})",
+            "bai.lu, Civil Affairs' own administrator, lists {} accounts — her bureau's; the city has {} — and is refused the city's alerts ({alerts})",
             users.as_array().map_or(0, Vec::len),
             all.as_array().map_or(0, Vec::len),
         ),
@@ -276,6 +354,9 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
         .await?;
         if role == "admin" {
             tenant_admin(c, v["session"].as_str().unwrap_or_default()).await?;
+        } else if name == "lin.yu" {
+            passkey(c, name, v["session"].as_str().unwrap_or_default()).await?;
+            staff.push((name, pw));
         } else {
             staff.push((name, pw));
         }

@@ -729,6 +729,52 @@ async fn walk(env: &[(&str, String)]) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+    // The same from a terminal: `chengfang org …` with tax's administrator token (the walk
+    // signed tax's people out) and as the city.
+    let cli = |tok: &str, args: &[&str]| {
+        let f = tmp.path().join(format!("tok-{}", tok.len() + args.len()));
+        std::fs::write(&f, tok).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .args(["--url", base.as_str(), "--ca"])
+            .arg(dir.join("ca/ca.pem"))
+            .arg("--token-file")
+            .arg(&f)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = cli(&tax_admin_tok, &["org", "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let ids: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|o| o["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(ids, ["tax"], "{out}");
+    let (code, out) = cli(
+        &tax_admin_tok,
+        &["org", "add-department", "tax", "stamp duty"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(
+        &tax_admin_tok,
+        &["org", "create", "tax2", "--name", "Tax II", "--city-wide"],
+    );
+    assert_ne!(code, 0, "a tenant registered an organisation: {out}");
+    assert!(out.contains("city-wide function"), "{out}");
+    let (code, out) = cli(&city, &["org", "list"]);
+    assert_eq!(code, 0, "{out}");
+    for o in ["city", "tax", "water", "stamp duty"] {
+        assert!(out.contains(o), "{o} missing from:\n{out}");
+    }
     // Tax's probes that are its own business did land in tax, not in water.
     let (_, v) = get_json(&c, u("/api/v1/oidc/clients"), &tax_admin_tok).await;
     assert!(
