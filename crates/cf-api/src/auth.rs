@@ -67,7 +67,10 @@ impl FromRequestParts<AppState> for Caller {
         };
         let bearer = bearer.trim();
         let who = if bearer.starts_with("cfs_") {
-            state.identity.authenticate(bearer).await
+            state
+                .identity
+                .authenticate(bearer, Some(&ctx.source_addr))
+                .await
         } else {
             state.tokens.authenticate(bearer).await
         };

@@ -377,7 +377,11 @@ pub async fn login(
             );
         };
         let changed = async {
-            let principal = s.oidc.identity().authenticate(&ok.session).await?;
+            let principal = s
+                .oidc
+                .identity()
+                .authenticate(&ok.session, Some(&ctx.source_addr))
+                .await?;
             let auth = authz::authorize(&principal, Action::OwnAccount)?;
             s.oidc
                 .identity()

@@ -32,9 +32,11 @@ struct Browser {
     principal: Principal,
 }
 
-async fn browser(s: &AppState, h: &HeaderMap) -> Option<Browser> {
+/// `source`: the request's address, so that the risk engine scores it (forms that change
+/// something); pages that only show the person's own data pass `None`.
+async fn browser(s: &AppState, h: &HeaderMap, source: Option<&str>) -> Option<Browser> {
     let secret = sso_cookie(h)?;
-    let principal = s.identity.authenticate(&secret).await.ok()?;
+    let principal = s.identity.authenticate(&secret, source).await.ok()?;
     Some(Browser { secret, principal })
 }
 
@@ -62,7 +64,7 @@ async fn signed_form(
     b: FormBody,
     back: &str,
 ) -> Result<(Browser, Params), Box<Response>> {
-    let Some(br) = browser(s, &parts.headers).await else {
+    let Some(br) = browser(s, &parts.headers, Some(&context(parts).source_addr)).await else {
         return Err(Box::new(sign_in_form(None, back)));
     };
     let p = form(b).unwrap_or_default();
@@ -136,7 +138,7 @@ pub async fn logout(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let Some(br) = browser(&s, &parts.headers).await else {
+    let Some(br) = browser(&s, &parts.headers, Some(&context(&parts).source_addr)).await else {
         return redirect("/account");
     };
     let p = form(b).unwrap_or_default();
@@ -183,7 +185,7 @@ fn session_rows(
 
 /// `GET /account`
 pub async fn account(State(s): State<AppState>, h: HeaderMap) -> Response {
-    let Some(b) = browser(&s, &h).await else {
+    let Some(b) = browser(&s, &h, None).await else {
         return sign_in_form(None, "/account");
     };
     account_page(&s, &b, None).await
@@ -247,7 +249,9 @@ pub async fn password(
         )
         .await;
     // The principal changed (must_change cleared): read it again.
-    let br = browser(&s, &parts.headers).await.unwrap_or(br);
+    let br = browser(&s, &parts.headers, Some(&context(&parts).source_addr))
+        .await
+        .unwrap_or(br);
     match r {
         Ok(_) => account_page(&s, &br, Some("Password changed.")).await,
         Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
@@ -307,7 +311,7 @@ async fn end_session(
     handle: &str,
     admin: bool,
 ) -> Response {
-    let Some(br) = browser(s, &parts.headers).await else {
+    let Some(br) = browser(s, &parts.headers, Some(&context(parts).source_addr)).await else {
         return sign_in_form(None, if admin { "/admin" } else { "/account" });
     };
     if let Some(r) = check_csrf(&br, p) {
@@ -356,7 +360,7 @@ pub async fn end_any_session(
 
 /// `GET /admin`
 pub async fn admin(State(s): State<AppState>, h: HeaderMap) -> Response {
-    let Some(b) = browser(&s, &h).await else {
+    let Some(b) = browser(&s, &h, None).await else {
         return sign_in_form(None, "/admin");
     };
     admin_page(&s, &b, None).await

@@ -46,6 +46,9 @@ pub struct Subject<'a> {
     /// Confined to one organisation (a tenant's administrators, staff and tokens), rather than
     /// acting for the whole city (IDM-1).
     pub tenant: bool,
+    /// What the risk engine makes of this request (AUZ-2, AUZ-5): `normal`, `step_up` (a second
+    /// factor is wanted and the session has none) or `denied`.
+    pub assurance: &'a str,
 }
 
 /// Attributes of the request, for conditions.
@@ -115,6 +118,10 @@ impl Policies {
         attrs.insert(
             "tenant".to_string(),
             RestrictedExpression::new_bool(who.tenant),
+        );
+        attrs.insert(
+            "assurance".to_string(),
+            RestrictedExpression::new_string(who.assurance.to_string()),
         );
         let mut entities = vec![
             Entity::new(principal.clone(), attrs, roles.clone())
@@ -230,6 +237,7 @@ mod tests {
                             roles: &[role],
                             must_change: false,
                             tenant: false,
+                            assurance: "normal",
                         },
                         action,
                         "platform",
@@ -254,6 +262,7 @@ mod tests {
                     roles: &[],
                     must_change: false,
                     tenant: false,
+                    assurance: "normal",
                 },
                 "kms.use",
                 "platform",
@@ -271,6 +280,7 @@ mod tests {
             roles: &["admin"],
             must_change: true,
             tenant: false,
+            assurance: "normal",
         };
         let v = p
             .decide(
@@ -299,6 +309,7 @@ mod tests {
             roles: &["admin"],
             must_change: false,
             tenant: false,
+            assurance: "normal",
         };
         let outside = AccessContext {
             admin_networks_only: true,
@@ -350,6 +361,7 @@ mod tests {
                             roles: &[role],
                             must_change: false,
                             tenant: true,
+                            assurance: "normal",
                         },
                         action,
                         "platform",
@@ -367,6 +379,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn risky_requests_lose_the_sensitive_actions() {
+        let p = Policies::builtin();
+        let decide = |assurance: &str, action: &str| {
+            p.decide(
+                &Subject {
+                    id: "u",
+                    roles: &["admin", "operator"],
+                    must_change: false,
+                    tenant: false,
+                    assurance,
+                },
+                action,
+                "platform",
+                &AccessContext::default(),
+            )
+            .unwrap()
+        };
+        assert!(decide("normal", "users.manage").allowed);
+        let v = decide("step_up", "users.manage");
+        assert_eq!(v.reasons, ["sensitive-actions-need-assurance"]);
+        assert!(decide("step_up", "alerts.read").allowed);
+        assert!(decide("step_up", "account.self").allowed);
+        let v = decide("denied", "alerts.read");
+        assert_eq!(v.reasons, ["denied-by-risk"]);
+        assert!(decide("denied", "account.self").allowed);
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn who(role: Role) -> Principal {
         roles: vec![role],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     }
 }
 

@@ -280,12 +280,14 @@ async fn devices_through_a_real_mosquitto() {
         roles: vec![authz::Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let op = Principal {
         id: "tok-op".into(),
         roles: vec![authz::Role::Operator],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, authz::Action::ManageDevices).unwrap();
     let ctx = RequestContext::internal();

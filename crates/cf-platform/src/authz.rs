@@ -41,6 +41,30 @@ impl fmt::Display for Role {
     }
 }
 
+/// What the risk engine makes of a request (AUZ-2, AUZ-5): people's sessions are scored on
+/// every request; API tokens (machines) are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Assurance {
+    /// Nothing unusual, or the session's second factor meets a step-up.
+    #[default]
+    Normal,
+    /// A second factor is wanted and the session has none: sensitive actions are refused.
+    StepUp,
+    /// The risk engine denies: only the person's own account remains.
+    Denied,
+}
+
+impl Assurance {
+    /// The name the policies see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assurance::Normal => "normal",
+            Assurance::StepUp => "step_up",
+            Assurance::Denied => "denied",
+        }
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -53,6 +77,8 @@ pub struct Principal {
     /// The organisation this principal is confined to (a tenant's people and tokens); `None`
     /// for the city's own operators and the platform itself (IDM-1).
     pub org: Option<String>,
+    /// The risk engine's view of this request.
+    pub assurance: Assurance,
 }
 
 impl Principal {
@@ -63,6 +89,7 @@ impl Principal {
             roles: vec![Role::Admin, Role::Auditor, Role::Operator],
             must_change: false,
             org: None,
+            assurance: Assurance::Normal,
         }
     }
 }
@@ -222,13 +249,13 @@ pub fn authorize(
     principal: &Principal,
     action: Action,
 ) -> Result<Authorized, crate::PlatformError> {
-    type Memo = std::collections::HashMap<(u8, bool, bool, Action), cf_authz::Verdict>;
+    type Memo = std::collections::HashMap<(u8, bool, bool, Assurance, Action), cf_authz::Verdict>;
     static POLICIES: std::sync::LazyLock<cf_authz::Policies> =
         std::sync::LazyLock::new(cf_authz::Policies::builtin);
     // The built-in policies read only the roles, `must_change`, the action, whether the
-    // principal is confined to an organisation and the default context (a test checks they name
+    // principal is confined to an organisation, its assurance and the default context (a test checks they name
     // no principal), so a decision is a pure function of those and is computed once per
-    // combination: 2^4 role sets × 2 × 2 × the actions.
+    // combination: 2^4 role sets × 2 × 2 × 3 × the actions.
     static MEMO: std::sync::LazyLock<std::sync::RwLock<Memo>> =
         std::sync::LazyLock::new(Default::default);
     let mask = principal
@@ -237,7 +264,13 @@ pub fn authorize(
         .map(|r| 1u8 << Role::ALL.iter().position(|x| x == r).unwrap_or(7))
         .fold(0, |a, b| a | b);
     let tenant = principal.org.is_some();
-    let key = (mask, principal.must_change, tenant, action);
+    let key = (
+        mask,
+        principal.must_change,
+        tenant,
+        principal.assurance,
+        action,
+    );
     let cached = MEMO.read().ok().and_then(|m| m.get(&key).cloned());
     let verdict = match cached {
         Some(v) => v,
@@ -248,6 +281,7 @@ pub fn authorize(
                 roles: &roles,
                 must_change: principal.must_change,
                 tenant,
+                assurance: principal.assurance.as_str(),
             };
             let v = POLICIES
                 .decide(
@@ -272,6 +306,23 @@ pub fn authorize(
             return Err(crate::PlatformError::Forbidden(
                 "this bootstrap credential must be changed first: POST /api/v1/auth/rotate".into(),
             ));
+        }
+        if verdict
+            .reasons
+            .iter()
+            .any(|r| r == "sensitive-actions-need-assurance")
+        {
+            return Err(crate::PlatformError::Forbidden(format!(
+                "{} needs more assurance: this session is used from a network, place, device or hour unusual for {}; sign in again with a second factor",
+                action.as_str(),
+                principal.id
+            )));
+        }
+        if verdict.reasons.iter().any(|r| r == "denied-by-risk") {
+            return Err(crate::PlatformError::Forbidden(format!(
+                "refused: this session of {} is used in a way its account never is (e.g. impossible travel); sign in again",
+                principal.id
+            )));
         }
         if let Some(o) = &principal.org
             && verdict
@@ -324,7 +375,7 @@ mod tests {
                     .map(move |o| (m, c, o))
             })
         }) {
-            {
+            for assurance in [Assurance::Normal, Assurance::StepUp, Assurance::Denied] {
                 let roles: Vec<Role> = Role::ALL
                     .iter()
                     .enumerate()
@@ -336,6 +387,7 @@ mod tests {
                     roles: roles.clone(),
                     must_change,
                     org: org.clone(),
+                    assurance,
                 };
                 let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
                 for a in actions {
@@ -348,6 +400,7 @@ mod tests {
                                     roles: &names,
                                     must_change,
                                     tenant: org.is_some(),
+                                    assurance: assurance.as_str(),
                                 },
                                 a.as_str(),
                                 "platform",
@@ -368,6 +421,7 @@ mod tests {
             roles: vec![Role::Admin],
             must_change: false,
             org: None,
+            assurance: Assurance::Normal,
         };
         assert!(authorize(&admin, Action::ManageTokens).is_ok());
         assert!(authorize(&admin, Action::ReadAudit).is_err());
@@ -376,6 +430,7 @@ mod tests {
             roles: vec![Role::Auditor],
             must_change: false,
             org: None,
+            assurance: Assurance::Normal,
         };
         assert!(authorize(&aud, Action::ReadAudit).is_ok());
         assert!(authorize(&aud, Action::ManageTokens).is_err());
@@ -388,6 +443,7 @@ mod tests {
             roles: vec![Role::Admin, Role::Auditor],
             must_change: true,
             org: None,
+            assurance: Assurance::Normal,
         };
         assert!(authorize(&boot, Action::RotateBootstrap).is_ok());
         assert!(authorize(&boot, Action::ManageTokens).is_err());

@@ -940,8 +940,16 @@ impl IdentityService {
         Ok(())
     }
 
-    /// The principal behind a session secret (`cfs_…`), marking the session used.
-    pub async fn authenticate(&self, secret: &str) -> Result<Principal, PlatformError> {
+    /// The principal behind a session secret (`cfs_…`), marking the session used. With the
+    /// request's source address, the request is scored against the account's profile (AUZ-2,
+    /// AUZ-5): a session used from somewhere its account does not sign in from loses the
+    /// sensitive actions unless it was opened with a second factor, and impossible travel loses
+    /// everything but the person's own account.
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+        source: Option<&str>,
+    ) -> Result<Principal, PlatformError> {
         let s = self.touch_session(secret).await?;
         let (u, _) = self
             .user(&s.account)
@@ -950,12 +958,41 @@ impl IdentityService {
         if u.disabled {
             return Err(PlatformError::Unauthenticated("account disabled".into()));
         }
+        let assurance = match source {
+            Some(addr) if addr != s.address => self.request_assurance(&u, &s, addr),
+            _ => crate::authz::Assurance::Normal,
+        };
         Ok(Principal {
             id: format!("user:{}", u.username),
             roles: u.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             must_change: u.must_change,
             org: self.inner.orgs.confine(&u.org).await?,
+            assurance,
         })
+    }
+
+    /// The risk engine on one request of a session that moved away from the address it was
+    /// opened from (the profile is not updated: only sign-ins teach it).
+    fn request_assurance(
+        &self,
+        u: &UserDoc,
+        s: &SessionInfo,
+        addr: &str,
+    ) -> crate::authz::Assurance {
+        use crate::authz::Assurance;
+        let located = self.inner.geo.get().and_then(|g| g.locate(addr));
+        let obs = cf_identity::risk::Observation {
+            time_s: secs(self.inner.clock.now()),
+            network: cf_identity::risk::network_of(addr),
+            device: cf_identity::risk::device_of(&s.device),
+            country: located.as_ref().and_then(|g| g.country.clone()),
+            coords: located.as_ref().and_then(|g| g.coords),
+        };
+        match cf_identity::risk::assess(&u.risk, &obs, 0, &self.risk_policy()).decision {
+            cf_identity::risk::Decision::Deny => Assurance::Denied,
+            cf_identity::risk::Decision::StepUp if !s.mfa => Assurance::StepUp,
+            _ => Assurance::Normal,
+        }
     }
 
     fn username_of(auth: &Authorized) -> Result<String, PlatformError> {

@@ -145,6 +145,7 @@ impl RightsService {
                     roles: vec![*r],
                     must_change: false,
                     org: None,
+                    assurance: Default::default(),
                 };
                 let allowed = Action::ALL
                     .iter()

@@ -256,6 +256,8 @@ impl Tokens {
             roles: rec.roles.split(',').filter_map(Role::parse).collect(),
             must_change: rec.must_change,
             org: rec.org,
+            // Machine credentials: not scored per request.
+            assurance: Default::default(),
         })
     }
 

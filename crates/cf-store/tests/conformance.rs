@@ -359,6 +359,7 @@ async fn ledger_service(s: Arc<SqlStore>) {
             roles: vec![cf_platform::Role::Admin],
             must_change: false,
             org: None,
+            assurance: Default::default(),
         },
         authz::Action::ManageTokens,
     )
@@ -605,12 +606,14 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
         roles: vec![authz::Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let app = Principal {
         id: "tok-app".into(),
         roles: vec![authz::Role::Service],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, authz::Action::ManageKeys).unwrap();
     let usek = authz::authorize(&app, authz::Action::UseKeys).unwrap();
@@ -983,6 +986,7 @@ async fn device_service(s: Arc<SqlStore>) {
         roles: vec![role],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let admin = p("tok-admin", authz::Role::Admin);
     let op = p("tok-op", authz::Role::Operator);
@@ -1359,6 +1363,7 @@ async fn identity_service(s: Arc<SqlStore>) {
         roles: vec![authz::Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     let ctx = RequestContext::internal();
@@ -1384,7 +1389,7 @@ async fn identity_service(s: Arc<SqlStore>) {
         .await
         .unwrap();
     assert!(ok.must_change);
-    let p = b.authenticate(&ok.session).await.unwrap();
+    let p = b.authenticate(&ok.session, None).await.unwrap();
     assert_eq!((p.id.as_str(), p.must_change), ("user:zhao.lei", true));
     let listed = b.sessions(&manage).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -1392,7 +1397,7 @@ async fn identity_service(s: Arc<SqlStore>) {
         .await
         .unwrap();
     assert!(
-        a.authenticate(&ok.session).await.is_err(),
+        a.authenticate(&ok.session, None).await.is_err(),
         "ended on one node, ended on all"
     );
     assert!(
@@ -1421,6 +1426,7 @@ async fn identity_throttle(s: Arc<SqlStore>) {
         roles: vec![authz::Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     a.create_user(
@@ -1531,6 +1537,7 @@ async fn identity_risk(s: Arc<SqlStore>) {
         roles: vec![authz::Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, authz::Action::ManageUsers).unwrap();
     let (_, pw, _) = id
@@ -1541,7 +1548,7 @@ async fn identity_risk(s: Arc<SqlStore>) {
                 username: "sun.li".into(),
                 display_name: "Sun Li".into(),
                 domain: "government".into(),
-                org: "transport".into(),
+                org: "city".into(),
                 roles: vec!["operator".into()],
                 valid_until: None,
                 department: None,
@@ -1604,15 +1611,47 @@ async fn identity_risk(s: Arc<SqlStore>) {
         .unwrap_err();
     assert!(err.to_string().contains("second factor"), "{err}");
     // The usual place and client still get in.
-    id.login(
+    let ok = id
+        .login(
+            &from("10.20.30.40"),
+            "sun.li",
+            pw.expose(),
+            None,
+            "Firefox/140",
+        )
+        .await
+        .unwrap();
+    // Each request of that session is scored too: from its own address it is ordinary; a
+    // minute later from New York (the session stolen) it keeps only the person's own account.
+    let p = id
+        .authenticate(&ok.session, Some("10.20.30.40"))
+        .await
+        .unwrap();
+    assert_eq!(p.assurance, authz::Assurance::Normal);
+    // (The initial password is replaced first, so that only the risk engine refuses below.)
+    let own = authz::authorize(&p, authz::Action::OwnAccount).unwrap();
+    id.change_password(
+        &own,
         &from("10.20.30.40"),
-        "sun.li",
         pw.expose(),
-        None,
-        "Firefox/140",
+        "Dong-zhi-men-88-wai!",
     )
     .await
     .unwrap();
+    let p = id
+        .authenticate(&ok.session, Some("10.20.30.40"))
+        .await
+        .unwrap();
+    assert!(authz::authorize(&p, authz::Action::ReadAlerts).is_ok());
+    manual.advance(Duration::from_secs(60));
+    let p = id
+        .authenticate(&ok.session, Some("203.0.113.9"))
+        .await
+        .unwrap();
+    assert_eq!(p.assurance, authz::Assurance::Denied);
+    assert!(authz::authorize(&p, authz::Action::OwnAccount).is_ok());
+    let refused = authz::authorize(&p, authz::Action::ReadAlerts).unwrap_err();
+    assert!(refused.to_string().contains("sign in again"), "{refused}");
     // Every decision is in the ledger with its reasons.
     let entries = s.ledger_entries(0, 10_000).await.unwrap();
     let logins: Vec<serde_json::Value> = entries
@@ -1677,6 +1716,7 @@ async fn alert_book(s: Arc<SqlStore>) {
         roles: vec![cf_platform::authz::Role::Operator],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let read =
         cf_platform::authz::authorize(&admin, cf_platform::authz::Action::ReadAlerts).unwrap();

@@ -234,6 +234,7 @@ async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Resul
         roles: vec![Role::Admin],
         must_change: false,
         org: None,
+        assurance: Default::default(),
     };
     let manage = authz::authorize(&admin, Action::ManageDevices)?;
     let ctx = RequestContext::internal();

@@ -95,6 +95,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
             roles: vec![*r],
             must_change: false,
             org: None,
+            assurance: Default::default(),
         })
         .collect();
     let mut lat = Vec::new();
@@ -145,6 +146,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
                 roles: &names,
                 must_change: false,
                 tenant: false,
+                assurance: "normal",
             },
             a.as_str(),
             "platform",
@@ -207,6 +209,7 @@ pub async fn run(seconds: f64, costs: cf_identity::password::Costs, json: bool) 
             roles: vec![Role::Admin],
             must_change: false,
             org: None,
+            assurance: Default::default(),
         },
         Action::ManageUsers,
     )?;
