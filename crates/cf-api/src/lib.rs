@@ -261,6 +261,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::create_user))
+        .route("/admin/orgs", post(pages::create_org))
         .route("/admin/users/{username}/{what}", post(pages::user_action))
         .route("/admin/sessions/{handle}/end", post(pages::end_any_session))
         .route(

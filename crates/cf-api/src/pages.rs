@@ -450,6 +450,14 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
     }
     orgs.push_str("</table>");
     let own_org = esc(auth.org().unwrap_or_default());
+    // Registering organisations is the city's; a tenant's administrator sees only the list.
+    let org_form = if auth.org().is_none() {
+        format!(
+            "<h2>New organisation</h2><form method=\"post\" action=\"/admin/orgs\">{csrf}<label for=\"org_id\">Id</label><input type=\"text\" id=\"org_id\" name=\"id\" required><label for=\"org_name\">Name</label><input type=\"text\" id=\"org_name\" name=\"name\" required><label for=\"departments\">Departments (comma-separated)</label><input type=\"text\" id=\"departments\" name=\"departments\"><label for=\"scope\">Scope</label><select id=\"scope\" name=\"scope\"><option value=\"tenant\">tenant</option><option value=\"city\">city-wide</option></select><button>Register</button></form>"
+        )
+    } else {
+        String::new()
+    };
     let domains: String = cf_platform::identity::DOMAINS
         .iter()
         .map(|d| format!("<option>{d}</option>"))
@@ -460,7 +468,7 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
         &format!(
             "{note}<p><a href=\"/account\">My account</a></p><h2>Accounts</h2>{users}\
              <h2>New account</h2><form method=\"post\" action=\"/admin/users\">{csrf}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" required><label for=\"display_name\">Name</label><input type=\"text\" id=\"display_name\" name=\"display_name\" required><label for=\"domain\">Identity domain</label><select id=\"domain\" name=\"domain\">{domains}</select><label for=\"org\">Organisation</label><input type=\"text\" id=\"org\" name=\"org\" value=\"{own_org}\" required><label for=\"department\">Department</label><input type=\"text\" id=\"department\" name=\"department\"><label for=\"post\">Post</label><input type=\"text\" id=\"post\" name=\"post\"><label for=\"roles\">Roles (comma-separated: admin, auditor, operator, service)</label><input type=\"text\" id=\"roles\" name=\"roles\"><button>Create</button></form>\
-             <h2>Organisations</h2>{orgs}<h2>Sessions</h2>{rows}<h2>Applications (single sign-on)</h2>{clients}",
+             <h2>Organisations</h2>{orgs}{org_form}<h2>Sessions</h2>{rows}<h2>Applications (single sign-on)</h2>{clients}",
             rows = session_rows(&sessions, &csrf, &mine, true)
         ),
     )
@@ -500,6 +508,41 @@ pub async fn create_user(
             u.username,
             initial.expose()
         ),
+        Err(e) => e.to_string(),
+    };
+    admin_page(&s, &br, Some(&note)).await
+}
+
+/// `POST /admin/orgs`: register an organisation (the city's administrators).
+pub async fn create_org(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let (br, p) = match signed_form(&s, &parts, b, "/admin").await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(auth) = allowed(&br, Action::ManageUsers) else {
+        return admin_page(&s, &br, None).await;
+    };
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let new = cf_platform::orgs::NewOrg {
+        id: get("id"),
+        name: get("name"),
+        scope: if get("scope") == "city" {
+            cf_platform::orgs::OrgScope::City
+        } else {
+            cf_platform::orgs::OrgScope::Tenant
+        },
+        departments: get("departments")
+            .split(',')
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
+    };
+    let note = match s.identity.orgs().create(&auth, &context(&parts), new).await {
+        Ok((o, _)) => format!("organisation {} registered", o.id),
         Err(e) => e.to_string(),
     };
     admin_page(&s, &br, Some(&note)).await

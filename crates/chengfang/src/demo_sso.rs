@@ -1,8 +1,10 @@
-//! The demo's single sign-on act (issue 3): the city portal registered as an OpenID Connect
-//! relying party, an employee signing in through the code flow with PKCE, an impossible-travel
-//! sign-in refused by the risk engine, and password spraying against the sign-in page that the
-//! detectors turn into alerts. Attackers and offices get their own 127.0.x.y source addresses;
-//! the demo's geolocation table places 127.0.3.0/24 in Beijing and 127.0.4.0/24 in New York.
+//! The demo's identity act (issue 3): a bureau registered as a tenant whose own administrator
+//! sees only it, a passkey sign-in and a cloned authenticator refused, the city portal registered
+//! as an OpenID Connect relying party, an employee signing in through the code flow with PKCE,
+//! an impossible-travel sign-in and credential stuffing refused by the risk engine, and password
+//! spraying against the sign-in page that the detectors turn into alerts. Attackers and offices
+//! get their own 127.0.x.y source addresses; the demo's geolocation table places 127.0.3.0/24 in
+//! Beijing, 127.0.4.0/24 in New York and 127.0.5.0/24 in São Paulo.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -25,6 +27,8 @@ impl GeoLookup for DemoGeo {
             ("CN", (39.90, 116.40))
         } else if ip.starts_with("127.0.4.") {
             ("US", (40.71, -74.01))
+        } else if ip.starts_with("127.0.5.") {
+            ("BR", (-23.55, -46.63))
         } else {
             return None;
         };
@@ -252,6 +256,70 @@ async fn passkey(c: &Ctx<'_>, name: &str, session: &str) -> Result<()> {
     Ok(())
 }
 
+/// Credential stuffing: pairs leaked from another site, tried once each from a botnet. One of them
+/// is real — he.ping reused his password — and the risk engine still refuses it: a new device,
+/// network and country minutes after he signed in at the office.
+async fn credential_stuffing(c: &Ctx<'_>, ca_pem: &str, staff: &[(&str, String)]) -> Result<()> {
+    let api = |p: &str| format!("{}{p}", c.url);
+    let mut pairs: Vec<(String, String)> = staff
+        .iter()
+        .enumerate()
+        .map(|(i, (n, pw))| {
+            let pw = if i == 0 {
+                pw.clone()
+            } else {
+                format!("Summer{}!", 2019 + i)
+            };
+            (n.to_string(), pw)
+        })
+        .collect();
+    for (i, n) in [
+        "zhao.lei",
+        "qian.hong",
+        "sun.bo",
+        "zhou.xin",
+        "wu.fang",
+        "zheng.li",
+    ]
+    .iter()
+    .enumerate()
+    {
+        pairs.push((n.to_string(), format!("Qwer{}@asdf", 1000 + i * 37)));
+    }
+    let (mut refused_by_risk, mut wrong, mut throttled, mut succeeded) = (0, 0, 0, 0);
+    for (i, (name, pw)) in pairs.iter().enumerate() {
+        let bot = client_from(
+            ca_pem,
+            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 5, 10 + (i % 6) as u8))),
+            "python-requests/2.31",
+        )?;
+        let r = bot
+            .post(api("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": name, "password": pw}))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        match status {
+            200 => succeeded += 1,
+            429 => throttled += 1,
+            _ if text.contains("does not match how this account usually signs in") => {
+                refused_by_risk += 1
+            }
+            _ => wrong += 1,
+        }
+    }
+    say(
+        "risk",
+        format!(
+            "credential stuffing: {} leaked pairs from 6 addresses: {wrong} wrong, {throttled} throttled, {succeeded} succeeded; the one real password (he.ping reused his elsewhere) refused by the risk engine: {}",
+            pairs.len(),
+            if refused_by_risk > 0 { "yes" } else { "NO" }
+        ),
+    );
+    Ok(())
+}
+
 /// The bureau's own administrator works inside the bureau (IDM-1): its accounts only, and none
 /// of the city's security operations.
 async fn tenant_admin(c: &Ctx<'_>, session: &str) -> Result<()> {
@@ -399,6 +467,7 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
             ),
         ),
     }
+    credential_stuffing(c, ca_pem, &staff).await?;
     // Password spraying: twenty addresses, one common password, every account.
     let (mut refused, mut tried, mut succeeded) = (0, 0, 0);
     for a in 0..20u8 {

@@ -226,4 +226,23 @@ async fn account_pages_and_the_admin_console() {
         .post("/admin/users/tian.ye/reset", &[("csrf", &csrf)])
         .await;
     assert!(html.contains("tian.ye: new one-time password"), "{html}");
+    // Organisations are registered from the console too (IDM-1).
+    let (_, html) = p
+        .post(
+            "/admin/orgs",
+            &[
+                ("csrf", &csrf),
+                ("id", "roads"),
+                ("name", "Roads Bureau"),
+                ("departments", "maintenance, signals"),
+                ("scope", "tenant"),
+            ],
+        )
+        .await;
+    assert!(html.contains("organisation roads registered"), "{html}");
+    let orgs = between(&html, "<table id=\"orgs\">", "</table>").unwrap_or_default();
+    assert!(
+        orgs.contains("Roads Bureau") && orgs.contains("maintenance, signals"),
+        "{orgs}"
+    );
 }

@@ -140,6 +140,7 @@ fn class(path: &str) -> Class {
         | "/api/v1/sessions/{handle}"
         | "/admin"
         | "/admin/users"
+        | "/admin/orgs"
         | "/admin/users/{username}/{what}"
         | "/admin/sessions/{handle}/end"
         | "/api/v1/oidc/clients"
