@@ -61,32 +61,14 @@ async fn walk(env: &[(&str, String)]) {
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let admin = rotate_bootstrap(&c, &srv).await;
-    let (s, v) = post_json(
+    let (sess, _) = person(
         &c,
-        u("/api/v1/users"),
+        &srv.url,
         &admin,
-        &serde_json::json!({"username": "yan.qing", "display_name": "Yan Qing", "domain": "government", "org": "water", "roles": ["operator"]}),
+        serde_json::json!({"username": "yan.qing", "display_name": "Yan Qing", "domain": "government", "org": "water", "roles": ["operator"]}),
+        "Bei-hai-gong-77-tiao!",
     )
     .await;
-    assert_eq!(s, 201, "{v}");
-    let initial = v["initial_password"].as_str().unwrap().to_string();
-    let (_, v) = json(
-        c.post(u("/api/v1/auth/login"))
-            .json(&serde_json::json!({"username": "yan.qing", "password": initial}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let sess = v["session"].as_str().unwrap().to_string();
-    let (s, v) = post_json(
-        &c,
-        u("/api/v1/account/password"),
-        &sess,
-        &serde_json::json!({"old": initial, "new": "Bei-hai-gong-77-tiao!"}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
     // The server is reached on a loopback address; a browser there would be at localhost.
     let port = srv.url.rsplit(':').next().unwrap().to_string();
     let cfg = serde_json::json!({
@@ -152,16 +134,9 @@ async fn passkeys_with_a_software_authenticator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passkeys_on_postgresql_too() {
-    let Some((url, schema)) = postgres_env("passkeys") else {
+    let Some(pg) = PgSchema::new("passkeys") else {
         return;
     };
-    walk(&[
-        ("CHENGFANG_STORAGE__URL", url.clone()),
-        ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
-    ])
-    .await;
-    let store = cf_store::SqlStore::connect(&url, Some(&schema))
-        .await
-        .unwrap();
-    store.drop_schema(&schema).await.unwrap();
+    walk(&pg.env).await;
+    pg.drop().await;
 }

@@ -56,18 +56,11 @@ async fn scim_testers_and_a_leaver_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim_testers_and_a_leaver_on_postgresql() {
-    let Some((url, schema)) = postgres_env("scim") else {
+    let Some(pg) = PgSchema::new("scim") else {
         return;
     };
-    walk(&[
-        ("CHENGFANG_STORAGE__URL", url.clone()),
-        ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
-    ])
-    .await;
-    let store = cf_store::SqlStore::connect(&url, Some(&schema))
-        .await
-        .unwrap();
-    store.drop_schema(&schema).await.unwrap();
+    walk(&pg.env).await;
+    pg.drop().await;
 }
 
 async fn walk(env: &[(&str, String)]) {

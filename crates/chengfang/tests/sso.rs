@@ -49,18 +49,11 @@ async fn an_independent_relying_party_completes_the_oidf_checklist() {
 /// The same walk with the platform's state in PostgreSQL (its own schema, dropped afterwards).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checklist_passes_on_postgresql_too() {
-    let Some((url, schema)) = postgres_env("sso") else {
+    let Some(pg) = PgSchema::new("sso") else {
         return;
     };
-    walk_checklist(&[
-        ("CHENGFANG_STORAGE__URL", url.clone()),
-        ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
-    ])
-    .await;
-    let store = cf_store::SqlStore::connect(&url, Some(&schema))
-        .await
-        .unwrap();
-    store.drop_schema(&schema).await.unwrap();
+    walk_checklist(&pg.env).await;
+    pg.drop().await;
 }
 
 async fn walk_checklist(env: &[(&str, String)]) {

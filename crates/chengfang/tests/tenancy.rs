@@ -206,46 +206,6 @@ const SCIM_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const SCIM_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// Create an account and sign it in with a permanent password; its session secret and handle.
-async fn person(
-    c: &reqwest::Client,
-    base: &str,
-    by: &str,
-    name: &str,
-    org: &str,
-    roles: &[&str],
-) -> (String, String) {
-    let (s, v) = post_json(
-        c,
-        format!("{base}/api/v1/users"),
-        by,
-        &json!({"username": name, "display_name": name, "domain": "government", "org": org, "roles": roles}),
-    )
-    .await;
-    assert_eq!(s, 201, "{name}: {v}");
-    let initial = v["initial_password"].as_str().unwrap().to_string();
-    let (s, v) = json(
-        c.post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": name, "password": initial}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let sess = v["session"].as_str().unwrap().to_string();
-    let handle = v["handle"].as_str().unwrap().to_string();
-    let (s, v) = post_json(
-        c,
-        format!("{base}/api/v1/account/password"),
-        &sess,
-        &json!({"old": initial, "new": format!("Shui-wu-{}-Ju-77!", name.len() * 13)}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    (sess, handle)
-}
-
 async fn token(c: &reqwest::Client, base: &str, by: &str, name: &str, roles: &[&str]) -> Value {
     let (s, v) = post_json(
         c,
@@ -483,19 +443,36 @@ async fn walk(env: &[(&str, String)]) {
         .await;
         assert_eq!(s, 201, "{v}");
     }
-    let (water_boss, _) = person(&c, &base, &city, "water.boss", "water", &["admin"]).await;
-    let (tax_boss, _) = person(&c, &base, &city, "tax.boss", "tax", &["admin"]).await;
+    let (water_boss, _) = person(
+        &c,
+        &base,
+        &city,
+        json!({"username": "water.boss", "display_name": "water.boss", "domain": "government", "org": "water", "roles": ["admin"]}),
+        &format!("Shui-wu-{}-Ju-77!", "water.boss".len() * 13),
+    ).await;
+    let (tax_boss, _) = person(
+        &c,
+        &base,
+        &city,
+        json!({"username": "tax.boss", "display_name": "tax.boss", "domain": "government", "org": "tax", "roles": ["admin"]}),
+        &format!("Shui-wu-{}-Ju-77!", "tax.boss".len() * 13),
+    ).await;
     // Water's administrator does water's work.
     let (clerk, clerk_handle) = person(
         &c,
         &base,
         &water_boss,
-        "water.clerk",
-        "water",
-        &["operator"],
+        json!({"username": "water.clerk", "display_name": "water.clerk", "domain": "government", "org": "water", "roles": ["operator"]}),
+        "Shui-wu-143-Ju-77!",
     )
     .await;
-    let (tax_ops, _) = person(&c, &base, &tax_boss, "tax.ops", "tax", &["operator"]).await;
+    let (tax_ops, _) = person(
+        &c,
+        &base,
+        &tax_boss,
+        json!({"username": "tax.ops", "display_name": "tax.ops", "domain": "government", "org": "tax", "roles": ["operator"]}),
+        &format!("Shui-wu-{}-Ju-77!", "tax.ops".len() * 13),
+    ).await;
     let (s, v) = get_json(&c, u("/api/v1/whoami"), &water_boss).await;
     assert_eq!((s, v["org"].as_str()), (200, Some("water")), "{v}");
     let wt = token(&c, &base, &water_boss, "water HR", &["admin"]).await;
@@ -791,16 +768,9 @@ async fn organisations_are_isolated_across_every_route_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organisations_are_isolated_across_every_route_on_postgresql() {
-    let Some((url, schema)) = postgres_env("tenancy") else {
+    let Some(pg) = PgSchema::new("tenancy") else {
         return;
     };
-    walk(&[
-        ("CHENGFANG_STORAGE__URL", url.clone()),
-        ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
-    ])
-    .await;
-    let store = cf_store::SqlStore::connect(&url, Some(&schema))
-        .await
-        .unwrap();
-    store.drop_schema(&schema).await.unwrap();
+    walk(&pg.env).await;
+    pg.drop().await;
 }

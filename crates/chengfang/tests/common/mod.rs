@@ -137,6 +137,74 @@ pub fn postgres_env(prefix: &str) -> Option<(String, String)> {
     ))
 }
 
+/// A fresh PostgreSQL schema for a server test on the scale-out backend: `env` points `serve`
+/// at it; `drop` removes it afterwards.
+pub struct PgSchema {
+    /// The environment for [`start_server_with`].
+    pub env: Vec<(&'static str, String)>,
+    url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// A schema named after `prefix`, or `None` (after a loud message) when PostgreSQL is not
+    /// reachable outside CI.
+    pub fn new(prefix: &str) -> Option<Self> {
+        let (url, schema) = postgres_env(prefix)?;
+        Some(PgSchema {
+            env: vec![
+                ("CHENGFANG_STORAGE__URL", url.clone()),
+                ("CHENGFANG_STORAGE__SCHEMA", schema.clone()),
+            ],
+            url,
+            schema,
+        })
+    }
+
+    /// Drop the schema.
+    pub async fn drop(self) {
+        let store = cf_store::SqlStore::connect(&self.url, Some(&self.schema))
+            .await
+            .unwrap();
+        store.drop_schema(&self.schema).await.unwrap();
+    }
+}
+
+/// Create an account through `by` (an administrator) and sign it in with a permanent password
+/// `permanent`: its session secret and session handle.
+pub async fn person(
+    c: &reqwest::Client,
+    base: &str,
+    by: &str,
+    new_user: serde_json::Value,
+    permanent: &str,
+) -> (String, String) {
+    let name = new_user["username"].as_str().unwrap().to_string();
+    let (s, v) = post_json(c, format!("{base}/api/v1/users"), by, &new_user).await;
+    assert_eq!(s, 201, "{name}: {v}");
+    let initial = v["initial_password"].as_str().unwrap().to_string();
+    let (s, v) = json(
+        c.post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": name, "password": initial}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let sess = v["session"].as_str().unwrap().to_string();
+    let handle = v["handle"].as_str().unwrap().to_string();
+    let (s, v) = post_json(
+        c,
+        format!("{base}/api/v1/account/password"),
+        &sess,
+        &serde_json::json!({"old": initial, "new": permanent}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    (sess, handle)
+}
+
 /// Exchange the server's bootstrap credential for the first administrator token.
 pub async fn rotate_bootstrap(c: &reqwest::Client, srv: &Server) -> String {
     let (s, v) = json(
