@@ -74,6 +74,20 @@ async fn signed_form(
     }
 }
 
+/// [`signed_form`] for the administration console: the answer is the console itself when the
+/// signed-in person may not administer accounts.
+async fn admin_form(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    b: FormBody,
+) -> Result<(Browser, Params, Authorized), Box<Response>> {
+    let (br, p) = signed_form(s, parts, b, "/admin").await?;
+    match allowed(&br, Action::ManageUsers) {
+        Some(auth) => Ok((br, p, auth)),
+        None => Err(Box::new(admin_page(s, &br, None).await)),
+    }
+}
+
 fn allowed(b: &Browser, a: Action) -> Option<Authorized> {
     authz::authorize(&b.principal, a).ok()
 }
@@ -480,12 +494,9 @@ pub async fn create_user(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, p) = match signed_form(&s, &parts, b, "/admin").await {
+    let (br, p, auth) = match admin_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::ManageUsers) else {
-        return admin_page(&s, &br, None).await;
     };
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let new = cf_platform::identity::NewUser {
@@ -519,12 +530,9 @@ pub async fn create_org(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, p) = match signed_form(&s, &parts, b, "/admin").await {
+    let (br, p, auth) = match admin_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::ManageUsers) else {
-        return admin_page(&s, &br, None).await;
     };
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let new = cf_platform::orgs::NewOrg {
@@ -555,12 +563,9 @@ pub async fn user_action(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, _) = match signed_form(&s, &parts, b, "/admin").await {
+    let (br, _, auth) = match admin_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::ManageUsers) else {
-        return admin_page(&s, &br, None).await;
     };
     let ctx = context(&parts);
     let note = match what.as_str() {

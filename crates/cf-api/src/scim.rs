@@ -266,28 +266,7 @@ pub async fn replace(
     h: HeaderMap,
     b: Bytes,
 ) -> Response {
-    let (kind, auth) = match begin(&s, &caller, &res).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let r = async {
-        let body = body_json(&b)?;
-        s.scim
-            .replace(
-                &auth,
-                &caller.ctx,
-                kind,
-                &id,
-                &body,
-                if_match(&h).as_deref(),
-            )
-            .await
-    }
-    .await;
-    match r {
-        Ok((v, _)) => with_resource(StatusCode::OK, &v),
-        Err(f) => failure(f),
-    }
+    write(&s, &caller, &res, &id, &h, &b, false).await
 }
 
 /// `PATCH /scim/v2/{Users|Groups}/{id}`
@@ -298,22 +277,35 @@ pub async fn patch(
     h: HeaderMap,
     b: Bytes,
 ) -> Response {
-    let (kind, auth) = match begin(&s, &caller, &res).await {
+    write(&s, &caller, &res, &id, &h, &b, true).await
+}
+
+/// PUT and PATCH: the same checks and answer, a different change to the resource.
+async fn write(
+    s: &AppState,
+    caller: &Caller,
+    res: &str,
+    id: &str,
+    h: &HeaderMap,
+    b: &Bytes,
+    patch: bool,
+) -> Response {
+    let (kind, auth) = match begin(s, caller, res).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let r = async {
-        let body = body_json(&b)?;
-        s.scim
-            .patch(
-                &auth,
-                &caller.ctx,
-                kind,
-                &id,
-                &body,
-                if_match(&h).as_deref(),
-            )
-            .await
+        let body = body_json(b)?;
+        let tag = if_match(h);
+        if patch {
+            s.scim
+                .patch(&auth, &caller.ctx, kind, id, &body, tag.as_deref())
+                .await
+        } else {
+            s.scim
+                .replace(&auth, &caller.ctx, kind, id, &body, tag.as_deref())
+                .await
+        }
     }
     .await;
     match r {

@@ -221,6 +221,10 @@ impl Authorized {
     pub fn reaches(&self, org: &str) -> bool {
         self.org().is_none_or(|o| o == org)
     }
+    /// Whether an object owned by `owner` (`None`: the city's) is within the caller's reach.
+    pub fn reaches_owner(&self, owner: Option<&str>) -> bool {
+        self.org().is_none() || self.org() == owner
+    }
     /// Refuse a caller confined to one organisation: for the city-wide parts of an action
     /// otherwise open to tenants (e.g. trusting a vendor's firmware keys).
     pub fn city_only(&self, what: &str) -> Result<(), crate::PlatformError> {

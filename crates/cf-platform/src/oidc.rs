@@ -637,7 +637,7 @@ impl OidcProvider {
         let mut v = Vec::new();
         for d in self.inner.store.doc_list("oidc-client").await? {
             let c = parse::<ClientDoc>(&d)?.info;
-            if auth.org().is_none() || auth.org() == c.org.as_deref() {
+            if auth.reaches_owner(c.org.as_deref()) {
                 v.push(c);
             }
         }
@@ -655,7 +655,7 @@ impl OidcProvider {
         if self
             .client(client_id)
             .await?
-            .is_none_or(|c| auth.org().is_some() && auth.org() != c.info.org.as_deref())
+            .is_none_or(|c| !auth.reaches_owner(c.info.org.as_deref()))
         {
             return Err(PlatformError::NotFound(format!("no client `{client_id}`")));
         }

@@ -194,21 +194,26 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, ScimFailure> {
     serde_json::to_string(v).map_err(|e| PlatformError::Internal(e.to_string()).into())
 }
 
-/// The organisation id for an HR system's organisation name: lower case, characters outside
-/// `[a-z0-9._-]` as `-`, at most 64 (`provisioned` when nothing is left).
-fn org_id(name: &str) -> String {
-    let mut s: String = name
-        .to_lowercase()
+/// `name` in lower case with every character outside `[a-z0-9._-]` replaced by `other`.
+fn id_chars(name: &str, other: char) -> String {
+    name.to_lowercase()
         .chars()
         .map(|c| {
             if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) {
                 c
             } else {
-                '-'
+                other
             }
         })
-        .collect();
-    s = s.trim_matches(['.', '_', '-']).to_string();
+        .collect()
+}
+
+/// The organisation id for an HR system's organisation name: lower case, characters outside
+/// `[a-z0-9._-]` as `-`, at most 64 (`provisioned` when nothing is left).
+fn org_id(name: &str) -> String {
+    let mut s = id_chars(name, '-')
+        .trim_matches(['.', '_', '-'])
+        .to_string();
     s.truncate(64);
     if s.is_empty() {
         s = "provisioned".into();
@@ -218,18 +223,9 @@ fn org_id(name: &str) -> String {
 
 /// The account name for a SCIM `userName`: lower case, characters outside `[a-z0-9._-]` as `.`.
 fn account_name(user_name: &str) -> String {
-    let mut s: String = user_name
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) {
-                c
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    s = s.trim_start_matches(['.', '_', '-']).to_string();
+    let mut s = id_chars(user_name, '.')
+        .trim_start_matches(['.', '_', '-'])
+        .to_string();
     s.truncate(56);
     if s.len() < 2 {
         s = format!("u.{s}x");
@@ -322,7 +318,7 @@ impl ScimService {
     }
 
     fn reaches(auth: &Authorized, s: &Stored) -> bool {
-        auth.org().is_none() || auth.org() == s.org.as_deref()
+        auth.reaches_owner(s.org.as_deref())
     }
 
     /// Every resource of a kind within the caller's reach.

@@ -360,7 +360,7 @@ impl Tokens {
             .tokens()
             .await?
             .into_iter()
-            .filter(|t| auth.org().is_none() || t.org.as_deref() == auth.org())
+            .filter(|t| auth.reaches_owner(t.org.as_deref()))
             .map(TokenInfo::from)
             .collect())
     }
@@ -378,8 +378,13 @@ impl Tokens {
                 "not authorised to manage tokens".into(),
             ));
         }
+        // A tenant's caller reaches its own tokens only (the city's need no extra read).
         if auth.org().is_some()
-            && self.store.token(id).await?.map(|t| t.org) != Some(auth.org().map(str::to_string))
+            && !self
+                .store
+                .token(id)
+                .await?
+                .is_some_and(|t| auth.reaches_owner(t.org.as_deref()))
         {
             return Err(PlatformError::NotFound(format!("no token `{id}`")));
         }

@@ -1324,6 +1324,25 @@ env-1,environment-sensor,terminal,haidian,39.9,116.3,traffic,Acme,ENV-1,1.0\n";
 }
 on_both!(device_rows, device_service);
 
+/// A new operator account for the identity tests.
+fn operator(
+    username: &str,
+    display: &str,
+    domain: &str,
+    org: &str,
+) -> cf_platform::identity::NewUser {
+    cf_platform::identity::NewUser {
+        username: username.into(),
+        display_name: display.into(),
+        domain: domain.into(),
+        org: org.into(),
+        roles: vec!["operator".into()],
+        valid_until: None,
+        department: None,
+        post: None,
+    }
+}
+
 /// An identity service on `s` (one "node"), with hashes cheap enough for tests.
 fn identity_node(
     s: &Arc<SqlStore>,
@@ -1350,7 +1369,6 @@ fn identity_node(
 /// instance (another node, or the same after a restart) accepts them, and ending one ends it
 /// everywhere.
 async fn identity_service(s: Arc<SqlStore>) {
-    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, clock, alarms, metrics, _bus) = ledger_parts();
     let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
@@ -1371,16 +1389,7 @@ async fn identity_service(s: Arc<SqlStore>) {
         .create_user(
             &manage,
             &ctx,
-            NewUser {
-                username: "zhao.lei".into(),
-                display_name: "Zhao Lei".into(),
-                domain: "enterprise".into(),
-                org: "water".into(),
-                roles: vec!["operator".into()],
-                valid_until: None,
-                department: None,
-                post: None,
-            },
+            operator("zhao.lei", "Zhao Lei", "enterprise", "water"),
         )
         .await
         .unwrap();
@@ -1413,7 +1422,6 @@ on_both!(identity_rows, identity_service);
 /// nodes are checked no more often than the policy allows on one, and a node started afterwards
 /// (a restart) still refuses.
 async fn identity_throttle(s: Arc<SqlStore>) {
-    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, clock, alarms, metrics, _bus) = ledger_parts();
     let ledger = AuditLedger::open(s.clone(), signer, cfg(), clock.clone(), alarms, metrics)
@@ -1432,16 +1440,7 @@ async fn identity_throttle(s: Arc<SqlStore>) {
     a.create_user(
         &manage,
         &RequestContext::internal(),
-        NewUser {
-            username: "kong.yu".into(),
-            display_name: "Kong Yu".into(),
-            domain: "government".into(),
-            org: "tax".into(),
-            roles: vec!["operator".into()],
-            valid_until: None,
-            department: None,
-            post: None,
-        },
+        operator("kong.yu", "Kong Yu", "government", "tax"),
     )
     .await
     .unwrap();
@@ -1521,7 +1520,6 @@ impl cf_platform::ports::GeoLookup for TableGeo {
 /// account, impossible travel is refused, a risky sign-in without a second factor is refused,
 /// the usual one still works, and every decision is audited with its reasons.
 async fn identity_risk(s: Arc<SqlStore>) {
-    use cf_platform::identity::NewUser;
     use cf_platform::tokens::RequestContext;
     let (signer, _, alarms, metrics, _bus) = ledger_parts();
     let start = Timestamp::parse_rfc3339("2026-11-02T01:00:00Z").unwrap();
@@ -1544,16 +1542,7 @@ async fn identity_risk(s: Arc<SqlStore>) {
         .create_user(
             &manage,
             &RequestContext::internal(),
-            NewUser {
-                username: "sun.li".into(),
-                display_name: "Sun Li".into(),
-                domain: "government".into(),
-                org: "city".into(),
-                roles: vec!["operator".into()],
-                valid_until: None,
-                department: None,
-                post: None,
-            },
+            operator("sun.li", "Sun Li", "government", "city"),
         )
         .await
         .unwrap();

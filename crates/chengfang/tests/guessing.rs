@@ -21,14 +21,7 @@ async fn ten_thousand_guesses_lock_out_the_attackers_but_not_the_user() {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
     // Cheap hashes keep 10,000 guesses quick; the policy, not the hash, is under test here.
-    let srv = start_server_with(
-        &dir,
-        &[
-            ("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()),
-            ("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()),
-        ],
-        true,
-    );
+    let srv = start_identity_server(&dir, &[]);
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let admin = rotate_bootstrap(&c, &srv).await;

@@ -75,14 +75,7 @@ impl Page {
 async fn account_pages_and_the_admin_console() {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let srv = start_server_with(
-        &dir,
-        &[
-            ("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()),
-            ("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()),
-        ],
-        true,
-    );
+    let srv = start_identity_server(&dir, &[]);
     let c = client(&dir);
     let admin_tok = rotate_bootstrap(&c, &srv).await;
     let (s, v) = post_json(

@@ -54,10 +54,7 @@ async fn walk(env: &[(&str, String)]) {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let mut env = env.to_vec();
-    env.push(("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()));
-    env.push(("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()));
-    let srv = start_server_with(&dir, &env, true);
+    let srv = start_identity_server(&dir, env);
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let admin = rotate_bootstrap(&c, &srv).await;

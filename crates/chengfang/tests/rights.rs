@@ -10,14 +10,7 @@ use common::*;
 async fn the_report_names_unused_roles_and_roles_beyond_the_peer_group() {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let srv = start_server_with(
-        &dir,
-        &[
-            ("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()),
-            ("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()),
-        ],
-        true,
-    );
+    let srv = start_identity_server(&dir, &[]);
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
     let admin = rotate_bootstrap(&c, &srv).await;

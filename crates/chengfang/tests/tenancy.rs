@@ -423,10 +423,7 @@ fn fill(path: &str, w: &Water) -> Vec<String> {
 async fn walk(env: &[(&str, String)]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let mut env = env.to_vec();
-    env.push(("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()));
-    env.push(("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()));
-    let srv = start_server_with(&dir, &env, true);
+    let srv = start_identity_server(&dir, env);
     let c = client_with(&dir, |b| b.redirect(reqwest::redirect::Policy::none()));
     let base = srv.url.clone();
     let u = |p: &str| format!("{base}{p}");

@@ -89,6 +89,15 @@ pub fn start_server_with(dir: &Path, env: &[(&str, String)], fresh: bool) -> Ser
     }
 }
 
+/// Start `serve` with cheap password hashes (Argon2id 1 MiB, one pass) and `env`: for tests of
+/// identity flows, where the policy, not the hash, is under test.
+pub fn start_identity_server(dir: &Path, env: &[(&str, String)]) -> Server {
+    let mut env = env.to_vec();
+    env.push(("CHENGFANG_IDENTITY__ARGON2_MEMORY_KIB", "1024".into()));
+    env.push(("CHENGFANG_IDENTITY__ARGON2_PASSES", "1".into()));
+    start_server_with(dir, &env, true)
+}
+
 pub fn client(dir: &Path) -> reqwest::Client {
     client_with(dir, |b| b)
 }
