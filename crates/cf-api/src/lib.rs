@@ -8,6 +8,7 @@
 pub mod ack;
 pub mod alerts;
 pub mod auth;
+mod ceremony;
 pub mod data;
 pub mod devices;
 pub mod error;
@@ -255,6 +256,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/account/logout", post(pages::logout))
         .route("/account/password", post(pages::password))
         .route("/account/mfa", post(pages::mfa))
+        .route("/account/passkey", post(pages::passkey_sign_in))
+        .route("/account/passkey/finish", post(pages::passkey_signed_in))
+        .route("/account/passkeys", post(pages::passkey_add))
+        .route("/account/passkeys/finish", post(pages::passkey_added))
+        .route("/account/passkeys/{id}/remove", post(pages::passkey_remove))
         .route(
             "/account/sessions/{handle}/end",
             post(pages::end_own_session),
@@ -269,6 +275,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             get(oidc::authorize_get).post(oidc::authorize_post),
         )
         .route("/oidc/login", post(oidc::login))
+        .route("/oidc/passkey", post(oidc::passkey_begin))
+        .route("/oidc/passkey/finish", post(oidc::passkey_finish))
         .route("/oidc/token", post(oidc::token))
         .route(
             "/oidc/userinfo",

@@ -19,6 +19,7 @@ use cf_platform::tokens::RequestContext;
 use crate::AppState;
 use crate::ack::Ack;
 use crate::auth::{Caller, context};
+use crate::ceremony::{Mode, ceremony_page, hidden, posted_credential};
 use crate::error::ApiError;
 
 pub(crate) type Params = BTreeMap<String, String>;
@@ -153,6 +154,16 @@ pub(crate) fn esc(s: &str) -> String {
 }
 
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with_script(status, title, body, "")
+}
+
+/// [`page`] whose CSP lets the one script carrying `nonce` run (none when it is empty).
+pub(crate) fn page_with_script(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    nonce: &str,
+) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t} · Chengfang</title><style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#1d2733}}h1{{font-size:1.3rem}}label{{display:block;margin:.8rem 0 .2rem}}input[type=text],input[type=password]{{width:100%;padding:.5rem;box-sizing:border-box}}button{{margin-top:1rem;padding:.5rem 1.2rem}}.err{{color:#a11;background:#fdecec;padding:.5rem}}.app{{color:#556}}</style></head><body><h1>城防 Chengfang · {t}</h1>{body}</body></html>",
         t = esc(title)
@@ -161,12 +172,16 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
+    let script = if nonce.is_empty() {
+        String::new()
+    } else {
+        format!("; script-src 'nonce-{nonce}'")
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'{script}"
+    )) {
+        h.insert("content-security-policy", v);
+    }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     r
 }
@@ -222,12 +237,22 @@ fn failure(s: &AppState, f: AuthFailure) -> Response {
     }
 }
 
-fn login_page(r: &AuthRequest, p: &Params, error: Option<&str>, change: bool) -> Response {
-    let hidden: String = REQUEST_PARAMS
+/// The authorization request's parameters as the hidden inputs of a form.
+fn request_hidden(p: &Params) -> String {
+    REQUEST_PARAMS
         .iter()
-        .filter_map(|k| p.get(*k).map(|v| (k, v)))
-        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v)))
-        .collect();
+        .filter_map(|k| p.get(*k).map(|v| hidden(k, v)))
+        .collect()
+}
+
+fn login_page(
+    s: &AppState,
+    r: &AuthRequest,
+    p: &Params,
+    error: Option<&str>,
+    change: bool,
+) -> Response {
+    let hidden = request_hidden(p);
     let err = error
         .map(|e| format!("<p class=\"err\">{}</p>", esc(e)))
         .unwrap_or_default();
@@ -250,8 +275,15 @@ fn login_page(r: &AuthRequest, p: &Params, error: Option<&str>, change: bool) ->
         status,
         "Sign in",
         &format!(
-            "<p class=\"app\">to <b>{app}</b></p>{err}<form method=\"post\" action=\"/oidc/login\">{hidden}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" value=\"{user}\" autocomplete=\"username\" required><label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required><label for=\"otp\">Authenticator or recovery code (if enrolled)</label><input type=\"text\" id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">{change_fields}<button type=\"submit\">Sign in</button></form>",
-            app = esc(&r.client.name)
+            "<p class=\"app\">to <b>{app}</b></p>{err}<form method=\"post\" action=\"/oidc/login\">{hidden}<label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" value=\"{user}\" autocomplete=\"username\" required><label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required><label for=\"otp\">Authenticator or recovery code (if enrolled)</label><input type=\"text\" id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">{change_fields}<button type=\"submit\">Sign in</button></form>{passkey}",
+            app = esc(&r.client.name),
+            passkey = if s.identity.passkeys_enabled() && !change {
+                format!(
+                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/oidc/passkey\">{hidden}<label for=\"pk_username\">Username</label><input type=\"text\" id=\"pk_username\" name=\"username\" value=\"{user}\" autocomplete=\"username webauthn\" required><button type=\"submit\">Sign in with a passkey</button></form>"
+                )
+            } else {
+                String::new()
+            }
         ),
     )
 }
@@ -323,7 +355,7 @@ async fn authorize(s: &AppState, parts: &axum::http::request::Parts, p: Params) 
             },
         );
     }
-    login_page(&r, &p, None, false)
+    login_page(s, &r, &p, None, false)
 }
 
 /// `POST /oidc/login`: the login form, then a code for the request it carries.
@@ -333,23 +365,15 @@ pub async fn login(
     b: FormBody,
 ) -> Response {
     let ctx = context(&parts);
-    let p = match form(b) {
-        Ok(p) => p,
-        Err(e) => return failure(&s, AuthFailure::Page(e.description)),
-    };
-    let r = match s.oidc.check_request(&p).await {
-        Ok(r) => r,
-        Err(f) => return failure(&s, f),
+    let (p, r) = match carried_request(&s, b).await {
+        Ok(x) => x,
+        Err(e) => return *e,
     };
     let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let (Some(user), Some(pass)) = (get("username"), get("password")) else {
-        return login_page(&r, &p, Some("Enter your username and password."), false);
+        return login_page(&s, &r, &p, Some("Enter your username and password."), false);
     };
-    let device = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("browser");
+    let device = user_agent(&parts.headers);
     let ok = match s
         .oidc
         .identity()
@@ -357,19 +381,13 @@ pub async fn login(
         .await
     {
         Ok(ok) => ok,
-        Err(e) => {
-            let msg = match &e {
-                cf_platform::PlatformError::Unauthenticated(m)
-                | cf_platform::PlatformError::RateLimited(m) => m.clone(),
-                _ => "Sign-in is unavailable right now; try again.".into(),
-            };
-            return login_page(&r, &p, Some(&msg), false);
-        }
+        Err(e) => return login_page(&s, &r, &p, Some(&sign_in_refusal(&e)), false),
     };
     if ok.must_change {
         let Some(new) = get("new_password") else {
             let _ = s.oidc.identity().logout(&ctx, &ok.session).await;
             return login_page(
+                &s,
                 &r,
                 &p,
                 Some("Your password must be changed before you continue."),
@@ -391,18 +409,135 @@ pub async fn login(
         .await;
         if let Err(e) = changed {
             let _ = s.oidc.identity().logout(&ctx, &ok.session).await;
-            return login_page(&r, &p, Some(&e.to_string()), true);
+            return login_page(&s, &r, &p, Some(&e.to_string()), true);
         }
     }
+    signed_in(&s, &parts, &r, &p, ok).await
+}
+
+/// The request a sign-in form carries, or the page to answer instead.
+async fn carried_request(
+    s: &AppState,
+    b: FormBody,
+) -> Result<(Params, AuthRequest), Box<Response>> {
+    let p = form(b).map_err(|e| Box::new(failure(s, AuthFailure::Page(e.description))))?;
+    match s.oidc.check_request(&p).await {
+        Ok(r) => Ok((p, r)),
+        Err(f) => Err(Box::new(failure(s, f))),
+    }
+}
+
+/// What a refused sign-in tells the person; internal failures are not spelled out.
+fn sign_in_refusal(e: &cf_platform::PlatformError) -> String {
+    match e {
+        cf_platform::PlatformError::Unauthenticated(m)
+        | cf_platform::PlatformError::RateLimited(m)
+        | cf_platform::PlatformError::InvalidInput(m) => m.clone(),
+        _ => "Sign-in is unavailable right now; try again.".into(),
+    }
+}
+
+/// `POST /oidc/passkey`: begin a passkey sign-in for the authorization request the form carries.
+pub async fn passkey_begin(State(s): State<AppState>, b: FormBody) -> Response {
+    let (p, r) = match carried_request(&s, b).await {
+        Ok(x) => x,
+        Err(e) => return *e,
+    };
+    let Some(user) = p.get("username").filter(|u| !u.is_empty()) else {
+        return login_page(
+            &s,
+            &r,
+            &p,
+            Some("Enter your username to use a passkey."),
+            false,
+        );
+    };
+    match s.oidc.identity().passkey_login_begin(user).await {
+        Ok((ceremony, options)) => ceremony_page(
+            "Sign in with a passkey",
+            &format!("to {} as {user}", r.client.name),
+            Mode::Get,
+            &options,
+            "/oidc/passkey/finish",
+            &format!(
+                "{}{}{}",
+                request_hidden(&p),
+                hidden("username", user),
+                hidden("ceremony", &ceremony)
+            ),
+        ),
+        Err(e) => login_page(&s, &r, &p, Some(&sign_in_refusal(&e)), false),
+    }
+}
+
+/// `POST /oidc/passkey/finish`: the authenticator's answer, then a code as after a password
+/// sign-in; the ID token's `amr` names the passkey.
+pub async fn passkey_finish(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let (p, r) = match carried_request(&s, b).await {
+        Ok(x) => x,
+        Err(e) => return *e,
+    };
+    let ctx = context(&parts);
+    let cred = match posted_credential(&p) {
+        Ok(c) => c,
+        Err(m) => return login_page(&s, &r, &p, Some(&m), false),
+    };
+    let ok = match s
+        .oidc
+        .identity()
+        .passkey_login_finish(
+            &ctx,
+            p.get("ceremony").map_or("", String::as_str),
+            &cred,
+            user_agent(&parts.headers),
+        )
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => return login_page(&s, &r, &p, Some(&sign_in_refusal(&e)), false),
+    };
+    if ok.must_change {
+        let _ = s.oidc.identity().logout(&ctx, &ok.session).await;
+        return login_page(
+            &s,
+            &r,
+            &p,
+            Some("Your initial password must be changed first: sign in with it once."),
+            false,
+        );
+    }
+    signed_in(&s, &parts, &r, &p, ok).await
+}
+
+pub(crate) fn user_agent(h: &HeaderMap) -> &str {
+    h.get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("browser")
+}
+
+/// After a sign-in (password or passkey): the application's authentication chain is checked,
+/// a code issued, and the browser's single sign-on cookie replaced by the new session.
+async fn signed_in(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    r: &AuthRequest,
+    p: &Params,
+    ok: cf_platform::identity::LoginOk,
+) -> Response {
+    let ctx = context(parts);
     let subject = match s.oidc.identity().sso_session(&ok.session).await {
         Ok(Some((_, u))) => u,
-        Ok(None) => return login_page(&r, &p, Some("The session ended; sign in again."), false),
-        Err(e) => return failure(&s, AuthFailure::Page(e.to_string())),
+        Ok(None) => return login_page(s, r, p, Some("The session ended; sign in again."), false),
+        Err(e) => return failure(s, AuthFailure::Page(e.to_string())),
     };
-    if let Err(why) = s.oidc.chain_possible(&r, &subject) {
+    if let Err(why) = s.oidc.chain_possible(r, &subject) {
         let _ = s.oidc.identity().logout(&ctx, &ok.session).await;
         return failure(
-            &s,
+            s,
             AuthFailure::Redirect {
                 redirect_uri: r.redirect_uri.clone(),
                 error: "access_denied",
@@ -411,9 +546,9 @@ pub async fn login(
             },
         );
     }
-    let mut resp = match s.oidc.issue_code(&ctx, &r, &ok.info).await {
+    let mut resp = match s.oidc.issue_code(&ctx, r, &ok.info).await {
         Ok(to) => redirect(&to),
-        Err(e) => return failure(&s, AuthFailure::Page(e.to_string())),
+        Err(e) => return failure(s, AuthFailure::Page(e.to_string())),
     };
     // A browser that signs in again replaces its session: the old one ends (its grants stay
     // until they expire or the user logs out), so re-logins do not pile up against the cap.

@@ -13,7 +13,10 @@ use cf_platform::authz::{self, Action, Authorized, Principal};
 
 use crate::AppState;
 use crate::auth::context;
-use crate::oidc::{FormBody, Params, esc, form, page, redirect, set_cookie, sso_cookie};
+use crate::ceremony::{Mode, ceremony_page, hidden, posted_credential};
+use crate::oidc::{
+    FormBody, Params, esc, form, page, redirect, set_cookie, sso_cookie, user_agent,
+};
 
 fn csrf_of(secret: &str) -> String {
     cf_identity::oidc::token_key(&format!("chengfang-csrf:{secret}"))[..32].to_string()
@@ -65,7 +68,7 @@ async fn signed_form(
     back: &str,
 ) -> Result<(Browser, Params), Box<Response>> {
     let Some(br) = browser(s, &parts.headers, Some(&context(parts).source_addr)).await else {
-        return Err(Box::new(sign_in_form(None, back)));
+        return Err(Box::new(sign_in_form(s, None, back)));
     };
     let p = form(b).unwrap_or_default();
     match check_csrf(&br, &p) {
@@ -92,7 +95,7 @@ fn allowed(b: &Browser, a: Action) -> Option<Authorized> {
     authz::authorize(&b.principal, a).ok()
 }
 
-fn sign_in_form(error: Option<&str>, back: &str) -> Response {
+fn sign_in_form(s: &AppState, error: Option<&str>, back: &str) -> Response {
     let err = error
         .map(|e| format!("<p class=\"err\">{}</p>", esc(e)))
         .unwrap_or_default();
@@ -104,10 +107,179 @@ fn sign_in_form(error: Option<&str>, back: &str) -> Response {
         },
         "Sign in",
         &format!(
-            "{err}<form method=\"post\" action=\"/account/login\"><input type=\"hidden\" name=\"back\" value=\"{}\"><label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required><label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required><label for=\"otp\">Authenticator or recovery code (if enrolled)</label><input type=\"text\" id=\"otp\" name=\"otp\" autocomplete=\"one-time-code\"><button type=\"submit\">Sign in</button></form>",
-            esc(back)
+            "{err}<form method=\"post\" action=\"/account/login\"><input type=\"hidden\" name=\"back\" value=\"{}\"><label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required><label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required><label for=\"otp\">Authenticator or recovery code (if enrolled)</label><input type=\"text\" id=\"otp\" name=\"otp\" autocomplete=\"one-time-code\"><button type=\"submit\">Sign in</button></form>{passkey}",
+            esc(back),
+            passkey = if s.identity.passkeys_enabled() {
+                format!(
+                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/account/passkey\">{}<label for=\"pk_username\">Username</label><input type=\"text\" id=\"pk_username\" name=\"username\" autocomplete=\"username webauthn\" required><button type=\"submit\">Sign in with a passkey</button></form>",
+                    hidden("back", back)
+                )
+            } else {
+                String::new()
+            }
         ),
     )
+}
+
+/// Where a sign-in form may send the browser afterwards (nothing outside the pages).
+fn back_of(p: &Params) -> &'static str {
+    match p.get("back").map(String::as_str) {
+        Some("/admin") => "/admin",
+        _ => "/account",
+    }
+}
+
+/// A credential id as one path segment (base64url needs no escaping; anything else is refused
+/// by the route).
+fn url_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// `POST /account/passkey`: begin signing in with a passkey.
+pub async fn passkey_sign_in(State(s): State<AppState>, b: FormBody) -> Response {
+    let p = form(b).unwrap_or_default();
+    let back = back_of(&p);
+    let Some(user) = p.get("username").filter(|u| !u.is_empty()) else {
+        return sign_in_form(&s, Some("Enter your username to use a passkey."), back);
+    };
+    match s.identity.passkey_login_begin(user).await {
+        Ok((ceremony, options)) => ceremony_page(
+            "Sign in with a passkey",
+            &format!("as {user}"),
+            Mode::Get,
+            &options,
+            "/account/passkey/finish",
+            &format!("{}{}", hidden("back", back), hidden("ceremony", &ceremony)),
+        ),
+        Err(e) => sign_in_form(&s, Some(&e.to_string()), back),
+    }
+}
+
+/// `POST /account/passkey/finish`: the authenticator's answer; a multi-factor session.
+pub async fn passkey_signed_in(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let p = form(b).unwrap_or_default();
+    let back = back_of(&p);
+    let cred = match posted_credential(&p) {
+        Ok(c) => c,
+        Err(m) => return sign_in_form(&s, Some(&m), back),
+    };
+    match s
+        .identity
+        .passkey_login_finish(
+            &context(&parts),
+            p.get("ceremony").map_or("", String::as_str),
+            &cred,
+            user_agent(&parts.headers),
+        )
+        .await
+    {
+        Ok(ok) => {
+            let mut r = redirect(back);
+            set_cookie(&mut r, &ok.session, secure(&s), false);
+            r
+        }
+        Err(e) => sign_in_form(&s, Some(&e.to_string()), back),
+    }
+}
+
+/// `POST /account/passkeys`: begin registering a passkey to the signed-in person's account.
+pub async fn passkey_add(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(auth) = allowed(&br, Action::OwnAccount) else {
+        return account_page(&s, &br, Some("Change your password first.")).await;
+    };
+    let name = p.get("name").map_or("", |n| n.trim());
+    if name.is_empty() || name.chars().count() > 64 {
+        return account_page(&s, &br, Some("Give the passkey a name of 1-64 characters.")).await;
+    }
+    match s.identity.passkey_begin(&auth).await {
+        Ok((ceremony, options)) => ceremony_page(
+            "Add a passkey",
+            &format!("Your browser or security key will create the passkey “{name}”."),
+            Mode::Create,
+            &options,
+            "/account/passkeys/finish",
+            &format!(
+                "{}{}{}",
+                hidden_csrf(&br.secret),
+                hidden("name", name),
+                hidden("ceremony", &ceremony)
+            ),
+        ),
+        Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+    }
+}
+
+/// `POST /account/passkeys/finish`: check and store the new passkey.
+pub async fn passkey_added(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(auth) = allowed(&br, Action::OwnAccount) else {
+        return account_page(&s, &br, Some("Change your password first.")).await;
+    };
+    let cred = match posted_credential(&p) {
+        Ok(c) => c,
+        Err(m) => return account_page(&s, &br, Some(&m)).await,
+    };
+    let r = s
+        .identity
+        .passkey_finish(
+            &auth,
+            &context(&parts),
+            p.get("ceremony").map_or("", String::as_str),
+            p.get("name").map_or("", String::as_str),
+            &cred,
+        )
+        .await;
+    match r {
+        Ok((info, _)) => {
+            account_page(&s, &br, Some(&format!("Passkey “{}” added.", info.name))).await
+        }
+        Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+    }
+}
+
+/// `POST /account/passkeys/{id}/remove`
+pub async fn passkey_remove(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    parts: axum::http::request::Parts,
+    b: FormBody,
+) -> Response {
+    let (br, _) = match signed_form(&s, &parts, b, "/account").await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(auth) = allowed(&br, Action::OwnAccount) else {
+        return account_page(&s, &br, Some("Change your password first.")).await;
+    };
+    match s
+        .identity
+        .remove_passkey(&auth, &context(&parts), &id)
+        .await
+    {
+        Ok(_) => account_page(&s, &br, Some("Passkey removed.")).await,
+        Err(e) => account_page(&s, &br, Some(&e.to_string())).await,
+    }
 }
 
 /// `POST /account/login`
@@ -117,20 +289,13 @@ pub async fn login(
     b: FormBody,
 ) -> Response {
     let Ok(p) = form(b) else {
-        return sign_in_form(Some("The form could not be read."), "/account");
+        return sign_in_form(&s, Some("The form could not be read."), "/account");
     };
-    let back = match p.get("back").map(String::as_str) {
-        Some("/admin") => "/admin",
-        _ => "/account",
-    };
+    let back = back_of(&p);
     let (Some(user), Some(pass)) = (p.get("username"), p.get("password")) else {
-        return sign_in_form(Some("Enter your username and password."), back);
+        return sign_in_form(&s, Some("Enter your username and password."), back);
     };
-    let device = parts
-        .headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("browser");
+    let device = user_agent(&parts.headers);
     let otp = p.get("otp").map(String::as_str).filter(|o| !o.is_empty());
     match s
         .identity
@@ -142,7 +307,7 @@ pub async fn login(
             set_cookie(&mut r, &ok.session, secure(&s), false);
             r
         }
-        Err(e) => sign_in_form(Some(&e.to_string()), back),
+        Err(e) => sign_in_form(&s, Some(&e.to_string()), back),
     }
 }
 
@@ -200,7 +365,7 @@ fn session_rows(
 /// `GET /account`
 pub async fn account(State(s): State<AppState>, h: HeaderMap) -> Response {
     let Some(b) = browser(&s, &h, None).await else {
-        return sign_in_form(None, "/account");
+        return sign_in_form(&s, None, "/account");
     };
     account_page(&s, &b, None).await
 }
@@ -211,9 +376,30 @@ async fn account_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response
         .map(|n| format!("<p class=\"ok\">{}</p>", esc(n)))
         .unwrap_or_default();
     let (handle, _) = cf_identity::session::key_of(&b.secret);
-    let sessions = match allowed(b, Action::OwnAccount) {
-        Some(auth) => s.identity.sessions(&auth).await.unwrap_or_default(),
-        None => Vec::new(),
+    let (sessions, passkeys) = match allowed(b, Action::OwnAccount) {
+        Some(auth) => (
+            s.identity.sessions(&auth).await.unwrap_or_default(),
+            s.identity.passkeys(&auth).await.unwrap_or_default(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let passkey_section = if s.identity.passkeys_enabled() {
+        let mut rows = String::new();
+        for k in &passkeys {
+            rows.push_str(&format!(
+                "<li>{} — added {}{}{} <form method=\"post\" action=\"/account/passkeys/{}/remove\">{csrf}<button>Remove</button></form></li>",
+                esc(&k.name),
+                k.created,
+                k.last_used.map(|t| format!(", last used {t}")).unwrap_or_default(),
+                if k.synced { ", synced" } else { "" },
+                esc(&url_segment(&k.id)),
+            ));
+        }
+        format!(
+            "<h2>Passkeys</h2><ul id=\"passkeys\">{rows}</ul><form method=\"post\" action=\"/account/passkeys\">{csrf}<label for=\"pk_name\">Name for a new passkey</label><input type=\"text\" id=\"pk_name\" name=\"name\" maxlength=\"64\" placeholder=\"work laptop\" required><button>Add a passkey</button></form>"
+        )
+    } else {
+        String::new()
     };
     let must = if b.principal.must_change {
         "<p class=\"err\">Your password is a one-time password: change it before anything else.</p>"
@@ -232,7 +418,7 @@ async fn account_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response
             "{note}{must}<p>Signed in as <b>{who}</b>.</p>{admin_link}\
              <h2>Change password</h2><form method=\"post\" action=\"/account/password\">{csrf}<label for=\"old\">Current password</label><input type=\"password\" id=\"old\" name=\"old\" required><label for=\"new\">New password</label><input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" required><button>Change</button></form>\
              <h2>Second factor</h2><form method=\"post\" action=\"/account/mfa\">{csrf}<button>Enrol an authenticator app</button></form>\
-             <h2>Sessions</h2>{rows}\
+             {passkey_section}<h2>Sessions</h2>{rows}\
              <form method=\"post\" action=\"/account/logout\">{csrf}<button>Sign out everywhere in this browser</button></form>",
             who = esc(b.principal.id.trim_start_matches("user:")),
             rows = session_rows(&sessions, &csrf, &handle, false)
@@ -326,7 +512,7 @@ async fn end_session(
     admin: bool,
 ) -> Response {
     let Some(br) = browser(s, &parts.headers, Some(&context(parts).source_addr)).await else {
-        return sign_in_form(None, if admin { "/admin" } else { "/account" });
+        return sign_in_form(s, None, if admin { "/admin" } else { "/account" });
     };
     if let Some(r) = check_csrf(&br, p) {
         return r;
@@ -375,7 +561,7 @@ pub async fn end_any_session(
 /// `GET /admin`
 pub async fn admin(State(s): State<AppState>, h: HeaderMap) -> Response {
     let Some(b) = browser(&s, &h, None).await else {
-        return sign_in_form(None, "/admin");
+        return sign_in_form(&s, None, "/admin");
     };
     admin_page(&s, &b, None).await
 }

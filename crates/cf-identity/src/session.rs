@@ -61,6 +61,32 @@ pub struct SessionInfo {
     pub last_seen: i64,
     /// Whether a second factor was given.
     pub mfa: bool,
+    /// How the person proved who they are, as RFC 8176 method names (`pwd`, `otp`, `hwk`,
+    /// `swk`, `user`, `mfa`); single sign-on passes them on as the ID token's `amr`.
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+impl SessionInfo {
+    /// The session's authentication methods; sessions saved before methods were recorded
+    /// derive them from the second-factor flag.
+    pub fn methods(&self) -> Vec<String> {
+        methods(&self.amr, self.mfa)
+    }
+}
+
+/// Recorded authentication methods, or for records older than them, the methods a password
+/// sign-in with or without a one-time code used.
+pub fn methods(amr: &[String], mfa: bool) -> Vec<String> {
+    if !amr.is_empty() {
+        return amr.to_vec();
+    }
+    let m: &[&str] = if mfa {
+        &["pwd", "otp", "mfa"]
+    } else {
+        &["pwd"]
+    };
+    m.iter().map(|x| x.to_string()).collect()
 }
 
 /// Why a session is not (or no longer) valid.
@@ -220,6 +246,7 @@ impl Sessions {
             created: now,
             last_seen: now,
             mfa,
+            amr: Vec::new(),
         };
         st.live.insert(k, info.clone());
         Ok((secret, info, ended))

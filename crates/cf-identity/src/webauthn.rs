@@ -136,6 +136,8 @@ pub struct Assertion {
     pub sign_count: u32,
     /// The credential is currently backed up (synced).
     pub backed_up: bool,
+    /// The authenticator verified the user (PIN or biometric).
+    pub user_verified: bool,
 }
 
 fn b64(s: &str, what: &'static str) -> Result<Vec<u8>, WebauthnError> {
@@ -165,16 +167,13 @@ pub fn creation_options(
 }
 
 /// Options for `navigator.credentials.get()`.
-pub fn request_options(
-    rp: &RelyingParty,
-    challenge: &[u8],
-    allow: &[Credential],
-) -> serde_json::Value {
+/// `allow`: the base64url ids of the credentials that may answer.
+pub fn request_options(rp: &RelyingParty, challenge: &[u8], allow: &[&str]) -> serde_json::Value {
     serde_json::json!({
         "rpId": rp.id,
         "challenge": B64.encode(challenge),
         "timeout": 300_000,
-        "allowCredentials": allow.iter().map(|c| serde_json::json!({"type": "public-key", "id": c.id})).collect::<Vec<_>>(),
+        "allowCredentials": allow.iter().map(|id| serde_json::json!({"type": "public-key", "id": id})).collect::<Vec<_>>(),
         "userVerification": "required",
     })
 }
@@ -494,6 +493,7 @@ pub fn verify_assertion(
     Ok(Assertion {
         sign_count: ad.sign_count,
         backed_up: ad.flags & BS != 0,
+        user_verified: ad.flags & UV != 0,
     })
 }
 

@@ -154,6 +154,11 @@ pub struct UserInfo {
 }
 
 impl UserDoc {
+    /// A confirmed authenticator app or a passkey: what high-risk applications require.
+    fn has_second_factor(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed) || !self.passkeys.is_empty()
+    }
+
     fn info(&self) -> UserInfo {
         UserInfo {
             username: self.username.clone(),
@@ -163,7 +168,7 @@ impl UserDoc {
             roles: self.roles.clone(),
             valid_until: self.valid_until,
             must_change: self.must_change,
-            mfa: self.totp.as_ref().is_some_and(|t| t.confirmed) || !self.passkeys.is_empty(),
+            mfa: self.has_second_factor(),
             disabled: self.disabled,
             real_name_level: self.real_name.as_ref().map_or(0, |r| r.level),
             department: self.department.clone(),
@@ -898,7 +903,16 @@ impl IdentityService {
         saved?;
         self.inner.throttle.succeeded(attempt, now).await?;
         let (session, info, ended) = self
-            .start_session(&u.username, device, &ctx.source_addr, mfa)
+            .start_session(
+                &u.username,
+                device,
+                &ctx.source_addr,
+                if mfa {
+                    &["pwd", "otp", "mfa"]
+                } else {
+                    &["pwd"]
+                },
+            )
             .await?;
         self.audit_login(
             ctx,
@@ -1319,7 +1333,7 @@ impl IdentityService {
             return Err(refuse());
         }
         let (session, info, ended) = self
-            .start_session(&username, device, &ctx.source_addr, false)
+            .start_session(&username, device, &ctx.source_addr, &["swk"])
             .await?;
         self.audit_login(
             ctx,
@@ -1640,9 +1654,10 @@ impl IdentityService {
         account: &str,
         device: &str,
         address: &str,
-        mfa: bool,
+        amr: &[&str],
     ) -> Result<(String, SessionInfo, Vec<String>), PlatformError> {
         let now = self.inner.clock.now();
+        let mfa = amr.contains(&"mfa");
         let p = self.inner.session_policy;
         let mut mine: Vec<(StoredSession, Document)> = self
             .live_sessions()
@@ -1675,6 +1690,7 @@ impl IdentityService {
             created: secs(now),
             last_seen: secs(now),
             mfa,
+            amr: amr.iter().map(|m| m.to_string()).collect(),
         };
         self.inner
             .store
@@ -1719,7 +1735,7 @@ impl IdentityService {
                 domain: u.domain.clone(),
                 org: u.org.clone(),
                 roles: u.roles.clone(),
-                mfa_enrolled: u.totp.as_ref().is_some_and(|t| t.confirmed),
+                mfa_enrolled: u.has_second_factor(),
                 must_change: u.must_change,
                 real_name_level: u.real_name.as_ref().map_or(0, |r| r.level),
             })

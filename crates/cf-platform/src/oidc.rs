@@ -286,6 +286,9 @@ struct CodeDoc {
     session: String,
     auth_time: i64,
     mfa: bool,
+    /// The session's authentication methods (RFC 8176), for the ID token's `amr`.
+    #[serde(default)]
+    amr: Vec<String>,
     expires: i64,
     /// The grant the code was exchanged for; set on first use, so a replay can revoke it.
     #[serde(default)]
@@ -301,9 +304,18 @@ struct GrantDoc {
     session: Option<String>,
     auth_time: i64,
     mfa: bool,
+    #[serde(default)]
+    amr: Vec<String>,
     revoked: bool,
     created: i64,
     expires: i64,
+}
+
+impl GrantDoc {
+    /// The `amr` claim; grants made before methods were recorded derive it from `mfa`.
+    fn methods(&self) -> Vec<String> {
+        cf_identity::session::methods(&self.amr, self.mfa)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1107,6 +1119,7 @@ impl OidcProvider {
             session: s.handle.clone(),
             auth_time: s.created,
             mfa: s.mfa,
+            amr: s.methods(),
             expires: self.now() + CODE_TTL_S,
             redeemed: None,
         };
@@ -1116,7 +1129,7 @@ impl OidcProvider {
             "oidc.authorize",
             &format!("oidc-client:{}", r.client.client_id),
             Outcome::Success,
-            serde_json::json!({"scope": r.scope, "session": s.handle, "mfa": s.mfa}),
+            serde_json::json!({"scope": r.scope, "session": s.handle, "mfa": s.mfa, "amr": s.methods()}),
         )
         .await?;
         self.inner
@@ -1277,6 +1290,7 @@ impl OidcProvider {
             session: Some(c.session.clone()),
             auth_time: c.auth_time,
             mfa: c.mfa,
+            amr: c.amr.clone(),
             revoked: false,
             created: self.now(),
             expires: self.now() + REFRESH_TTL_S,
@@ -1416,6 +1430,7 @@ impl OidcProvider {
             session: None,
             auth_time: self.now(),
             mfa: false,
+            amr: Vec::new(),
             revoked: false,
             created: self.now(),
             expires: self.now() + ACCESS_TTL_S,
@@ -1478,7 +1493,7 @@ impl OidcProvider {
                     "azp": client.client_id, "iat": now, "exp": now + ID_TTL_S,
                     "auth_time": g.auth_time,
                     "acr": if g.mfa { ACR_MFA } else { ACR_PASSWORD },
-                    "amr": if g.mfa { vec!["pwd", "otp", "mfa"] } else { vec!["pwd"] },
+                    "amr": g.methods(),
                     "at_hash": engine::half_hash(&at),
                 });
                 if let Some(sid) = &g.session {

@@ -198,7 +198,7 @@ mod tests {
         )
         .unwrap();
         let mut clone = a.clone_key();
-        let req = cf_identity::webauthn::request_options(&rp, &ch, std::slice::from_ref(&cred));
+        let req = cf_identity::webauthn::request_options(&rp, &ch, &[cred.id.as_str()]);
         let check = |cred: &cf_identity::webauthn::Credential, out: &Json| {
             let r = &out["response"];
             verify_assertion(

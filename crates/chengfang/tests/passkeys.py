@@ -183,7 +183,13 @@ def main():
 
     # Another account's ceremony cannot be answered with this passkey.
     r = begin_login("nobody.here")
-    check("unknown_account_gets_a_ceremony_too", "ceremony" in r and r["publicKey"]["allowCredentials"] == [], r)
+    again = begin_login("nobody.here")
+    decoy = [c["id"] for c in r["publicKey"]["allowCredentials"]]
+    check("unknown_account_gets_a_ceremony_too", "ceremony" in r and len(decoy) == 1, r)
+    # The same stand-in credential every time, so asking twice does not give the account away.
+    check("unknown_account_looks_like_one_with_a_passkey",
+          decoy == [c["id"] for c in again["publicKey"]["allowCredentials"]]
+          and len(b64d(decoy[0])) in (16, 20, 32, 64) and decoy != [keys[0]["id"]], (r, again))
     x = finish_login(r["ceremony"], dev.get(request(dict(r["publicKey"], rpId=cfg["rp_id"])), origin))
     check("passkey_for_another_account_refused", x.status_code == 401, x.text)
 
@@ -193,6 +199,11 @@ def main():
     r = begin_login()
     x = finish_login(r["ceremony"], dev.get(request(dict(r["publicKey"], rpId=cfg["rp_id"])), origin))
     check("removed_passkey_refused", x.status_code == 401, x.text)
+    # An account without passkeys is offered a stand-in too, never an empty list.
+    r = begin_login()
+    check("account_without_passkeys_looks_the_same",
+          len(r["publicKey"]["allowCredentials"]) == 1
+          and r["publicKey"]["allowCredentials"][0]["id"] != keys[0]["id"], r)
 
     print("\n".join(results))
 

@@ -21,7 +21,7 @@ fn python() -> Option<String> {
         .then_some(py)
 }
 
-const CHECKS: [&str; 19] = [
+const CHECKS: [&str; 21] = [
     "registration_without_user_verification_refused",
     "options_ask_for_user_verification",
     "options_name_the_relying_party",
@@ -38,9 +38,11 @@ const CHECKS: [&str; 19] = [
     "the_real_authenticator_still_works",
     "cloned_authenticator_refused",
     "unknown_account_gets_a_ceremony_too",
+    "unknown_account_looks_like_one_with_a_passkey",
     "passkey_for_another_account_refused",
     "passkey_removed",
     "removed_passkey_refused",
+    "account_without_passkeys_looks_the_same",
 ];
 
 async fn walk(env: &[(&str, String)]) {

@@ -107,6 +107,11 @@ fn user_handle(username: &str) -> Vec<u8> {
 }
 
 impl IdentityService {
+    /// Whether passkeys can be used here (the server has a domain name browsers accept).
+    pub fn passkeys_enabled(&self) -> bool {
+        self.inner.webauthn.get().is_some()
+    }
+
     fn relying_party(&self) -> Result<&RelyingParty, PlatformError> {
         self.inner.webauthn.get().ok_or_else(|| {
             PlatformError::Unavailable(
@@ -330,13 +335,32 @@ impl IdentityService {
                 "username: 1-64 characters".into(),
             ));
         }
-        let allow: Vec<Credential> = self
+        let mut allow: Vec<String> = self
             .user(username)
             .await?
-            .map(|(u, _)| u.passkeys.iter().map(|p| p.cred.clone()).collect())
+            .map(|(u, _)| u.passkeys.iter().map(|p| p.cred.id.clone()).collect())
             .unwrap_or_default();
+        if allow.is_empty() {
+            allow.push(self.decoy_credential(username));
+        }
         let (id, challenge) = self.open_ceremony("login", username).await?;
-        Ok((id, wa::request_options(&rp, &challenge, &allow)))
+        let ids: Vec<&str> = allow.iter().map(String::as_str).collect();
+        Ok((id, wa::request_options(&rp, &challenge, &ids)))
+    }
+
+    /// A credential id for an account without passkeys (or no account at all): stable for
+    /// the name and unguessable without the server's key, of a length real authenticators use,
+    /// so the options do not tell who has a passkey.
+    fn decoy_credential(&self, username: &str) -> String {
+        let mut out = [0u8; 65];
+        cf_kms::hash::hkdf(
+            self.inner.totp_key.expose(),
+            b"chengfang-webauthn-decoy",
+            &[username.as_bytes()],
+            &mut out,
+        );
+        let len = [16, 20, 32, 64][usize::from(out[64] % 4)];
+        B64.encode(&out[..len])
     }
 
     /// Finish a passkey sign-in: throttled like password logins, the assertion checked against
@@ -438,14 +462,26 @@ impl IdentityService {
         u.risk.record(obs, &policy);
         self.save(&u, &doc).await?;
         self.inner.throttle.succeeded(attempt, now).await?;
+        // RFC 8176: a synced passkey lives in software, a device-bound one in the authenticator;
+        // the user verification every ceremony requires adds `user`.
+        let key = if u.passkeys[i].cred.backup_eligible || a.backed_up {
+            "swk"
+        } else {
+            "hwk"
+        };
+        let amr: &[&str] = if a.user_verified {
+            &[key, "user", "mfa"]
+        } else {
+            &[key]
+        };
         let (session, info, ended) = self
-            .start_session(username, device, &ctx.source_addr, true)
+            .start_session(username, device, &ctx.source_addr, amr)
             .await?;
         self.audit_login(
             ctx,
             username,
             Outcome::Success,
-            serde_json::json!({"session": info.handle, "mfa": true, "method": "passkey", "credential": r.id, "ended": ended, "risk": risk}),
+            serde_json::json!({"session": info.handle, "mfa": info.mfa, "amr": info.amr, "method": "passkey", "credential": r.id, "ended": ended, "risk": risk}),
         )
         .await?;
         Ok(LoginOk {
