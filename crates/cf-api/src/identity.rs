@@ -433,6 +433,45 @@ pub async fn set_real_name(
     ))
 }
 
+/// An account's own roles (those its SCIM groups grant are kept apart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesBody {
+    /// `admin`, `auditor`, `operator`, `service`; the whole list (an empty list removes all).
+    pub roles: Vec<String>,
+    /// Why (a ticket or change number), kept in the audit record.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/users/{username}/roles", tag = "identity", params(("username" = String, Path)), request_body = RolesBody, responses((status = 200, description = "The account with its roles (own and from groups); audited"), (status = 409, body = ErrorBody, description = "Separation of duties forbids the combination")))]
+pub async fn set_roles(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    b: JsonBody<RolesBody>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let auth = caller.authorize(&s, Action::ManageUsers).await?;
+    let r = body(b)?;
+    let (info, receipt) = s
+        .identity
+        .set_roles(
+            &auth,
+            &caller.ctx,
+            &username,
+            cf_platform::identity::RoleSource::Own,
+            &r.roles,
+            serde_json::json!({"reason": r.reason}),
+        )
+        .await?;
+    Ok(match receipt {
+        Some(rc) => Ack::ok(rc, info).into_response(),
+        // Nothing changed, so nothing was written to the ledger.
+        None => Json(info).into_response(),
+    })
+}
+
 /// Who forgot their password.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -328,6 +328,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/api/v1/users/{username}/real-name",
             post(identity::set_real_name),
         )
+        .route(
+            "/api/v1/users/{username}/roles",
+            axum::routing::put(identity::set_roles),
+        )
         .route("/.well-known/est/cacerts", get(devices::est_cacerts))
         .route("/.well-known/est/simpleenroll", post(devices::est_enroll))
         .route(

@@ -21,7 +21,9 @@ use crate::ports::{Document, StateStore};
 use crate::tokens::RequestContext;
 
 mod passkeys;
+mod roles;
 pub use passkeys::{PasskeyInfo, WebauthnResponse};
+pub use roles::RoleSource;
 
 /// The identity domains of the whitepaper (IDM-1).
 pub const DOMAINS: [&str; 7] = [
@@ -99,6 +101,9 @@ struct UserDoc {
     /// WebAuthn credentials (passkeys).
     #[serde(default)]
     passkeys: Vec<passkeys::StoredPasskey>,
+    /// Roles granted through SCIM groups (kept apart from `roles`, which administrators set).
+    #[serde(default)]
+    group_roles: Vec<String>,
 }
 
 /// How far the person behind an account has been identified (IDM-4): 1 — name and resident ID
@@ -133,8 +138,11 @@ pub struct UserInfo {
     pub domain: String,
     /// Organisation.
     pub org: String,
-    /// Roles.
+    /// Roles held: the account's own and those its SCIM groups grant.
     pub roles: Vec<String>,
+    /// Of `roles`, those granted through SCIM groups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_roles: Vec<String>,
     /// Validity end.
     pub valid_until: Option<Timestamp>,
     /// Must change the password at next login.
@@ -165,7 +173,8 @@ impl UserDoc {
             display_name: self.display_name.clone(),
             domain: self.domain.clone(),
             org: self.org.clone(),
-            roles: self.roles.clone(),
+            roles: self.effective_roles(),
+            group_roles: self.group_roles.clone(),
             valid_until: self.valid_until,
             must_change: self.must_change,
             mfa: self.has_second_factor(),
@@ -568,14 +577,7 @@ impl IdentityService {
                 DOMAINS.join(", ")
             )));
         }
-        if n.roles.iter().any(|r| Role::parse(r).is_none()) {
-            return Err(PlatformError::InvalidInput(
-                "roles: use admin, auditor, operator or service".into(),
-            ));
-        }
-        let roles: Vec<&str> = n.roles.iter().map(String::as_str).collect();
-        cf_authz::rights::check(&roles, &cf_authz::rights::default_rules())
-            .map_err(|v| PlatformError::Conflict(v.to_string()))?;
+        roles::check_duties(&roles::vet_roles(&n.roles, "roles")?, &[])?;
         crate::orgs::check_org_id(&n.org)?;
         if !auth.reaches(&n.org) {
             return Err(PlatformError::Forbidden(format!(
@@ -623,6 +625,7 @@ impl IdentityService {
             department: n.department,
             post: n.post,
             passkeys: Vec::new(),
+            group_roles: Vec::new(),
         };
         let r = self
             .audit_privileged(
@@ -656,7 +659,12 @@ impl IdentityService {
         let mut v = Vec::new();
         for d in self.inner.store.doc_list("user").await? {
             let u = parse_user(&d)?;
-            v.push((u.username, u.org, u.roles, u.disabled));
+            v.push((
+                u.username.clone(),
+                u.org.clone(),
+                u.effective_roles(),
+                u.disabled,
+            ));
         }
         Ok(v)
     }
@@ -978,7 +986,11 @@ impl IdentityService {
         };
         Ok(Principal {
             id: format!("user:{}", u.username),
-            roles: u.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            roles: u
+                .effective_roles()
+                .iter()
+                .filter_map(|r| Role::parse(r))
+                .collect(),
             must_change: u.must_change,
             org: self.inner.orgs.confine(&u.org).await?,
             assurance,
@@ -1734,7 +1746,7 @@ impl IdentityService {
                 display_name: u.display_name.clone(),
                 domain: u.domain.clone(),
                 org: u.org.clone(),
-                roles: u.roles.clone(),
+                roles: u.effective_roles(),
                 mfa_enrolled: u.has_second_factor(),
                 must_change: u.must_change,
                 real_name_level: u.real_name.as_ref().map_or(0, |r| r.level),

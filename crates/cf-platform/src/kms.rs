@@ -82,6 +82,17 @@ pub struct Plain {
 }
 
 /// The organisation a new key belongs to: the caller's own when it is confined to one.
+/// The stored name of a key owned by `org`: an organisation's keys live under `<org>.`, so
+/// one organisation's names never collide with another's (a "key exists" answer would reveal
+/// them); the city's own keys keep their names.
+fn scoped_name(org: &str, name: &str) -> String {
+    if org == DEFAULT_ORG || org == crate::orgs::CITY_ORG || name.starts_with(&format!("{org}.")) {
+        name.to_string()
+    } else {
+        format!("{org}.{name}")
+    }
+}
+
 fn key_org<'a>(auth: &'a Authorized, req: &'a NewKey) -> Result<&'a str, PlatformError> {
     match (auth.org(), req.org.as_deref()) {
         (Some(mine), Some(o)) if o != mine => Err(PlatformError::Forbidden(format!(
@@ -260,13 +271,29 @@ impl Kms {
         if name.starts_with(ORG_PREFIX) || name.starts_with('_') {
             return Err(missing());
         }
-        let rec = self
-            .inner
-            .store
-            .kms_get(name)
-            .await?
-            .filter(|r| auth.reaches(&r.org))
-            .ok_or_else(missing)?;
+        // An organisation's people name their keys without the `<org>.` prefix; keys made
+        // before names were scoped are found under their plain name.
+        let mut rec = None;
+        if let Some(o) = auth.org()
+            && !name.starts_with(&format!("{o}."))
+        {
+            rec = self
+                .inner
+                .store
+                .kms_get(&scoped_name(o, name))
+                .await?
+                .filter(|r| auth.reaches(&r.org));
+        }
+        if rec.is_none() {
+            rec = self
+                .inner
+                .store
+                .kms_get(name)
+                .await?
+                .filter(|r| auth.reaches(&r.org));
+        }
+        let rec = rec.ok_or_else(missing)?;
+        let name = rec.name.as_str();
         if let Ok(c) = self.inner.cache.lock()
             && let Some((rev, k)) = c.get(name)
             && *rev == rec.revision
@@ -320,9 +347,10 @@ impl Kms {
         req: &NewKey,
     ) -> Result<(KeyInfo, Receipt), PlatformError> {
         auth.require(Action::ManageKeys)?;
+        let org = key_org(auth, req)?;
         let ring = KeyRing::generate(
-            &req.name,
-            key_org(auth, req)?,
+            &scoped_name(org, &req.name),
+            org,
             req.key_type,
             policy(req),
             self.inner.clock.now(),
@@ -343,7 +371,7 @@ impl Kms {
         let org = key_org(auth, req)?;
         let material = cf_kms::sm2enc::decrypt(&self.inner.byok_secret, wrapped)?;
         let ring = KeyRing::import(
-            &req.name,
+            &scoped_name(org, &req.name),
             org,
             req.key_type,
             policy(req),
@@ -422,7 +450,7 @@ impl Kms {
         let receipt = self
             .inner
             .ledger
-            .append(self.record(auth, ctx, name, action, detail))
+            .append(self.record(auth, ctx, copy.name(), action, detail))
             .await?;
         self.save(&copy, rev).await?;
         Ok((copy.info(), receipt))
@@ -557,7 +585,7 @@ impl Kms {
             .audit_use(
                 auth,
                 ctx,
-                name,
+                k.name(),
                 "encrypt",
                 serde_json::json!({"items": items.len(), "version": k.latest()}),
             )
@@ -587,7 +615,7 @@ impl Kms {
             .audit_use(
                 auth,
                 ctx,
-                name,
+                k.name(),
                 "decrypt",
                 serde_json::json!({"items": items.len(), "versions": versions}),
             )
@@ -618,7 +646,7 @@ impl Kms {
             .audit_use(
                 auth,
                 ctx,
-                name,
+                k.name(),
                 "rewrap",
                 serde_json::json!({"items": items.len(), "to_version": k.latest()}),
             )
@@ -638,7 +666,7 @@ impl Kms {
     ) -> Result<((Option<Zeroizing<Vec<u8>>>, String), Receipt), PlatformError> {
         let k = self.use_key(auth, name).await?;
         let (dk, env) = k.data_key(alg, context, self.inner.rng.as_ref())?;
-        let r = self.audit_use(auth, ctx, name, "datakey", serde_json::json!({"algorithm": alg.as_str(), "plaintext_returned": with_plaintext})).await?;
+        let r = self.audit_use(auth, ctx, k.name(), "datakey", serde_json::json!({"algorithm": alg.as_str(), "plaintext_returned": with_plaintext})).await?;
         Ok(((with_plaintext.then_some(dk), env.to_text()), r))
     }
 
@@ -657,7 +685,7 @@ impl Kms {
             .audit_use(
                 auth,
                 ctx,
-                name,
+                k.name(),
                 "sign",
                 serde_json::json!({"version": v, "sha256": hex::encode(cf_crypto::sha256(msg))}),
             )

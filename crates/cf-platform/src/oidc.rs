@@ -542,7 +542,13 @@ impl OidcProvider {
     ) -> Result<(ClientInfo, Option<String>, Receipt), PlatformError> {
         auth.require(Action::ManageUsers)?;
         let mut problems = Vec::new();
-        let client_id = match c.client_id {
+        // An organisation's relying parties live under `<org>.`, so its ids never collide with
+        // another organisation's (a "client exists" answer would reveal them).
+        let client_id = match (c.client_id, auth.org()) {
+            (Some(id), Some(o)) if !id.starts_with(&format!("{o}.")) => Some(format!("{o}.{id}")),
+            (id, _) => id,
+        };
+        let client_id = match client_id {
             Some(id) => {
                 if !(3..=64).contains(&id.len())
                     || !id
@@ -664,13 +670,19 @@ impl OidcProvider {
         client_id: &str,
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::ManageUsers)?;
-        if self
-            .client(client_id)
-            .await?
-            .is_none_or(|c| !auth.reaches_owner(c.info.org.as_deref()))
+        let mut found = None;
+        if let Some(o) = auth.org()
+            && !client_id.starts_with(&format!("{o}."))
         {
-            return Err(PlatformError::NotFound(format!("no client `{client_id}`")));
+            found = self.client(&format!("{o}.{client_id}")).await?;
         }
+        if found.is_none() {
+            found = self.client(client_id).await?;
+        }
+        let Some(c) = found.filter(|c| auth.reaches_owner(c.info.org.as_deref())) else {
+            return Err(PlatformError::NotFound(format!("no client `{client_id}`")));
+        };
+        let client_id = c.info.client_id.as_str();
         let r = self
             .audit(
                 ctx,

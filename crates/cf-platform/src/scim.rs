@@ -183,6 +183,8 @@ struct Inner {
     rng: Arc<dyn cf_crypto::Rng>,
     identity: IdentityService,
     base: RwLock<String>,
+    /// Group `displayName` (lower case) → the roles its members hold.
+    group_roles: RwLock<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 fn parse(d: &Document) -> Result<Stored, ScimFailure> {
@@ -250,8 +252,140 @@ impl ScimService {
                 rng,
                 identity,
                 base: RwLock::new(String::new()),
+                group_roles: RwLock::new(Default::default()),
             }),
         }
+    }
+
+    /// Map groups to roles (IDM-3 movers, AUZ-1): members of a group named (case-insensitively)
+    /// like a key hold its roles, and lose them when they leave it. Set once at start.
+    pub fn set_group_roles(&self, map: &std::collections::BTreeMap<String, Vec<String>>) {
+        if let Ok(mut m) = self.inner.group_roles.write() {
+            *m = map
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect();
+        }
+    }
+
+    fn roles_of_group(&self, group: &Value) -> Vec<String> {
+        let name = Self::required_of(Kind::Group, group).to_lowercase();
+        self.inner
+            .group_roles
+            .read()
+            .ok()
+            .and_then(|m| m.get(&name).cloned())
+            .unwrap_or_default()
+    }
+
+    fn maps_groups(&self) -> bool {
+        self.inner.group_roles.read().is_ok_and(|m| !m.is_empty())
+    }
+
+    /// The accounts whose group roles a change of group `id` (to `after`, `None` when deleted)
+    /// touches, each with the roles its groups would then grant.
+    async fn group_role_changes(
+        &self,
+        auth: &Authorized,
+        id: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Result<Vec<(String, Vec<String>)>, ScimFailure> {
+        if !self.maps_groups() {
+            return Ok(Vec::new());
+        }
+        let members = |g: Option<&Value>| -> Vec<String> {
+            g.and_then(|g| engine::get_ci(g, "members"))
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|x| x["value"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut touched = members(before);
+        for m in members(after) {
+            if !touched.contains(&m) {
+                touched.push(m);
+            }
+        }
+        // Only membership of a mapped group, before or after, changes anyone's roles.
+        let mapped = |g: Option<&Value>| g.is_some_and(|g| !self.roles_of_group(g).is_empty());
+        if touched.is_empty() || !(mapped(before) || mapped(after)) {
+            return Ok(Vec::new());
+        }
+        let mut groups: Vec<Value> = self
+            .visible(auth, Kind::Group)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.id != id)
+            .map(|(g, _)| g.resource)
+            .collect();
+        if let Some(a) = after {
+            groups.push(a.clone());
+        }
+        let users = self.visible(auth, Kind::User).await?;
+        let mut out = Vec::new();
+        for member in touched {
+            let Some(account) = users
+                .iter()
+                .find(|(_, d)| d.id == member)
+                .and_then(|(u, _)| u.account.clone())
+            else {
+                continue;
+            };
+            let mut roles: Vec<String> = Vec::new();
+            for g in groups.iter().filter(|g| members(Some(g)).contains(&member)) {
+                for r in self.roles_of_group(g) {
+                    if !roles.contains(&r) {
+                        roles.push(r);
+                    }
+                }
+            }
+            out.push((account, roles));
+        }
+        Ok(out)
+    }
+
+    /// Refuse a group change that would give someone roles separation of duties forbids,
+    /// before anything is stored.
+    async fn vet_group_roles(
+        &self,
+        auth: &Authorized,
+        changes: &[(String, Vec<String>)],
+    ) -> Result<(), ScimFailure> {
+        for (account, roles) in changes {
+            self.inner
+                .identity
+                .check_group_roles(auth, account, roles)
+                .await
+                .map_err(|e| ScimFailure::bad("invalidValue", format!("members: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn apply_group_roles(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        group: &str,
+        changes: Vec<(String, Vec<String>)>,
+    ) -> Result<(), ScimFailure> {
+        for (account, roles) in changes {
+            self.inner
+                .identity
+                .set_roles(
+                    auth,
+                    ctx,
+                    &account,
+                    crate::identity::RoleSource::Groups,
+                    &roles,
+                    json!({"scim_group": group}),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Set the public base URL (the server's URL; `/scim/v2` is appended).
@@ -571,6 +705,14 @@ impl ScimService {
         }
         let now = self.now().to_string();
         let resource = self.finish(kind, &id, r, now.into(), 1);
+        let roles = match kind {
+            Kind::Group => {
+                self.group_role_changes(auth, &id, None, Some(&resource))
+                    .await?
+            }
+            Kind::User => Vec::new(),
+        };
+        self.vet_group_roles(auth, &roles).await?;
         let rcpt = self
             .audit(
                 auth,
@@ -595,6 +737,7 @@ impl ScimService {
                 updated: self.now(),
             })
             .await?;
+        self.apply_group_roles(auth, ctx, &id, roles).await?;
         Ok((resource, rcpt))
     }
 
@@ -768,6 +911,14 @@ impl ScimService {
         let created = old.resource["meta"]["created"].clone();
         let version = old.version + 1;
         let resource = self.finish(kind, id, r, created, version);
+        let roles = match kind {
+            Kind::Group => {
+                self.group_role_changes(auth, id, Some(&old.resource), Some(&resource))
+                    .await?
+            }
+            Kind::User => Vec::new(),
+        };
+        self.vet_group_roles(auth, &roles).await?;
         let rcpt = self
             .audit(
                 auth,
@@ -790,6 +941,7 @@ impl ScimService {
             },
         )
         .await?;
+        self.apply_group_roles(auth, ctx, id, roles).await?;
         Ok((resource, rcpt))
     }
 
@@ -803,6 +955,16 @@ impl ScimService {
     ) -> Result<Receipt, ScimFailure> {
         auth.require(Action::ManageUsers)?;
         let (old, _) = self.load(auth, kind, id).await?;
+        // A deleted group's members lose its roles; a deleted user's account loses every
+        // group role with its memberships.
+        let roles = match (kind, &old.account) {
+            (Kind::Group, _) => {
+                self.group_role_changes(auth, id, Some(&old.resource), None)
+                    .await?
+            }
+            (Kind::User, Some(acct)) if self.maps_groups() => vec![(acct.clone(), Vec::new())],
+            (Kind::User, _) => Vec::new(),
+        };
         let rcpt = self
             .audit(
                 auth,
@@ -832,6 +994,7 @@ impl ScimService {
                 }
             }
         }
+        self.apply_group_roles(auth, ctx, id, roles).await?;
         Ok(rcpt)
     }
 }

@@ -637,15 +637,14 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
         (info.latest_version, info.org.as_str()),
         (1, "civil-affairs")
     );
+    // A key owned by an organisation lives under its name, so names never collide across them.
+    let name = info.name.clone();
+    assert_eq!(name, "civil-affairs.citizens-2026");
     assert!(
         kms.create(&manage, &ctx, &new).await.is_err(),
         "names are unique"
     );
-    assert!(
-        kms.encrypt(&manage, &ctx, "citizens-2026", &[])
-            .await
-            .is_err()
-    );
+    assert!(kms.encrypt(&manage, &ctx, &name, &[]).await.is_err());
 
     let items: Vec<Plain> = (0..50)
         .map(|i| Plain {
@@ -654,33 +653,24 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
             deterministic: i % 2 == 0,
         })
         .collect();
-    let (cts, r1) = kms
-        .encrypt(&usek, &ctx, "citizens-2026", &items)
-        .await
-        .unwrap();
+    let (cts, r1) = kms.encrypt(&usek, &ctx, &name, &items).await.unwrap();
     assert!(r1.seq() > r0.seq());
     let back: Vec<(String, Vec<u8>)> = cts
         .iter()
         .map(|c| (c.clone(), b"people.sfzh".to_vec()))
         .collect();
-    let (pts, _) = kms
-        .decrypt(&usek, &ctx, "citizens-2026", &back)
-        .await
-        .unwrap();
+    let (pts, _) = kms.decrypt(&usek, &ctx, &name, &back).await.unwrap();
     assert_eq!(&pts[7][..], b"110101199003070007");
     let wrong_ctx = vec![(cts[0].clone(), b"people.phone".to_vec())];
     let e = kms
-        .decrypt(&usek, &ctx, "citizens-2026", &wrong_ctx)
+        .decrypt(&usek, &ctx, &name, &wrong_ctx)
         .await
         .unwrap_err();
     assert!(e.to_string().starts_with("items[0]:"), "{e}");
 
     // Rotate, rewrap, raise the minimum version: old ciphertext refused, rewrapped accepted.
-    kms.rotate(&manage, &ctx, "citizens-2026").await.unwrap();
-    let (rewrapped, _) = kms
-        .rewrap(&usek, &ctx, "citizens-2026", &back[..3])
-        .await
-        .unwrap();
+    kms.rotate(&manage, &ctx, &name).await.unwrap();
+    let (rewrapped, _) = kms.rewrap(&usek, &ctx, &name, &back[..3]).await.unwrap();
     assert!(
         rewrapped
             .iter()
@@ -689,7 +679,7 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     kms.configure(
         &manage,
         &ctx,
-        "citizens-2026",
+        &name,
         &KeyChange {
             min_decryption_version: Some(2),
             ..Default::default()
@@ -697,20 +687,13 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     )
     .await
     .unwrap();
-    assert!(
-        kms.decrypt(&usek, &ctx, "citizens-2026", &back[..1])
-            .await
-            .is_err()
-    );
+    assert!(kms.decrypt(&usek, &ctx, &name, &back[..1]).await.is_err());
     let rw: Vec<_> = rewrapped
         .iter()
         .map(|c| (c.clone(), b"people.sfzh".to_vec()))
         .collect();
     assert_eq!(
-        &kms.decrypt(&usek, &ctx, "citizens-2026", &rw)
-            .await
-            .unwrap()
-            .0[1][..],
+        &kms.decrypt(&usek, &ctx, &name, &rw).await.unwrap().0[1][..],
         b"110101199003070001"
     );
 
@@ -756,15 +739,11 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     );
 
     // Crypto-shredding: refused until allowed, then every version gone.
-    assert!(
-        kms.destroy(&manage, &ctx, "citizens-2026", None)
-            .await
-            .is_err()
-    );
+    assert!(kms.destroy(&manage, &ctx, &name, None).await.is_err());
     kms.configure(
         &manage,
         &ctx,
-        "citizens-2026",
+        &name,
         &KeyChange {
             deletion_allowed: Some(true),
             ..Default::default()
@@ -772,7 +751,7 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     )
     .await
     .unwrap();
-    let before = s.kms_get("citizens-2026").await.unwrap().unwrap().body;
+    let before = s.kms_get(&name).await.unwrap().unwrap().body;
     let wrapped_v1 =
         serde_json::from_str::<serde_json::Value>(&before).unwrap()["versions"][0]["wrapped"]
             .as_str()
@@ -792,19 +771,13 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
         db_dir.is_some(),
         "the scan can see stored material"
     );
-    let (gone, rd) = kms
-        .destroy(&manage, &ctx, "citizens-2026", None)
-        .await
-        .unwrap();
+    let (gone, rd) = kms.destroy(&manage, &ctx, &name, None).await.unwrap();
     assert!(
         gone.versions
             .iter()
             .all(|v| v.state == cf_kms::KeyState::Destroyed)
     );
-    let e = kms
-        .decrypt(&usek, &ctx, "citizens-2026", &rw)
-        .await
-        .unwrap_err();
+    let e = kms.decrypt(&usek, &ctx, &name, &rw).await.unwrap_err();
     assert!(e.to_string().contains("destroyed"), "{e}");
     // A second service over the same store and root sees the destruction too.
     let (signer2, clock2, alarms2, metrics2, _b) = ledger_parts();
@@ -823,11 +796,7 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
         kms.wrapping_key().unwrap(),
         "nodes agree on derived keys"
     );
-    assert!(
-        kms2.decrypt(&usek, &ctx, "citizens-2026", &rw)
-            .await
-            .is_err()
-    );
+    assert!(kms2.decrypt(&usek, &ctx, &name, &rw).await.is_err());
     assert_eq!(
         kms2.info(&usek, "byok-aes").await.unwrap().latest_version,
         1
@@ -839,7 +808,7 @@ async fn kms_service(s: Arc<SqlStore>, db_dir: Option<std::path::PathBuf>) {
     let rec = &entries[0].record;
     assert_eq!(
         (rec.event_type.as_str(), rec.object.as_str(), rec.privileged),
-        ("kms.destroy", "key:citizens-2026", true)
+        ("kms.destroy", "key:civil-affairs.citizens-2026", true)
     );
     assert_eq!(rec.detail["destroyed_versions"], serde_json::json!([1, 2]));
     // No record holds plaintext or key bytes.

@@ -39,6 +39,50 @@ pub struct Field {
     pub doc: &'static str,
 }
 
+/// `Group name=role,role; Other=role` as a map; every problem named.
+fn parse_group_roles(v: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out = BTreeMap::new();
+    for (i, entry) in v.split(';').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((group, roles)) = entry.split_once('=') else {
+            return Err(format!(
+                "entry {} `{entry}`: write `Group name=role,role`",
+                i + 1
+            ));
+        };
+        let group = group.trim();
+        if group.is_empty() {
+            return Err(format!(
+                "entry {} `{entry}`: the group name is empty",
+                i + 1
+            ));
+        }
+        let mut list = Vec::new();
+        for r in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if cf_platform::authz::Role::parse(r).is_none() {
+                return Err(format!(
+                    "entry {} `{entry}`: `{r}` is not a role (admin, auditor, operator, service)",
+                    i + 1
+                ));
+            }
+            list.push(r.to_string());
+        }
+        if list.is_empty() {
+            return Err(format!("entry {} `{entry}`: no roles", i + 1));
+        }
+        let roles: Vec<&str> = list.iter().map(String::as_str).collect();
+        if let Err(v) = cf_authz::rights::check(&roles, &cf_authz::rights::default_rules()) {
+            return Err(format!("entry {} `{entry}`: {v}", i + 1));
+        }
+        if out.insert(group.to_lowercase(), list).is_some() {
+            return Err(format!("group `{group}` is named twice"));
+        }
+    }
+    Ok(out)
+}
+
 /// Every field Chengfang reads.
 pub const FIELDS: &[Field] = &[
     Field {
@@ -312,6 +356,12 @@ pub const FIELDS: &[Field] = &[
         doc: "Login risk score from which the sign-in is refused whatever the factors offered.",
     },
     Field {
+        path: "identity.scim_group_roles",
+        kind: Kind::Str,
+        default: "",
+        doc: "SCIM groups that grant roles (IDM-3 movers): `Group name=role,role; Other group=role`, e.g. `Security Operations=operator; Audit Office=auditor`. Members of a group named so (case-insensitively) hold its roles beside those administrators gave them, and lose them when the HR system removes them; a change that would break separation of duties is refused. Empty: groups grant nothing.",
+    },
+    Field {
         path: "detect.internal_networks",
         kind: Kind::Str,
         default: "\"10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,fc00::/7,fe80::/10,::1/128\"",
@@ -411,6 +461,8 @@ pub struct Config {
     pub sigma_rules: Option<PathBuf>,
     /// The city's own address space (per-host flow baselines).
     pub internal_networks: Vec<cf_detect::netbase::IpNet>,
+    /// SCIM group name → roles its members hold.
+    pub scim_group_roles: BTreeMap<String, Vec<String>>,
     /// Argon2id costs for user passwords.
     pub argon2: cf_identity::password::Costs,
     /// IP-geolocation database for the risk engine.
@@ -674,6 +726,20 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
             warning: false,
         });
     }
+    let scim_group_roles = match parse_group_roles(&s("identity.scim_group_roles")) {
+        Ok(m) => m,
+        Err(m) => {
+            problems.push(Problem {
+                path: "identity.scim_group_roles".into(),
+                message: m,
+                source: values
+                    .get("identity.scim_group_roles")
+                    .map_or("default".into(), |v| v.source.clone()),
+                warning: false,
+            });
+            BTreeMap::new()
+        }
+    };
     let internal_networks = match cf_detect::netbase::parse_networks(&s("detect.internal_networks"))
     {
         Ok(n) if !n.is_empty() => n,
@@ -923,6 +989,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> (Option<Config>, V
         syslog_tls,
         netflow,
         internal_networks,
+        scim_group_roles,
         sigma_rules: Some(s("detect.sigma_rules"))
             .filter(|x| !x.is_empty())
             .map(PathBuf::from),
@@ -1017,6 +1084,26 @@ reports every problem at once, each with its TOML path and where the value came 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scim_group_roles_are_parsed_and_checked() {
+        let m =
+            parse_group_roles(" Security Operations=operator; Audit Office = auditor ,; ").unwrap();
+        assert_eq!(m["security operations"], vec!["operator"]);
+        assert_eq!(m["audit office"], vec!["auditor"]);
+        assert!(parse_group_roles("").unwrap().is_empty());
+        for (bad, why) in [
+            ("Ops", "write `Group name=role,role`"),
+            ("=operator", "group name is empty"),
+            ("Ops=root", "`root` is not a role"),
+            ("Ops=", "no roles"),
+            ("Ops=admin,auditor", "admin"),
+            ("Ops=operator; ops=auditor", "named twice"),
+        ] {
+            let e = parse_group_roles(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_secure() {

@@ -63,6 +63,20 @@ pub enum UserCmd {
         /// Login name.
         username: String,
     },
+    /// Set an account's own roles (a mover); roles its SCIM groups grant stay. Combinations
+    /// separation of duties forbids are refused.
+    Roles {
+        #[command(flatten)]
+        remote: Remote,
+        /// Login name.
+        username: String,
+        /// The whole list, comma-separated (`operator,auditor`); empty removes every own role.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        set: Vec<String>,
+        /// Why (a ticket or change number), kept in the audit record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Record a real-name verification result (0 none, 1 registry, 2 plus mobile, 3 plus face
     /// or in person); applications can require a level.
     RealName {
@@ -336,6 +350,26 @@ pub async fn user(cmd: UserCmd) -> Result<bool> {
                 .call(M::POST, &format!("/api/v1/users/{username}/enable"), None)
                 .await?;
             println!("{username} enabled");
+        }
+        UserCmd::Roles {
+            remote,
+            username,
+            set,
+            reason,
+        } => {
+            let roles: Vec<String> = set.into_iter().filter(|r| !r.is_empty()).collect();
+            let v = remote
+                .call(
+                    M::PUT,
+                    &format!("/api/v1/users/{username}/roles"),
+                    Some(serde_json::json!({"roles": roles, "reason": reason})),
+                )
+                .await?;
+            let now: Vec<&str> = v["roles"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            println!("{username}: roles {}", now.join(","));
         }
         UserCmd::RealName {
             remote,

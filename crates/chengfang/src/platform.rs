@@ -151,6 +151,7 @@ impl Platform {
             Arc::new(cf_crypto::OsRng),
             identity.clone(),
         );
+        scim.set_group_roles(&cfg.scim_group_roles);
         let rights = cf_platform::rights::RightsService::new(
             store.clone(),
             ledger.clone(),

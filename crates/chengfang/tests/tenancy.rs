@@ -140,6 +140,7 @@ fn class(path: &str) -> Class {
         | "/api/v1/users/{username}/disable"
         | "/api/v1/users/{username}/enable"
         | "/api/v1/users/{username}/real-name"
+        | "/api/v1/users/{username}/roles"
         | "/api/v1/orgs"
         | "/api/v1/orgs/{id}"
         | "/api/v1/orgs/{id}/departments"
@@ -279,7 +280,7 @@ async fn water_state(
         "users": only_water(get("/api/v1/users".into(), city.into()).await, "org"),
         "org": get("/api/v1/orgs/water".into(), city.into()).await,
         "device": get("/api/v1/devices/water-meter-0001".into(), city.into()).await,
-        "key": get("/api/v1/kms/keys/water-key".into(), city.into()).await,
+        "key": get("/api/v1/kms/keys/water.water-key".into(), city.into()).await,
         "tokens": only_water(get("/api/v1/tokens".into(), city.into()).await["tokens"].take(), "org"),
         "clients": only_water(get("/api/v1/oidc/clients".into(), city.into()).await, "org"),
         "scim_user": get(format!("/scim/v2/Users/{}", w.scim_user), water_tok.into()).await,
@@ -325,6 +326,7 @@ fn body_for(method: &str, path: &str, url: &str, w: &Water) -> Option<(&'static 
             json!({"username": "probe.user", "display_name": "P", "domain": "government", "org": "water", "roles": ["admin"]}),
         ),
         "/api/v1/users/{username}/real-name" => j(json!({"level": 3, "method": "counter"})),
+        "/api/v1/users/{username}/roles" => j(json!({"roles": ["auditor"], "reason": "probe"})),
         "/api/v1/orgs" => j(json!({"id": "water", "name": "Water", "scope": "city"})),
         "/api/v1/orgs/{id}/departments" => j(json!({"name": "probe"})),
         "/api/v1/devices/vendor-keys" => {
@@ -385,12 +387,19 @@ fn fill(path: &str, w: &Water) -> Vec<String> {
             format!("/scim/v2/Groups/{}", w.scim_group),
         ];
     }
+    // Water's relying party and key by their stored names and by the names water's own people
+    // use (scoped under `water.`).
+    let ids: Vec<String> = if path.starts_with("/api/v1/oidc/clients") {
+        vec!["water.water-portal".into(), "water-portal".into()]
+    } else {
+        Vec::new()
+    };
     let id = if path.starts_with("/api/v1/tokens") {
         w.token_id.clone()
     } else if path.starts_with("/api/v1/devices") {
         "water-meter-0001".into()
-    } else if path.starts_with("/api/v1/oidc/clients") {
-        "water-portal".into()
+    } else if !ids.is_empty() {
+        String::new()
     } else if path.starts_with("/api/v1/orgs") {
         "water".into()
     } else if path.starts_with("/scim/v2/Schemas") {
@@ -398,7 +407,7 @@ fn fill(path: &str, w: &Water) -> Vec<String> {
     } else {
         "1".into()
     };
-    v = subst(v, "{id}", &[id]);
+    v = subst(v, "{id}", &if ids.is_empty() { vec![id] } else { ids });
     v = subst(v, "{res}", &["Users".into(), "Groups".into()]);
     v = subst(
         v,
@@ -410,11 +419,11 @@ fn fill(path: &str, w: &Water) -> Vec<String> {
     v = subst(
         v,
         "{name}",
-        &[if path.starts_with("/scim") {
-            "User".to_string()
+        &if path.starts_with("/scim") {
+            vec!["User".to_string()]
         } else {
-            "water-key".to_string()
-        }],
+            vec!["water.water-key".to_string(), "water-key".to_string()]
+        },
     );
     v = subst(v, "{fingerprint}", &["00".repeat(32)]);
     // Valid queries, so that what answers is the authorisation, not the parser.
@@ -501,6 +510,8 @@ async fn walk(env: &[(&str, String)]) {
     )
     .await;
     assert_eq!((s, v["org"].as_str()), (201, Some("water")), "{v}");
+    // An organisation's names live under its own prefix.
+    assert_eq!(v["name"], "water.water-key", "{v}");
     let (s, v) = post_json(
         &c,
         u("/api/v1/kms/keys/water-key/encrypt"),
@@ -518,6 +529,7 @@ async fn walk(env: &[(&str, String)]) {
     )
     .await;
     assert_eq!(s, 201, "{v}");
+    assert_eq!(v["client"]["client_id"], "water.water-portal", "{v}");
     let scim_post = |path: &'static str, body: Value| {
         let c = c.clone();
         let url = u(path);
@@ -711,6 +723,27 @@ async fn walk(env: &[(&str, String)]) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+    // So are key names and relying-party ids: tax's `water-key` and `water-portal` are its own.
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/kms/keys"),
+        &tax_admin_tok,
+        &json!({"name": "water-key", "type": "aes256-gcm"}),
+    )
+    .await;
+    assert_eq!((s, v["name"].as_str()), (201, Some("tax.water-key")), "{v}");
+    let (s, v) = post_json(
+        &c,
+        u("/api/v1/oidc/clients"),
+        &tax_admin_tok,
+        &json!({"client_id": "water-portal", "name": "Tax Portal", "redirect_uris": ["https://tax.example/cb"]}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["client"]["client_id"].as_str()),
+        (201, Some("tax.water-portal")),
+        "{v}"
+    );
     // The same from a terminal: `chengfang org …` with tax's administrator token (the walk
     // signed tax's people out) and as the city.
     let cli = |tok: &str, args: &[&str]| {
