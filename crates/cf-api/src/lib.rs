@@ -8,6 +8,7 @@
 pub mod ack;
 pub mod alerts;
 pub mod auth;
+pub mod blobs;
 mod ceremony;
 pub mod data;
 pub mod devices;
@@ -90,9 +91,27 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
+/// Largest blob streamed through `/api/v1/kms/keys/{name}/{en,de}crypt-stream` (64 GiB).
+pub const BLOB_LIMIT_BYTES: usize = 64 << 30;
+
 /// The full router.
 pub fn router(state: AppState, limits: Limits) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
+    // Blobs stream through in chunks with memory flat, so they are held neither to the body
+    // limit nor to the request deadline of the rest of the API (a large video takes minutes).
+    let blob_routes = Router::new()
+        .route(
+            "/api/v1/kms/keys/{name}/encrypt-stream",
+            post(blobs::encrypt_stream),
+        )
+        .route(
+            "/api/v1/kms/keys/{name}/decrypt-stream",
+            post(blobs::decrypt_stream),
+        )
+        .with_state(state.clone())
+        .layer(axum::Extension(limits))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(BLOB_LIMIT_BYTES));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
@@ -346,6 +365,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .merge(blob_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))

@@ -48,7 +48,7 @@ impl Modify for BearerAuth {
         crate::identity::sessions, crate::identity::end_session, crate::identity::admin_reset,
         crate::identity::reset_begin, crate::identity::reset_complete,
         crate::oidc::register_client, crate::oidc::clients, crate::oidc::remove_client,
-        crate::oidc::rotate_keys, crate::identity::disable_user, crate::identity::enable_user, crate::identity::rights_report, crate::identity::set_real_name, crate::identity::set_roles, crate::identity::issue_certificate, crate::identity::login_certificate, crate::identity::remove_certificate,
+        crate::oidc::rotate_keys, crate::identity::disable_user, crate::identity::enable_user, crate::identity::rights_report, crate::identity::set_real_name, crate::identity::set_roles, crate::blobs::encrypt_stream, crate::blobs::decrypt_stream, crate::identity::issue_certificate, crate::identity::login_certificate, crate::identity::remove_certificate,
         handlers::ingest_syslog, handlers::ingest_ndjson, handlers::ingest_limits,
         crate::events::search, crate::events::partitions, crate::alerts::list, crate::alerts::assign, crate::alerts::comment, crate::alerts::close, crate::alerts::incidents,
         crate::rules::list, crate::rules::refused, crate::rules::enable, crate::rules::disable, crate::rules::tags,

@@ -588,11 +588,19 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
             ("Disable", "disable")
         };
         users.push_str(&format!(
-            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{n}/{to}\">{csrf}<button>{label}</button></form><form method=\"post\" action=\"/admin/users/{n}/reset\">{csrf}<button>Reset password</button></form></td></tr>",
+            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{n}/{to}\">{csrf}<button>{label}</button></form><form method=\"post\" action=\"/admin/users/{n}/reset\">{csrf}<button>Reset password</button></form><form method=\"post\" action=\"/admin/users/{n}/roles\">{csrf}<input type=\"text\" name=\"roles\" value=\"{own}\" aria-label=\"Own roles of {n}\" size=\"14\"><button>Set roles</button></form></td></tr>",
             esc(&u.display_name),
             esc(&u.domain),
             esc(&u.org),
-            esc(&u.roles.join(", ")),
+            esc(&if u.group_roles.is_empty() {
+                u.roles.join(", ")
+            } else {
+                format!(
+                    "{} (groups: {})",
+                    u.roles.join(", "),
+                    u.group_roles.join(", ")
+                )
+            }),
             if u.mfa { "yes" } else { "no" },
             u.real_name_level,
             if u.disabled {
@@ -603,6 +611,7 @@ async fn admin_page(s: &AppState, b: &Browser, note: Option<&str>) -> Response {
                 "active"
             },
             n = esc(&u.username),
+            own = esc(&u.own_roles.join(",")),
         ));
     }
     users.push_str("</table>");
@@ -749,12 +758,37 @@ pub async fn user_action(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, _, auth) = match admin_form(&s, &parts, b).await {
+    let (br, p, auth) = match admin_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
     let ctx = context(&parts);
     let note = match what.as_str() {
+        "roles" => {
+            let roles: Vec<String> = p
+                .get("roles")
+                .map(String::as_str)
+                .unwrap_or_default()
+                .split([',', ' '])
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect();
+            match s
+                .identity
+                .set_roles(
+                    &auth,
+                    &ctx,
+                    &username,
+                    cf_platform::identity::RoleSource::Own,
+                    &roles,
+                    serde_json::json!({"via": "admin console"}),
+                )
+                .await
+            {
+                Ok((u, _)) => format!("{username}: roles {}", u.roles.join(", ")),
+                Err(e) => e.to_string(),
+            }
+        }
         "disable" | "enable" => match s
             .identity
             .set_disabled(&auth, &ctx, &username, what == "disable")

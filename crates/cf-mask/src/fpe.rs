@@ -1,11 +1,12 @@
-//! Format-preserving encryption (NIST SP 800-38G FF1 over AES-256 or SM4): digits are encrypted
-//! among digits, letters among letters (case kept), every other character stays in place.
-//! A class with too small a domain (fewer than 6 digits or 5 letters, under NIST's 10^6 minimum)
-//! is left as it is; if nothing can be encrypted the value is refused.
+//! Format-preserving encryption (NIST SP 800-38G FF1, or FF3-1 of Rev. 1, over AES-256 or SM4):
+//! digits are encrypted among digits, letters among letters (case kept), every other character
+//! stays in place. A class with too small a domain (fewer than 6 digits or 5 letters, under
+//! NIST's 10^6 minimum) is left as it is; if nothing can be encrypted the value is refused.
 
 use fpe::ff1::{FF1, FlexibleNumeralString};
 
-use crate::{FpeCipher, MaskError, Masker};
+use crate::ff3::Ff3_1;
+use crate::{FpeCipher, FpeMode, MaskError, Masker};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Class {
@@ -25,7 +26,44 @@ fn positions(chars: &[char], c: Class) -> Vec<usize> {
         .collect()
 }
 
-fn run(m: &Masker, cipher: FpeCipher, value: &str, decrypt: bool) -> Result<String, MaskError> {
+/// FF3-1 over `nums` (one class of numerals) with the class as the tweak.
+fn ff3_1(
+    key: &[u8; 32],
+    cipher: FpeCipher,
+    radix: u32,
+    class: Class,
+    nums: &[u16],
+    decrypt: bool,
+) -> Result<Vec<u16>, crate::ff3::Ff3Error> {
+    let tweak = [class as u8, 0, 0, 0, 0, 0, 0];
+    let go = |f: Result<Vec<u16>, _>| f;
+    match cipher {
+        FpeCipher::Aes => {
+            let f = Ff3_1::<aes::Aes256>::new(&key[..], radix)?;
+            go(if decrypt {
+                f.decrypt(&tweak, nums)
+            } else {
+                f.encrypt(&tweak, nums)
+            })
+        }
+        FpeCipher::Sm4 => {
+            let f = Ff3_1::<sm4::Sm4>::new(&key[..16], radix)?;
+            go(if decrypt {
+                f.decrypt(&tweak, nums)
+            } else {
+                f.encrypt(&tweak, nums)
+            })
+        }
+    }
+}
+
+fn run(
+    m: &Masker,
+    cipher: FpeCipher,
+    mode: FpeMode,
+    value: &str,
+    decrypt: bool,
+) -> Result<String, MaskError> {
     let mut chars: Vec<char> = value.chars().collect();
     let mut done = false;
     for (class, radix, min) in [(Class::Digit, 10u32, 6usize), (Class::Letter, 26, 5)] {
@@ -40,8 +78,19 @@ fn run(m: &Masker, cipher: FpeCipher, value: &str, decrypt: bool) -> Result<Stri
                 Class::Letter => chars[i].to_ascii_lowercase() as u16 - 'a' as u16,
             })
             .collect();
+        let key = m.fpe_key(cipher, mode);
+        if mode == FpeMode::Ff3_1 {
+            let out = ff3_1(&key, cipher, radix, class, &nums, decrypt).map_err(|e| {
+                MaskError::NotApplicable {
+                    rule: "fpe",
+                    why: e.to_string(),
+                }
+            })?;
+            put(&mut chars, &pos, class, out);
+            done = true;
+            continue;
+        }
         let ns = FlexibleNumeralString::from(nums);
-        let key = m.fpe_key(cipher);
         let tweak = [class as u8];
         let out: Vec<u16> = match cipher {
             FpeCipher::Aes => {
@@ -68,13 +117,7 @@ fn run(m: &Masker, cipher: FpeCipher, value: &str, decrypt: bool) -> Result<Stri
             why: format!("{e:?}"),
         })?
         .into();
-        for (&i, n) in pos.iter().zip(out) {
-            chars[i] = match class {
-                Class::Digit => char::from(b'0' + n as u8),
-                Class::Letter if chars[i].is_ascii_uppercase() => char::from(b'A' + n as u8),
-                Class::Letter => char::from(b'a' + n as u8),
-            };
-        }
+        put(&mut chars, &pos, class, out);
         done = true;
     }
     if !done {
@@ -86,14 +129,47 @@ fn run(m: &Masker, cipher: FpeCipher, value: &str, decrypt: bool) -> Result<Stri
     Ok(chars.into_iter().collect())
 }
 
-/// Encrypt keeping the format.
+/// Write a class's numerals back into their places (letters keep their case).
+fn put(chars: &mut [char], pos: &[usize], class: Class, out: Vec<u16>) {
+    for (&i, n) in pos.iter().zip(out) {
+        // Numerals are below the radix (10 or 26): they fit a byte.
+        let n = n as u8;
+        chars[i] = match class {
+            Class::Digit => char::from(b'0' + n),
+            Class::Letter if chars[i].is_ascii_uppercase() => char::from(b'A' + n),
+            Class::Letter => char::from(b'a' + n),
+        };
+    }
+}
+
+/// Encrypt keeping the format (FF1).
 pub fn encrypt(m: &Masker, cipher: FpeCipher, value: &str) -> Result<String, MaskError> {
-    run(m, cipher, value, false)
+    run(m, cipher, FpeMode::Ff1, value, false)
 }
 
 /// Decrypt what [`encrypt`] produced (authorised re-identification).
 pub fn decrypt(m: &Masker, cipher: FpeCipher, value: &str) -> Result<String, MaskError> {
-    run(m, cipher, value, true)
+    run(m, cipher, FpeMode::Ff1, value, true)
+}
+
+/// Encrypt keeping the format, in FF1 or FF3-1.
+pub fn encrypt_with(
+    m: &Masker,
+    cipher: FpeCipher,
+    mode: FpeMode,
+    value: &str,
+) -> Result<String, MaskError> {
+    run(m, cipher, mode, value, false)
+}
+
+/// Decrypt what [`encrypt_with`] produced with the same cipher and mode.
+pub fn decrypt_with(
+    m: &Masker,
+    cipher: FpeCipher,
+    mode: FpeMode,
+    value: &str,
+) -> Result<String, MaskError> {
+    run(m, cipher, mode, value, true)
 }
 
 #[cfg(test)]
@@ -104,7 +180,12 @@ mod tests {
     #[test]
     fn keeps_format_and_reverses() {
         let m = Masker::new([3; 32]);
-        for c in [FpeCipher::Aes, FpeCipher::Sm4] {
+        for (c, mode) in [
+            (FpeCipher::Aes, FpeMode::Ff1),
+            (FpeCipher::Sm4, FpeMode::Ff1),
+            (FpeCipher::Aes, FpeMode::Ff3_1),
+            (FpeCipher::Sm4, FpeMode::Ff3_1),
+        ] {
             for v in [
                 "13800138000",
                 "6222 0212 3456 7890",
@@ -112,7 +193,7 @@ mod tests {
                 "+86-138-0013-8000",
                 "AbCdEf-123456",
             ] {
-                let e = encrypt(&m, c, v).unwrap();
+                let e = encrypt_with(&m, c, mode, v).unwrap();
                 assert_ne!(e, v);
                 assert_eq!(e.len(), v.len());
                 for (a, b) in v.chars().zip(e.chars()) {
@@ -122,10 +203,19 @@ mod tests {
                         assert_eq!(a, b);
                     }
                 }
-                assert_eq!(decrypt(&m, c, &e).unwrap(), v);
+                assert_eq!(decrypt_with(&m, c, mode, &e).unwrap(), v);
             }
         }
         assert!(encrypt(&m, FpeCipher::Aes, "12-34").is_err());
+        // The two modes are different functions under different keys.
+        assert_ne!(
+            encrypt_with(&m, FpeCipher::Aes, FpeMode::Ff1, "13800138000").unwrap(),
+            encrypt_with(&m, FpeCipher::Aes, FpeMode::Ff3_1, "13800138000").unwrap()
+        );
+        // FF3-1 takes at most 56 digits (2·⌊log10 2^96⌋): a longer run is refused, not cut.
+        let long = "1".repeat(57);
+        let e = encrypt_with(&m, FpeCipher::Aes, FpeMode::Ff3_1, &long).unwrap_err();
+        assert!(e.to_string().contains("6..=56"), "{e}");
     }
 
     #[test]

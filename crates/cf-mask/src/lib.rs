@@ -5,6 +5,7 @@
 //! Architecture invariant: pure functions over values; the masking key is handed in (the platform
 //! derives it from the KMS), so equal inputs give equal pseudonyms across tables and runs.
 
+pub mod ff3;
 pub mod fpe;
 pub mod generalize;
 pub mod kanon;
@@ -44,6 +45,18 @@ pub enum FpeCipher {
     Aes,
     /// FF1 over SM4.
     Sm4,
+}
+
+/// Which NIST SP 800-38G mode of format-preserving encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FpeMode {
+    /// FF1 (ten rounds, any tweak length).
+    #[default]
+    #[serde(rename = "ff1")]
+    Ff1,
+    /// FF3-1 (eight rounds, 56-bit tweak; Rev. 1 of the standard).
+    #[serde(rename = "ff3-1")]
+    Ff3_1,
 }
 
 /// How to generalise.
@@ -108,6 +121,9 @@ pub enum Rule {
         /// Block cipher.
         #[serde(default)]
         cipher: FpeCipher,
+        /// FF1 (default) or FF3-1.
+        #[serde(default)]
+        mode: FpeMode,
     },
     /// A realistic substitute whose check digits are valid (resident ID, bank card, USCC, mobile),
     /// keyed and consistent; region, bank and gender are kept.
@@ -190,12 +206,14 @@ impl Masker {
         m.finalize().into_bytes().into()
     }
 
-    pub(crate) fn fpe_key(&self, cipher: FpeCipher) -> Zeroizing<[u8; 32]> {
+    pub(crate) fn fpe_key(&self, cipher: FpeCipher, mode: FpeMode) -> Zeroizing<[u8; 32]> {
+        // One key per cipher and mode, so FF1 and FF3-1 outputs never share a key.
         Zeroizing::new(self.prf(
-            if cipher == FpeCipher::Sm4 {
-                "fpe-sm4"
-            } else {
-                "fpe-aes"
+            match (cipher, mode) {
+                (FpeCipher::Sm4, FpeMode::Ff1) => "fpe-sm4",
+                (FpeCipher::Aes, FpeMode::Ff1) => "fpe-aes",
+                (FpeCipher::Sm4, FpeMode::Ff3_1) => "fpe-ff3-1-sm4",
+                (FpeCipher::Aes, FpeMode::Ff3_1) => "fpe-ff3-1-aes",
             },
             b"",
         ))
@@ -252,7 +270,7 @@ impl Masker {
                 let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
                 format!("{prefix}{}", &hex[..len])
             }
-            Rule::Fpe { cipher } => fpe::encrypt(self, *cipher, value)?,
+            Rule::Fpe { cipher, mode } => fpe::encrypt_with(self, *cipher, *mode, value)?,
             Rule::Surrogate => surrogate::surrogate(self, entity, value)?,
             Rule::Generalize { level } => generalize::generalize(*level, entity, value)?,
             Rule::Suppress => String::new(),
@@ -450,6 +468,7 @@ mod tests {
             },
             Rule::Fpe {
                 cipher: FpeCipher::Sm4,
+                mode: FpeMode::Ff1,
             },
             Rule::Generalize {
                 level: Level::Band(10),

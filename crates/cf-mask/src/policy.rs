@@ -112,6 +112,7 @@ impl Policy {
                 EntityType::Passport,
                 Rule::Fpe {
                     cipher: FpeCipher::Sm4,
+                    mode: crate::FpeMode::Ff1,
                 },
             ),
         ] {

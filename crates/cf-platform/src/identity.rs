@@ -143,6 +143,9 @@ pub struct UserInfo {
     /// Of `roles`, those granted through SCIM groups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_roles: Vec<String>,
+    /// Of `roles`, those granted to the account itself (what the console edits).
+    #[serde(skip)]
+    pub own_roles: Vec<String>,
     /// Validity end.
     pub valid_until: Option<Timestamp>,
     /// Must change the password at next login.
@@ -175,6 +178,7 @@ impl UserDoc {
             org: self.org.clone(),
             roles: self.effective_roles(),
             group_roles: self.group_roles.clone(),
+            own_roles: self.roles.clone(),
             valid_until: self.valid_until,
             must_change: self.must_change,
             mfa: self.has_second_factor(),

@@ -670,6 +670,52 @@ impl Kms {
         Ok(((with_plaintext.then_some(dk), env.to_text()), r))
     }
 
+    /// The key for one streamed blob encrypted here (ENC-2): a fresh data key and its wrapped
+    /// form for the stream's header; audited before any byte is encrypted. The plaintext key
+    /// stays inside the server.
+    pub async fn stream_key(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        name: &str,
+        alg: Algorithm,
+    ) -> Result<(Zeroizing<Vec<u8>>, String), PlatformError> {
+        let k = self.use_key(auth, name).await?;
+        let (dk, env) = k.data_key(alg, b"", self.inner.rng.as_ref())?;
+        self.audit_use(
+            auth,
+            ctx,
+            k.name(),
+            "encrypt-stream",
+            serde_json::json!({"algorithm": alg.as_str()}),
+        )
+        .await?;
+        Ok((dk, env.to_text()))
+    }
+
+    /// Unwrap the data key in a stream's header to decrypt it here; audited first.
+    pub async fn stream_unwrap(
+        &self,
+        auth: &Authorized,
+        ctx: &RequestContext,
+        name: &str,
+        wrapped: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+        let k = self.use_key(auth, name).await?;
+        let env = cf_kms::Envelope::from_text(wrapped)
+            .map_err(|e| PlatformError::InvalidInput(format!("stream header: {e}")))?;
+        let dk = k.decrypt(&env, b"")?;
+        self.audit_use(
+            auth,
+            ctx,
+            k.name(),
+            "decrypt-stream",
+            serde_json::json!({"version": env.version}),
+        )
+        .await?;
+        Ok(dk)
+    }
+
     /// Sign a message (or its digest) with the latest version.
     pub async fn sign(
         &self,

@@ -1646,6 +1646,89 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
         "{out}"
     );
 
+    // The same blobs through the API, streamed (ENC-2): far beyond the 16 KiB body limit of
+    // the rest of the API, in the format the CLI reads and writes.
+    let stream = |path: String, body: Vec<u8>| {
+        let (c, url, app) = (c.clone(), u(&path), app.clone());
+        async move {
+            // The server may stop reading a body it has refused half-way: that is an error too.
+            match c
+                .post(url)
+                .bearer_auth(app)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    (
+                        s,
+                        r.bytes()
+                            .await
+                            .map(|b| b.to_vec())
+                            .map_err(|e| e.to_string()),
+                    )
+                }
+                Err(e) => (0, Err(e.to_string())),
+            }
+        }
+    };
+    let (s, api_enc) = stream(
+        "/api/v1/kms/keys/citizens/encrypt-stream?algorithm=sm4-gcm".into(),
+        data.clone(),
+    )
+    .await;
+    let api_enc = api_enc.unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&api_enc));
+    assert!(api_enc.starts_with(b"CFS") && api_enc.len() > data.len());
+    let from_api = tmp.path().join("from-api.cfs");
+    std::fs::write(&from_api, &api_enc).unwrap();
+    let (pf, pd2) = (
+        from_api.display().to_string(),
+        tmp.path().join("from-api.csv").display().to_string(),
+    );
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend([pf.as_str(), pd2.as_str()]);
+    let (code, out) = run_cli(&a);
+    assert_eq!(code, 0, "the CLI reads what the API wrote: {out}");
+    assert_eq!(std::fs::read(&pd2).unwrap(), data);
+    let (s, back) = stream(
+        "/api/v1/kms/keys/citizens/decrypt-stream".into(),
+        std::fs::read(&enc).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, back.unwrap() == data),
+        (200, true),
+        "the API reads what the CLI wrote"
+    );
+    // A chunk altered half-way: output may have begun, but the response never ends cleanly.
+    let (s, cut) = stream(
+        "/api/v1/kms/keys/citizens/decrypt-stream".into(),
+        bad.clone(),
+    )
+    .await;
+    assert!(
+        matches!((s, &cut), (200 | 0, Err(_))),
+        "a tampered stream must be cut off, not end: {s} {:?}",
+        cut.as_ref().map(Vec::len)
+    );
+    // Altered in the first chunk: refused before any output, with the reason.
+    let mut first = std::fs::read(&enc).unwrap();
+    let n = first.len();
+    first[n.min(5000) - 1] ^= 1;
+    let (s, msg) = stream("/api/v1/kms/keys/citizens/decrypt-stream".into(), first).await;
+    let msg = String::from_utf8_lossy(&msg.unwrap()).to_string();
+    assert_eq!(s, 400, "{msg}");
+    assert!(msg.contains("does not authenticate"), "{msg}");
+    let (s, _) = stream(
+        "/api/v1/kms/keys/citizens/encrypt-stream?algorithm=rot13".into(),
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400);
+
     // Signatures: sign through the platform, verify offline, pinned.
     let args = remote(&["sign", "--key", "docs-signer"]);
     let mut a: Vec<&str> = args.iter().map(String::as_str).collect();

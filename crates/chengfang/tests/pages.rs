@@ -219,6 +219,37 @@ async fn account_pages_and_the_admin_console() {
         .post("/admin/users/tian.ye/reset", &[("csrf", &csrf)])
         .await;
     assert!(html.contains("tian.ye: new one-time password"), "{html}");
+    // Roles change from the console (a mover); separation of duties still holds there.
+    let (_, html) = p
+        .post(
+            "/admin/users/tian.ye/roles",
+            &[("csrf", &csrf), ("roles", "operator, auditor")],
+        )
+        .await;
+    assert!(html.contains("tian.ye: roles auditor, operator"), "{html}");
+    assert!(
+        html.contains("action=\"/admin/users/tian.ye/roles\">")
+            && html.contains("value=\"auditor,operator\""),
+        "{html}"
+    );
+    let (_, html) = p
+        .post(
+            "/admin/users/tian.ye/roles",
+            &[("csrf", &csrf), ("roles", "admin,auditor")],
+        )
+        .await;
+    assert!(html.contains("separation of duties"), "{html}");
+    assert!(
+        html.contains("value=\"auditor,operator\""),
+        "unchanged: {html}"
+    );
+    let (_, html) = p
+        .post("/admin/users/tian.ye/roles", &[("roles", "admin")])
+        .await;
+    assert!(
+        html.contains("stale"),
+        "a form without the CSRF token is refused: {html}"
+    );
     // Organisations are registered from the console too (IDM-1).
     let (_, html) = p
         .post(

@@ -130,6 +130,8 @@ fn class(path: &str) -> Class {
         | "/api/v1/kms/keys/{name}/sign"
         | "/api/v1/kms/keys/{name}/verify"
         | "/api/v1/kms/keys/{name}/blind-index"
+        | "/api/v1/kms/keys/{name}/encrypt-stream"
+        | "/api/v1/kms/keys/{name}/decrypt-stream"
         | "/api/v1/devices"
         | "/api/v1/devices/import"
         | "/api/v1/devices/{id}"
