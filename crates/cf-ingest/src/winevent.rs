@@ -11,6 +11,11 @@ use crate::ocsf::OCSF_VERSION;
 const SECURITY: &str = "Security";
 const SYSTEM: &str = "System";
 const SYSMON: &str = "Microsoft-Windows-Sysmon/Operational";
+const POWERSHELL: &str = "Microsoft-Windows-PowerShell/Operational";
+const WMI: &str = "Microsoft-Windows-WMI-Activity/Operational";
+
+/// OCSF's Windows extension (`win`, uid 2): its registry and service classes (2010xx).
+const WIN_EXTENSION: &str = "2";
 
 /// Whether a JSON record is a Windows event in the `evtx_dump` shape.
 pub fn is_windows(v: &Value) -> bool {
@@ -427,6 +432,141 @@ fn log_cleared(v: &Value, h: &Header<'_>) -> Option<Value> {
     Some(o)
 }
 
+/// The account in the record's `System/Security` element (a SID), for events whose data names
+/// no user.
+fn system_user(v: &Value) -> Option<Value> {
+    let sid = v
+        .pointer("/Event/System/Security_attributes/UserID")
+        .or_else(|| v.pointer("/Event/System/Security/#attributes/UserID"))
+        .and_then(Value::as_str)?;
+    Some(json!({"uid": sid}))
+}
+
+/// A class of OCSF's Windows extension: the extension is named in the metadata.
+fn win_base(h: &Header<'_>, class_uid: u32, activity_id: u32) -> Value {
+    let mut o = base(h, class_uid, activity_id);
+    o["category_uid"] = json!(1);
+    o["metadata"]["extension"] =
+        json!({"name": "win", "uid": WIN_EXTENSION, "version": OCSF_VERSION});
+    o
+}
+
+/// PowerShell script block logging (4104) → Script Activity (1009), activity Execute: the
+/// script's text, its block id and file; long scripts arrive in numbered parts.
+fn script(v: &Value, h: &Header<'_>) -> Option<Value> {
+    if (h.channel, h.id) != (POWERSHELL, 4104) {
+        return None;
+    }
+    let mut o = base(h, 1009, 1);
+    let mut sc = json!({
+        "type_id": 2, "type": "PowerShell",
+        "script_content": text(v, "ScriptBlockText"),
+        "uid": text(v, "ScriptBlockId"),
+    });
+    if let Some(f) = file(text(v, "Path")) {
+        sc["file"] = f;
+    }
+    o["script"] = sc;
+    if let (Some(n), Some(t)) = (number(v, "MessageNumber"), number(v, "MessageTotal")) {
+        o["unmapped"] = json!({"MessageNumber": n, "MessageTotal": t});
+    }
+    o["actor"] = json!({"user": system_user(v)});
+    Some(o)
+}
+
+/// A service installed (System 7045, Security 4697) → Windows Service Activity (201004), Create.
+fn service(v: &Value, h: &Header<'_>) -> Option<Value> {
+    match (h.channel, h.id) {
+        (SYSTEM, 7045) | (SECURITY, 4697) => {}
+        _ => return None,
+    }
+    let mut o = win_base(h, 201_004, 1);
+    o["win_service"] = json!({
+        "name": text(v, "ServiceName"),
+        "cmd_line": text(v, "ImagePath").or_else(|| text(v, "ServiceFileName")),
+        "service_start_name": text(v, "AccountName").or_else(|| text(v, "ServiceAccount")),
+        "service_type": text(v, "ServiceType"),
+        "service_start_type": text(v, "StartType"),
+    });
+    o["actor"] = json!({"user": subject(v).or_else(|| system_user(v))});
+    status(&mut o, Some(true), None);
+    Some(o)
+}
+
+/// Sysmon registry events (12, 13, 14) → Registry Key Activity (201001) or Registry Value
+/// Activity (201002), by the event's `EventType`.
+fn registry(v: &Value, h: &Header<'_>) -> Option<Value> {
+    if h.channel != SYSMON || !(12..=14).contains(&h.id) {
+        return None;
+    }
+    let path = text(v, "TargetObject")?;
+    let (class, activity) = match text(v, "EventType")? {
+        "CreateKey" => (201_001, 1),
+        "DeleteKey" => (201_001, 4),
+        "RenameKey" => (201_001, 5),
+        "SetValue" | "CreateValue" => (201_002, 2),
+        "DeleteValue" => (201_002, 4),
+        _ => return None,
+    };
+    let mut o = win_base(h, class, activity);
+    if class == 201_001 {
+        o["reg_key"] = json!({"path": path});
+        if let Some(new) = text(v, "NewName") {
+            o["reg_key"]["path"] = json!(new);
+            o["prev_reg_key"] = json!({"path": path});
+        }
+    } else {
+        let (key, name) = path.rsplit_once('\\').unwrap_or(("", path));
+        o["reg_value"] = json!({"path": path, "name": name, "data": text(v, "Details")});
+        o["reg_key"] = json!({"path": key});
+    }
+    o["actor"] = sysmon_actor(v);
+    Some(o)
+}
+
+/// Scheduled tasks (Security 4698-4702) and WMI event subscriptions (WMI-Activity 5860
+/// temporary, 5861 permanent — a common persistence, ATT&CK T1546.003) → Scheduled Job Activity
+/// (1006): both run an action when a trigger fires.
+fn scheduled_job(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let (activity, job) = match (h.channel, h.id) {
+        (SECURITY, 4698..=4702) => (
+            match h.id {
+                4698 => 1,
+                4699 => 2,
+                4700 => 3,
+                4701 => 4,
+                _ => 5,
+            },
+            json!({"name": text(v, "TaskName"), "cmd_line": text(v, "TaskContent"), "type": "Task Scheduler"}),
+        ),
+        (WMI, 5861) => (
+            1,
+            json!({"name": text(v, "ESS"), "cmd_line": text(v, "CONSUMER"),
+                "type": "WMI permanent event subscription"}),
+        ),
+        (WMI, 5860) => (
+            1,
+            json!({"name": text(v, "Query"), "cmd_line": text(v, "Query"),
+                "type": "WMI temporary event subscription"}),
+        ),
+        _ => return None,
+    };
+    let mut o = base(h, 1006, activity);
+    o["job"] = job;
+    if h.channel == WMI {
+        o["unmapped"] = json!({
+            "namespace": text(v, "Namespace").or_else(|| text(v, "NamespaceName")),
+            "possible_cause": text(v, "PossibleCause"),
+        });
+    }
+    o["actor"] = match h.channel {
+        WMI => json!({"user": user(text(v, "User"), None, None).or_else(|| system_user(v)),
+                      "process": {"pid": number(v, "Processid")}}),
+        _ => json!({"user": subject(v)}),
+    };
+    Some(o)
+}
+
 /// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
 /// records (they are kept and searchable as they are).
 pub fn to_ocsf(v: &Value) -> Option<Value> {
@@ -436,11 +576,16 @@ pub fn to_ocsf(v: &Value) -> Option<Value> {
             .or_else(|| account(v, &h))
             .or_else(|| process(v, &h))
             .or_else(|| file_activity(v, &h))
-            .or_else(|| log_cleared(v, &h)),
+            .or_else(|| log_cleared(v, &h))
+            .or_else(|| service(v, &h))
+            .or_else(|| scheduled_job(v, &h)),
         SYSMON => process(v, &h)
             .or_else(|| file_activity(v, &h))
-            .or_else(|| network(v, &h)),
-        SYSTEM => log_cleared(v, &h),
+            .or_else(|| network(v, &h))
+            .or_else(|| registry(v, &h)),
+        SYSTEM => log_cleared(v, &h).or_else(|| service(v, &h)),
+        POWERSHELL => script(v, &h),
+        WMI => scheduled_job(v, &h),
         _ => None,
     }
 }
@@ -454,6 +599,79 @@ mod tests {
             "TimeCreated_attributes": {"SystemTime": "2023-04-19T17:46:27.0201234Z"},
             "EventRecordID": 7, "Channel": channel, "Computer": "VALKYRIE.galactica.cc"},
             "EventData": data}})
+    }
+
+    #[test]
+    fn scripts_services_registry_and_persistence_get_their_classes() {
+        let ps = event(
+            "Microsoft-Windows-PowerShell/Operational",
+            json!(4104),
+            json!({"MessageNumber": 1, "MessageTotal": 2, "ScriptBlockText": "IEX (New-Object Net.WebClient)",
+                "ScriptBlockId": "5b0f-11", "Path": "C:\\t\\a.ps1"}),
+        );
+        let o = to_ocsf(&ps).unwrap();
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["type_uid"].as_u64()),
+            (Some(1009), Some(100_901))
+        );
+        assert_eq!(
+            o["script"]["script_content"],
+            "IEX (New-Object Net.WebClient)"
+        );
+        assert_eq!(o["script"]["file"]["name"], "a.ps1");
+        assert_eq!(o["unmapped"]["MessageTotal"], 2);
+
+        let svc = event(
+            "System",
+            json!(7045),
+            json!({"ServiceName": "KgX", "ImagePath": "%SYSTEMROOT%\\du.exe", "ServiceType": "user mode service",
+                "StartType": "demand start", "AccountName": "LocalSystem"}),
+        );
+        let o = to_ocsf(&svc).unwrap();
+        assert_eq!(o["class_uid"], 201_004);
+        assert_eq!(o["category_uid"], 1);
+        assert_eq!(o["metadata"]["extension"]["name"], "win");
+        assert_eq!(o["win_service"]["service_start_name"], "LocalSystem");
+
+        for (kind, class, activity) in [
+            ("SetValue", 201_002, 2),
+            ("DeleteValue", 201_002, 4),
+            ("CreateKey", 201_001, 1),
+            ("DeleteKey", 201_001, 4),
+        ] {
+            let r = event(
+                "Microsoft-Windows-Sysmon/Operational",
+                json!(if kind == "SetValue" { 13 } else { 12 }),
+                json!({"EventType": kind, "TargetObject": "HKLM\\System\\CurrentControlSet\\Services\\x\\Start",
+                    "Details": "DWORD (0x00000003)", "Image": "C:\\Windows\\system32\\services.exe", "ProcessId": 628}),
+            );
+            let o = to_ocsf(&r).unwrap();
+            assert_eq!(
+                (o["class_uid"].as_u64(), o["activity_id"].as_u64()),
+                (Some(class), Some(activity)),
+                "{kind}"
+            );
+            if class == 201_002 {
+                assert_eq!(o["reg_value"]["name"], "Start");
+                assert_eq!(
+                    o["reg_key"]["path"],
+                    "HKLM\\System\\CurrentControlSet\\Services\\x"
+                );
+            }
+        }
+
+        let task = event(
+            "Security",
+            json!(4698),
+            json!({"TaskName": "\\Updater", "TaskContent": "<Task/>", "SubjectUserName": "eve", "SubjectDomainName": "CORP"}),
+        );
+        let o = to_ocsf(&task).unwrap();
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["activity_id"].as_u64()),
+            (Some(1006), Some(1))
+        );
+        assert_eq!(o["job"]["name"], "\\Updater");
+        assert_eq!(o["actor"]["user"]["name"], "eve");
     }
 
     #[test]

@@ -58,6 +58,22 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
             }
             ("Security", "4688") => assert!(o["process"]["file"]["path"].is_string(), "{o}"),
             ("Security", "1102") | ("System", "104") => assert!(o["log_name"].is_string()),
+            ("Microsoft-Windows-PowerShell/Operational", "4104") => {
+                assert_eq!(o["script"]["type_id"], 2, "{o}");
+                assert!(o["script"]["script_content"].is_string(), "{o}");
+            }
+            ("System", "7045") => {
+                assert!(o["win_service"]["name"].is_string(), "{o}");
+                assert!(o["win_service"]["cmd_line"].is_string(), "{o}");
+            }
+            ("Microsoft-Windows-Sysmon/Operational", "13") => {
+                assert!(o["reg_value"]["path"].is_string(), "{o}");
+                assert!(o["actor"]["process"]["file"]["path"].is_string(), "{o}");
+            }
+            ("Microsoft-Windows-WMI-Activity/Operational", "5861") => {
+                assert!(o["job"]["name"].is_string(), "{o}");
+                assert!(o["job"]["cmd_line"].is_string(), "{o}");
+            }
             _ => {}
         }
     }
@@ -106,6 +122,25 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
                 "4728", "4732", "4756", "4729", "4733", "4757"
             ]
         )
+    );
+    let wmi = "Microsoft-Windows-WMI-Activity/Operational";
+    assert_eq!(
+        classes.get(&1009).copied().unwrap_or(0),
+        n("Microsoft-Windows-PowerShell/Operational", &["4104"])
+    );
+    assert!(n("Microsoft-Windows-PowerShell/Operational", &["4104"]) > 300);
+    assert_eq!(
+        classes.get(&201_004).copied().unwrap_or(0),
+        n("System", &["7045"]) + n(sec, &["4697"])
+    );
+    assert_eq!(
+        classes.get(&1006).copied().unwrap_or(0),
+        n(wmi, &["5860", "5861"]) + n(sec, &["4698", "4699", "4700", "4701", "4702"])
+    );
+    // Every Sysmon registry event the dataset holds is a key or value change.
+    assert_eq!(
+        classes.get(&201_001).copied().unwrap_or(0) + classes.get(&201_002).copied().unwrap_or(0),
+        n(sysmon, &["12", "13", "14"])
     );
     assert_eq!(classes.get(&4001).copied().unwrap_or(0), n(sysmon, &["3"]));
     assert_eq!(classes.get(&4003).copied().unwrap_or(0), n(sysmon, &["22"]));
