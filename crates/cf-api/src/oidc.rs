@@ -279,7 +279,7 @@ fn login_page(
             app = esc(&r.client.name),
             passkey = if s.identity.passkeys_enabled() && !change {
                 format!(
-                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/oidc/passkey\">{hidden}<label for=\"pk_username\">Username</label><input type=\"text\" id=\"pk_username\" name=\"username\" value=\"{user}\" autocomplete=\"username webauthn\" required><button type=\"submit\">Sign in with a passkey</button></form>"
+                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/oidc/passkey\">{hidden}<label for=\"pk_username\">Username (or leave it empty and pick a passkey)</label><input type=\"text\" id=\"pk_username\" name=\"username\" value=\"{user}\" autocomplete=\"username webauthn\"><button type=\"submit\">Sign in with a passkey</button></form>"
                 )
             } else {
                 String::new()
@@ -443,19 +443,15 @@ pub async fn passkey_begin(State(s): State<AppState>, b: FormBody) -> Response {
         Ok(x) => x,
         Err(e) => return *e,
     };
-    let Some(user) = p.get("username").filter(|u| !u.is_empty()) else {
-        return login_page(
-            &s,
-            &r,
-            &p,
-            Some("Enter your username to use a passkey."),
-            false,
-        );
-    };
+    let user = p.get("username").map_or("", |u| u.trim());
     match s.oidc.identity().passkey_login_begin(user).await {
         Ok((ceremony, options)) => ceremony_page(
             "Sign in with a passkey",
-            &format!("to {} as {user}", r.client.name),
+            &if user.is_empty() {
+                format!("to {} with a passkey you choose", r.client.name)
+            } else {
+                format!("to {} as {user}", r.client.name)
+            },
             Mode::Get,
             &options,
             "/oidc/passkey/finish",

@@ -111,7 +111,7 @@ fn sign_in_form(s: &AppState, error: Option<&str>, back: &str) -> Response {
             esc(back),
             passkey = if s.identity.passkeys_enabled() {
                 format!(
-                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/account/passkey\">{}<label for=\"pk_username\">Username</label><input type=\"text\" id=\"pk_username\" name=\"username\" autocomplete=\"username webauthn\" required><button type=\"submit\">Sign in with a passkey</button></form>",
+                    "<h2>Or with a passkey</h2><form method=\"post\" action=\"/account/passkey\">{}<label for=\"pk_username\">Username (or leave it empty and pick a passkey)</label><input type=\"text\" id=\"pk_username\" name=\"username\" autocomplete=\"username webauthn\"><button type=\"submit\">Sign in with a passkey</button></form>",
                     hidden("back", back)
                 )
             } else {
@@ -141,13 +141,15 @@ fn url_segment(id: &str) -> String {
 pub async fn passkey_sign_in(State(s): State<AppState>, b: FormBody) -> Response {
     let p = form(b).unwrap_or_default();
     let back = back_of(&p);
-    let Some(user) = p.get("username").filter(|u| !u.is_empty()) else {
-        return sign_in_form(&s, Some("Enter your username to use a passkey."), back);
-    };
+    let user = p.get("username").map_or("", |u| u.trim());
     match s.identity.passkey_login_begin(user).await {
         Ok((ceremony, options)) => ceremony_page(
             "Sign in with a passkey",
-            &format!("as {user}"),
+            &if user.is_empty() {
+                "with a passkey you choose".to_string()
+            } else {
+                format!("as {user}")
+            },
             Mode::Get,
             &options,
             "/account/passkey/finish",
@@ -179,12 +181,31 @@ pub async fn passkey_signed_in(
         )
         .await
     {
-        Ok(ok) => {
-            let mut r = redirect(back);
-            set_cookie(&mut r, &ok.session, secure(&s), false);
-            r
-        }
+        Ok(ok) => signed_in(&s, &ok, back),
         Err(e) => sign_in_form(&s, Some(&e.to_string()), back),
+    }
+}
+
+/// The browser signed in: its session cookie, and on to `back`.
+fn signed_in(s: &AppState, ok: &cf_platform::identity::LoginOk, back: &str) -> Response {
+    let mut r = redirect(back);
+    set_cookie(&mut r, &ok.session, secure(s), false);
+    r
+}
+
+/// [`signed_form`] for the person's own account: the answer is the account page when the
+/// session may not act on it yet (a one-time password not yet changed).
+async fn own_form(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    b: FormBody,
+) -> Result<(Browser, Params, Authorized), Box<Response>> {
+    let (br, p) = signed_form(s, parts, b, "/account").await?;
+    match allowed(&br, Action::OwnAccount) {
+        Some(auth) => Ok((br, p, auth)),
+        None => Err(Box::new(
+            account_page(s, &br, Some("Change your password first.")).await,
+        )),
     }
 }
 
@@ -194,12 +215,9 @@ pub async fn passkey_add(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+    let (br, p, auth) = match own_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::OwnAccount) else {
-        return account_page(&s, &br, Some("Change your password first.")).await;
     };
     let name = p.get("name").map_or("", |n| n.trim());
     if name.is_empty() || name.chars().count() > 64 {
@@ -229,12 +247,9 @@ pub async fn passkey_added(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+    let (br, p, auth) = match own_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::OwnAccount) else {
-        return account_page(&s, &br, Some("Change your password first.")).await;
     };
     let cred = match posted_credential(&p) {
         Ok(c) => c,
@@ -265,12 +280,9 @@ pub async fn passkey_remove(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, _) = match signed_form(&s, &parts, b, "/account").await {
+    let (br, _, auth) = match own_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::OwnAccount) else {
-        return account_page(&s, &br, Some("Change your password first.")).await;
     };
     match s
         .identity
@@ -302,11 +314,7 @@ pub async fn login(
         .login(&context(&parts), user, pass, otp, device)
         .await
     {
-        Ok(ok) => {
-            let mut r = redirect(back);
-            set_cookie(&mut r, &ok.session, secure(&s), false);
-            r
-        }
+        Ok(ok) => signed_in(&s, &ok, back),
         Err(e) => sign_in_form(&s, Some(&e.to_string()), back),
     }
 }
@@ -464,12 +472,9 @@ pub async fn mfa(
     parts: axum::http::request::Parts,
     b: FormBody,
 ) -> Response {
-    let (br, p) = match signed_form(&s, &parts, b, "/account").await {
+    let (br, p, auth) = match own_form(&s, &parts, b).await {
         Ok(x) => x,
         Err(r) => return *r,
-    };
-    let Some(auth) = allowed(&br, Action::OwnAccount) else {
-        return account_page(&s, &br, Some("Change your password first.")).await;
     };
     let ctx = context(&parts);
     let csrf = hidden_csrf(&br.secret);

@@ -152,6 +152,12 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Ff3_1<C> {
         self.feistel(tl, tr, x, true)
     }
 
+    /// [`Self::encrypt`] or, with `decrypt`, [`Self::decrypt`].
+    pub fn apply(&self, tweak: &[u8; 7], x: &[u16], decrypt: bool) -> Result<Vec<u16>, Ff3Error> {
+        let (tl, tr) = Self::halves(tweak);
+        self.feistel(tl, tr, x, decrypt)
+    }
+
     /// The eight rounds (Algorithms 9 and 10) with the tweak's halves T_L, T_R.
     fn feistel(
         &self,

@@ -36,24 +36,9 @@ fn ff3_1(
     decrypt: bool,
 ) -> Result<Vec<u16>, crate::ff3::Ff3Error> {
     let tweak = [class as u8, 0, 0, 0, 0, 0, 0];
-    let go = |f: Result<Vec<u16>, _>| f;
     match cipher {
-        FpeCipher::Aes => {
-            let f = Ff3_1::<aes::Aes256>::new(&key[..], radix)?;
-            go(if decrypt {
-                f.decrypt(&tweak, nums)
-            } else {
-                f.encrypt(&tweak, nums)
-            })
-        }
-        FpeCipher::Sm4 => {
-            let f = Ff3_1::<sm4::Sm4>::new(&key[..16], radix)?;
-            go(if decrypt {
-                f.decrypt(&tweak, nums)
-            } else {
-                f.encrypt(&tweak, nums)
-            })
-        }
+        FpeCipher::Aes => Ff3_1::<aes::Aes256>::new(&key[..], radix)?.apply(&tweak, nums, decrypt),
+        FpeCipher::Sm4 => Ff3_1::<sm4::Sm4>::new(&key[..16], radix)?.apply(&tweak, nums, decrypt),
     }
 }
 

@@ -114,6 +114,8 @@ async fn walk(env: &[(&str, String)]) {
         "passkey_enrolled_from_the_page",
         "passkey_listed",
         "authenticator_holds_one_credential",
+        "the_passkey_is_discoverable",
+        "usernameless_passkey_sign_in",
         "signed_out",
         "passkey_sign_in_on_account",
         "passkey_for_another_account_not_offered",
@@ -190,7 +192,7 @@ async fn walk(env: &[(&str, String)]) {
                     .is_some_and(|a| a.iter().any(|m| m == "user"))
         })
         .count();
-    assert_eq!(passkey_logins, 2, "{v}");
+    assert_eq!(passkey_logins, 3, "{v}");
     assert!(
         recs.iter().any(|r| r["event_type"] == "oidc.authorize"
             && r["detail"]["amr"]
@@ -200,16 +202,9 @@ async fn walk(env: &[(&str, String)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkeys_in_chromium_on_the_account_and_login_pages() {
-    walk(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkeys_in_chromium_on_postgresql_too() {
-    let Some(pg) = PgSchema::new("browser") else {
-        return;
-    };
-    walk(&pg.env).await;
-    pg.drop().await;
-}
+crate::on_both_backends!(
+    walk,
+    passkeys_in_chromium_on_the_account_and_login_pages,
+    passkeys_in_chromium_on_postgresql_too,
+    "browser"
+);

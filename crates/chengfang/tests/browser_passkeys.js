@@ -60,6 +60,7 @@ async function main() {
   check('passkey_listed', /<ul id="passkeys"><li>work laptop/.test(added), added);
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   check('authenticator_holds_one_credential', credentials.length === 1, JSON.stringify(credentials));
+  check('the_passkey_is_discoverable', credentials.length === 1 && credentials[0].isResidentCredential, JSON.stringify(credentials));
 
   // 2. Sign out, then sign in to /account with the passkey alone.
   await page.click('form[action="/account/logout"] button');
@@ -72,6 +73,16 @@ async function main() {
   await page.waitForURL('**/account');
   const back = await page.content();
   check('passkey_sign_in_on_account', back.includes(`Signed in as <b>${cfg.username}</b>`), back);
+
+  // 2b. Without a username: the authenticator offers its passkey, which names its account.
+  await context.clearCookies();
+  await page.goto(`${cfg.base}/account`);
+  await page.click('form[action="/account/passkey"] button');
+  await page.waitForSelector('#cf-go');
+  await page.click('#cf-go');
+  await page.waitForURL('**/account');
+  const anyone = await page.content();
+  check('usernameless_passkey_sign_in', anyone.includes(`Signed in as <b>${cfg.username}</b>`), anyone);
 
   // 3. A passkey that is not the account's: the page says so and no session starts.
   await context.clearCookies();

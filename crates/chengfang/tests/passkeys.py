@@ -193,6 +193,20 @@ def main():
     x = finish_login(r["ceremony"], dev.get(request(dict(r["publicKey"], rpId=cfg["rp_id"])), origin))
     check("passkey_for_another_account_refused", x.status_code == 401, x.text)
 
+    # Without a username: the passkey names its account by its user handle.
+    r = begin_login("")
+    check("usernameless_options_list_no_credentials", r["publicKey"]["allowCredentials"] == [], r)
+    x = finish_login(r["ceremony"], dev.get(request(dict(r["publicKey"], rpId=cfg["rp_id"])), origin))
+    who = None
+    if x.status_code == 200:
+        who = s.get(base + "/api/v1/whoami", headers={"Authorization": "Bearer " + x.json()["session"]}).json()
+    check("usernameless_sign_in_finds_the_account", who is not None and who["subject"] == "user:" + user, x.text)
+    r = begin_login("")
+    a = dev.get(request(dict(r["publicKey"], rpId=cfg["rp_id"])), origin)
+    a["response"]["userHandle"] = bytes(16)
+    x = finish_login(r["ceremony"], a)
+    check("usernameless_with_an_unknown_handle_refused", x.status_code == 401, x.text)
+
     # Removing the passkey ends its use.
     x = s.delete(base + "/api/v1/account/passkeys/" + keys[0]["id"], headers=auth)
     check("passkey_removed", x.status_code == 200, x.text)

@@ -21,7 +21,7 @@ fn python() -> Option<String> {
         .then_some(py)
 }
 
-const CHECKS: [&str; 21] = [
+const CHECKS: [&str; 24] = [
     "registration_without_user_verification_refused",
     "options_ask_for_user_verification",
     "options_name_the_relying_party",
@@ -40,6 +40,9 @@ const CHECKS: [&str; 21] = [
     "unknown_account_gets_a_ceremony_too",
     "unknown_account_looks_like_one_with_a_passkey",
     "passkey_for_another_account_refused",
+    "usernameless_options_list_no_credentials",
+    "usernameless_sign_in_finds_the_account",
+    "usernameless_with_an_unknown_handle_refused",
     "passkey_removed",
     "removed_passkey_refused",
     "account_without_passkeys_looks_the_same",
@@ -126,16 +129,9 @@ async fn walk(env: &[(&str, String)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkeys_with_a_software_authenticator() {
-    walk(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkeys_on_postgresql_too() {
-    let Some(pg) = PgSchema::new("passkeys") else {
-        return;
-    };
-    walk(&pg.env).await;
-    pg.drop().await;
-}
+crate::on_both_backends!(
+    walk,
+    passkeys_with_a_software_authenticator,
+    passkeys_on_postgresql_too,
+    "passkeys"
+);

@@ -49,19 +49,12 @@ async fn scim(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scim_testers_and_a_leaver_on_sqlite() {
-    walk(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scim_testers_and_a_leaver_on_postgresql() {
-    let Some(pg) = PgSchema::new("scim") else {
-        return;
-    };
-    walk(&pg.env).await;
-    pg.drop().await;
-}
+crate::on_both_backends!(
+    walk,
+    scim_testers_and_a_leaver_on_sqlite,
+    scim_testers_and_a_leaver_on_postgresql,
+    "scim"
+);
 
 async fn walk(env: &[(&str, String)]) {
     use reqwest::Method as M;

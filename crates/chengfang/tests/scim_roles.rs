@@ -368,16 +368,9 @@ async fn walk(env: &[(&str, String)]) {
         && r["detail"]["source"] == "own"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scim_groups_grant_roles_on_sqlite() {
-    walk(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scim_groups_grant_roles_on_postgresql() {
-    let Some(pg) = PgSchema::new("scimroles") else {
-        return;
-    };
-    walk(&pg.env).await;
-    pg.drop().await;
-}
+crate::on_both_backends!(
+    walk,
+    scim_groups_grant_roles_on_sqlite,
+    scim_groups_grant_roles_on_postgresql,
+    "scimroles"
+);

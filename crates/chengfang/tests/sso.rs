@@ -41,20 +41,13 @@ fn python_has_authlib() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_independent_relying_party_completes_the_oidf_checklist() {
-    walk_checklist(&[]).await;
-}
-
-/// The same walk with the platform's state in PostgreSQL (its own schema, dropped afterwards).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_checklist_passes_on_postgresql_too() {
-    let Some(pg) = PgSchema::new("sso") else {
-        return;
-    };
-    walk_checklist(&pg.env).await;
-    pg.drop().await;
-}
+// The walk on SQLite, and with the platform's state in PostgreSQL (its own schema, dropped afterwards).
+crate::on_both_backends!(
+    walk_checklist,
+    an_independent_relying_party_completes_the_oidf_checklist,
+    the_checklist_passes_on_postgresql_too,
+    "sso"
+);
 
 async fn walk_checklist(env: &[(&str, String)]) {
     let Some(datasets) = cf_testkit::datasets() else {

@@ -800,16 +800,9 @@ async fn walk(env: &[(&str, String)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn organisations_are_isolated_across_every_route_on_sqlite() {
-    walk(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn organisations_are_isolated_across_every_route_on_postgresql() {
-    let Some(pg) = PgSchema::new("tenancy") else {
-        return;
-    };
-    walk(&pg.env).await;
-    pg.drop().await;
-}
+crate::on_both_backends!(
+    walk,
+    organisations_are_isolated_across_every_route_on_sqlite,
+    organisations_are_isolated_across_every_route_on_postgresql,
+    "tenancy"
+);

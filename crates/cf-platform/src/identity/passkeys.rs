@@ -270,6 +270,7 @@ impl IdentityService {
         let info = stored.info();
         u.passkeys.push(stored);
         self.save(&u, &doc).await?;
+        self.index_handle(&name).await?;
         self.forget(&name);
         self.emit_account(ctx, &auth.principal().id, &name, 10)
             .await;
@@ -322,18 +323,25 @@ impl IdentityService {
         Ok(r)
     }
 
-    /// Start a passkey sign-in for `username`: a ceremony id and the options for
-    /// `navigator.credentials.get()`. An unknown account gets a ceremony too (that cannot
-    /// succeed), so the answer does not tell which accounts exist.
+    /// Start a passkey sign-in for `username` (empty: any account whose passkey the
+    /// authenticator holds): a ceremony id and the options for `navigator.credentials.get()`.
+    /// An unknown account gets a ceremony too (that cannot succeed), so the answer does not tell
+    /// which accounts exist.
     pub async fn passkey_login_begin(
         &self,
         username: &str,
     ) -> Result<(String, serde_json::Value), PlatformError> {
         let rp = self.relying_party()?.clone();
-        if username.is_empty() || username.len() > 64 {
+        if username.len() > 64 {
             return Err(PlatformError::InvalidInput(
-                "username: 1-64 characters".into(),
+                "username: at most 64 characters".into(),
             ));
+        }
+        if username.is_empty() {
+            // Usernameless: the authenticator offers the passkeys it holds for this site, and
+            // the one chosen names its account by its user handle.
+            let (id, challenge) = self.open_ceremony("login", "").await?;
+            return Ok((id, wa::request_options(&rp, &challenge, &[])));
         }
         let mut allow: Vec<String> = self
             .user(username)
@@ -346,6 +354,49 @@ impl IdentityService {
         let (id, challenge) = self.open_ceremony("login", username).await?;
         let ids: Vec<&str> = allow.iter().map(String::as_str).collect();
         Ok((id, wa::request_options(&rp, &challenge, &ids)))
+    }
+
+    /// Remember which account a user handle stands for, so that a usernameless sign-in can
+    /// find it (the handle is a one-way function of the name).
+    async fn index_handle(&self, username: &str) -> Result<(), PlatformError> {
+        let made = self
+            .inner
+            .store
+            .doc_insert(&Document {
+                kind: "webauthn-user".into(),
+                id: B64.encode(user_handle(username)),
+                body: json(&username)?,
+                revision: 1,
+                updated: self.inner.clock.now(),
+            })
+            .await;
+        match made {
+            Ok(()) | Err(crate::ports::StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The account a user handle stands for; accounts whose passkeys predate the index are
+    /// found by computing their handles (once, then indexed).
+    async fn account_of_handle(&self, handle: &[u8]) -> Result<Option<String>, PlatformError> {
+        if let Some(d) = self
+            .inner
+            .store
+            .doc_get("webauthn-user", &B64.encode(handle))
+            .await?
+        {
+            return Ok(serde_json::from_str(&d.body).ok());
+        }
+        for d in self.inner.store.doc_list("user").await? {
+            if d.id.len() <= 64 && user_handle(&d.id) == handle {
+                let u = parse_user(&d)?;
+                if !u.passkeys.is_empty() {
+                    self.index_handle(&u.username).await?;
+                    return Ok(Some(u.username));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// A credential id for an account without passkeys (or no account at all): stable for
@@ -375,7 +426,34 @@ impl IdentityService {
     ) -> Result<LoginOk, PlatformError> {
         let rp = self.relying_party()?.clone();
         let c = self.close_ceremony(ceremony, "login").await?;
-        let username = c.account.as_str();
+        let resolved;
+        let username = if c.account.is_empty() {
+            let handle = r
+                .response
+                .user_handle
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map(|h| b64(h, "response.userHandle"))
+                .transpose()?
+                .ok_or_else(|| {
+                    PlatformError::InvalidInput(
+                        "response.userHandle: a sign-in without a username needs the passkey to name its account".into(),
+                    )
+                })?;
+            resolved = self.account_of_handle(&handle).await?;
+            match resolved.as_deref() {
+                Some(u) => u,
+                None => {
+                    // Charged like any sign-in, against no account.
+                    self.charge(ctx, "", self.inner.clock.now()).await?;
+                    return Err(PlatformError::Unauthenticated(
+                        "the passkey was not accepted".into(),
+                    ));
+                }
+            }
+        } else {
+            c.account.as_str()
+        };
         let now = self.inner.clock.now();
         let attempt = self.charge(ctx, username, now).await?;
         let fail = || PlatformError::Unauthenticated("the passkey was not accepted".into());

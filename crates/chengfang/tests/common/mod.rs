@@ -310,3 +310,25 @@ pub async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// The two tests of a walk over a live server: on the embedded SQLite store, and on a fresh
+/// PostgreSQL schema named after `$prefix` (dropped afterwards; skipped loudly outside CI when
+/// PostgreSQL is missing, as [`PgSchema::new`] says).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($walk:ident, $sqlite:ident, $pg:ident, $prefix:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $walk(&[]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            let Some(pg) = PgSchema::new($prefix) else {
+                return;
+            };
+            $walk(&pg.env).await;
+            pg.drop().await;
+        }
+    };
+}
