@@ -409,7 +409,19 @@ struct Inner {
     verdicts: Mutex<std::collections::HashMap<String, Verdict>>,
     clients: Mutex<std::collections::HashMap<String, (std::time::Instant, Option<ClientDoc>)>>,
     revocations: std::sync::atomic::AtomicU64,
+    // Since when (unix seconds) grants are indexed by session; older sessions are looked up the
+    // slow way at logout.
+    indexed_since: std::sync::OnceLock<i64>,
 }
+
+/// The grants made under one browser session, so that logging out revokes them without
+/// reading every grant: (grant id, expiry) pairs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SessionGrants {
+    grants: Vec<(String, i64)>,
+}
+
+const SESSION_GRANTS: &str = "oidc-session-grants";
 
 type Live = Option<Arc<(AccessDoc, Option<Subject>)>>;
 
@@ -471,6 +483,7 @@ impl OidcProvider {
                 verdicts: Mutex::default(),
                 clients: Mutex::default(),
                 revocations: std::sync::atomic::AtomicU64::new(0),
+                indexed_since: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -1464,6 +1477,10 @@ impl OidcProvider {
         nonce: Option<&str>,
         how: &str,
     ) -> Result<TokenResponse, OAuthError> {
+        // Indexed first: a grant the index does not know could outlive its session's logout.
+        if let Some(session) = &g.session {
+            self.note_session_grant(session, grant, g.expires).await?;
+        }
         self.inner
             .store
             .doc_insert(&Document {
@@ -1586,6 +1603,95 @@ impl OidcProvider {
         claims["identity_domain"] = s.domain.as_str().into();
         claims["roles"] = s.roles.clone().into();
         claims["real_name_level"] = s.real_name_level.into();
+    }
+
+    /// Record, at start, since when grants are indexed by session: sessions from then on are
+    /// logged out through the index, older ones by reading every grant.
+    pub async fn prepare(&self) -> Result<(), PlatformError> {
+        self.indexed_since().await.map(|_| ())
+    }
+
+    /// Since when grants are indexed by session (set at start, or by the first grant or logout
+    /// that needs it).
+    async fn indexed_since(&self) -> Result<i64, PlatformError> {
+        if let Some(t) = self.inner.indexed_since.get() {
+            return Ok(*t);
+        }
+        let read = |d: &Document| serde_json::from_str::<i64>(&d.body).ok();
+        let t = match self
+            .inner
+            .store
+            .doc_get("oidc-meta", "session-grants-since")
+            .await?
+        {
+            Some(d) => read(&d).unwrap_or(0),
+            None => {
+                let now = self.now();
+                let made = self
+                    .inner
+                    .store
+                    .doc_insert(&Document {
+                        kind: "oidc-meta".into(),
+                        id: "session-grants-since".into(),
+                        body: now.to_string(),
+                        revision: 1,
+                        updated: self.inner.clock.now(),
+                    })
+                    .await;
+                match made {
+                    Ok(()) => now,
+                    // Another node set it first: theirs holds.
+                    Err(crate::ports::StoreError::Conflict(_)) => self
+                        .inner
+                        .store
+                        .doc_get("oidc-meta", "session-grants-since")
+                        .await?
+                        .and_then(|d| read(&d))
+                        .unwrap_or(0),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        Ok(*self.inner.indexed_since.get_or_init(|| t))
+    }
+
+    /// Add a grant to its session's index (expired entries are dropped on the way).
+    async fn note_session_grant(
+        &self,
+        session: &str,
+        grant: &str,
+        expires: i64,
+    ) -> Result<(), PlatformError> {
+        self.indexed_since().await?;
+        let now = self.now();
+        for _ in 0..8 {
+            let current = self.inner.store.doc_get(SESSION_GRANTS, session).await?;
+            let mut sg: SessionGrants = match &current {
+                Some(d) => parse(d)?,
+                None => SessionGrants::default(),
+            };
+            sg.grants.retain(|(_, exp)| *exp >= now);
+            sg.grants.push((grant.to_string(), expires));
+            let doc = Document {
+                kind: SESSION_GRANTS.into(),
+                id: session.to_string(),
+                body: json(&sg)?,
+                revision: current.as_ref().map_or(1, |d| d.revision + 1),
+                updated: self.inner.clock.now(),
+            };
+            let done = match current {
+                Some(_) => self.inner.store.doc_update(&doc).await,
+                None => self.inner.store.doc_insert(&doc).await,
+            };
+            match done {
+                Ok(()) => return Ok(()),
+                Err(crate::ports::StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PlatformError::Unavailable(
+            "the session's grants kept changing; try again".into(),
+        ))
     }
 
     async fn grant(&self, id: &str) -> Result<Option<(GrantDoc, Document)>, PlatformError> {
@@ -1875,8 +1981,27 @@ impl OidcProvider {
         let Some(s) = self.inner.identity.logout(ctx, sso_secret).await? else {
             return Ok(0);
         };
-        self.revoke_grants(|g| g.session.as_deref() == Some(s.handle.as_str()))
-            .await
+        // A session older than the index may hold grants it does not list.
+        if s.created < self.indexed_since().await? {
+            return self
+                .revoke_grants(|g| g.session.as_deref() == Some(s.handle.as_str()))
+                .await;
+        }
+        let mut n = 0;
+        if let Some(d) = self.inner.store.doc_get(SESSION_GRANTS, &s.handle).await? {
+            let sg: SessionGrants = parse(&d)?;
+            for (id, _) in &sg.grants {
+                if self.grant(id).await?.is_some_and(|(g, _)| !g.revoked) {
+                    self.revoke_grant(id).await?;
+                    n += 1;
+                }
+            }
+            self.inner
+                .store
+                .doc_delete(SESSION_GRANTS, &s.handle)
+                .await?;
+        }
+        Ok(n)
     }
 
     /// Delete expired codes, tokens and grants (run periodically).
@@ -1901,6 +2026,13 @@ impl OidcProvider {
         for d in self.inner.store.doc_list("oidc-grant").await? {
             if parse::<GrantDoc>(&d)?.expires < now {
                 n += usize::from(self.inner.store.doc_delete("oidc-grant", &d.id).await?);
+            }
+        }
+        // Session indexes whose grants have all expired (sessions that were never logged out).
+        for d in self.inner.store.doc_list(SESSION_GRANTS).await? {
+            let sg: SessionGrants = parse(&d)?;
+            if sg.grants.iter().all(|(_, exp)| *exp < now) {
+                n += usize::from(self.inner.store.doc_delete(SESSION_GRANTS, &d.id).await?);
             }
         }
         Ok(n)

@@ -512,6 +512,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let ep = bind(&cfg, &p).await?;
     p.oidc
         .set_issuer(cfg.public_url.as_deref().unwrap_or(&ep.url));
+    p.oidc.prepare().await?;
     p.scim
         .set_base(cfg.public_url.as_deref().unwrap_or(&ep.url));
     match cf_identity::webauthn::RelyingParty::for_url(
