@@ -108,6 +108,18 @@ pub async fn run(cfg: Config, duration: Option<Duration>) -> Result<()> {
     let url = ep.url.clone();
     p.oidc.set_issuer(&url);
     p.scim.set_base(&url);
+    // The org chart's groups grant roles unless the configuration maps its own.
+    if cfg.scim_group_roles.is_empty() {
+        let demo: std::collections::BTreeMap<String, Vec<String>> = [
+            ("Security Operations", "operator"),
+            ("Audit Office", "auditor"),
+            ("Platform Admins", "admin"),
+        ]
+        .into_iter()
+        .map(|(g, r)| (g.to_string(), vec![r.to_string()]))
+        .collect();
+        p.scim.set_group_roles(&demo);
+    }
     if let Some(rp) = cf_identity::webauthn::RelyingParty::for_url(&url, "Chengfang demo city") {
         p.identity.set_webauthn(rp);
     }

@@ -1,5 +1,5 @@
-//! The demo's identity act (issue 3): a bureau registered as a tenant whose own administrator
-//! sees only it, a passkey sign-in and a cloned authenticator refused, the city portal registered
+//! The demo's identity act (issue 3): HR moving a person between groups whose roles follow, a
+//! bureau registered as a tenant whose own administrator sees only it, a passkey sign-in and a cloned authenticator refused, the city portal registered
 //! as an OpenID Connect relying party, an employee signing in through the code flow with PKCE,
 //! an impossible-travel sign-in and credential stuffing refused by the risk engine, and password
 //! spraying against the sign-in page that the detectors turn into alerts. Attackers and offices
@@ -358,6 +358,146 @@ async fn tenant_admin(c: &Ctx<'_>, session: &str) -> Result<()> {
     Ok(())
 }
 
+/// The HR system moves a person through the org chart over SCIM; the groups' roles follow
+/// (`identity.scim_group_roles`), and a move that would break separation of duties is refused.
+async fn mover(c: &Ctx<'_>) -> Result<()> {
+    let api = |p: &str| format!("{}{p}", c.url);
+    let scim = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        c.http
+            .request(method, api(path))
+            .bearer_auth(c.admin)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let roles_of = |name: &'static str| async move {
+        let users = call(
+            c.http,
+            reqwest::Method::GET,
+            &api("/api/v1/users"),
+            c.admin,
+            None,
+        )
+        .await?;
+        Ok::<String, anyhow::Error>(
+            users
+                .as_array()
+                .and_then(|a| a.iter().find(|u| u["username"] == name))
+                .and_then(|u| u["roles"].as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+        )
+    };
+    let user = |name: &str| {
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"organization": "city"}})
+    };
+    let group = |name: &str, members: &[&str]| {
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name,
+            "members": members.iter().map(|m| serde_json::json!({"value": m})).collect::<Vec<_>>()})
+    };
+    let id_of = |v: serde_json::Value| v["id"].as_str().unwrap_or_default().to_string();
+    let hu = id_of(
+        scim(reqwest::Method::POST, "/scim/v2/Users", user("hu.jun"))
+            .await?
+            .json()
+            .await?,
+    );
+    let qi = id_of(
+        scim(reqwest::Method::POST, "/scim/v2/Users", user("qi.ming"))
+            .await?
+            .json()
+            .await?,
+    );
+    let soc = id_of(
+        scim(
+            reqwest::Method::POST,
+            "/scim/v2/Groups",
+            group("Security Operations", &[&hu]),
+        )
+        .await?
+        .json()
+        .await?,
+    );
+    id_of(
+        scim(
+            reqwest::Method::POST,
+            "/scim/v2/Groups",
+            group("Platform Admins", &[&qi]),
+        )
+        .await?
+        .json()
+        .await?,
+    );
+    let audit = id_of(
+        scim(
+            reqwest::Method::POST,
+            "/scim/v2/Groups",
+            group("Audit Office", &[]),
+        )
+        .await?
+        .json()
+        .await?,
+    );
+    say(
+        "mover",
+        format!(
+            "HR provisions hu.jun into Security Operations over SCIM: his roles are now {}",
+            roles_of("hu.jun").await?
+        ),
+    );
+    let patch = |op: &str, path: &str, value: Option<serde_json::Value>| {
+        let mut o = serde_json::json!({"op": op, "path": path});
+        if let Some(v) = value {
+            o["value"] = v;
+        }
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [o]})
+    };
+    scim(
+        reqwest::Method::PATCH,
+        &format!("/scim/v2/Groups/{soc}"),
+        patch("remove", &format!("members[value eq \"{hu}\"]"), None),
+    )
+    .await?;
+    scim(
+        reqwest::Method::PATCH,
+        &format!("/scim/v2/Groups/{audit}"),
+        patch("add", "members", Some(serde_json::json!([{"value": hu}]))),
+    )
+    .await?;
+    say(
+        "mover",
+        format!(
+            "he moves to the Audit Office: operator is gone at once, his roles are now {}",
+            roles_of("hu.jun").await?
+        ),
+    );
+    let refused = scim(
+        reqwest::Method::PATCH,
+        &format!("/scim/v2/Groups/{audit}"),
+        patch("add", "members", Some(serde_json::json!([{"value": qi}]))),
+    )
+    .await?;
+    let status = refused.status();
+    let why: serde_json::Value = refused.json().await?;
+    say(
+        "mover",
+        format!(
+            "adding qi.ming (a platform administrator) to the Audit Office is refused ({status}): {}",
+            why["detail"].as_str().unwrap_or_default()
+        ),
+    );
+    if status.is_success() {
+        bail!("separation of duties did not hold for qi.ming");
+    }
+    Ok(())
+}
+
 pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
     let api = |p: &str| format!("{}{p}", c.url);
     let rp = call(
@@ -376,6 +516,7 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str) -> Result<()> {
         "sso",
         "the city services portal is registered as an OpenID Connect relying party",
     );
+    mover(c).await?;
     call(
         c.http,
         reqwest::Method::POST,

@@ -2048,6 +2048,9 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
     assert_eq!(code, 0, "{out}");
     for want in [
         "signs in to the portal from the Beijing office (code flow + PKCE)",
+        "into Security Operations over SCIM: his roles are now operator",
+        "operator is gone at once, his roles are now auditor",
+        "to the Audit Office is refused (400 Bad Request): members:",
         "from New York with a script: refused",
         "20 password-spraying source(s)",
         "graded sensitive_personal",
