@@ -567,6 +567,20 @@ fn scheduled_job(v: &Value, h: &Header<'_>) -> Option<Value> {
     Some(o)
 }
 
+/// A WMI provider started in its host process (WMI-Activity 5857) → Module Activity (1005),
+/// Load: a provider DLL no other host loads is how WMI persistence and lateral movement show.
+fn wmi_provider(v: &Value, h: &Header<'_>) -> Option<Value> {
+    if (h.channel, h.id) != (WMI, 5857) {
+        return None;
+    }
+    let mut o = base(h, 1005, 1);
+    o["module"] = json!({"file": file(text(v, "ProviderPath")), "type": text(v, "ProviderName")});
+    o["actor"] =
+        json!({"process": {"pid": number(v, "ProcessID"), "name": text(v, "HostProcess")}});
+    status(&mut o, Some(number(v, "Code") == Some(0)), None);
+    Some(o)
+}
+
 /// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
 /// records (they are kept and searchable as they are).
 pub fn to_ocsf(v: &Value) -> Option<Value> {
@@ -585,7 +599,7 @@ pub fn to_ocsf(v: &Value) -> Option<Value> {
             .or_else(|| registry(v, &h)),
         SYSTEM => log_cleared(v, &h).or_else(|| service(v, &h)),
         POWERSHELL => script(v, &h),
-        WMI => scheduled_job(v, &h),
+        WMI => scheduled_job(v, &h).or_else(|| wmi_provider(v, &h)),
         _ => None,
     }
 }

@@ -70,6 +70,10 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
                 assert!(o["reg_value"]["path"].is_string(), "{o}");
                 assert!(o["actor"]["process"]["file"]["path"].is_string(), "{o}");
             }
+            ("Microsoft-Windows-WMI-Activity/Operational", "5857") => {
+                assert!(o["module"]["file"]["path"].is_string(), "{o}");
+                assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
+            }
             ("Microsoft-Windows-WMI-Activity/Operational", "5861") => {
                 assert!(o["job"]["name"].is_string(), "{o}");
                 assert!(o["job"]["cmd_line"].is_string(), "{o}");
@@ -129,6 +133,8 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
         n("Microsoft-Windows-PowerShell/Operational", &["4104"])
     );
     assert!(n("Microsoft-Windows-PowerShell/Operational", &["4104"]) > 300);
+    assert_eq!(classes.get(&1005).copied().unwrap_or(0), n(wmi, &["5857"]));
+    assert!(n(wmi, &["5857"]) > 100, "WMI providers loaded");
     assert_eq!(
         classes.get(&201_004).copied().unwrap_or(0),
         n("System", &["7045"]) + n(sec, &["4697"])
