@@ -581,6 +581,38 @@ fn wmi_provider(v: &Value, h: &Header<'_>) -> Option<Value> {
     Some(o)
 }
 
+/// A network share reached (Security 5140, 5145) → SMB Activity (4006): the share, the address
+/// it was reached from and the account — `ADMIN$`/`C$` from a workstation is how lateral movement
+/// looks. 5140 is the connection to the share (Other); 5145 names the file (File Open).
+fn share_access(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let activity = match (h.channel, h.id) {
+        (SECURITY, 5140) => 99,
+        (SECURITY, 5145) => 2,
+        _ => return None,
+    };
+    let mut o = base(h, 4006, activity);
+    if activity == 99 {
+        o["activity_name"] = json!("Share Access");
+    }
+    let share = text(v, "ShareName");
+    o["share"] = json!(share);
+    o["share_type_id"] = json!(if share.is_some_and(|s| s.ends_with("IPC$")) {
+        2
+    } else {
+        1
+    });
+    if let Some(rel) = text(v, "RelativeTargetName") {
+        o["file"] = json!({"path": rel, "name": basename(rel)});
+    } else {
+        o["file"] = json!({"path": text(v, "ShareLocalPath")});
+    }
+    o["src_endpoint"] = endpoint(text(v, "IpAddress"), number(v, "IpPort"), None);
+    o["dst_endpoint"] = json!({"hostname": h.computer});
+    o["actor"] = json!({"user": subject(v)});
+    status(&mut o, Some(true), None);
+    Some(o)
+}
+
 /// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
 /// records (they are kept and searchable as they are).
 pub fn to_ocsf(v: &Value) -> Option<Value> {
@@ -592,7 +624,8 @@ pub fn to_ocsf(v: &Value) -> Option<Value> {
             .or_else(|| file_activity(v, &h))
             .or_else(|| log_cleared(v, &h))
             .or_else(|| service(v, &h))
-            .or_else(|| scheduled_job(v, &h)),
+            .or_else(|| scheduled_job(v, &h))
+            .or_else(|| share_access(v, &h)),
         SYSMON => process(v, &h)
             .or_else(|| file_activity(v, &h))
             .or_else(|| network(v, &h))

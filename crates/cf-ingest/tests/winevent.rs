@@ -70,6 +70,10 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
                 assert!(o["reg_value"]["path"].is_string(), "{o}");
                 assert!(o["actor"]["process"]["file"]["path"].is_string(), "{o}");
             }
+            ("Security", "5140") => {
+                assert!(o["share"].is_string(), "{o}");
+                assert!(o["actor"]["user"]["name"].is_string(), "{o}");
+            }
             ("Microsoft-Windows-WMI-Activity/Operational", "5857") => {
                 assert!(o["module"]["file"]["path"].is_string(), "{o}");
                 assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
@@ -134,6 +138,11 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
     );
     assert!(n("Microsoft-Windows-PowerShell/Operational", &["4104"]) > 300);
     assert_eq!(classes.get(&1005).copied().unwrap_or(0), n(wmi, &["5857"]));
+    assert_eq!(
+        classes.get(&4006).copied().unwrap_or(0),
+        n(sec, &["5140", "5145"])
+    );
+    assert!(n(sec, &["5140"]) > 200, "share accesses");
     assert!(n(wmi, &["5857"]) > 100, "WMI providers loaded");
     assert_eq!(
         classes.get(&201_004).copied().unwrap_or(0),
