@@ -83,8 +83,14 @@ pub(crate) fn ceremony_page(
     action: &str,
     hidden: &str,
 ) -> Response {
-    let nonce = cf_crypto::random_token(&cf_crypto::OsRng, 18)
-        .unwrap_or_else(|_| "unavailable".to_string());
+    // A nonce the page could guess would let injected markup run: without randomness, no page.
+    let Ok(nonce) = cf_crypto::random_token(&cf_crypto::OsRng, 18) else {
+        return crate::oidc::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            title,
+            "<p class=\"err\">Passkeys are unavailable right now; try again or use your password.</p>",
+        );
+    };
     page_with_script(
         StatusCode::OK,
         title,

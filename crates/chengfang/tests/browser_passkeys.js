@@ -92,8 +92,13 @@ async function main() {
   await page.waitForSelector('#cf-go');
   await page.click('#cf-go');
   // The authenticator has no credential for the other account: the browser reports it.
-  await page.waitForFunction(() => document.getElementById('cf-status').textContent.includes('did not answer'));
-  check('passkey_for_another_account_not_offered', true, '');
+  await page.waitForFunction(() => document.getElementById('cf-status').textContent.length > 0
+    && !document.getElementById('cf-go').disabled);
+  const refusedStatus = await page.textContent('#cf-status');
+  check('passkey_for_another_account_not_offered',
+    refusedStatus.includes('did not answer') && new URL(page.url()).pathname === '/account/passkey'
+      && (await context.cookies()).every((c) => c.name !== 'cf_sso'),
+    `${refusedStatus} at ${page.url()}`);
 
   // 4. Single sign-on: an application's authorization request, answered with the passkey.
   await context.clearCookies();

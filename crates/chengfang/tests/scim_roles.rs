@@ -31,6 +31,18 @@ async fn scim(
     (s, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `PUT` an account's own roles: the status and the answer's text.
+async fn put_roles(c: &reqwest::Client, url: String, tok: &str, body: Value) -> (u16, String) {
+    let r = c
+        .put(url)
+        .bearer_auth(tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
 fn user_body(name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"organization": "Public Security"}})
@@ -173,16 +185,14 @@ async fn walk(env: &[(&str, String)]) {
     assert_eq!(alerts(sess.clone()).await, 200);
 
     // An administrator grants hu.jun a role of his own; it is kept apart from the group's.
-    let (s, v) = c
-        .put(u("/api/v1/users/hu.jun/roles"))
-        .bearer_auth(&admin)
-        .json(&json!({"roles": ["service"], "reason": "CHG-1024"}))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .map(|s| (s, ()))
-        .unwrap();
-    assert_eq!(s, 200, "{v:?}");
+    let (s, v) = put_roles(
+        &c,
+        u("/api/v1/users/hu.jun/roles"),
+        &admin,
+        json!({"roles": ["service"], "reason": "CHG-1024"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(
         roles_of(&c, &base, &admin, "hu.jun").await,
         (
@@ -239,29 +249,29 @@ async fn walk(env: &[(&str, String)]) {
         v["members"].as_array().is_none_or(|m| m.is_empty()),
         "the refused change left the group as it was: {v}"
     );
-    let r = c
-        .put(u("/api/v1/users/ma.li/roles"))
-        .bearer_auth(&admin)
-        .json(&json!({"roles": ["auditor"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    assert!(r.text().await.unwrap().contains("admin"));
+    let (s, v) = put_roles(
+        &c,
+        u("/api/v1/users/ma.li/roles"),
+        &admin,
+        json!({"roles": ["auditor"]}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert!(v.contains("admin"), "{v}");
     assert_eq!(
         roles_of(&c, &base, &admin, "ma.li").await,
         (vec!["admin".into()], vec!["admin".into()])
     );
     // Unknown roles are named.
-    let r = c
-        .put(u("/api/v1/users/ma.li/roles"))
-        .bearer_auth(&admin)
-        .json(&json!({"roles": ["root"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("`root` is not a role"));
+    let (s, v) = put_roles(
+        &c,
+        u("/api/v1/users/ma.li/roles"),
+        &admin,
+        json!({"roles": ["root"]}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(v.contains("`root` is not a role"), "{v}");
 
     // A mover leaves the SOC: the group's role goes at once, his own stays.
     let (s, v) = scim(

@@ -107,6 +107,13 @@ fn user_handle(username: &str) -> Vec<u8> {
 }
 
 impl IdentityService {
+    /// The signed-in person's own account record (gone if it was deleted meanwhile).
+    async fn signed_in_user(&self, name: &str) -> Result<(UserDoc, Document), PlatformError> {
+        self.user(name)
+            .await?
+            .ok_or_else(|| PlatformError::Unauthenticated("account no longer exists".into()))
+    }
+
     /// Whether passkeys can be used here (the server has a domain name browsers accept).
     pub fn passkeys_enabled(&self) -> bool {
         self.inner.webauthn.get().is_some()
@@ -184,10 +191,7 @@ impl IdentityService {
         auth.require(Action::OwnAccount)?;
         let rp = self.relying_party()?.clone();
         let name = Self::username_of(auth)?;
-        let (u, _) = self
-            .user(&name)
-            .await?
-            .ok_or_else(|| PlatformError::Unauthenticated("account no longer exists".into()))?;
+        let (u, _) = self.signed_in_user(&name).await?;
         if u.passkeys.len() >= MAX_PASSKEYS {
             return Err(PlatformError::Conflict(format!(
                 "at most {MAX_PASSKEYS} passkeys per account; remove one first"
@@ -242,10 +246,7 @@ impl IdentityService {
             &b64(att, "response.attestationObject")?,
         )
         .map_err(refused)?;
-        let (mut u, doc) = self
-            .user(&name)
-            .await?
-            .ok_or_else(|| PlatformError::Unauthenticated("account no longer exists".into()))?;
+        let (mut u, doc) = self.signed_in_user(&name).await?;
         if u.passkeys.iter().any(|p| p.cred.id == cred.id) {
             return Err(PlatformError::Conflict(
                 "this passkey is registered already".into(),
@@ -297,10 +298,7 @@ impl IdentityService {
     ) -> Result<Receipt, PlatformError> {
         auth.require(Action::OwnAccount)?;
         let name = Self::username_of(auth)?;
-        let (mut u, doc) = self
-            .user(&name)
-            .await?
-            .ok_or_else(|| PlatformError::Unauthenticated("account no longer exists".into()))?;
+        let (mut u, doc) = self.signed_in_user(&name).await?;
         let before = u.passkeys.len();
         u.passkeys.retain(|p| p.cred.id != id);
         if u.passkeys.len() == before {
@@ -376,27 +374,53 @@ impl IdentityService {
         }
     }
 
-    /// The account a user handle stands for; accounts whose passkeys predate the index are
-    /// found by computing their handles (once, then indexed).
+    /// The account a user handle stands for. Passkeys registered before the index existed are
+    /// indexed by one scan of the accounts, the first time a handle is not found; a marker keeps
+    /// later misses (random handles from anyone) from scanning again.
     async fn account_of_handle(&self, handle: &[u8]) -> Result<Option<String>, PlatformError> {
-        if let Some(d) = self
+        let key = B64.encode(handle);
+        let lookup = || async {
+            Ok::<_, PlatformError>(
+                self.inner
+                    .store
+                    .doc_get("webauthn-user", &key)
+                    .await?
+                    .and_then(|d| serde_json::from_str::<String>(&d.body).ok()),
+            )
+        };
+        if let Some(u) = lookup().await? {
+            return Ok(Some(u));
+        }
+        if self
             .inner
             .store
-            .doc_get("webauthn-user", &B64.encode(handle))
+            .doc_get("webauthn-meta", "handles-indexed")
             .await?
+            .is_some()
         {
-            return Ok(serde_json::from_str(&d.body).ok());
+            return Ok(None);
         }
         for d in self.inner.store.doc_list("user").await? {
-            if d.id.len() <= 64 && user_handle(&d.id) == handle {
-                let u = parse_user(&d)?;
-                if !u.passkeys.is_empty() {
-                    self.index_handle(&u.username).await?;
-                    return Ok(Some(u.username));
-                }
+            let u = parse_user(&d)?;
+            if !u.passkeys.is_empty() {
+                self.index_handle(&u.username).await?;
             }
         }
-        Ok(None)
+        let marked = self
+            .inner
+            .store
+            .doc_insert(&Document {
+                kind: "webauthn-meta".into(),
+                id: "handles-indexed".into(),
+                body: "true".into(),
+                revision: 1,
+                updated: self.inner.clock.now(),
+            })
+            .await;
+        match marked {
+            Ok(()) | Err(crate::ports::StoreError::Conflict(_)) => lookup().await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A credential id for an account without passkeys (or no account at all): stable for
