@@ -10,6 +10,8 @@ use cf_core::Secret;
 
 /// Re-export so engines that only depend on this crate can wrap key material.
 pub mod devkey;
+pub mod sm4gcm;
+pub mod sm4t;
 
 pub mod secret {
     pub use cf_core::Secret;

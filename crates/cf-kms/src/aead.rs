@@ -1,16 +1,14 @@
 //! The three AEADs a key may use (AES-256-GCM, SM4-GCM per RFC 8998, ChaCha20-Poly1305), behind
 //! one keyed `Cipher` so envelopes and streams never name a crate. AES-GCM and ChaCha20-Poly1305
-//! come from ring (assembly from BoringSSL, already our TLS provider); SM4-GCM is RustCrypto's
-//! generic GCM over the `sm4` block cipher, as no assembly SM4 exists in the Rust ecosystem.
+//! come from ring (assembly from BoringSSL, already our TLS provider); SM4-GCM is ours
+//! (`sm4gcm`, over the constant-time `sm4t`), as no assembly SM4 exists in the Rust ecosystem.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::KmsError;
 
-/// SM4 in GCM mode: the generic GCM over the SM4 block cipher with a 96-bit nonce (RFC 8998).
-pub type Sm4Gcm = aes_gcm::AesGcm<crate::sm4t::Sm4T, aes_gcm::aead::consts::U12>;
+pub use cf_crypto::sm4gcm::Sm4Gcm;
 
 /// An authenticated cipher. The discriminant is the byte written in envelopes; never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,9 +107,7 @@ impl Cipher {
         match alg {
             Algorithm::Aes256Gcm => ring_key(&ring::aead::AES_256_GCM),
             Algorithm::ChaCha20Poly1305 => ring_key(&ring::aead::CHACHA20_POLY1305),
-            Algorithm::Sm4Gcm => Ok(Cipher::Sm4(Box::new(
-                Sm4Gcm::new_from_slice(key).map_err(bad)?,
-            ))),
+            Algorithm::Sm4Gcm => Ok(Cipher::Sm4(Box::new(Sm4Gcm::new(key).map_err(bad)?))),
         }
     }
 
@@ -133,7 +129,7 @@ impl Cipher {
                     buf,
                 )
                 .map_err(too_long),
-            Cipher::Sm4(c) => c.encrypt_in_place(nonce.into(), aad, buf).map_err(too_long),
+            Cipher::Sm4(c) => c.seal(nonce, aad, buf).map_err(too_long),
         }
     }
 
@@ -158,7 +154,7 @@ impl Cipher {
                 Ok(())
             }
             Cipher::Sm4(c) => c
-                .decrypt_in_place(nonce.into(), aad, buf)
+                .open(nonce, aad, buf)
                 .map_err(|_| KmsError::Tampered("tag mismatch")),
         }
     }

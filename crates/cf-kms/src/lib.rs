@@ -10,7 +10,6 @@ pub mod hash;
 pub mod keyring;
 pub mod seal;
 pub mod sm2enc;
-pub mod sm4t;
 pub mod stream;
 
 pub use aead::Algorithm;

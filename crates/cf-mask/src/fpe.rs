@@ -5,6 +5,8 @@
 
 use fpe::ff1::{FF1, FlexibleNumeralString};
 
+use cf_crypto::sm4t::Sm4T;
+
 use crate::ff3::Ff3_1;
 use crate::{FpeCipher, FpeMode, MaskError, Masker};
 
@@ -38,7 +40,7 @@ fn ff3_1(
     let tweak = [class as u8, 0, 0, 0, 0, 0, 0];
     match cipher {
         FpeCipher::Aes => Ff3_1::<aes::Aes256>::new(&key[..], radix)?.apply(&tweak, nums, decrypt),
-        FpeCipher::Sm4 => Ff3_1::<sm4::Sm4>::new(&key[..16], radix)?.apply(&tweak, nums, decrypt),
+        FpeCipher::Sm4 => Ff3_1::<Sm4T>::new(&key[..16], radix)?.apply(&tweak, nums, decrypt),
     }
 }
 
@@ -88,7 +90,7 @@ fn run(
                 }
             }
             FpeCipher::Sm4 => {
-                let f = FF1::<sm4::Sm4>::new(&key[..16], radix)
+                let f = FF1::<Sm4T>::new(&key[..16], radix)
                     .map_err(|_| MaskError::Policy("FF1 radix".into()))?;
                 if decrypt {
                     f.decrypt(&tweak, &ns)
