@@ -82,7 +82,13 @@ fn strict_f1_per_type_and_hard_negatives() {
         let f1 = 2.0 * p * r / (p + r);
         report.push(format!("{t}: P {p:.3} R {r:.3} F1 {f1:.3}"));
         let checksum = ["CN_RESIDENT_ID", "BANK_CARD", "CN_USCC"].contains(&t.as_str());
-        let floor = if checksum { 0.98 } else { 0.95 };
+        // Names sit at 0.973 since pinyin pairs without a context word are found again (a
+        // backspace had replaced the pattern's `\b`); the floor keeps that from slipping back.
+        let floor = match (checksum, t.as_str()) {
+            (true, _) => 0.98,
+            (false, "PERSON_NAME") => 0.97,
+            _ => 0.95,
+        };
         if f1 < floor {
             bad.push(format!("{t} F1 {f1:.3} < {floor}"));
         }

@@ -6,6 +6,15 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// One input line; `text` borrows from the line unless it has escapes.
+#[derive(Deserialize)]
+struct Unit<'a> {
+    key: serde_json::Value,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+}
 
 /// Run the scan.
 pub fn run(units: &Path, json: bool) -> Result<bool> {
@@ -27,33 +36,43 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
+        let unit: Unit = match serde_json::from_str(&line) {
+            Ok(u) => u,
+            Err(e) if e.is_data() => {
+                bad += 1;
+                eprintln!(
+                    "{}:{}: skipped, needs \"key\" and a string \"text\" ({e})",
+                    units.display(),
+                    i + 1
+                );
+                continue;
+            }
             Err(e) => {
                 bad += 1;
                 eprintln!("{}:{}: skipped, not JSON: {e}", units.display(), i + 1);
                 continue;
             }
         };
-        let (Some(key), Some(text)) = (v.get("key"), v.get("text").and_then(|t| t.as_str())) else {
-            bad += 1;
-            eprintln!(
-                "{}:{}: skipped, needs \"key\" and a string \"text\"",
-                units.display(),
-                i + 1
-            );
-            continue;
-        };
+        let (key, text) = (&unit.key, &*unit.text);
         n += 1;
         let hint = key.as_str().and_then(cf_classify::hint_from_key);
         let spans = cf_classify::scan(text, hint);
         found += spans.len() as u64;
         if json {
-            let arr: Vec<serde_json::Value> = cf_classify::code_point_spans(text, &spans)
+            // Written by hand: the shape is fixed and this is the scanner's hot output path.
+            write!(out, "{{\"key\":{key},\"spans\":[")?;
+            for (n, (start, end, kind)) in cf_classify::code_point_spans(text, &spans)
                 .into_iter()
-                .map(|(start, end, kind)| serde_json::json!({ "start": start, "end": end, "type": kind.as_str() }))
-                .collect();
-            writeln!(out, "{}", serde_json::json!({ "key": key, "spans": arr }))?;
+                .enumerate()
+            {
+                let sep = if n == 0 { "" } else { "," };
+                write!(
+                    out,
+                    "{sep}{{\"start\":{start},\"end\":{end},\"type\":\"{}\"}}",
+                    kind.as_str()
+                )?;
+            }
+            writeln!(out, "]}}")?;
         } else {
             for s in &spans {
                 writeln!(
