@@ -1,7 +1,7 @@
 //! Windows events into OCSF 1.3 (SA-1): `evtx_dump` JSON records (the shape `chengfang ingest
 //! FILE.evtx` sends) routed by channel and event id into Authentication, Account Change, Group
-//! Management, Process Activity, File System Activity, Network Activity, DNS Activity and Event
-//! Log Activity. Routing is by channel, never by provider alone: the Security log's "log cleared"
+//! Management, Authorize Session, Process, File System, Network, DNS, SMB, Script, Module, Event
+//! Log, Scheduled Job and API Activity, and the Windows extension's registry and service classes. Routing is by channel, never by provider alone: the Security log's "log cleared"
 //! (1102) is written by the Eventlog provider, and provider routing loses it.
 
 use serde_json::{Value, json};
@@ -613,6 +613,73 @@ fn share_access(v: &Value, h: &Header<'_>) -> Option<Value> {
     Some(o)
 }
 
+/// Privileges given to a new logon (Security 4672, "special privileges": an administrator-class
+/// session) or enabled on a process's token (4703) → Authorize Session (3003). 4672 is Assign
+/// Privileges (1); 4703 is Other (99, "Adjust Token Privileges"): the process, and the privileges
+/// it switched on — SeDebugPrivilege or SeSecurityPrivilege enabled by an unusual program is how
+/// credential dumping and log tampering start.
+fn privileges(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let list = |k: &str| -> Vec<&str> {
+        text(v, k)
+            .map(|s| s.split_whitespace().collect())
+            .unwrap_or_default()
+    };
+    let mut o = match h.id {
+        4672 => {
+            let mut o = base(h, 3003, 1);
+            o["privileges"] = json!(list("PrivilegeList"));
+            o["user"] = json!(subject(v));
+            o["session"] = json!({"uid": text(v, "SubjectLogonId")});
+            o
+        }
+        4703 => {
+            let mut o = base(h, 3003, 99);
+            o["activity_name"] = json!("Adjust Token Privileges");
+            o["privileges"] = json!(list("EnabledPrivilegeList"));
+            o["unmapped"] = json!({"disabled_privileges": list("DisabledPrivilegeList")});
+            o["user"] = json!(target(v));
+            o["session"] = json!({"uid": text(v, "TargetLogonId")});
+            o["actor"] = json!({"user": subject(v), "process": {
+                "pid": number(v, "ProcessId"),
+                "file": file(text(v, "ProcessName")),
+                "name": text(v, "ProcessName").map(basename),
+            }});
+            o
+        }
+        _ => return None,
+    };
+    status(&mut o, Some(true), None);
+    Some(o)
+}
+
+/// A WMI operation that failed on the server (WMI-Activity 5858) → API Activity (6003), Other
+/// ("WMI Operation"), status Failure with the HRESULT: the operation names the method, namespace
+/// and object — `DeleteInstance` of `root\SecurityCenter:AntiVirusProduct` is an attempt to
+/// unregister the antivirus.
+fn wmi_error(v: &Value, h: &Header<'_>) -> Option<Value> {
+    if (h.channel, h.id) != (WMI, 5858) {
+        return None;
+    }
+    let mut o = base(h, 6003, 99);
+    o["activity_name"] = json!("WMI Operation");
+    let code = text(v, "ResultCode")
+        .map(str::to_string)
+        .or_else(|| number(v, "ResultCode").map(|n| format!("0x{n:08X}")));
+    o["api"] = json!({
+        "operation": text(v, "Operation"),
+        "service": {"name": "WMI"},
+        "response": {"code": code, "error": code, "error_message": text(v, "PossibleCause")},
+    });
+    o["src_endpoint"] = json!({"hostname": text(v, "ClientMachine")});
+    o["actor"] = json!({
+        "user": user(text(v, "User"), None, None).or_else(|| system_user(v)),
+        "process": {"pid": number(v, "ClientProcessId")},
+    });
+    o["unmapped"] = json!({"component": text(v, "Component")});
+    status(&mut o, Some(false), code.as_deref());
+    Some(o)
+}
+
 /// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
 /// records (they are kept and searchable as they are).
 pub fn to_ocsf(v: &Value) -> Option<Value> {
@@ -625,14 +692,17 @@ pub fn to_ocsf(v: &Value) -> Option<Value> {
             .or_else(|| log_cleared(v, &h))
             .or_else(|| service(v, &h))
             .or_else(|| scheduled_job(v, &h))
-            .or_else(|| share_access(v, &h)),
+            .or_else(|| share_access(v, &h))
+            .or_else(|| privileges(v, &h)),
         SYSMON => process(v, &h)
             .or_else(|| file_activity(v, &h))
             .or_else(|| network(v, &h))
             .or_else(|| registry(v, &h)),
         SYSTEM => log_cleared(v, &h).or_else(|| service(v, &h)),
         POWERSHELL => script(v, &h),
-        WMI => scheduled_job(v, &h).or_else(|| wmi_provider(v, &h)),
+        WMI => scheduled_job(v, &h)
+            .or_else(|| wmi_provider(v, &h))
+            .or_else(|| wmi_error(v, &h)),
         _ => None,
     }
 }

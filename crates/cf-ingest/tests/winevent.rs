@@ -78,6 +78,31 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
                 assert!(o["module"]["file"]["path"].is_string(), "{o}");
                 assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
             }
+            ("Security", "4703") => {
+                assert_eq!(o["activity_id"], 99, "{o}");
+                let n = |p: &Value| p.as_array().map_or(0, Vec::len);
+                assert!(
+                    n(&o["privileges"]) + n(&o["unmapped"]["disabled_privileges"]) > 0,
+                    "a privilege enabled or disabled: {o}"
+                );
+                assert!(o["actor"]["process"]["name"].is_string(), "{o}");
+                assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
+                assert!(o["user"]["name"].is_string(), "{o}");
+            }
+            ("Security", "4672") => {
+                assert_eq!(o["activity_id"], 1, "{o}");
+                assert!(
+                    o["privileges"].as_array().is_some_and(|p| p.len() > 1),
+                    "{o}"
+                );
+                assert!(o["user"]["name"].is_string(), "{o}");
+            }
+            ("Microsoft-Windows-WMI-Activity/Operational", "5858") => {
+                assert_eq!(o["status_id"], 2, "{o}");
+                assert!(o["api"]["operation"].is_string(), "{o}");
+                assert!(o["api"]["response"]["code"].is_string(), "{o}");
+                assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
+            }
             ("Microsoft-Windows-WMI-Activity/Operational", "5861") => {
                 assert!(o["job"]["name"].is_string(), "{o}");
                 assert!(o["job"]["cmd_line"].is_string(), "{o}");
@@ -144,6 +169,13 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
     );
     assert!(n(sec, &["5140"]) > 200, "share accesses");
     assert!(n(wmi, &["5857"]) > 100, "WMI providers loaded");
+    assert_eq!(
+        classes.get(&3003).copied().unwrap_or(0),
+        n(sec, &["4672", "4703"])
+    );
+    assert!(n(sec, &["4703"]) > 150, "token privileges adjusted");
+    assert_eq!(classes.get(&6003).copied().unwrap_or(0), n(wmi, &["5858"]));
+    assert!(n(wmi, &["5858"]) > 700, "WMI operation errors");
     assert_eq!(
         classes.get(&201_004).copied().unwrap_or(0),
         n("System", &["7045"]) + n(sec, &["4697"])
