@@ -15,7 +15,7 @@ use zeroize::Zeroize;
 use crate::sm4t::Sm4T;
 
 /// Blocks per batch of the cipher.
-const BATCH: usize = 16;
+const BATCH: usize = 32;
 /// The longest message: the 32-bit counter runs from 2 to 2³² − 1 (SP 800-38D, 5.2.1.1).
 pub const MAX_MESSAGE: u64 = ((1u64 << 32) - 2) * 16;
 

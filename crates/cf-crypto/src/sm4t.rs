@@ -1,10 +1,11 @@
-//! SM4 (GB/T 32907-2016) in constant time, up to sixteen blocks per call, as the block cipher
-//! under SM4-GCM and format-preserving encryption. Encryption only (GCM and CTR never decrypt blocks).
+//! SM4 (GB/T 32907-2016) in constant time, up to 32 blocks per call, as the block cipher under
+//! SM4-GCM and format-preserving encryption. Encryption only (GCM and CTR never decrypt blocks).
 //!
 //! Table SM4 (OpenSSL's, the `sm4` crate's) indexes its S-box by secret bytes, which cache timing
-//! can read. Here no memory access depends on a secret: on x86-64 with AES-NI the S-box is
-//! `AESENCLAST` between two affine maps (module `x86`), elsewhere it is computed by GF(2⁸)
-//! inversion on eight bytes at once (module `swar`); the key schedule takes the same path. Checked
+//! can read. Here no memory access depends on a secret: on x86-64 with GFNI the S-box is two
+//! affine instructions around AES-field inversion on 32 bytes at once; with AES-NI it is
+//! `AESENCLAST` between two affine maps (module `x86`); elsewhere it is computed by GF(2⁸)
+//! inversion on eight bytes at once (module `swar`). The key schedule uses AES-NI or `swar`. Checked
 //! against the standard's vectors, RFC 8998 and the `sm4` crate.
 
 use sm4::cipher::consts::{U8, U16};
@@ -128,9 +129,36 @@ fn key_t(x: u32) -> u32 {
     s ^ s.rotate_left(13) ^ s.rotate_left(23)
 }
 
-/// Which implementation this CPU runs: `"aes-ni"` or `"portable"`.
+/// Which implementation this CPU runs: `"gfni-avx2"`, `"aes-ni"` or `"portable"`.
 pub fn path() -> &'static str {
-    if aesni() { "aes-ni" } else { "portable" }
+    match Path::detect() {
+        Path::Gfni => "gfni-avx2",
+        Path::AesNi => "aes-ni",
+        Path::Portable => "portable",
+    }
+}
+
+/// The implementations, fastest first; each is constant time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// GFNI affine instructions on AVX2 registers, eight blocks per register.
+    Gfni,
+    /// AES-NI's S-box between nibble-shuffle affine maps, four blocks per register.
+    AesNi,
+    /// GF(2⁸) inversion in 64-bit words.
+    Portable,
+}
+
+impl Path {
+    fn detect() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("gfni")
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            return Path::Gfni;
+        }
+        if aesni() { Path::AesNi } else { Path::Portable }
+    }
 }
 
 fn aesni() -> bool {
@@ -148,9 +176,8 @@ fn aesni() -> bool {
 #[derive(Clone)]
 pub struct Sm4T {
     rk: [u32; 32],
-    /// AES-NI with SSSE3 is present (checked once, at key set-up).
-    #[cfg(target_arch = "x86_64")]
-    aesni: bool,
+    /// The implementation (chosen once, at key set-up).
+    path: Path,
 }
 
 impl Drop for Sm4T {
@@ -184,8 +211,7 @@ impl KeyInit for Sm4T {
         zeroize::Zeroize::zeroize(&mut k);
         Sm4T {
             rk,
-            #[cfg(target_arch = "x86_64")]
-            aesni: aesni(),
+            path: Path::detect(),
         }
     }
 }
@@ -226,26 +252,44 @@ fn store(x: &[u32; 4], out: &mut [u8]) {
 }
 
 impl Sm4T {
-    /// Encrypt 4, 8, 12 or 16 blocks in place (whole registers of four on the AES-NI path).
+    /// Encrypt a multiple of four blocks, at most 32, in place.
     pub(crate) fn encrypt_batch(&self, blocks: &mut [[u8; 16]]) {
         assert!(
-            blocks.len().is_multiple_of(4) && blocks.len() <= 16,
-            "SM4 batches are 4 or 8 blocks"
+            blocks.len().is_multiple_of(4) && blocks.len() <= 32,
+            "SM4 batches are 4 to 32 blocks, a multiple of 4"
         );
         #[cfg(target_arch = "x86_64")]
-        if self.aesni {
-            // SAFETY: the CPU has AES-NI and SSSE3 (checked when the key was set up).
+        if self.path == Path::Gfni {
+            // SAFETY: the CPU has GFNI and AVX2 (checked when the key was set up).
             unsafe {
-                match blocks.len() {
-                    16 => x86::encrypt::<4>(&self.rk, blocks),
-                    12 => x86::encrypt::<3>(&self.rk, blocks),
-                    8 => x86::encrypt::<2>(&self.rk, blocks),
-                    _ => x86::encrypt::<1>(&self.rk, blocks),
+                if blocks.len() > 16 {
+                    x86::encrypt_gfni::<4>(&self.rk, blocks);
+                } else if blocks.len() > 8 {
+                    x86::encrypt_gfni::<2>(&self.rk, blocks);
+                } else {
+                    x86::encrypt_gfni::<1>(&self.rk, blocks);
                 }
             }
             return;
         }
-        self.encrypt_portable(blocks);
+        #[cfg(target_arch = "x86_64")]
+        if self.path == Path::AesNi {
+            for chunk in blocks.chunks_mut(16) {
+                // SAFETY: the CPU has AES-NI and SSSE3 (checked when the key was set up).
+                unsafe {
+                    match chunk.len() {
+                        16 => x86::encrypt::<4>(&self.rk, chunk),
+                        12 => x86::encrypt::<3>(&self.rk, chunk),
+                        8 => x86::encrypt::<2>(&self.rk, chunk),
+                        _ => x86::encrypt::<1>(&self.rk, chunk),
+                    }
+                }
+            }
+            return;
+        }
+        for chunk in blocks.chunks_mut(16) {
+            self.encrypt_portable(chunk);
+        }
     }
 
     /// Two words of S-box per `u64`; round-major so the core overlaps the blocks.
@@ -470,6 +514,92 @@ mod x86 {
         }
     }
 
+    /// The affine maps around AES-field inversion for GFNI: `S_sm4(x) = M2·inv(M1·x ⊕ 0x3E) ⊕ 0xD3`,
+    /// `M1 = T·A`, `M2 = A·T⁻¹` (A SM4's affine matrix, T the field isomorphism); byte 7 − i of
+    /// each matrix is the row of output bit i, as `GF2P8AFFINEQB` reads it.
+    const GFNI_M1: i64 = 0x4c28_7db9_1a22_505d;
+    const GFNI_M2: i64 = 0xf3ab_34a9_74a6_b589_u64 as i64;
+
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn sbox_gfni(t: __m256i) -> __m256i {
+        let y = _mm256_gf2p8affine_epi64_epi8::<0x3e>(t, _mm256_set1_epi64x(GFNI_M1));
+        _mm256_gf2p8affineinv_epi64_epi8::<0xd3>(y, _mm256_set1_epi64x(GFNI_M2))
+    }
+
+    /// The S-box alone on 32 bytes through GFNI, for the tests.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2,gfni")]
+    pub(super) fn sbox32(x: [u8; 32]) -> [u8; 32] {
+        // SAFETY: unaligned load and store of 32 bytes from and into 32-byte arrays.
+        unsafe {
+            let r = sbox_gfni(_mm256_loadu_si256(x.as_ptr().cast()));
+            let mut out = [0u8; 32];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), r);
+            out
+        }
+    }
+
+    /// Up to `8 * SETS` blocks: in each set, word i of block n is lane n of register i; the
+    /// sets interleave round by round. Missing blocks are zeros and are not written back.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and GFNI.
+    #[target_feature(enable = "avx2,gfni")]
+    pub(super) unsafe fn encrypt_gfni<const SETS: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
+        debug_assert!(blocks.len() <= 8 * SETS);
+        let mut w = [[[0u32; 8]; 4]; SETS];
+        for (n, b) in blocks.iter().enumerate() {
+            for (i, word) in w[n / 8].iter_mut().enumerate() {
+                word[n % 8] =
+                    u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+            }
+        }
+        // SAFETY: unaligned loads of 32 bytes from `[u32; 8]` arrays.
+        let mut x: [[__m256i; 4]; SETS] = std::array::from_fn(|s| {
+            std::array::from_fn(|i| unsafe { _mm256_loadu_si256(w[s][i].as_ptr().cast()) })
+        });
+        let lanes = |m: [u8; 16]| {
+            // SAFETY: unaligned load of 16 bytes from a 16-byte array.
+            let h = unsafe { _mm_loadu_si128(m.as_ptr().cast()) };
+            _mm256_broadcastsi128_si256(h)
+        };
+        let (rol8, rol16, rol24) = (lanes(ROL8), lanes(ROL16), lanes(ROL24));
+        for (i, &key) in rk.iter().enumerate() {
+            let j = i % 4;
+            let key = _mm256_set1_epi32(key as i32);
+            for x in x.iter_mut() {
+                let t = _mm256_xor_si256(
+                    _mm256_xor_si256(x[(j + 1) % 4], x[(j + 2) % 4]),
+                    _mm256_xor_si256(x[(j + 3) % 4], key),
+                );
+                let b = sbox_gfni(t);
+                let a = _mm256_xor_si256(
+                    _mm256_xor_si256(b, _mm256_shuffle_epi8(b, rol8)),
+                    _mm256_shuffle_epi8(b, rol16),
+                );
+                let a2 = _mm256_or_si256(_mm256_slli_epi32(a, 2), _mm256_srli_epi32(a, 30));
+                let l = _mm256_xor_si256(_mm256_xor_si256(b, a2), _mm256_shuffle_epi8(b, rol24));
+                x[j] = _mm256_xor_si256(x[j], l);
+            }
+        }
+        for (ws, xs) in w.iter_mut().zip(x.iter()) {
+            for (word, reg) in ws.iter_mut().zip(xs) {
+                // SAFETY: unaligned store of 32 bytes into a `[u32; 8]` array.
+                unsafe { _mm256_storeu_si256(word.as_mut_ptr().cast(), *reg) };
+            }
+        }
+        for (n, b) in blocks.iter_mut().enumerate() {
+            // The output is (X35, X34, X33, X32): words in reverse order.
+            for i in 0..4 {
+                b[4 * i..4 * i + 4].copy_from_slice(&w[n / 8][3 - i][n % 8].to_be_bytes());
+            }
+        }
+        for ws in w.iter_mut() {
+            ws.iter_mut().for_each(|a| a.fill(0));
+        }
+    }
+
     /// The key schedule's τ on one word (the S-box on its four bytes).
     ///
     /// # Safety
@@ -504,17 +634,47 @@ mod tests {
                 assert_eq!(got, bytes.map(|b| SBOX[b as usize]), "AES-NI S-box");
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        if Path::detect() == Path::Gfni {
+            for chunk in 0..8u8 {
+                let bytes: [u8; 32] = std::array::from_fn(|i| chunk * 32 + i as u8);
+                // SAFETY: the features were detected.
+                let got = unsafe { x86::sbox32(bytes) };
+                assert_eq!(got, bytes.map(|b| SBOX[b as usize]), "GFNI S-box");
+            }
+        }
     }
 
-    /// Both paths, whichever the CPU picks for `Sm4T`.
+    /// Every path this CPU can run, the one it picks first.
     fn each_path(key: &[u8; 16]) -> Vec<Sm4T> {
         let c = Sm4T::new(&(*key).into());
-        let mut portable = c.clone();
-        #[cfg(target_arch = "x86_64")]
-        {
-            portable.aesni = false;
+        let mut paths = vec![c.clone()];
+        for p in [Path::AesNi, Path::Portable] {
+            if p != c.path && (p != Path::AesNi || aesni()) {
+                let mut other = c.clone();
+                other.path = p;
+                paths.push(other);
+            }
         }
-        vec![c, portable]
+        paths
+    }
+
+    #[test]
+    fn every_batch_size_on_every_path() {
+        let key = [0x5au8; 16];
+        let reference = <sm4::Sm4 as sm4::cipher::KeyInit>::new(&key.into());
+        for c in each_path(&key) {
+            for n in [4usize, 8, 12, 16, 20, 24, 28, 32] {
+                let mut blocks: Vec<[u8; 16]> = (0..n).map(|i| [i as u8 ^ 0x33; 16]).collect();
+                let mut want = blocks.clone();
+                c.encrypt_batch(&mut blocks);
+                for b in want.iter_mut() {
+                    let b: &mut Block<Sm4T> = b.into();
+                    sm4::cipher::BlockCipherEncrypt::encrypt_block(&reference, b);
+                }
+                assert_eq!(blocks, want, "{n} blocks on {:?}", c.path);
+            }
+        }
     }
 
     #[test]
