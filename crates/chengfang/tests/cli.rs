@@ -1652,9 +1652,12 @@ async fn kms_end_to_end_and_key_material_never_leaks() {
         let (c, url, app) = (c.clone(), u(&path), app.clone());
         async move {
             // The server may stop reading a body it has refused half-way: that is an error too.
+            // Each request gets its own connection: a refused or cut-off stream leaves its
+            // connection closing, and a pooled reuse of it would fail the next request instead.
             match c
                 .post(url)
                 .bearer_auth(app)
+                .header("connection", "close")
                 .header("content-type", "application/octet-stream")
                 .body(body)
                 .send()
