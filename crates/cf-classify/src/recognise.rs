@@ -445,6 +445,11 @@ fn gates(text: &str) -> u8 {
     bits
 }
 
+/// The matches of `re` in `text`, or none without searching when its gate is shut.
+fn gated<'t>(re: &Regex, open: bool, text: &'t str) -> impl Iterator<Item = regex::Match<'t>> {
+    open.then(|| re.find_iter(text)).into_iter().flatten()
+}
+
 /// The longest run of bytes that can be in a unified social credit code.
 fn longest_uscc_run(text: &str) -> usize {
     let (mut best, mut run) = (0, 0);
@@ -472,12 +477,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             add(100, m.start(), m.end(), EntityType::CnResidentId);
         }
     }
-    let usccs = if longest_uscc_run(text) >= 18 {
-        USCC.find_iter(text)
-    } else {
-        USCC.find_iter("")
-    };
-    for m in usccs {
+    for m in gated(&USCC, longest_uscc_run(text) >= 18, text) {
         if bounded(m.start(), m.end()) && checks::uscc(m.as_str()) {
             add(95, m.start(), m.end(), EntityType::CnUscc);
         }
@@ -545,7 +545,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             add(76, m.start(), m.end(), EntityType::MacAddress);
         }
     }
-    for m in IPV6.find_iter(if text.contains(':') { text } else { "" }) {
+    for m in gated(&IPV6, text.contains(':'), text) {
         let s = m.as_str();
         if s.contains(':')
             && s.parse::<std::net::Ipv6Addr>().is_ok()
@@ -596,12 +596,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
         }
     }
     let dob_hint = hint_is(hint, DOB_HINTS);
-    let dates = if dob_hint || gate & DOB != 0 {
-        DATE.find_iter(text)
-    } else {
-        DATE.find_iter("")
-    };
-    for m in dates {
+    for m in gated(&DATE, dob_hint || gate & DOB != 0, text) {
         if !bounded(m.start(), m.end()) {
             continue;
         }
@@ -625,12 +620,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
         }
     }
     let post_hint = hint_is(hint, POST_HINTS);
-    let sixes = if post_hint || gate & POST != 0 {
-        SIX.find_iter(text)
-    } else {
-        SIX.find_iter("")
-    };
-    for m in sixes {
+    for m in gated(&SIX, post_hint || gate & POST != 0, text) {
         if !bounded(m.start(), m.end()) {
             continue;
         }
@@ -661,7 +651,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
     if hint_is(hint, ADDR_HINTS) && text.chars().count() >= 6 && !text.contains('*') {
         add(42, 0, text.len(), EntityType::Address);
     }
-    for m in ADDR_ZH.find_iter(if gate & HAO != 0 { text } else { "" }) {
+    for m in gated(&ADDR_ZH, gate & HAO != 0, text) {
         add(40, m.start(), m.end(), EntityType::Address);
     }
     for m in ADDR_EN.find_iter(text) {
@@ -703,11 +693,12 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             names.push(text[a.start()..b.end()].to_string());
         }
     }
-    let bio = gate & BIO != 0;
-    for re in [&*NAME_ZH_CTX, &*NAME_ZH_BIO] {
-        if std::ptr::eq(re, &*NAME_ZH_BIO) && !bio {
-            continue;
-        }
+    let zh_patterns: &[&Regex] = if gate & BIO != 0 {
+        &[&NAME_ZH_CTX, &NAME_ZH_BIO]
+    } else {
+        &[&NAME_ZH_CTX]
+    };
+    for re in zh_patterns {
         for cap in re.captures_iter(text) {
             if let Some(g) = cap.get(1) {
                 let stop = g

@@ -61,7 +61,7 @@ impl Sm4Gcm {
         if buf.len() as u64 > MAX_MESSAGE || aad.len() as u64 > u64::MAX / 8 {
             return Err(GcmError::TooLong);
         }
-        let mask = self.keystream(nonce, buf);
+        let mask = self.keystream_from(nonce, buf, 1);
         let tag = self.tag(&mask, aad, buf);
         buf.extend_from_slice(&tag);
         Ok(())
@@ -95,12 +95,8 @@ impl Sm4Gcm {
         Ok(())
     }
 
-    /// XOR the keystream from counter 2 into `data`; returns the tag mask (the block of counter 1).
-    fn keystream(&self, nonce: &[u8; 12], data: &mut [u8]) -> [u8; 16] {
-        self.keystream_from(nonce, data, 1)
-    }
-
-    /// Counter blocks from `first`; when `first` is 1 its block is the tag mask, returned.
+    /// XOR the keystream of counters from `first` into `data`. From 1, that counter's block is
+    /// the tag mask: it is returned, not applied, and the data starts at counter 2.
     fn keystream_from(&self, nonce: &[u8; 12], data: &mut [u8], first: u32) -> [u8; 16] {
         let mut mask = [0u8; 16];
         let mut ctr = first;

@@ -130,16 +130,18 @@ fn round_t4(x: [u32; 2]) -> [u32; 2] {
     [l((s >> 32) as u32), l(s as u32)]
 }
 
-fn key_t(x: u32) -> u32 {
+/// τ on one word for the key schedule: AES-NI when present, else the portable S-box.
+fn tau(x: u32) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    let s = if aesni() {
+    if aesni() {
         // SAFETY: the features were just detected.
-        unsafe { x86::tau(x) }
-    } else {
-        (swar::sbox(u64::from(x)) & 0xffff_ffff) as u32
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let s = (swar::sbox(u64::from(x)) & 0xffff_ffff) as u32;
+        return unsafe { x86::tau(x) };
+    }
+    (swar::sbox(u64::from(x)) & 0xffff_ffff) as u32
+}
+
+fn key_t(x: u32) -> u32 {
+    let s = tau(x);
     s ^ s.rotate_left(13) ^ s.rotate_left(23)
 }
 
@@ -358,7 +360,8 @@ impl BlockCipherEncBackend for Sm4T {
 /// isomorphism that sends SM4's generator to 0x23 in AES's field). `f` and `g` run as two 16-entry
 /// nibble shuffles each and `AESENCLAST` (preceded by InvShiftRows, with a zero round key) is the
 /// AES S-box on 16 bytes: no memory lookup depends on a secret. Four blocks per register, word i of
-/// each block in lane i after a transpose, two registers' worth interleaved.
+/// each block in lane i after a transpose, up to four registers' worth interleaved. With GFNI the
+/// same maps are `GF2P8AFFINEQB` and `GF2P8AFFINEINVQB` on AVX2 registers (`encrypt_gfni`).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
