@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod columns;
 mod recognise;
+mod sites;
 pub mod tabular;
 
-pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan};
+pub use recognise::{EntityType, Span, code_point_spans, hint_from_key, scan, scan_reference};

@@ -6,6 +6,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::checks;
+use crate::sites::{PROVINCES, Pattern, Site, Sites, latin_pairs};
 
 /// The entity types of the discovery corpus (shared/datasets/pii/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -111,46 +112,51 @@ fn re(p: &str) -> Regex {
 
 const PROV: &str = "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门";
 
-static RID: LazyLock<Regex> = LazyLock::new(|| re(r"\d{6} ?\d{8} ?\d{3}[\dXx]"));
-static USCC: LazyLock<Regex> = LazyLock::new(|| re(r"[0-9A-HJ-NPQRTUWXY]{18}"));
-static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\d(?:[ -]?\d){14,18}"));
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| re(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"));
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    re(
+static RID: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{6} ?\d{8} ?\d{3}[\dXx]"));
+static USCC: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"[0-9A-HJ-NPQRTUWXY]{18}"));
+static CARD: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d(?:[ -]?\d){14,18}"));
+static EMAIL: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+});
+static URL: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(
         r"(?i)(?:https?://)?(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|cn|net|org|gov|edu|io|info)(?::\d{2,5})?(?:/[A-Za-z0-9\-._~%/?#=&+:@!$,;]*)?",
     )
 });
-static IPV4: LazyLock<Regex> = LazyLock::new(|| re(r"\d{1,3}(?:\.\d{1,3}){3}"));
-static IPV6: LazyLock<Regex> = LazyLock::new(|| {
-    re(
+static IPV4: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{1,3}(?:\.\d{1,3}){3}"));
+static IPV6: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(
         r"(?:[0-9A-Fa-f]{0,4}:){2,6}\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
     )
 });
-static MAC: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}")
+static MAC: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(
+        r"[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
+    )
 });
-static MOBILE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})"));
-static LANDLINE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
+static MOBILE: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(r"(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})")
+});
+static LANDLINE: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(
         r"\+86[ -]?(?:10|2\d|[3-9]\d{2})[ -]?\d{7,8}|\(0\d{2,3}\)[ -]?\d{7,8}|0\d{2,3}[ -]\d{3,4}[ -]\d{4}|0\d{2,3}[ -]?\d{7,8}",
     )
 });
-static PASSPORT: LazyLock<Regex> = LazyLock::new(|| re(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}"));
-static PLATE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{4}|\d{5}[DF]|[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警])",
-    )
+static PASSPORT: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::ascii(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}"));
+static PLATE: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::unicode(&format!(
+        r"[{PROVINCES}][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{{4}}|\d{{5}}[DF]|[A-HJ-NP-Z0-9]{{4}}[A-HJ-NP-Z0-9挂学警])"
+    ))
 });
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?:19|20)\d{2}年\d{1,2}月\d{1,2}日|(?:19|20)\d{2}[-/.]\d{1,2}[-/.]\d{1,2}|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2} (?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec) (?:19|20)\d{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}, (?:19|20)\d{2}|\d{2}/\d{2}/(?:19|20)\d{2}",
     )
 });
-static SIX: LazyLock<Regex> = LazyLock::new(|| re(r"\d{6}"));
-static ADDR_ZH: LazyLock<Regex> = LazyLock::new(|| {
-    re(&format!(
+static SIX: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{6}"));
+static ADDR_ZH: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::unicode(&format!(
         r"(?:(?:{PROV})(?:省|壮族自治区|回族自治区|维吾尔自治区|自治区|市)?(?:\p{{Han}}{{1,6}}?(?:市|州|盟))?|\p{{Han}}{{2}}市)(?:\p{{Han}}{{1,6}}?(?:区|县|旗))?(?:\p{{Han}}{{1,6}}?(?:街道|镇|乡))?\p{{Han}}{{1,10}}?(?:路|街|大道|巷|道)\d{{1,5}}号(?:\p{{Han}}{{0,8}}?[A-Z\d]{{1,4}}(?:栋|座|幢|号楼))?(?:\d{{1,3}}单元)?(?:\d{{1,5}}室)?"
     ))
 });
@@ -280,9 +286,6 @@ static PINYIN_WORD: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^(?:(?:zh|ch|sh|[bpmfdtnlgkhjqxzcsryw])?(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|ai|ei|ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ui|ue|er|a|e|i|o|u|v)){1,3}$",
     )
 });
-static LATIN_PAIR: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?-u:\b)([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)(?-u:\b)"));
-
 fn zh_name_shaped(t: &str) -> bool {
     let n = t.chars().count();
     let han = t.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
@@ -294,7 +297,8 @@ fn zh_name_shaped(t: &str) -> bool {
 }
 
 fn pinyin_name(a: &str, b: &str) -> bool {
-    let sur = |w: &str| PINYIN_SURNAMES.contains(&w.to_lowercase().as_str());
+    // ASCII case folding: the longest surname is nine letters.
+    let sur = |w: &str| w.len() <= 9 && PINYIN_SURNAMES.iter().any(|s| s.eq_ignore_ascii_case(w));
     let py = |w: &str| PINYIN_WORD.is_match(w);
     (sur(a) && py(b)) || (sur(b) && py(a))
 }
@@ -315,13 +319,35 @@ fn digits(s: &str) -> Vec<u8> {
     s.bytes().filter(u8::is_ascii_digit).collect()
 }
 
-fn hint_is(hint: Option<&str>, words: &[&str]) -> bool {
-    hint.is_some_and(|h| {
-        let h = h.to_lowercase();
-        words
-            .iter()
-            .any(|w| h == *w || (w.chars().count() > 3 && h.contains(w)))
+/// Whether `hint` (lower-cased) is one of `words`, or contains one of more than three characters.
+fn hint_is(hint: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| {
+        hint == *w
+            || (w.chars().count() > 3
+                && hint.len() > w.len()
+                && hint.as_bytes().windows(w.len()).any(|x| x == w.as_bytes()))
     })
+}
+
+/// The hint lists a column name or key is in, from one lower-casing.
+#[derive(Default)]
+struct Hinted {
+    name: bool,
+    addr: bool,
+    dob: bool,
+    post: bool,
+}
+
+fn hinted(hint: Option<&str>) -> Hinted {
+    let Some(h) = hint.map(str::to_lowercase) else {
+        return Hinted::default();
+    };
+    Hinted {
+        name: hint_is(&h, NAME_HINTS),
+        addr: hint_is(&h, ADDR_HINTS),
+        dob: hint_is(&h, DOB_HINTS),
+        post: hint_is(&h, POST_HINTS),
+    }
 }
 
 const NAME_HINTS: &[&str] = &[
@@ -398,7 +424,7 @@ const POST_HINTS: &[&str] = &[
 ];
 
 /// Words whose absence rules recognisers out; the gate bit each one sets.
-const GATE_WORDS: [(&str, u8); 16] = [
+const GATE_WORDS: [(&str, u8); 15] = [
     ("生", DOB),
     ("dob", DOB),
     ("d.o.b", DOB),
@@ -410,7 +436,6 @@ const GATE_WORDS: [(&str, u8); 16] = [
     ("post code", POST),
     ("postal code", POST),
     ("zip", POST),
-    ("号", HAO),
     ("男", BIO),
     ("女", BIO),
     ("岁", BIO),
@@ -418,8 +443,7 @@ const GATE_WORDS: [(&str, u8); 16] = [
 ];
 const DOB: u8 = 1;
 const POST: u8 = 2;
-const HAO: u8 = 4;
-const BIO: u8 = 8;
+const BIO: u8 = 4;
 
 static GATES: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
     aho_corasick::AhoCorasick::builder()
@@ -431,14 +455,13 @@ static GATES: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
 /// Which recognisers can keep a span in `text`, from one pass of its bytes: each bit is a
 /// condition every kept span of that recogniser needs — a birth-date context word (`生` covers
 /// 出生/生日/生于; the others are matched as the date check matches them, ASCII case folded), a
-/// postcode context word, the `号` of a Chinese street number, the `男`/`女`/`岁`/`身份证` after a
-/// name in a bio. The corpus's documents average 430 bytes with about eight entities, so most
+/// postcode context word, the `男`/`女`/`岁`/`身份证` after a name in a bio. The corpus's documents average 430 bytes with about eight entities, so most
 /// lack several types and their regex passes are skipped without changing any result.
 fn gates(text: &str) -> u8 {
     let mut bits = 0;
     for m in GATES.find_overlapping_iter(text) {
         bits |= GATE_WORDS[m.pattern().as_usize()].1;
-        if bits == DOB | POST | HAO | BIO {
+        if bits == DOB | POST | BIO {
             break;
         }
     }
@@ -450,41 +473,41 @@ fn gated<'t>(re: &Regex, open: bool, text: &'t str) -> impl Iterator<Item = rege
     open.then(|| re.find_iter(text)).into_iter().flatten()
 }
 
-/// The longest run of bytes that can be in a unified social credit code.
-fn longest_uscc_run(text: &str) -> usize {
-    let (mut best, mut run) = (0, 0);
-    for &b in text.as_bytes() {
-        let ok = b.is_ascii_digit()
-            || (b.is_ascii_uppercase() && !matches!(b, b'I' | b'O' | b'Z' | b'S' | b'V'));
-        run = if ok { run + 1 } else { 0 };
-        best = best.max(run);
-    }
-    best
-}
-
 /// Find every entity in `text`. `hint` is the column name or JSON key the text came from, if any.
 pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
+    scan_in(text, hint, &Sites::find(text))
+}
+
+/// [`scan`] with every recogniser searching the whole text instead of the windows around its
+/// triggers: slower, and the reference the tests hold [`scan`] to, span for span.
+pub fn scan_reference(text: &str, hint: Option<&str>) -> Vec<Span> {
+    scan_in(text, hint, &Sites::whole(text))
+}
+
+fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let gate = gates(text);
+    let hinted = hinted(hint);
+    let found = |re: &Pattern, site: Site| re.matches(text, &sites.windows(site));
     let mut c: Vec<(u8, Span)> = Vec::new();
     let mut add = |prio: u8, start: usize, end: usize, kind: EntityType| {
         c.push((prio, Span { start, end, kind }))
     };
     let bounded = |s: usize, e: usize| !is_word(before(text, s)) && !is_word(after(text, e));
 
-    for m in RID.find_iter(text) {
-        let compact: String = m.as_str().chars().filter(|c| *c != ' ').collect();
-        if bounded(m.start(), m.end()) && checks::resident_id(&compact) {
-            add(100, m.start(), m.end(), EntityType::CnResidentId);
+    for (s, e) in found(&RID, Site::ResidentId) {
+        let compact: String = text[s..e].chars().filter(|c| *c != ' ').collect();
+        if bounded(s, e) && checks::resident_id(&compact) {
+            add(100, s, e, EntityType::CnResidentId);
         }
     }
-    for m in gated(&USCC, longest_uscc_run(text) >= 18, text) {
-        if bounded(m.start(), m.end()) && checks::uscc(m.as_str()) {
-            add(95, m.start(), m.end(), EntityType::CnUscc);
+    for (s, e) in found(&USCC, Site::Uscc) {
+        if bounded(s, e) && checks::uscc(&text[s..e]) {
+            add(95, s, e, EntityType::CnUscc);
         }
     }
-    for m in CARD.find_iter(text) {
-        let d = digits(m.as_str());
-        let seps: Vec<char> = m.as_str().chars().filter(|c| !c.is_ascii_digit()).collect();
+    for (s, e) in found(&CARD, Site::Card) {
+        let d = digits(&text[s..e]);
+        let seps: Vec<char> = text[s..e].chars().filter(|c| !c.is_ascii_digit()).collect();
         let consistent = seps.windows(2).all(|w| w[0] == w[1]);
         let prefix_ok = d.starts_with(b"62")
             || d.starts_with(b"60")
@@ -505,97 +528,95 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             (1900..=2030).contains(&y) && (1..=12).contains(&mo)
         };
         if !id_shaped
-            && bounded(m.start(), m.end())
-            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit())
+            && bounded(s, e)
+            && !after(text, e).is_some_and(|c| c.is_ascii_digit())
             && consistent
             && prefix_ok
             && (15..=19).contains(&d.len())
             && checks::luhn(&d)
         {
-            add(90, m.start(), m.end(), EntityType::BankCard);
+            add(90, s, e, EntityType::BankCard);
         }
     }
-    for m in EMAIL.find_iter(text) {
-        add(85, m.start(), m.end(), EntityType::Email);
+    for (s, e) in found(&EMAIL, Site::Email) {
+        add(85, s, e, EntityType::Email);
     }
-    for m in URL.find_iter(text) {
-        let s = m
-            .as_str()
-            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
-        let prev = before(text, m.start());
+    for (s, e) in found(&URL, Site::Url) {
+        let u = text[s..e].trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
+        let prev = before(text, s);
         if prev != Some('@')
             && !is_word(prev)
             && prev != Some('.')
-            && (s.contains("://")
-                || s.starts_with("www.")
-                || s.contains('/')
-                || s.matches('.').count() >= 2)
+            && (u.contains("://")
+                || u.starts_with("www.")
+                || u.contains('/')
+                || u.matches('.').count() >= 2)
         {
-            add(80, m.start(), m.start() + s.len(), EntityType::Url);
+            add(80, s, s + u.len(), EntityType::Url);
         }
     }
-    for m in MAC.find_iter(text) {
-        let s = m.as_str();
-        let consistent = !s.contains(':') || !s.contains('-');
+    for (s, e) in found(&MAC, Site::Mac) {
+        let m = &text[s..e];
+        let consistent = !m.contains(':') || !m.contains('-');
         if consistent
-            && !is_word(before(text, m.start()))
-            && !is_word(after(text, m.end()))
-            && !after(text, m.end()).is_some_and(|c| c == ':' || c == '-')
+            && !is_word(before(text, s))
+            && !is_word(after(text, e))
+            && !after(text, e).is_some_and(|c| c == ':' || c == '-')
         {
-            add(76, m.start(), m.end(), EntityType::MacAddress);
+            add(76, s, e, EntityType::MacAddress);
         }
     }
-    for m in gated(&IPV6, text.contains(':'), text) {
-        let s = m.as_str();
-        if s.contains(':')
-            && s.parse::<std::net::Ipv6Addr>().is_ok()
-            && !is_word(before(text, m.start()))
-            && !is_word(after(text, m.end()))
+    for (s, e) in found(&IPV6, Site::Ipv6) {
+        let m = &text[s..e];
+        if m.contains(':')
+            && m.parse::<std::net::Ipv6Addr>().is_ok()
+            && !is_word(before(text, s))
+            && !is_word(after(text, e))
         {
-            add(75, m.start(), m.end(), EntityType::Ipv6);
+            add(75, s, e, EntityType::Ipv6);
         }
     }
-    for m in IPV4.find_iter(text) {
-        let ok = m.as_str().split('.').all(|o| {
+    for (s, e) in found(&IPV4, Site::Ipv4) {
+        let ok = text[s..e].split('.').all(|o| {
             o.parse::<u16>().is_ok_and(|v| v <= 255) && (o.len() == 1 || !o.starts_with('0'))
         });
-        let (b, a) = (before(text, m.start()), after(text, m.end()));
-        let a2 = text[m.end()..].chars().nth(1);
+        let (b, a) = (before(text, s), after(text, e));
+        let a2 = text[e..].chars().nth(1);
         if ok
             && !is_word(b)
             && b != Some('.')
             && !is_word(a)
             && !(a == Some('.') && a2.is_some_and(|c| c.is_ascii_digit()))
         {
-            add(70, m.start(), m.end(), EntityType::Ipv4);
+            add(70, s, e, EntityType::Ipv4);
         }
     }
-    for m in MOBILE.find_iter(text) {
-        if !before(text, m.start()).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
-            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
+    for (s, e) in found(&MOBILE, Site::Mobile) {
+        if !before(text, s).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
+            && !after(text, e).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
         {
-            add(65, m.start(), m.end(), EntityType::CnMobile);
+            add(65, s, e, EntityType::CnMobile);
         }
     }
-    for m in LANDLINE.find_iter(text) {
-        if !before(text, m.start())
+    for (s, e) in found(&LANDLINE, Site::Landline) {
+        if !before(text, s)
             .is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic() || c == '+')
-            && !after(text, m.end()).is_some_and(|c| c.is_ascii_digit())
+            && !after(text, e).is_some_and(|c| c.is_ascii_digit())
         {
-            add(60, m.start(), m.end(), EntityType::CnLandline);
+            add(60, s, e, EntityType::CnLandline);
         }
     }
-    for m in PLATE.find_iter(text) {
-        if !is_word(after(text, m.end())) {
-            add(60, m.start(), m.end(), EntityType::CnLicensePlate);
+    for (s, e) in found(&PLATE, Site::Plate) {
+        if !is_word(after(text, e)) {
+            add(60, s, e, EntityType::CnLicensePlate);
         }
     }
-    for m in PASSPORT.find_iter(text) {
-        if bounded(m.start(), m.end()) {
-            add(55, m.start(), m.end(), EntityType::Passport);
+    for (s, e) in found(&PASSPORT, Site::Passport) {
+        if bounded(s, e) {
+            add(55, s, e, EntityType::Passport);
         }
     }
-    let dob_hint = hint_is(hint, DOB_HINTS);
+    let dob_hint = hinted.dob;
     for m in gated(&DATE, dob_hint || gate & DOB != 0, text) {
         if !bounded(m.start(), m.end()) {
             continue;
@@ -619,12 +640,17 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             add(50, m.start(), m.end(), EntityType::DateOfBirth);
         }
     }
-    let post_hint = hint_is(hint, POST_HINTS);
-    for m in gated(&SIX, post_hint || gate & POST != 0, text) {
-        if !bounded(m.start(), m.end()) {
+    let post_hint = hinted.post;
+    let six = if post_hint || gate & POST != 0 {
+        found(&SIX, Site::Postcode)
+    } else {
+        Vec::new()
+    };
+    for (s, e) in six {
+        if !bounded(s, e) {
             continue;
         }
-        let pre: String = text[..m.start()]
+        let pre: String = text[..s]
             .chars()
             .rev()
             .take(12)
@@ -645,14 +671,14 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             .iter()
             .any(|w| pre.contains(w))
         {
-            add(45, m.start(), m.end(), EntityType::Postcode);
+            add(45, s, e, EntityType::Postcode);
         }
     }
-    if hint_is(hint, ADDR_HINTS) && text.chars().count() >= 6 && !text.contains('*') {
+    if hinted.addr && text.chars().count() >= 6 && !text.contains('*') {
         add(42, 0, text.len(), EntityType::Address);
     }
-    for m in gated(&ADDR_ZH, gate & HAO != 0, text) {
-        add(40, m.start(), m.end(), EntityType::Address);
+    for (s, e) in found(&ADDR_ZH, Site::AddressZh) {
+        add(40, s, e, EntityType::Address);
     }
     for m in ADDR_EN.find_iter(text) {
         add(40, m.start(), m.end(), EntityType::Address);
@@ -661,7 +687,7 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
     let mut names: Vec<String> = Vec::new();
     let mut zh: Vec<String> = Vec::new();
     let trimmed = text.trim();
-    if hint_is(hint, NAME_HINTS) && !trimmed.is_empty() && !trimmed.contains('*') {
+    if hinted.name && !trimmed.is_empty() && !trimmed.contains('*') {
         let han = trimmed
             .chars()
             .all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c) || c == '·');
@@ -675,9 +701,12 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
             add(30, s, s + trimmed.len(), EntityType::PersonName);
         }
     }
-    // A cell that is nothing but a name, by its shape alone (opaque columns).
+    // A cell that is nothing but a name, by its shape alone (opaque columns); no name shape is
+    // longer than 40 bytes (four Han characters, or a nine-letter surname and a three-syllable
+    // given name).
     if hint.is_some()
         && !trimmed.is_empty()
+        && trimmed.len() <= 40
         && (zh_name_shaped(trimmed)
             || trimmed
                 .split_once(' ')
@@ -686,11 +715,9 @@ pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
         let s = text.find(trimmed).unwrap_or(0);
         add(29, s, s + trimmed.len(), EntityType::PersonName);
     }
-    for cap in LATIN_PAIR.captures_iter(text) {
-        if let (Some(a), Some(b)) = (cap.get(1), cap.get(2))
-            && pinyin_name(a.as_str(), b.as_str())
-        {
-            names.push(text[a.start()..b.end()].to_string());
+    for ((a, z), (b, y)) in latin_pairs(text) {
+        if pinyin_name(&text[a..z], &text[b..y]) {
+            names.push(text[a..y].to_string());
         }
     }
     let zh_patterns: &[&Regex] = if gate & BIO != 0 {

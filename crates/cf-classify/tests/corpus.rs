@@ -1,5 +1,6 @@
 //! Accuracy on the PII development corpus (shared/datasets/pii), scored like
-//! `pii_corpus.py score` in strict mode: exact code-point offsets and type.
+//! `pii_corpus.py score` in strict mode: exact code-point offsets and type; and the windowed scan
+//! held to the whole-text reference on every unit.
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,7 +37,10 @@ fn strict_f1_per_type_and_hard_negatives() {
     for u in &units {
         let text = u["text"].as_str().unwrap();
         let key = u["key"].as_str().unwrap();
-        let spans = cf_classify::scan(text, cf_classify::hint_from_key(key));
+        let hint = cf_classify::hint_from_key(key);
+        let spans = cf_classify::scan(text, hint);
+        // The windowed scan finds span for span what every regex over the whole text finds.
+        assert_eq!(spans, cf_classify::scan_reference(text, hint), "unit {key}");
         let pred: HashSet<(usize, usize, String)> = cf_classify::code_point_spans(text, &spans)
             .into_iter()
             .map(|(s, e, k)| (s, e, k.as_str().to_string()))
@@ -109,7 +113,10 @@ fn replay_scan_text_fuzz_corpus() {
         let data = std::fs::read(e.unwrap().path()).unwrap();
         let s = String::from_utf8(data).unwrap();
         let (h, text) = s.split_once('\n').unwrap_or(("", &s));
-        for sp in cf_classify::scan(text, (!h.is_empty()).then_some(h)) {
+        let hint = (!h.is_empty()).then_some(h);
+        let spans = cf_classify::scan(text, hint);
+        assert_eq!(spans, cf_classify::scan_reference(text, hint));
+        for sp in spans {
             assert!(
                 text.is_char_boundary(sp.start)
                     && text.is_char_boundary(sp.end)

@@ -1,0 +1,541 @@
+//! Where in a text each recogniser can match: the maximal runs of its alphabet around a trigger
+//! (a digit run, a separator, an `@`, a top-level domain, a `号`, a province before a capital).
+//!
+//! A match of a pattern lies inside one maximal run of the pattern's alphabet (or of any superset of
+//! it), and contains the pattern's trigger; so searching only the runs that hold a trigger, each
+//! from its start, finds exactly the matches a search of the whole text finds. The triggers come
+//! from one loop over the bytes and `memchr`; the regexes then read a few bytes per text instead of
+//! all of them (issue 4, DAT-1: about fifteen regex passes over every text were the scanner's
+//! cost). [`Sites::whole`] gives every recogniser the whole text instead — the reference the tests
+//! compare the windows against.
+
+use regex_automata::{Input, dfa, meta, util::syntax};
+
+/// A byte range `[start, end)` of the text.
+pub(crate) type Window = (usize, usize);
+
+// One bit per alphabet; `CLASS[b]` holds the alphabets byte `b` belongs to.
+const DIGIT: u16 = 1 << 0; // 0-9
+const RID: u16 = 1 << 1; // [0-9 Xx]
+const CARD: u16 = 1 << 2; // [0-9 -]
+const MOBILE: u16 = 1 << 3; // [0-9+ -]
+const LANDLINE: u16 = 1 << 4; // [0-9+ ()-]
+const IPV4: u16 = 1 << 5; // [0-9.]
+const MAC: u16 = 1 << 6; // [0-9A-Fa-f:.-]
+const IPV6: u16 = 1 << 7; // [0-9A-Fa-f:.]
+const EMAIL: u16 = 1 << 8; // [A-Za-z0-9._%+@-]
+const URL: u16 = 1 << 9; // [A-Za-z0-9-._~%/?#=&+:@!$,;]
+const UPPER: u16 = 1 << 10; // [0-9A-Z]
+
+static CLASS: [u16; 256] = classes();
+
+const fn classes() -> [u16; 256] {
+    let mut t = [0u16; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let digit = c.is_ascii_digit();
+        let hex = c.is_ascii_hexdigit();
+        let alnum = c.is_ascii_alphanumeric();
+        let mut m = 0;
+        if digit {
+            m |= DIGIT | RID | CARD | MOBILE | LANDLINE | IPV4;
+        }
+        if c == b'X' || c == b'x' || c == b' ' {
+            m |= RID;
+        }
+        if c == b' ' || c == b'-' {
+            m |= CARD | MOBILE | LANDLINE;
+        }
+        if c == b'+' {
+            m |= MOBILE | LANDLINE;
+        }
+        if c == b'(' || c == b')' {
+            m |= LANDLINE;
+        }
+        if c == b'.' {
+            m |= IPV4;
+        }
+        if hex || c == b':' || c == b'.' {
+            m |= MAC | IPV6;
+        }
+        if c == b'-' {
+            m |= MAC;
+        }
+        if alnum || matches!(c, b'.' | b'_' | b'%' | b'+' | b'@' | b'-') {
+            m |= EMAIL;
+        }
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'/'
+                    | b'?'
+                    | b'#'
+                    | b'='
+                    | b'&'
+                    | b'+'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b','
+                    | b';'
+            )
+        {
+            m |= URL;
+        }
+        if digit || c.is_ascii_uppercase() {
+            m |= UPPER;
+        }
+        t[b] = m;
+        b += 1;
+    }
+    t
+}
+
+/// The recognisers that search windows instead of the whole text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Site {
+    /// Resident IDs: digit runs widened over `[0-9 Xx]`, with 17 digits or more.
+    ResidentId,
+    /// Bank cards: over `[0-9 -]`, 15 digits or more.
+    Card,
+    /// Mobiles: over `[0-9+ -]`, 11 digits or more.
+    Mobile,
+    /// Landlines: over `[0-9+ ()-]`, 10 digits or more.
+    Landline,
+    /// IPv4: over `[0-9.]`, three dots or more.
+    Ipv4,
+    /// Postcodes: digit runs of six or more.
+    Postcode,
+    /// Credit codes: `[0-9A-Z]` runs of 18 bytes or more.
+    Uscc,
+    /// Passports: `[0-9A-Z]` runs of 9 bytes or more.
+    Passport,
+    /// MAC addresses: around `:`, `-` and `.`, over hex digits and those, 14 bytes or more.
+    Mac,
+    /// IPv6: around `:`, over hex digits, `:` and `.`, two colons or more.
+    Ipv6,
+    /// E-mail: around `@`.
+    Email,
+    /// URLs: around a `.` followed by one of the top-level domains the pattern names.
+    Url,
+    /// Chinese addresses: around `号`, over Han characters, digits and capitals.
+    AddressZh,
+    /// Plates: around a province character followed by an ASCII capital.
+    Plate,
+}
+
+/// The triggers of one text, found once; [`Sites::windows`] widens them per recogniser.
+pub(crate) struct Sites<'t> {
+    text: &'t str,
+    whole: bool,
+    /// Maximal runs of ASCII digits.
+    digits: Vec<Window>,
+    /// Maximal `[0-9A-Z]` runs of 9 bytes or more.
+    upper: Vec<Window>,
+    /// Byte offsets of province characters followed by an ASCII capital.
+    plates: Vec<usize>,
+}
+
+pub(crate) const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+const URL_TLDS: [&[u8]; 8] = [
+    b"com", b"cn", b"net", b"org", b"gov", b"edu", b"io", b"info",
+];
+
+impl<'t> Sites<'t> {
+    /// Every recogniser searches all of `text`.
+    pub(crate) fn whole(text: &'t str) -> Self {
+        Sites {
+            text,
+            whole: true,
+            digits: Vec::new(),
+            upper: Vec::new(),
+            plates: Vec::new(),
+        }
+    }
+
+    /// The triggers of `text`, from one loop over its bytes.
+    pub(crate) fn find(text: &'t str) -> Self {
+        let b = text.as_bytes();
+        let (mut digits, mut upper, mut plates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < b.len() {
+            if CLASS[b[i] as usize] & UPPER == 0 {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            if b[s].is_ascii_uppercase()
+                && s >= 3
+                && b[s - 1] >= 0x80
+                && text
+                    .get(s - 3..s)
+                    .is_some_and(|p| p.chars().count() == 1 && PROVINCES.contains(p))
+            {
+                plates.push(s - 3);
+            }
+            while i < b.len() && CLASS[b[i] as usize] & UPPER != 0 {
+                if b[i].is_ascii_digit() {
+                    let d = i;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    digits.push((d, i));
+                } else {
+                    i += 1;
+                }
+            }
+            if i - s >= 9 {
+                upper.push((s, i));
+            }
+        }
+        Sites {
+            text,
+            whole: false,
+            digits,
+            upper,
+            plates,
+        }
+    }
+
+    /// The windows `site`'s regex must search, in text order and disjoint.
+    pub(crate) fn windows(&self, site: Site) -> Vec<Window> {
+        if self.whole {
+            return vec![(0, self.text.len())];
+        }
+        let b = self.text.as_bytes();
+        let count = |w: &[u8], f: fn(&u8) -> bool| w.iter().filter(|c| f(c)).count();
+        let digits = self.digits.iter().copied();
+        match site {
+            Site::ResidentId => widen(b, digits, RID, |w| count(w, u8::is_ascii_digit) >= 17),
+            Site::Card => widen(b, digits, CARD, |w| count(w, u8::is_ascii_digit) >= 15),
+            Site::Mobile => widen(b, digits, MOBILE, |w| count(w, u8::is_ascii_digit) >= 11),
+            Site::Landline => widen(b, digits, LANDLINE, |w| count(w, u8::is_ascii_digit) >= 10),
+            Site::Ipv4 => widen(b, digits, IPV4, |w| count(w, |c| *c == b'.') >= 3),
+            Site::Postcode => digits.filter(|(s, e)| e - s >= 6).collect(),
+            Site::Uscc => self
+                .upper
+                .iter()
+                .copied()
+                .filter(|(s, e)| e - s >= 18)
+                .collect(),
+            Site::Passport => self.upper.clone(),
+            Site::Mac => widen(
+                b,
+                memchr::memchr3_iter(b':', b'-', b'.', b).map(|i| (i, i + 1)),
+                MAC,
+                |w| w.len() >= 14,
+            ),
+            Site::Ipv6 => widen(
+                b,
+                memchr::memchr_iter(b':', b).map(|i| (i, i + 1)),
+                IPV6,
+                |w| count(w, |c| *c == b':') >= 2,
+            ),
+            Site::Email => widen(
+                b,
+                memchr::memchr_iter(b'@', b).map(|i| (i, i + 1)),
+                EMAIL,
+                |w| w.len() >= 6,
+            ),
+            Site::Url => widen(
+                b,
+                memchr::memchr_iter(b'.', b)
+                    .filter(|&i| {
+                        URL_TLDS.iter().any(|t| {
+                            b.get(i + 1..i + 1 + t.len())
+                                .is_some_and(|x| x.eq_ignore_ascii_case(t))
+                        })
+                    })
+                    .map(|i| (i, i + 1)),
+                URL,
+                |_| true,
+            ),
+            Site::AddressZh => widen_chars(
+                self.text,
+                memchr::memmem::find_iter(b, "号".as_bytes())
+                    .filter(|&i| before_is_numeric(self.text, i))
+                    .map(|i| (i, i + "号".len())),
+                |c| c.is_ascii_digit() || c.is_ascii_uppercase() || han_or_digit(c),
+            ),
+            Site::Plate => widen_chars(self.text, self.plates.iter().map(|&i| (i, i + 3)), |c| {
+                c.is_ascii_digit()
+                    || c.is_ascii_uppercase()
+                    || matches!(c, '·' | '•' | ' ' | '挂' | '学' | '警')
+                    || PROVINCES.contains(c)
+            }),
+        }
+    }
+}
+
+/// Widen each trigger to the maximal run of bytes of alphabet `mask` around it; keep the runs
+/// `keep` accepts. Triggers come in text order, so one inside the last run is skipped.
+fn widen(
+    b: &[u8],
+    triggers: impl Iterator<Item = Window>,
+    mask: u16,
+    keep: impl Fn(&[u8]) -> bool,
+) -> Vec<Window> {
+    let in_alphabet = |c: u8| CLASS[c as usize] & mask != 0;
+    let mut out = Vec::new();
+    let mut end = 0;
+    for (s, e) in triggers {
+        if s < end {
+            continue;
+        }
+        let mut a = s;
+        while a > 0 && in_alphabet(b[a - 1]) {
+            a -= 1;
+        }
+        let mut z = e;
+        while z < b.len() && in_alphabet(b[z]) {
+            z += 1;
+        }
+        end = z;
+        if keep(&b[a..z]) {
+            out.push((a, z));
+        }
+    }
+    out
+}
+
+/// [`widen`] over characters, for alphabets outside ASCII.
+fn widen_chars(
+    text: &str,
+    triggers: impl Iterator<Item = Window>,
+    in_alphabet: impl Fn(char) -> bool,
+) -> Vec<Window> {
+    let mut out = Vec::new();
+    let mut end = 0;
+    for (s, e) in triggers {
+        if s < end {
+            continue;
+        }
+        let a = text[..s]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| in_alphabet(*c))
+            .last()
+            .map_or(s, |(i, _)| i);
+        let z = text[e..]
+            .char_indices()
+            .find(|(_, c)| !in_alphabet(*c))
+            .map_or(text.len(), |(i, _)| e + i);
+        end = z;
+        out.push((a, z));
+    }
+    out
+}
+
+/// Whether the character before byte `i` is numeric (a superset of the `\d` before `号`).
+fn before_is_numeric(text: &str, i: usize) -> bool {
+    text[..i].chars().next_back().is_some_and(char::is_numeric)
+}
+
+/// A superset of `\p{Han}` and of the non-ASCII decimal digits: every character outside ASCII but
+/// Latin letters and symbols, general punctuation and the CJK and full-width punctuation that
+/// separates Chinese clauses.
+fn han_or_digit(c: char) -> bool {
+    let u = c as u32;
+    u >= 0x300
+        && !(0x2000..=0x206f).contains(&u)
+        && !matches!(u, 0x3000..=0x3004 | 0x3008..=0x3020)
+        && !matches!(u, 0xff01..=0xff0f | 0xff1a..=0xff20 | 0xff3b..=0xff40 | 0xff5b..=0xff65)
+}
+
+/// A pattern searched in windows. ASCII patterns are compiled to full DFAs: a search needs no
+/// cache from a pool, and on windows of a few bytes that setup costs more than the search itself.
+pub(crate) enum Pattern {
+    /// Forward and reverse dense DFAs (boxed: the two DFAs' headers are large).
+    Dfa(Box<dfa::regex::Regex>),
+    /// The meta engine, for patterns over Unicode classes (Han characters).
+    Meta(meta::Regex),
+}
+
+impl Pattern {
+    /// `p` with ASCII `\d`, classes and case folding — all a window of an ASCII alphabet holds.
+    pub(crate) fn ascii(p: &str) -> Self {
+        Pattern::Dfa(Box::new(
+            dfa::regex::Regex::builder()
+                .syntax(syntax::Config::new().unicode(false))
+                .build(p)
+                .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+        ))
+    }
+
+    /// `p` with Unicode classes.
+    pub(crate) fn unicode(p: &str) -> Self {
+        Pattern::Meta(meta::Regex::new(p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")))
+    }
+
+    /// The matches in `windows` of `text`, as byte ranges of `text`.
+    pub(crate) fn matches(&self, text: &str, windows: &[Window]) -> Vec<Window> {
+        let mut out = Vec::new();
+        for &(s, e) in windows {
+            let input = Input::new(text).span(s..e);
+            match self {
+                Pattern::Dfa(re) => out.extend(re.find_iter(input).map(|m| (m.start(), m.end()))),
+                Pattern::Meta(re) => out.extend(re.find_iter(input).map(|m| (m.start(), m.end()))),
+            }
+        }
+        out
+    }
+}
+
+/// The capitalised ASCII word pairs `(?-u:\b)([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)(?-u:\b)` finds,
+/// leftmost first and without overlap, as the two words' ranges — by walking words instead.
+pub(crate) fn latin_pairs(text: &str) -> Vec<(Window, Window)> {
+    fn word(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_'
+    }
+    fn title(w: &[u8]) -> bool {
+        w.len() >= 2 && w[0].is_ascii_uppercase() && w[1..].iter().all(u8::is_ascii_lowercase)
+    }
+    fn upper(w: &[u8]) -> bool {
+        w.len() >= 2 && w.iter().all(u8::is_ascii_uppercase)
+    }
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut prev: Option<Window> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if !word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < b.len() && word(b[i]) {
+            i += 1;
+        }
+        let w = &b[s..i];
+        match prev {
+            Some((ps, pe)) if pe + 1 == s && b[pe] == b' ' && title(w) => {
+                out.push(((ps, pe), (s, i)));
+                prev = None;
+            }
+            _ => prev = (title(w) || upper(w)).then_some((s, i)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_class_table_holds_each_alphabet() {
+        assert_eq!(
+            CLASS[b'7' as usize] & (RID | CARD | UPPER),
+            RID | CARD | UPPER
+        );
+        assert_eq!(CLASS[b'x' as usize] & (RID | UPPER), RID);
+        assert_eq!(CLASS[b'f' as usize] & (MAC | IPV6 | UPPER), MAC | IPV6);
+        assert_eq!(CLASS[0xe5], 0);
+    }
+
+    #[test]
+    fn windows_are_the_runs_around_triggers() {
+        let t = "手机 138 1234 5678，IP 10.0.0.1，no digits here";
+        let s = Sites::find(t);
+        let w = s.windows(Site::Mobile);
+        assert_eq!(w.len(), 1);
+        assert_eq!(&t[w[0].0..w[0].1], " 138 1234 5678");
+        let w = s.windows(Site::Ipv4);
+        assert_eq!(&t[w[0].0..w[0].1], "10.0.0.1");
+        assert!(s.windows(Site::ResidentId).is_empty());
+        let t = "车牌京A12345和浙KDL4654";
+        let w = Sites::find(t).windows(Site::Plate);
+        let got: Vec<&str> = w.iter().map(|&(a, z)| &t[a..z]).collect();
+        assert_eq!(got, ["京A12345", "浙KDL4654"]);
+        let t = "住在湖北省武汉市迎宾大道467号，电话";
+        let w = Sites::find(t).windows(Site::AddressZh);
+        assert_eq!(&t[w[0].0..w[0].1], "住在湖北省武汉市迎宾大道467号");
+    }
+
+    /// Texts made of the pieces the recognisers look for, glued in any order.
+    fn pieces() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "420106198608147579",
+            "4201 0619 8608 1475 79",
+            "6212261688864991170",
+            "6212-2616-8886-4991",
+            "+86 153 3877 7836",
+            "15338777836",
+            "(010)4032 0837",
+            "010-4032-0837",
+            "10.14.139.7",
+            "0C-A6-C0-D6-7B-94",
+            "0ca6.c0d6.7b94",
+            "fe80::1c2b:3dff:fe4a:5e6f",
+            "::1",
+            "53420106MALB65AK9N",
+            "E17831819",
+            "EA1234567",
+            "430061",
+            "zhengyuling115@yahoo.com",
+            "www.metro-demo.com/a?b=1",
+            "https://x.gov.cn",
+            "浙KDL4654",
+            "京A·12345",
+            "粤B 1234D",
+            "湖北省武汉市武昌区迎宾大道467号",
+            "北京市朝阳区建国路88号3单元1201室",
+            "Zhang Wei",
+            "LI Mingzhen",
+            "No. 487 Jiefang East Road, Shanghai",
+            "1986年8月14日",
+            "1986-08-14",
+            "出生",
+            "邮编",
+            "号",
+            "，",
+            "。",
+            " ",
+            "-",
+            ".",
+            ":",
+            "@",
+            "X",
+            "7",
+            "12",
+            "A",
+            "a",
+            "张琳",
+            "男",
+            "姓名",
+            "Dear",
+            "１２３",
+            "の",
+            "é",
+        ]);
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn windows_find_what_the_whole_text_search_finds(t in pieces()) {
+            prop_assert_eq!(crate::scan(&t, None), crate::scan_reference(&t, None));
+        }
+
+        #[test]
+        fn latin_pairs_equal_the_regex(t in "[A-Za-z _.,9张]{0,60}") {
+            let re = regex::Regex::new(r"(?-u:\b)([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)(?-u:\b)")
+                .expect("pattern");
+            let want: Vec<(Window, Window)> = re
+                .captures_iter(&t)
+                .filter_map(|c| {
+                    let (a, b) = (c.get(1)?, c.get(2)?);
+                    Some(((a.start(), a.end()), (b.start(), b.end())))
+                })
+                .collect();
+            prop_assert_eq!(latin_pairs(&t), want);
+        }
+    }
+}
