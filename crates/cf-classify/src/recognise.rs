@@ -1,5 +1,6 @@
 //! The recognisers and the overlap resolution between them.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -149,9 +150,9 @@ static PLATE: LazyLock<Pattern> = LazyLock::new(|| {
         r"[{PROVINCES}][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{{4}}|\d{{5}}[DF]|[A-HJ-NP-Z0-9]{{4}}[A-HJ-NP-Z0-9挂学警])"
     ))
 });
-static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?:19|20)\d{2}年\d{1,2}月\d{1,2}日|(?:19|20)\d{2}[-/.]\d{1,2}[-/.]\d{1,2}|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2} (?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec) (?:19|20)\d{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}, (?:19|20)\d{2}|\d{2}/\d{2}/(?:19|20)\d{2}",
+static DATE: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::ascii(
+        r"(?:19|20)[0-9]{2}年[0-9]{1,2}月[0-9]{1,2}日|(?:19|20)[0-9]{2}[-/.][0-9]{1,2}[-/.][0-9]{1,2}|(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])|[0-9]{1,2} (?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec) (?:19|20)[0-9]{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? [0-9]{1,2}, (?:19|20)[0-9]{2}|[0-9]{2}/[0-9]{2}/(?:19|20)[0-9]{2}",
     )
 });
 static SIX: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{6}"));
@@ -315,21 +316,31 @@ fn after(t: &str, i: usize) -> Option<char> {
     t[i..].chars().next()
 }
 
+/// The last `n` characters of `text[..i]`.
+fn tail(text: &str, i: usize, n: usize) -> &str {
+    let start = text[..i]
+        .char_indices()
+        .rev()
+        .nth(n - 1)
+        .map_or(0, |(j, _)| j);
+    &text[start..i]
+}
+
+/// Whether `hay` contains one of the lower-case `words`, ASCII letters compared without case (as
+/// lower-casing `hay` would: no other character lower-cases into these words' letters).
+fn has_word(hay: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| {
+        hay.as_bytes()
+            .windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    })
+}
+
 fn digits(s: &str) -> Vec<u8> {
     s.bytes().filter(u8::is_ascii_digit).collect()
 }
 
-/// Whether `hint` (lower-cased) is one of `words`, or contains one of more than three characters.
-fn hint_is(hint: &str, words: &[&str]) -> bool {
-    words.iter().any(|w| {
-        hint == *w
-            || (w.chars().count() > 3
-                && hint.len() > w.len()
-                && hint.as_bytes().windows(w.len()).any(|x| x == w.as_bytes()))
-    })
-}
-
-/// The hint lists a column name or key is in, from one lower-casing.
+/// The hint lists a column name or key is in.
 #[derive(Default)]
 struct Hinted {
     name: bool,
@@ -338,15 +349,55 @@ struct Hinted {
     post: bool,
 }
 
+const H_NAME: u8 = 1;
+const H_ADDR: u8 = 2;
+const H_DOB: u8 = 4;
+const H_POST: u8 = 8;
+
+/// Every hint word with its list's bit: a hint is in a list when it equals one of its words or
+/// contains one of more than three characters.
+static HINT_WORDS: LazyLock<(
+    HashMap<&'static str, u8>,
+    aho_corasick::AhoCorasick,
+    Vec<u8>,
+)> = LazyLock::new(|| {
+    let lists = [
+        (NAME_HINTS, H_NAME),
+        (ADDR_HINTS, H_ADDR),
+        (DOB_HINTS, H_DOB),
+        (POST_HINTS, H_POST),
+    ];
+    let mut exact: HashMap<&'static str, u8> = HashMap::new();
+    let (mut long, mut bits) = (Vec::new(), Vec::new());
+    for (words, bit) in lists {
+        for w in words {
+            *exact.entry(w).or_default() |= bit;
+            if w.chars().count() > 3 {
+                long.push(*w);
+                bits.push(bit);
+            }
+        }
+    }
+    let ac = aho_corasick::AhoCorasick::new(&long)
+        .unwrap_or_else(|e| panic!("built-in hint words: {e}"));
+    (exact, ac, bits)
+});
+
+/// The lists `hint` is in, from one lower-casing and one pass over it.
 fn hinted(hint: Option<&str>) -> Hinted {
     let Some(h) = hint.map(str::to_lowercase) else {
         return Hinted::default();
     };
+    let (exact, ac, bits) = &*HINT_WORDS;
+    let mut b = exact.get(h.as_str()).copied().unwrap_or(0);
+    for m in ac.find_overlapping_iter(&h) {
+        b |= bits[m.pattern().as_usize()];
+    }
     Hinted {
-        name: hint_is(&h, NAME_HINTS),
-        addr: hint_is(&h, ADDR_HINTS),
-        dob: hint_is(&h, DOB_HINTS),
-        post: hint_is(&h, POST_HINTS),
+        name: b & H_NAME != 0,
+        addr: b & H_ADDR != 0,
+        dob: b & H_DOB != 0,
+        post: b & H_POST != 0,
     }
 }
 
@@ -466,11 +517,6 @@ fn gates(text: &str) -> u8 {
         }
     }
     bits
-}
-
-/// The matches of `re` in `text`, or none without searching when its gate is shut.
-fn gated<'t>(re: &Regex, open: bool, text: &'t str) -> impl Iterator<Item = regex::Match<'t>> {
-    open.then(|| re.find_iter(text)).into_iter().flatten()
 }
 
 /// Find every entity in `text`. `hint` is the column name or JSON key the text came from, if any.
@@ -617,27 +663,22 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         }
     }
     let dob_hint = hinted.dob;
-    for m in gated(&DATE, dob_hint || gate & DOB != 0, text) {
-        if !bounded(m.start(), m.end()) {
+    let dates = if dob_hint || gate & DOB != 0 {
+        found(&DATE, Site::Date)
+    } else {
+        Vec::new()
+    };
+    for (s, e) in dates {
+        if !bounded(s, e) {
             continue;
         }
-        let pre: String = text[..m.start()]
-            .chars()
-            .rev()
-            .take(16)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<String>()
-            .to_lowercase();
-        let post: String = text[m.end()..].chars().take(3).collect();
-        let ctx = ["出生", "生日", "dob", "d.o.b", "born", "birth", "生于"]
-            .iter()
-            .any(|w| pre.contains(w))
-            || post.starts_with("出生")
-            || post.starts_with("生");
+        let ctx = has_word(
+            tail(text, s, 16),
+            &["出生", "生日", "dob", "d.o.b", "born", "birth", "生于"],
+        ) || text[e..].starts_with("出生")
+            || text[e..].starts_with("生");
         if dob_hint || ctx {
-            add(50, m.start(), m.end(), EntityType::DateOfBirth);
+            add(50, s, e, EntityType::DateOfBirth);
         }
     }
     let post_hint = hinted.post;
@@ -650,26 +691,18 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         if !bounded(s, e) {
             continue;
         }
-        let pre: String = text[..s]
-            .chars()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<String>()
-            .to_lowercase();
         if post_hint
-            || [
-                "邮编",
-                "邮政编码",
-                "postcode",
-                "post code",
-                "postal code",
-                "zip",
-            ]
-            .iter()
-            .any(|w| pre.contains(w))
+            || has_word(
+                tail(text, s, 12),
+                &[
+                    "邮编",
+                    "邮政编码",
+                    "postcode",
+                    "post code",
+                    "postal code",
+                    "zip",
+                ],
+            )
         {
             add(45, s, e, EntityType::Postcode);
         }

@@ -27,6 +27,9 @@ const EMAIL: u16 = 1 << 8; // [A-Za-z0-9._%+@-]
 const URL: u16 = 1 << 9; // [A-Za-z0-9-._~%/?#=&+:@!$,;]
 const UPPER: u16 = 1 << 10; // [0-9A-Z]
 
+/// The union of the alphabets searched around digit runs.
+const NUMERIC: u16 = RID | CARD | MOBILE | LANDLINE | IPV4;
+
 static CLASS: [u16; 256] = classes();
 
 const fn classes() -> [u16; 256] {
@@ -124,6 +127,9 @@ pub(crate) enum Site {
     Email,
     /// URLs: around a `.` followed by one of the top-level domains the pattern names.
     Url,
+    /// Dates: digit runs of four or more (every form has a year), over ASCII letters and digits,
+    /// ` ,./-` and `年月日`.
+    Date,
     /// Chinese addresses: around `号`, over Han characters, digits and capitals.
     AddressZh,
     /// Plates: around a province character followed by an ASCII capital.
@@ -136,6 +142,9 @@ pub(crate) struct Sites<'t> {
     whole: bool,
     /// Maximal runs of ASCII digits.
     digits: Vec<Window>,
+    /// Maximal runs of the [`NUMERIC`] alphabet around digit runs: the digit runs they hold (a
+    /// range of `digits`), and their count of digits and of dots.
+    clusters: Vec<(std::ops::Range<usize>, usize, usize)>,
     /// Maximal `[0-9A-Z]` runs of 9 bytes or more.
     upper: Vec<Window>,
     /// Byte offsets of province characters followed by an ASCII capital.
@@ -154,6 +163,7 @@ impl<'t> Sites<'t> {
             text,
             whole: true,
             digits: Vec::new(),
+            clusters: Vec::new(),
             upper: Vec::new(),
             plates: Vec::new(),
         }
@@ -194,10 +204,25 @@ impl<'t> Sites<'t> {
                 upper.push((s, i));
             }
         }
+        // Most digit runs are short numbers whose cluster is too short for every numeric
+        // recogniser; counting once per cluster skips them all at once.
+        let mut clusters = Vec::new();
+        let mut k = 0;
+        while k < digits.len() {
+            let (a, z) = widen_one(b, digits[k], NUMERIC);
+            let first = k;
+            while k < digits.len() && digits[k].0 < z {
+                k += 1;
+            }
+            let n: usize = digits[first..k].iter().map(|(s, e)| e - s).sum();
+            let dots = b[a..z].iter().filter(|c| **c == b'.').count();
+            clusters.push((first..k, n, dots));
+        }
         Sites {
             text,
             whole: false,
             digits,
+            clusters,
             upper,
             plates,
         }
@@ -211,12 +236,20 @@ impl<'t> Sites<'t> {
         let b = self.text.as_bytes();
         let count = |w: &[u8], f: fn(&u8) -> bool| w.iter().filter(|c| f(c)).count();
         let digits = self.digits.iter().copied();
+        // The digit runs of the clusters with at least `n` digits and `dots` dots.
+        let numeric = |n: usize, dots: usize| {
+            self.clusters
+                .iter()
+                .filter(move |c| c.1 >= n && c.2 >= dots)
+                .flat_map(|c| self.digits[c.0.clone()].iter().copied())
+        };
+        let n_digits = |w: &[u8]| count(w, u8::is_ascii_digit);
         match site {
-            Site::ResidentId => widen(b, digits, RID, |w| count(w, u8::is_ascii_digit) >= 17),
-            Site::Card => widen(b, digits, CARD, |w| count(w, u8::is_ascii_digit) >= 15),
-            Site::Mobile => widen(b, digits, MOBILE, |w| count(w, u8::is_ascii_digit) >= 11),
-            Site::Landline => widen(b, digits, LANDLINE, |w| count(w, u8::is_ascii_digit) >= 10),
-            Site::Ipv4 => widen(b, digits, IPV4, |w| count(w, |c| *c == b'.') >= 3),
+            Site::ResidentId => widen(b, numeric(17, 0), RID, |w| n_digits(w) >= 17),
+            Site::Card => widen(b, numeric(15, 0), CARD, |w| n_digits(w) >= 15),
+            Site::Mobile => widen(b, numeric(11, 0), MOBILE, |w| n_digits(w) >= 11),
+            Site::Landline => widen(b, numeric(10, 0), LANDLINE, |w| n_digits(w) >= 10),
+            Site::Ipv4 => widen(b, numeric(4, 3), IPV4, |w| count(w, |c| *c == b'.') >= 3),
             Site::Postcode => digits.filter(|(s, e)| e - s >= 6).collect(),
             Site::Uscc => self
                 .upper
@@ -256,6 +289,10 @@ impl<'t> Sites<'t> {
                 URL,
                 |_| true,
             ),
+            Site::Date => widen_chars(self.text, digits.filter(|(s, e)| e - s >= 4), |c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, ' ' | ',' | '.' | '/' | '-' | '年' | '月' | '日')
+            }),
             Site::AddressZh => widen_chars(
                 self.text,
                 memchr::memmem::find_iter(b, "号".as_bytes())
@@ -273,6 +310,20 @@ impl<'t> Sites<'t> {
     }
 }
 
+/// The maximal run of bytes of alphabet `mask` around `(s, e)`.
+fn widen_one(b: &[u8], (s, e): Window, mask: u16) -> Window {
+    let in_alphabet = |c: u8| CLASS[c as usize] & mask != 0;
+    let mut a = s;
+    while a > 0 && in_alphabet(b[a - 1]) {
+        a -= 1;
+    }
+    let mut z = e;
+    while z < b.len() && in_alphabet(b[z]) {
+        z += 1;
+    }
+    (a, z)
+}
+
 /// Widen each trigger to the maximal run of bytes of alphabet `mask` around it; keep the runs
 /// `keep` accepts. Triggers come in text order, so one inside the last run is skipped.
 fn widen(
@@ -281,21 +332,13 @@ fn widen(
     mask: u16,
     keep: impl Fn(&[u8]) -> bool,
 ) -> Vec<Window> {
-    let in_alphabet = |c: u8| CLASS[c as usize] & mask != 0;
     let mut out = Vec::new();
     let mut end = 0;
-    for (s, e) in triggers {
-        if s < end {
+    for t in triggers {
+        if t.0 < end {
             continue;
         }
-        let mut a = s;
-        while a > 0 && in_alphabet(b[a - 1]) {
-            a -= 1;
-        }
-        let mut z = e;
-        while z < b.len() && in_alphabet(b[z]) {
-            z += 1;
-        }
+        let (a, z) = widen_one(b, t, mask);
         end = z;
         if keep(&b[a..z]) {
             out.push((a, z));
