@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::checks;
-use crate::sites::{PROVINCES, Pattern, Site, Sites, latin_pairs};
+use crate::sites::{PROVINCES, Pattern, Site, Sites, hand, latin_pairs};
 
 /// The entity types of the discovery corpus (shared/datasets/pii/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -113,9 +113,12 @@ fn re(p: &str) -> Regex {
 
 const PROV: &str = "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门";
 
-static RID: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{6} ?\d{8} ?\d{3}[\dXx]"));
-static USCC: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"[0-9A-HJ-NPQRTUWXY]{18}"));
-static CARD: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d(?:[ -]?\d){14,18}"));
+static RID: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::hand(r"\d{6} ?\d{8} ?\d{3}[\dXx]", hand::resident_id));
+static USCC: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::hand(r"[0-9A-HJ-NPQRTUWXY]{18}", hand::uscc));
+static CARD: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::hand(r"\d(?:[ -]?\d){14,18}", hand::card));
 static EMAIL: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::ascii(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 });
@@ -124,7 +127,8 @@ static URL: LazyLock<Pattern> = LazyLock::new(|| {
         r"(?i)(?:https?://)?(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|cn|net|org|gov|edu|io|info)(?::\d{2,5})?(?:/[A-Za-z0-9\-._~%/?#=&+:@!$,;]*)?",
     )
 });
-static IPV4: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{1,3}(?:\.\d{1,3}){3}"));
+static IPV4: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::hand(r"\d{1,3}(?:\.\d{1,3}){3}", hand::ipv4));
 static IPV6: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::ascii(
         r"(?:[0-9A-Fa-f]{0,4}:){2,6}\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
@@ -136,15 +140,19 @@ static MAC: LazyLock<Pattern> = LazyLock::new(|| {
     )
 });
 static MOBILE: LazyLock<Pattern> = LazyLock::new(|| {
-    Pattern::ascii(r"(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})")
+    Pattern::hand(
+        r"(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})",
+        hand::mobile,
+    )
 });
 static LANDLINE: LazyLock<Pattern> = LazyLock::new(|| {
-    Pattern::ascii(
+    Pattern::hand(
         r"\+86[ -]?(?:10|2\d|[3-9]\d{2})[ -]?\d{7,8}|\(0\d{2,3}\)[ -]?\d{7,8}|0\d{2,3}[ -]\d{3,4}[ -]\d{4}|0\d{2,3}[ -]?\d{7,8}",
+        hand::landline,
     )
 });
 static PASSPORT: LazyLock<Pattern> =
-    LazyLock::new(|| Pattern::ascii(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}"));
+    LazyLock::new(|| Pattern::hand(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}", hand::passport));
 static PLATE: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::unicode(&format!(
         r"[{PROVINCES}][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{{4}}|\d{{5}}[DF]|[A-HJ-NP-Z0-9]{{4}}[A-HJ-NP-Z0-9挂学警])"
@@ -155,7 +163,7 @@ static DATE: LazyLock<Pattern> = LazyLock::new(|| {
         r"(?:19|20)[0-9]{2}年[0-9]{1,2}月[0-9]{1,2}日|(?:19|20)[0-9]{2}[-/.][0-9]{1,2}[-/.][0-9]{1,2}|(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])|[0-9]{1,2} (?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec) (?:19|20)[0-9]{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? [0-9]{1,2}, (?:19|20)[0-9]{2}|[0-9]{2}/[0-9]{2}/(?:19|20)[0-9]{2}",
     )
 });
-static SIX: LazyLock<Pattern> = LazyLock::new(|| Pattern::ascii(r"\d{6}"));
+static SIX: LazyLock<Pattern> = LazyLock::new(|| Pattern::hand(r"\d{6}", hand::six));
 static ADDR_ZH: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::unicode(&format!(
         r"(?:(?:{PROV})(?:省|壮族自治区|回族自治区|维吾尔自治区|自治区|市)?(?:\p{{Han}}{{1,6}}?(?:市|州|盟))?|\p{{Han}}{{2}}市)(?:\p{{Han}}{{1,6}}?(?:区|县|旗))?(?:\p{{Han}}{{1,6}}?(?:街道|镇|乡))?\p{{Han}}{{1,10}}?(?:路|街|大道|巷|道)\d{{1,5}}号(?:\p{{Han}}{{0,8}}?[A-Z\d]{{1,4}}(?:栋|座|幢|号楼))?(?:\d{{1,3}}单元)?(?:\d{{1,5}}室)?"
@@ -533,7 +541,7 @@ pub fn scan_reference(text: &str, hint: Option<&str>) -> Vec<Span> {
 fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let gate = gates(text);
     let hinted = hinted(hint);
-    let found = |re: &Pattern, site: Site| re.matches(text, &sites.windows(site));
+    let found = |re: &Pattern, site: Site| re.matches(text, &sites.windows(site), sites.is_whole());
     let mut c: Vec<(u8, Span)> = Vec::new();
     let mut add = |prio: u8, start: usize, end: usize, kind: EntityType| {
         c.push((prio, Span { start, end, kind }))
@@ -882,6 +890,26 @@ fn resolve(mut c: Vec<(u8, Span)>) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Each hand matcher finds what its regex finds, on strings dense in digits, separators
+        /// and prefixes.
+        #[test]
+        fn hand_matchers_equal_their_regexes(
+            v in prop::collection::vec(prop::sample::select(vec![
+                "0", "1", "3", "8", "9", "86", "+86", "0086", "86-", " ", "-", ".", "(", ")", "X",
+                "x", "E", "G", "A", "I", "Z", "12345", "2345678", "13812345678", "010", "0755",
+                "(0755)", "1.2.3.4", "999.", "420106198608147579", "4201 0619860814 757X",
+            ]), 0..14)
+        ) {
+            let t = v.concat();
+            let all = [(0, t.len())];
+            for re in [&*RID, &*USCC, &*CARD, &*IPV4, &*SIX, &*PASSPORT, &*MOBILE, &*LANDLINE] {
+                prop_assert_eq!(re.matches(&t, &all, false), re.matches(&t, &all, true), "{}", t);
+            }
+        }
+    }
 
     fn kinds(t: &str, hint: Option<&str>) -> Vec<(String, &'static str)> {
         scan(t, hint)

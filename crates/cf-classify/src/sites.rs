@@ -228,6 +228,11 @@ impl<'t> Sites<'t> {
         }
     }
 
+    /// Whether every window is the whole text (the reference search).
+    pub(crate) fn is_whole(&self) -> bool {
+        self.whole
+    }
+
     /// The windows `site`'s regex must search, in text order and disjoint.
     pub(crate) fn windows(&self, site: Site) -> Vec<Window> {
         if self.whole {
@@ -396,9 +401,16 @@ fn han_or_digit(c: char) -> bool {
 pub(crate) enum Pattern {
     /// Forward and reverse dense DFAs (boxed: the two DFAs' headers are large).
     Dfa(Box<dfa::regex::Regex>),
+    /// The DFAs for the whole-text reference, and for windows a hand matcher that gives the
+    /// match the regex prefers at a start, if any: no search setup at all per window.
+    Hand(Box<dfa::regex::Regex>, Matcher),
     /// The meta engine, for patterns over Unicode classes (Han characters).
     Meta(meta::Regex),
 }
+
+/// The end of the match a pattern's regex prefers (leftmost-first) starting at `b[p]`, if any;
+/// `b` ends where the window ends.
+pub(crate) type Matcher = fn(b: &[u8], p: usize) -> Option<usize>;
 
 impl Pattern {
     /// `p` with ASCII `\d`, classes and case folding — all a window of an ASCII alphabet holds.
@@ -411,22 +423,228 @@ impl Pattern {
         ))
     }
 
+    /// `p` as [`Pattern::ascii`], with `at` matching in windows; the tests hold `at` to `p`.
+    pub(crate) fn hand(p: &str, at: Matcher) -> Self {
+        match Pattern::ascii(p) {
+            Pattern::Dfa(re) => Pattern::Hand(re, at),
+            other => other,
+        }
+    }
+
     /// `p` with Unicode classes.
     pub(crate) fn unicode(p: &str) -> Self {
         Pattern::Meta(meta::Regex::new(p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")))
     }
 
     /// The matches in `windows` of `text`, as byte ranges of `text`.
-    pub(crate) fn matches(&self, text: &str, windows: &[Window]) -> Vec<Window> {
+    /// `whole`: the windows are the whole text, the reference search (regexes only).
+    pub(crate) fn matches(&self, text: &str, windows: &[Window], whole: bool) -> Vec<Window> {
         let mut out = Vec::new();
         for &(s, e) in windows {
             let input = Input::new(text).span(s..e);
             match self {
-                Pattern::Dfa(re) => out.extend(re.find_iter(input).map(|m| (m.start(), m.end()))),
+                Pattern::Hand(_, at) if !whole => {
+                    let b = &text.as_bytes()[..e];
+                    let mut p = s;
+                    while p < e {
+                        match at(b, p) {
+                            Some(z) => {
+                                out.push((p, z));
+                                p = z;
+                            }
+                            None => p += 1,
+                        }
+                    }
+                }
+                Pattern::Dfa(re) | Pattern::Hand(re, _) => {
+                    out.extend(re.find_iter(input).map(|m| (m.start(), m.end())))
+                }
                 Pattern::Meta(re) => out.extend(re.find_iter(input).map(|m| (m.start(), m.end()))),
             }
         }
         out
+    }
+}
+
+/// Hand matchers of the numeric patterns (`\\d` is ASCII): each returns the end of the match its
+/// regex prefers at `p`. Optional separators are taken greedily — giving one back never helps, as
+/// a digit must follow — and bounded repeats try their longer count first, as the regex does.
+pub(crate) mod hand {
+    fn d(b: &[u8], i: usize) -> bool {
+        b.get(i).is_some_and(u8::is_ascii_digit)
+    }
+    fn ds(b: &[u8], i: usize, n: usize) -> bool {
+        (i..i + n).all(|k| d(b, k))
+    }
+    fn sep(b: &[u8], i: usize) -> bool {
+        matches!(b.get(i), Some(b' ' | b'-'))
+    }
+    fn skip_sep(b: &[u8], i: usize) -> usize {
+        if sep(b, i) { i + 1 } else { i }
+    }
+    /// `\\d{7,8}` at `i`.
+    fn seven_or_eight(b: &[u8], i: usize) -> Option<usize> {
+        if ds(b, i, 8) {
+            Some(i + 8)
+        } else {
+            ds(b, i, 7).then_some(i + 7)
+        }
+    }
+
+    /// `\\d{6} ?\\d{8} ?\\d{3}[\\dXx]`
+    pub(crate) fn resident_id(b: &[u8], p: usize) -> Option<usize> {
+        ds(b, p, 6).then_some(())?;
+        let i = if b.get(p + 6) == Some(&b' ') {
+            p + 7
+        } else {
+            p + 6
+        };
+        ds(b, i, 8).then_some(())?;
+        let i = if b.get(i + 8) == Some(&b' ') {
+            i + 9
+        } else {
+            i + 8
+        };
+        (ds(b, i, 3)
+            && b.get(i + 3)
+                .is_some_and(|c| c.is_ascii_digit() || *c == b'X' || *c == b'x'))
+        .then_some(i + 4)
+    }
+
+    /// `[0-9A-HJ-NPQRTUWXY]{18}`
+    pub(crate) fn uscc(b: &[u8], p: usize) -> Option<usize> {
+        let ok = |c: &u8| c.is_ascii_digit() || (c.is_ascii_uppercase() && !b"IOZSV".contains(c));
+        b.get(p..p + 18)
+            .is_some_and(|w| w.iter().all(ok))
+            .then_some(p + 18)
+    }
+
+    /// `\\d(?:[ -]?\\d){14,18}`
+    pub(crate) fn card(b: &[u8], p: usize) -> Option<usize> {
+        d(b, p).then_some(())?;
+        let (mut i, mut n) = (p + 1, 0);
+        while n < 18 {
+            if sep(b, i) && d(b, i + 1) {
+                i += 2;
+            } else if d(b, i) {
+                i += 1;
+            } else {
+                break;
+            }
+            n += 1;
+        }
+        (n >= 14).then_some(i)
+    }
+
+    /// `\\d{1,3}(?:\\.\\d{1,3}){3}`
+    pub(crate) fn ipv4(b: &[u8], p: usize) -> Option<usize> {
+        let group = |i: usize| {
+            let k = (0..3).take_while(|k| d(b, i + k)).count();
+            (k > 0).then_some(i + k)
+        };
+        let mut i = group(p)?;
+        for _ in 0..3 {
+            (b.get(i) == Some(&b'.')).then_some(())?;
+            i = group(i + 1)?;
+        }
+        Some(i)
+    }
+
+    /// `\\d{6}`
+    pub(crate) fn six(b: &[u8], p: usize) -> Option<usize> {
+        ds(b, p, 6).then_some(p + 6)
+    }
+
+    /// `[EG]\\d{8}|E[A-HJ-NP-Z]\\d{7}`
+    pub(crate) fn passport(b: &[u8], p: usize) -> Option<usize> {
+        match b.get(p) {
+            Some(b'E' | b'G') if ds(b, p + 1, 8) => Some(p + 9),
+            Some(b'E')
+                if b.get(p + 1)
+                    .is_some_and(|c| c.is_ascii_uppercase() && !b"IO".contains(c))
+                    && ds(b, p + 2, 7) =>
+            {
+                Some(p + 9)
+            }
+            _ => None,
+        }
+    }
+
+    /// `(?:\\+86[ -]?|0086[ -]?|86-)?1[3-9]\\d(?:\\d{8}|[ -]\\d{4}[ -]\\d{4})`
+    pub(crate) fn mobile(b: &[u8], p: usize) -> Option<usize> {
+        let body = |i: usize| {
+            (b.get(i) == Some(&b'1')
+                && b.get(i + 1).is_some_and(|c| (b'3'..=b'9').contains(c))
+                && d(b, i + 2))
+            .then_some(())?;
+            let j = i + 3;
+            if ds(b, j, 8) {
+                Some(j + 8)
+            } else {
+                (sep(b, j) && ds(b, j + 1, 4) && sep(b, j + 5) && ds(b, j + 6, 4)).then_some(j + 10)
+            }
+        };
+        let rest = &b[p.min(b.len())..];
+        let prefixed = if rest.starts_with(b"+86") {
+            body(skip_sep(b, p + 3))
+        } else {
+            None
+        };
+        let prefixed = prefixed.or_else(|| {
+            rest.starts_with(b"0086")
+                .then(|| body(skip_sep(b, p + 4)))
+                .flatten()
+        });
+        let prefixed = prefixed.or_else(|| rest.starts_with(b"86-").then(|| body(p + 3)).flatten());
+        prefixed.or_else(|| body(p))
+    }
+
+    /// `\\+86[ -]?(?:10|2\\d|[3-9]\\d{2})[ -]?\\d{7,8}|\\(0\\d{2,3}\\)[ -]?\\d{7,8}|0\\d{2,3}[ -]\\d{3,4}[ -]\\d{4}|0\\d{2,3}[ -]?\\d{7,8}`
+    pub(crate) fn landline(b: &[u8], p: usize) -> Option<usize> {
+        let at = |i: usize| b.get(i).copied();
+        if b[p.min(b.len())..].starts_with(b"+86") {
+            let j = skip_sep(b, p + 3);
+            let area = match at(j) {
+                Some(b'1') if at(j + 1) == Some(b'0') => Some(j + 2),
+                Some(b'2') if d(b, j + 1) => Some(j + 2),
+                Some(b'3'..=b'9') if ds(b, j + 1, 2) => Some(j + 3),
+                _ => None,
+            };
+            if let Some(e) = area.and_then(|a| seven_or_eight(b, skip_sep(b, a))) {
+                return Some(e);
+            }
+        }
+        if at(p) == Some(b'(') && at(p + 1) == Some(b'0') {
+            for k in [3, 2] {
+                if ds(b, p + 2, k)
+                    && at(p + 2 + k) == Some(b')')
+                    && let Some(e) = seven_or_eight(b, skip_sep(b, p + 3 + k))
+                {
+                    return Some(e);
+                }
+            }
+        }
+        if at(p) != Some(b'0') {
+            return None;
+        }
+        for k in [3, 2] {
+            let j = p + 1 + k;
+            if ds(b, p + 1, k) && sep(b, j) {
+                for m in [4, 3] {
+                    if ds(b, j + 1, m) && sep(b, j + 1 + m) && ds(b, j + 2 + m, 4) {
+                        return Some(j + 6 + m);
+                    }
+                }
+            }
+        }
+        for k in [3, 2] {
+            if ds(b, p + 1, k)
+                && let Some(e) = seven_or_eight(b, skip_sep(b, p + 1 + k))
+            {
+                return Some(e);
+            }
+        }
+        None
     }
 }
 
