@@ -1,7 +1,8 @@
 //! Windows events into OCSF 1.3 (SA-1): `evtx_dump` JSON records (the shape `chengfang ingest
 //! FILE.evtx` sends) routed by channel and event id into Authentication, Account Change, Group
 //! Management, Authorize Session, Process, File System, Network, DNS, SMB, Script, Module, Event
-//! Log, Scheduled Job and API Activity, and the Windows extension's registry and service classes. Routing is by channel, never by provider alone: the Security log's "log cleared"
+//! Log, Scheduled Job, API Activity and Application Lifecycle, and the Windows extension's
+//! registry and service classes. Routing is by channel, never by provider alone: the Security log's "log cleared"
 //! (1102) is written by the Eventlog provider, and provider routing loses it.
 
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ const SYSTEM: &str = "System";
 const SYSMON: &str = "Microsoft-Windows-Sysmon/Operational";
 const POWERSHELL: &str = "Microsoft-Windows-PowerShell/Operational";
 const WMI: &str = "Microsoft-Windows-WMI-Activity/Operational";
+const APPLICATION: &str = "Application";
 
 /// OCSF's Windows extension (`win`, uid 2): its registry and service classes (2010xx).
 const WIN_EXTENSION: &str = "2";
@@ -680,6 +682,102 @@ fn wmi_error(v: &Value, h: &Header<'_>) -> Option<Value> {
     Some(o)
 }
 
+/// The positional values of an event without named data (`EventData.Data` as `#text`, one string
+/// or a list, as the Application log's classic providers write them); `(NULL)` and empty are
+/// `None`.
+fn positional(v: &Value) -> Vec<Option<&str>> {
+    let data = v.pointer("/Event/EventData/Data");
+    let data = data.map(|d| d.get("#text").unwrap_or(d));
+    fn keep(s: &str) -> Option<&str> {
+        let s = s.trim();
+        (!s.is_empty() && s != "(NULL)").then_some(s)
+    }
+    match data {
+        Some(Value::String(s)) => vec![keep(s)],
+        Some(Value::Array(a)) => a.iter().map(|x| x.as_str().and_then(keep)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Software installed, removed, updated or reconfigured by Windows Installer, and applications
+/// that crashed or hung, from the Application log → Application Lifecycle (6002). Ids there are
+/// per provider, so the provider picks the mapping. MsiInstaller 1033/1034/1035/1036 carry
+/// `[product, version, language, (update,) status, manufacturer]` with status 0 for success;
+/// 1022 names an update; 11707/11708, 11724/11725 and 11728/11729 are the "Product: NAME --
+/// … completed successfully / failed" lines. Application Error 1000 and Application Hang 1002
+/// are a Stop that failed: the program, its path and pid, and for a crash the faulting module
+/// and exception code — a crash of `lsass.exe` or of an exposed service is how exploitation and
+/// credential theft often show. Installer transactions (1040/1042) and other Application log
+/// events keep no class.
+fn app_lifecycle(v: &Value, h: &Header<'_>) -> Option<Value> {
+    let d = positional(v);
+    let at = |i: usize| d.get(i).copied().flatten();
+    let product_line = || {
+        at(0)
+            .and_then(|l| l.strip_prefix("Product: "))
+            .and_then(|l| l.split_once(" -- "))
+            .map(|(name, _)| name)
+    };
+    // (activity, activity name for Other, app name, version, vendor, update, success)
+    let (activity, other, name, version, vendor, update, ok) = match (h.provider?, h.id) {
+        ("MsiInstaller", 1033..=1035) => {
+            let activity = match h.id {
+                1033 => 1,
+                1034 => 2,
+                _ => 99,
+            };
+            let ok = at(3).map(|c| c == "0");
+            (activity, "Reconfigure", at(0), at(1), at(4), None, ok)
+        }
+        ("MsiInstaller", 1036) => (8, "", at(0), at(1), at(5), at(3), at(4).map(|c| c == "0")),
+        ("MsiInstaller", 1022) => (8, "", at(0), None, None, at(1), Some(true)),
+        ("MsiInstaller", 11707 | 11708) => {
+            (1, "", product_line(), None, None, None, Some(h.id == 11707))
+        }
+        ("MsiInstaller", 11724 | 11725) => {
+            (2, "", product_line(), None, None, None, Some(h.id == 11724))
+        }
+        ("MsiInstaller", 11728 | 11729) => (
+            99,
+            "Configure",
+            product_line(),
+            None,
+            None,
+            None,
+            Some(h.id == 11728),
+        ),
+        ("Application Error", 1000) | ("Application Hang", 1002) => {
+            (4, "", at(0), at(1), None, None, Some(false))
+        }
+        _ => return None,
+    };
+    let mut o = base(h, 6002, activity);
+    if activity == 99 {
+        o["activity_name"] = json!(other);
+    }
+    o["app"] = json!({"name": name, "version": version, "vendor_name": vendor});
+    if let Some(kb) = update {
+        o["app"]["feature"] = json!({"name": kb});
+    }
+    let detail = match (h.provider, h.id) {
+        (Some("Application Error"), _) => {
+            let pid = at(8).and_then(|p| u64::from_str_radix(p.trim_start_matches("0x"), 16).ok());
+            o["actor"] = json!({"process": {"pid": pid, "file": file(at(10)), "name": at(0)}});
+            o["unmapped"] = json!({"faulting_module": {"name": at(3), "version": at(4), "path": at(11)},
+                                   "exception_code": at(6), "fault_offset": at(7), "report_id": at(12)});
+            at(6).map(|c| format!("crashed: exception 0x{c} in {}", at(3).unwrap_or("?")))
+        }
+        (Some("Application Hang"), _) => {
+            let pid = at(2).and_then(|p| u64::from_str_radix(p.trim_start_matches("0x"), 16).ok());
+            o["actor"] = json!({"process": {"pid": pid, "file": file(at(5)), "name": at(0)}});
+            Some("stopped responding".to_string())
+        }
+        _ => None,
+    };
+    status(&mut o, ok, detail.as_deref());
+    Some(o)
+}
+
 /// The OCSF event for a Windows event, when its channel and id have a mapping; `None` for other
 /// records (they are kept and searchable as they are).
 pub fn to_ocsf(v: &Value) -> Option<Value> {
@@ -703,6 +801,7 @@ pub fn to_ocsf(v: &Value) -> Option<Value> {
         WMI => scheduled_job(v, &h)
             .or_else(|| wmi_provider(v, &h))
             .or_else(|| wmi_error(v, &h)),
+        APPLICATION => app_lifecycle(v, &h),
         _ => None,
     }
 }
@@ -716,6 +815,100 @@ mod tests {
             "TimeCreated_attributes": {"SystemTime": "2023-04-19T17:46:27.0201234Z"},
             "EventRecordID": 7, "Channel": channel, "Computer": "VALKYRIE.galactica.cc"},
             "EventData": data}})
+    }
+
+    fn app_event(provider: &str, id: u32, data: Value) -> Value {
+        json!({"Event": {"System": {"Provider_attributes": {"Name": provider}, "EventID": id,
+            "Level": 4, "TimeCreated_attributes": {"SystemTime": "2016-08-16T10:00:00Z"},
+            "Channel": "Application", "Computer": "WIN-7"},
+            "EventData": {"Data": {"#text": data}}}})
+    }
+
+    #[test]
+    fn installs_updates_and_crashes_are_application_lifecycle() {
+        let o = to_ocsf(&app_event(
+            "MsiInstaller",
+            1033,
+            json!([
+                "VMware Tools",
+                "9.6.2",
+                "1033",
+                "0",
+                "VMware, Inc.",
+                "(NULL)",
+                ""
+            ]),
+        ))
+        .unwrap();
+        assert_eq!(
+            (o["class_uid"].clone(), o["type_uid"].clone()),
+            (json!(6002), json!(600_201))
+        );
+        assert_eq!(o["app"]["vendor_name"], "VMware, Inc.");
+        assert_eq!(o["status_id"], 1);
+        let o = to_ocsf(&app_event(
+            "MsiInstaller",
+            1036,
+            json!([
+                "NET 4",
+                "4.0.30319",
+                "0",
+                "KB2789642",
+                "1603",
+                "Microsoft",
+                ""
+            ]),
+        ))
+        .unwrap();
+        assert_eq!(o["activity_id"], 8);
+        assert_eq!(o["app"]["feature"]["name"], "KB2789642");
+        assert_eq!(o["status_id"], 2, "a non-zero status is a failed update");
+        let o = to_ocsf(&app_event(
+            "MsiInstaller",
+            11708,
+            json!(["Product: EMET 5.51 -- Installation failed.", "(NULL)"]),
+        ))
+        .unwrap();
+        assert_eq!(
+            (o["activity_id"].clone(), o["status_id"].clone()),
+            (json!(1), json!(2))
+        );
+        assert_eq!(o["app"]["name"], "EMET 5.51");
+        let crash = json!([
+            "rundll32.exe",
+            "6.1.7600.16385",
+            "4a5bc637",
+            "KERNELBASE.dll",
+            "6.1.7601.23392",
+            "56eb2fb9",
+            "c0000005",
+            "00000003",
+            "ffc",
+            "01d1f98cb1cb25dd",
+            "C:\\Windows\\system32\\rundll32.exe",
+            "C:\\Windows\\system32\\KERNELBASE.dll",
+            "efc65f51-657f-11e6-8eb4-000c290d8d3a"
+        ]);
+        let o = to_ocsf(&app_event("Application Error", 1000, crash)).unwrap();
+        assert_eq!(
+            (o["activity_id"].clone(), o["status_id"].clone()),
+            (json!(4), json!(2))
+        );
+        assert_eq!(o["actor"]["process"]["pid"], 0xffc);
+        assert_eq!(
+            o["status_detail"],
+            "crashed: exception 0xc0000005 in KERNELBASE.dll"
+        );
+        // Installer transactions and other providers' ids keep no class.
+        assert!(
+            to_ocsf(&app_event(
+                "MsiInstaller",
+                1040,
+                json!(["C:\\a.msi", "3472"])
+            ))
+            .is_none()
+        );
+        assert!(to_ocsf(&app_event("ESENT", 1000, json!(["Windows"]))).is_none());
     }
 
     #[test]

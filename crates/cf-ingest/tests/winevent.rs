@@ -28,6 +28,8 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
     let text = cf_testkit::read_zstd(&root.join("detection/events.jsonl.zst"));
     let text = String::from_utf8(text).unwrap();
     let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // The Application log's ids are per provider: counted by provider and id.
+    let mut by_provider: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut classes: BTreeMap<u64, usize> = BTreeMap::new();
     let mut events = 0;
     for line in text.lines() {
@@ -37,6 +39,13 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
         events += 1;
         assert!(cf_ingest::winevent::is_windows(&v), "{line}");
         *by_key.entry(id_of(&v)).or_default() += 1;
+        if v["Event"]["System"]["Channel"] == "Application" {
+            let p = v["Event"]["System"]["Provider_attributes"]["Name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            *by_provider.entry((p, id_of(&v).1)).or_default() += 1;
+        }
         let Some(o) = cf_ingest::winevent::to_ocsf(&v) else {
             continue;
         };
@@ -102,6 +111,11 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
                 assert!(o["api"]["operation"].is_string(), "{o}");
                 assert!(o["api"]["response"]["code"].is_string(), "{o}");
                 assert!(o["actor"]["process"]["pid"].is_u64(), "{o}");
+            }
+            ("Application", _) => {
+                assert_eq!(o["class_uid"], 6002, "{o}");
+                assert!(o["app"]["name"].is_string(), "{o}");
+                assert!(o["status_id"] == 1 || o["status_id"] == 2, "{o}");
             }
             ("Microsoft-Windows-WMI-Activity/Operational", "5861") => {
                 assert!(o["job"]["name"].is_string(), "{o}");
@@ -190,6 +204,28 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
         n(sysmon, &["12", "13", "14"])
     );
     assert_eq!(classes.get(&4001).copied().unwrap_or(0), n(sysmon, &["3"]));
+    let p = |provider: &str, ids: &[&str]| -> usize {
+        ids.iter()
+            .map(|id| {
+                by_provider
+                    .get(&(provider.to_string(), id.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let installs = p(
+        "MsiInstaller",
+        &[
+            "1022", "1033", "1034", "1035", "1036", "11707", "11708", "11724", "11725", "11728",
+            "11729",
+        ],
+    );
+    assert_eq!(
+        classes.get(&6002).copied().unwrap_or(0),
+        installs + p("Application Error", &["1000"]) + p("Application Hang", &["1002"])
+    );
+    assert!(installs > 180, "software installs and updates: {installs}");
     assert_eq!(classes.get(&4003).copied().unwrap_or(0), n(sysmon, &["22"]));
 }
 
