@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::checks;
-use crate::sites::{PROVINCES, Pattern, Site, Sites, hand, latin_pairs};
+use crate::sites::{PROVINCES, Pattern, Site, Sites, Window, hand, latin_pairs};
 
 /// The entity types of the discovery corpus (shared/datasets/pii/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -174,19 +174,171 @@ static ADDR_EN: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:Room \d+, )?(?:Block [A-Z], )?(?:Building \d+, )?(?:(?:[A-Z][a-z]+ ){0,2}[A-Z][a-z]+, )?No\. \d+ (?:[A-Z][a-z]+ ){1,3}(?:Road|Street|Avenue|Lane|Lu)(?:, (?:[A-Z][a-z]+ ){1,2}(?:District|County))?(?:, [A-Z][a-z]+){1,2}",
     )
 });
+/// Context words before a Chinese name, in the pattern's order (`name="` before `name=`, as the
+/// greedy `name="?` prefers); no other word is a prefix of another, so the word a match starts
+/// with is the one the pattern took.
+const ZH_CONTEXT: [&str; 31] = [
+    "姓名",
+    "name=\"",
+    "name=",
+    "name：",
+    "客户",
+    "Customer",
+    "用户",
+    "我叫",
+    "收款人",
+    "代办人",
+    "网格员",
+    "联系人",
+    "申请人",
+    "报警人",
+    "投诉人",
+    "法定代表人",
+    "持有人",
+    "乘客",
+    "户主",
+    "患者",
+    "当事人",
+    "负责人",
+    "收件人",
+    "经办人",
+    "举报人",
+    "车主",
+    "业主",
+    "租户",
+    "学生",
+    "员工",
+    "病人",
+];
+/// Context words before an English name, likewise ordered.
+const EN_CONTEXT: [&str; 35] = [
+    "Dear",
+    "Hi",
+    "Hello",
+    "From:",
+    "To:",
+    "Mr.",
+    "Ms.",
+    "Mrs.",
+    "Dr.",
+    "registered to",
+    "Name:",
+    "name:",
+    "name=\"",
+    "name=",
+    "regards,",
+    "Regards,",
+    "Thanks,",
+    "Sincerely,",
+    "Applicant:",
+    "Employee",
+    "Customer",
+    "Patient",
+    "Passenger",
+    "Driver",
+    "Owner",
+    "Contact:",
+    "Ship to:",
+    "Report for",
+    "applicant",
+    "holder",
+    "customer",
+    "patient",
+    "passenger",
+    "driver",
+    "owner",
+];
+
+fn alternation(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| regex::escape(w))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 static NAME_ZH_CTX: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?:姓名|name=\x22?|name：|客户|Customer|用户|我叫|收款人|代办人|网格员|联系人|申请人|报警人|投诉人|法定代表人|持有人|乘客|户主|患者|当事人|负责人|收件人|经办人|举报人|车主|业主|租户|学生|员工|病人)[：:\s]*(\p{Han}{2,4})",
-    )
+    re(&format!(
+        r"(?:{})[：:\s]*(\p{{Han}}{{2,4}})",
+        alternation(&ZH_CONTEXT)
+    ))
 });
 static NAME_ZH_BIO: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:^|[。，；;：:\s])(\p{Han}{2,4})(?:[，,](?:男|女|\d{1,3}岁)|[（(]身份证)")
 });
 static NAME_EN_CTX: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?:Dear|Hi|Hello|From:|To:|Mr\.|Ms\.|Mrs\.|Dr\.|registered to|Name:|name:|name=\x22?|regards,|Regards,|Thanks,|Sincerely,|Applicant:|Employee|Customer|Patient|Passenger|Driver|Owner|Contact:|Ship to:|Report for|applicant|holder|customer|patient|passenger|driver|owner)\s*(\p{Lu}\p{Ll}+|\p{Lu}{2,}(?: \p{Lu}\p{Ll}+)?)(?: (\p{Lu}\p{Ll}+))?(?: (\p{Lu}\p{Ll}+))?",
-    )
+    re(&format!(
+        r"(?:{})\s*(\p{{Lu}}\p{{Ll}}+|\p{{Lu}}{{2,}}(?: \p{{Lu}}\p{{Ll}}+)?)(?: (\p{{Lu}}\p{{Ll}}+))?(?: (\p{{Lu}}\p{{Ll}}+))?",
+        alternation(&EN_CONTEXT)
+    ))
 });
+
+/// The byte ranges of the names the context patterns hold. The reference reads the pattern's
+/// groups; the fast path finds whole matches (no capture engine) and strips what precedes the
+/// name — the context word the match starts with and the separators after it, or the clause
+/// delimiter before a bio name — which gives the same ranges, as the reference test checks:
+/// a name ends where the Chinese-context match ends, where the English one ends (its later
+/// groups only extend it), or before the `，`/`（` of a bio.
+fn context_names(re: &Regex, text: &str, whole: bool, kind: Context) -> Vec<Window> {
+    let mut out = Vec::new();
+    if whole {
+        for cap in re.captures_iter(text) {
+            let Some(first) = cap.get(1) else { continue };
+            let mut end = first.end();
+            for g in [cap.get(2), cap.get(3)].into_iter().flatten() {
+                if g.start() == end + 1 {
+                    end = g.end();
+                }
+            }
+            out.push((first.start(), end));
+        }
+        return out;
+    }
+    for m in re.find_iter(text) {
+        let t = m.as_str();
+        let (skip, end) = match kind {
+            Context::Zh | Context::En => {
+                let words: &[&str] = if kind == Context::Zh {
+                    &ZH_CONTEXT
+                } else {
+                    &EN_CONTEXT
+                };
+                let w = words
+                    .iter()
+                    .find(|w| t.starts_with(*w))
+                    .map_or(0, |w| w.len());
+                let rest = &t[w..];
+                let rest = if kind == Context::Zh {
+                    rest.trim_start_matches(|c: char| c == '：' || c == ':' || c.is_whitespace())
+                } else {
+                    rest.trim_start_matches(char::is_whitespace)
+                };
+                (t.len() - rest.len(), t.len())
+            }
+            Context::Bio => {
+                let first = t.chars().next().unwrap_or(' ');
+                let skip = if "。，；;：:".contains(first) || first.is_whitespace() {
+                    first.len_utf8()
+                } else {
+                    0
+                };
+                let end = t[skip..]
+                    .find(['，', ',', '（', '('])
+                    .map_or(t.len(), |i| skip + i);
+                (skip, end)
+            }
+        };
+        out.push((m.start() + skip, m.start() + end));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Zh,
+    Bio,
+    En,
+}
 
 const ZH_SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝";
 const COMPOUND_SURNAMES: [&str; 14] = [
@@ -761,20 +913,20 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             names.push(text[a..y].to_string());
         }
     }
-    let zh_patterns: &[&Regex] = if gate & BIO != 0 {
-        &[&NAME_ZH_CTX, &NAME_ZH_BIO]
+    let zh_patterns: &[(&Regex, Context)] = if gate & BIO != 0 {
+        &[(&NAME_ZH_CTX, Context::Zh), (&NAME_ZH_BIO, Context::Bio)]
     } else {
-        &[&NAME_ZH_CTX]
+        &[(&NAME_ZH_CTX, Context::Zh)]
     };
-    for re in zh_patterns {
-        for cap in re.captures_iter(text) {
-            if let Some(g) = cap.get(1) {
+    for &(re, kind) in zh_patterns {
+        for (gs, ge) in context_names(re, text, sites.is_whole(), kind) {
+            let g = &text[gs..ge];
+            {
                 let stop = g
-                    .as_str()
                     .char_indices()
                     .find(|(_, c)| "的是在于和与及男女先生士岁号市省区".contains(*c))
-                    .map_or(g.as_str().len(), |(i, _)| i);
-                let name = &g.as_str()[..stop];
+                    .map_or(g.len(), |(i, _)| i);
+                let name = &g[..stop];
                 const COMPOUND: [&str; 14] = [
                     "欧阳", "令狐", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容",
                     "长孙", "宇文", "司徒", "夏侯",
@@ -807,17 +959,8 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             None => names.push(n),
         }
     }
-    for cap in NAME_EN_CTX.captures_iter(text) {
-        let (Some(first), rest) = (cap.get(1), [cap.get(2), cap.get(3)]) else {
-            continue;
-        };
-        let mut end = first.end();
-        for g in rest.into_iter().flatten() {
-            if g.start() == end + 1 {
-                end = g.end();
-            }
-        }
-        let name = &text[first.start()..end];
+    for (s, e) in context_names(&NAME_EN_CTX, text, sites.is_whole(), Context::En) {
+        let name = &text[s..e];
         const NOT: [&str; 8] = [
             "The", "This", "Our", "Your", "Please", "Team", "Service", "Support",
         ];
