@@ -694,6 +694,10 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let gate = gates(text);
     let hinted = hinted(hint);
     let found = |re: &Pattern, site: Site| re.matches(text, &sites.windows(site), sites.is_whole());
+    // A recogniser whose context word is absent cannot keep a span: its search is skipped.
+    let found_if = |open: bool, re: &Pattern, site: Site| {
+        if open { found(re, site) } else { Vec::new() }
+    };
     let mut c: Vec<(u8, Span)> = Vec::new();
     let mut add = |prio: u8, start: usize, end: usize, kind: EntityType| {
         c.push((prio, Span { start, end, kind }))
@@ -823,12 +827,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         }
     }
     let dob_hint = hinted.dob;
-    let dates = if dob_hint || gate & DOB != 0 {
-        found(&DATE, Site::Date)
-    } else {
-        Vec::new()
-    };
-    for (s, e) in dates {
+    for (s, e) in found_if(dob_hint || gate & DOB != 0, &DATE, Site::Date) {
         if !bounded(s, e) {
             continue;
         }
@@ -842,12 +841,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         }
     }
     let post_hint = hinted.post;
-    let six = if post_hint || gate & POST != 0 {
-        found(&SIX, Site::Postcode)
-    } else {
-        Vec::new()
-    };
-    for (s, e) in six {
+    for (s, e) in found_if(post_hint || gate & POST != 0, &SIX, Site::Postcode) {
         if !bounded(s, e) {
             continue;
         }
