@@ -681,13 +681,58 @@ fn gates(text: &str) -> u8 {
 
 /// Find every entity in `text`. `hint` is the column name or JSON key the text came from, if any.
 pub fn scan(text: &str, hint: Option<&str>) -> Vec<Span> {
-    scan_in(text, hint, &Sites::find(text))
+    folded(text, |t| scan_in(t, hint, &Sites::find(t)))
 }
 
 /// [`scan`] with every recogniser searching the whole text instead of the windows around its
 /// triggers: slower, and the reference the tests hold [`scan`] to, span for span.
 pub fn scan_reference(text: &str, hint: Option<&str>) -> Vec<Span> {
-    scan_in(text, hint, &Sites::whole(text))
+    folded(text, |t| scan_in(t, hint, &Sites::whole(t)))
+}
+
+/// Run `f` on `text` with its full-width digits and Latin letters (`１３８`, `ＡＢ`, as Chinese
+/// input methods type them in full-width mode) folded to ASCII, so an identifier typed that way
+/// is read — and checked — like any other; the spans come back as offsets into `text`. Texts
+/// without such characters (nearly all) are passed through untouched.
+fn folded(text: &str, f: impl Fn(&str) -> Vec<Span>) -> Vec<Span> {
+    let b = text.as_bytes();
+    // U+FF10–FF19, FF21–FF3A are EF BC 90–99, A1–BA; U+FF41–FF5A are EF BD 81–9A.
+    let full_width = |i: usize| {
+        b.get(i + 1..i + 3).is_some_and(|x| {
+            matches!(
+                (x[0], x[1]),
+                (0xbc, 0x90..=0x99) | (0xbc, 0xa1..=0xba) | (0xbd, 0x81..=0x9a)
+            )
+        })
+    };
+    if !memchr::memchr_iter(0xef, b).any(full_width) {
+        return f(text);
+    }
+    let mut ascii = String::with_capacity(text.len());
+    // The byte of `text` each byte of `ascii` came from, and one past the end.
+    let mut from = Vec::with_capacity(text.len() + 1);
+    for (i, c) in text.char_indices() {
+        let u = c as u32;
+        match u {
+            0xff10..=0xff19 | 0xff21..=0xff3a | 0xff41..=0xff5a => {
+                from.push(i);
+                ascii.push(char::from_u32(u - 0xfee0).unwrap_or(c));
+            }
+            _ => {
+                from.extend(i..i + c.len_utf8());
+                ascii.push(c);
+            }
+        }
+    }
+    from.push(text.len());
+    f(&ascii)
+        .into_iter()
+        .map(|s| Span {
+            start: from[s.start],
+            end: from[s.end],
+            kind: s.kind,
+        })
+        .collect()
 }
 
 fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
@@ -1074,6 +1119,26 @@ mod tests {
                 "{want:?} not in {k:?}"
             );
         }
+    }
+
+    #[test]
+    fn full_width_identifiers_are_read_like_ascii_ones() {
+        let t = "手机１３８１２３４５６７８，身份证４２０１０６１９８６０８１４７５７９，车牌京Ａ１２３４５。";
+        let k = kinds(t, None);
+        for want in [
+            ("１３８１２３４５６７８", "CN_MOBILE"),
+            ("４２０１０６１９８６０８１４７５７９", "CN_RESIDENT_ID"),
+            ("京Ａ１２３４５", "CN_LICENSE_PLATE"),
+        ] {
+            assert!(
+                k.contains(&(want.0.to_string(), want.1)),
+                "{want:?} not in {k:?}"
+            );
+        }
+        // A wrong check digit is refused in full width too, and offsets stay in the original.
+        assert!(kinds("证件４２０１０６１９８６０８１４７５７８", None).is_empty());
+        let spans = code_point_spans(t, &scan(t, None));
+        assert!(spans.contains(&(2, 13, EntityType::CnMobile)), "{spans:?}");
     }
 
     #[test]
