@@ -4,10 +4,11 @@
 //! A match of a pattern lies inside one maximal run of the pattern's alphabet (or of any superset of
 //! it), and contains the pattern's trigger; so searching only the runs that hold a trigger, each
 //! from its start, finds exactly the matches a search of the whole text finds. The triggers come
-//! from one loop over the bytes and `memchr`; the regexes then read a few bytes per text instead of
-//! all of them (issue 4, DAT-1: about fifteen regex passes over every text were the scanner's
-//! cost). [`Sites::whole`] gives every recogniser the whole text instead — the reference the tests
-//! compare the windows against.
+//! from one loop over the bytes and `memchr`; the patterns then read a few bytes per text instead
+//! of all of them — the numeric ones through the hand matchers of [`hand`], the others as DFAs
+//! (issue 4, DAT-1: about fifteen regex passes over every text were the scanner's cost).
+//! [`Sites::whole`] gives every recogniser the whole text and its regex instead — the reference
+//! the tests compare the windows against.
 
 use regex_automata::{Input, dfa, meta, util::syntax};
 
