@@ -16,7 +16,6 @@ use regex_automata::{Input, dfa, meta, util::syntax};
 pub(crate) type Window = (usize, usize);
 
 // One bit per alphabet; `CLASS[b]` holds the alphabets byte `b` belongs to.
-const DIGIT: u16 = 1 << 0; // 0-9
 const RID: u16 = 1 << 1; // [0-9 Xx]
 const CARD: u16 = 1 << 2; // [0-9 -]
 const MOBILE: u16 = 1 << 3; // [0-9+ -]
@@ -43,7 +42,7 @@ const fn classes() -> [u16; 256] {
         let alnum = c.is_ascii_alphanumeric();
         let mut m = 0;
         if digit {
-            m |= DIGIT | RID | CARD | MOBILE | LANDLINE | IPV4;
+            m |= RID | CARD | MOBILE | LANDLINE | IPV4;
         }
         if c == b'X' || c == b'x' || c == b' ' {
             m |= RID;
@@ -409,6 +408,16 @@ pub(crate) enum Pattern {
     Meta(meta::Regex),
 }
 
+/// `p` as forward and reverse dense DFAs with ASCII classes.
+fn dense(p: &str) -> Box<dfa::regex::Regex> {
+    Box::new(
+        dfa::regex::Regex::builder()
+            .syntax(syntax::Config::new().unicode(false))
+            .build(p)
+            .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+    )
+}
+
 /// The end of the match a pattern's regex prefers (leftmost-first) starting at `b[p]`, if any;
 /// `b` ends where the window ends.
 pub(crate) type Matcher = fn(b: &[u8], p: usize) -> Option<usize>;
@@ -416,20 +425,12 @@ pub(crate) type Matcher = fn(b: &[u8], p: usize) -> Option<usize>;
 impl Pattern {
     /// `p` with ASCII `\d`, classes and case folding — all a window of an ASCII alphabet holds.
     pub(crate) fn ascii(p: &str) -> Self {
-        Pattern::Dfa(Box::new(
-            dfa::regex::Regex::builder()
-                .syntax(syntax::Config::new().unicode(false))
-                .build(p)
-                .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
-        ))
+        Pattern::Dfa(dense(p))
     }
 
     /// `p` as [`Pattern::ascii`], with `at` matching in windows; the tests hold `at` to `p`.
     pub(crate) fn hand(p: &str, at: Matcher) -> Self {
-        match Pattern::ascii(p) {
-            Pattern::Dfa(re) => Pattern::Hand(re, at),
-            other => other,
-        }
+        Pattern::Hand(dense(p), at)
     }
 
     /// `p` with Unicode classes.
@@ -442,7 +443,7 @@ impl Pattern {
     pub(crate) fn matches(&self, text: &str, windows: &[Window], whole: bool) -> Vec<Window> {
         let mut out = Vec::new();
         for &(s, e) in windows {
-            let input = Input::new(text).span(s..e);
+            let input = || Input::new(text).span(s..e);
             match self {
                 Pattern::Hand(_, at) if !whole => {
                     let b = &text.as_bytes()[..e];
@@ -458,16 +459,18 @@ impl Pattern {
                     }
                 }
                 Pattern::Dfa(re) | Pattern::Hand(re, _) => {
-                    out.extend(re.find_iter(input).map(|m| (m.start(), m.end())))
+                    out.extend(re.find_iter(input()).map(|m| (m.start(), m.end())))
                 }
-                Pattern::Meta(re) => out.extend(re.find_iter(input).map(|m| (m.start(), m.end()))),
+                Pattern::Meta(re) => {
+                    out.extend(re.find_iter(input()).map(|m| (m.start(), m.end())))
+                }
             }
         }
         out
     }
 }
 
-/// Hand matchers of the numeric patterns (`\\d` is ASCII): each returns the end of the match its
+/// Hand matchers of the numeric patterns (`\d` is ASCII): each returns the end of the match its
 /// regex prefers at `p`. Optional separators are taken greedily — giving one back never helps, as
 /// a digit must follow — and bounded repeats try their longer count first, as the regex does.
 pub(crate) mod hand {
@@ -483,7 +486,7 @@ pub(crate) mod hand {
     fn skip_sep(b: &[u8], i: usize) -> usize {
         if sep(b, i) { i + 1 } else { i }
     }
-    /// `\\d{7,8}` at `i`.
+    /// `\d{7,8}` at `i`.
     fn seven_or_eight(b: &[u8], i: usize) -> Option<usize> {
         if ds(b, i, 8) {
             Some(i + 8)
@@ -492,7 +495,7 @@ pub(crate) mod hand {
         }
     }
 
-    /// `\\d{6} ?\\d{8} ?\\d{3}[\\dXx]`
+    /// `\d{6} ?\d{8} ?\d{3}[\dXx]`
     pub(crate) fn resident_id(b: &[u8], p: usize) -> Option<usize> {
         ds(b, p, 6).then_some(())?;
         let i = if b.get(p + 6) == Some(&b' ') {
@@ -520,7 +523,7 @@ pub(crate) mod hand {
             .then_some(p + 18)
     }
 
-    /// `\\d(?:[ -]?\\d){14,18}`
+    /// `\d(?:[ -]?\d){14,18}`
     pub(crate) fn card(b: &[u8], p: usize) -> Option<usize> {
         d(b, p).then_some(())?;
         let (mut i, mut n) = (p + 1, 0);
@@ -537,7 +540,7 @@ pub(crate) mod hand {
         (n >= 14).then_some(i)
     }
 
-    /// `\\d{1,3}(?:\\.\\d{1,3}){3}`
+    /// `\d{1,3}(?:\.\d{1,3}){3}`
     pub(crate) fn ipv4(b: &[u8], p: usize) -> Option<usize> {
         let group = |i: usize| {
             let k = (0..3).take_while(|k| d(b, i + k)).count();
@@ -551,12 +554,12 @@ pub(crate) mod hand {
         Some(i)
     }
 
-    /// `\\d{6}`
+    /// `\d{6}`
     pub(crate) fn six(b: &[u8], p: usize) -> Option<usize> {
         ds(b, p, 6).then_some(p + 6)
     }
 
-    /// `[EG]\\d{8}|E[A-HJ-NP-Z]\\d{7}`
+    /// `[EG]\d{8}|E[A-HJ-NP-Z]\d{7}`
     pub(crate) fn passport(b: &[u8], p: usize) -> Option<usize> {
         match b.get(p) {
             Some(b'E' | b'G') if ds(b, p + 1, 8) => Some(p + 9),
@@ -571,7 +574,7 @@ pub(crate) mod hand {
         }
     }
 
-    /// `(?:\\+86[ -]?|0086[ -]?|86-)?1[3-9]\\d(?:\\d{8}|[ -]\\d{4}[ -]\\d{4})`
+    /// `(?:\+86[ -]?|0086[ -]?|86-)?1[3-9]\d(?:\d{8}|[ -]\d{4}[ -]\d{4})`
     pub(crate) fn mobile(b: &[u8], p: usize) -> Option<usize> {
         let body = |i: usize| {
             (b.get(i) == Some(&b'1')
@@ -600,7 +603,7 @@ pub(crate) mod hand {
         prefixed.or_else(|| body(p))
     }
 
-    /// `\\+86[ -]?(?:10|2\\d|[3-9]\\d{2})[ -]?\\d{7,8}|\\(0\\d{2,3}\\)[ -]?\\d{7,8}|0\\d{2,3}[ -]\\d{3,4}[ -]\\d{4}|0\\d{2,3}[ -]?\\d{7,8}`
+    /// `\+86[ -]?(?:10|2\d|[3-9]\d{2})[ -]?\d{7,8}|\(0\d{2,3}\)[ -]?\d{7,8}|0\d{2,3}[ -]\d{3,4}[ -]\d{4}|0\d{2,3}[ -]?\d{7,8}`
     pub(crate) fn landline(b: &[u8], p: usize) -> Option<usize> {
         let at = |i: usize| b.get(i).copied();
         if b[p.min(b.len())..].starts_with(b"+86") {

@@ -81,10 +81,7 @@ impl Sm4Gcm {
         let head = n.min((BATCH - 1) * 16);
         let blocks = 1 + head.div_ceil(16);
         let mut ks = [[0u8; 16]; BATCH];
-        for (ctr, b) in (1u32..).zip(ks.iter_mut().take(blocks)) {
-            *b = counter_block(nonce, ctr);
-        }
-        self.cipher.encrypt_batch(&mut ks[..blocks.div_ceil(4) * 4]);
+        self.batch(nonce, 1, &mut ks, blocks);
         let mut expected = Array::<u8, U16>::default();
         for (e, (t, m)) in expected.iter_mut().zip(buf[n..].iter().zip(ks[0])) {
             *e = t ^ m;
@@ -98,11 +95,7 @@ impl Sm4Gcm {
             return Err(GcmError::Tag);
         }
         buf.truncate(n);
-        for (chunk, k) in buf[..head].chunks_mut(16).zip(&ks[1..]) {
-            for (d, s) in chunk.iter_mut().zip(k) {
-                *d ^= s;
-            }
-        }
+        xor_in(&mut buf[..head], &ks[1..blocks]);
         ks.zeroize();
         if n > head {
             // Data block j takes counter 2 + j; the batch covered blocks 0..BATCH-1.
@@ -122,28 +115,26 @@ impl Sm4Gcm {
         while need_mask || off < data.len() {
             let slots = usize::from(need_mask) + (data.len() - off).div_ceil(16);
             let n = slots.min(BATCH);
-            for b in ks.iter_mut().take(n) {
-                *b = counter_block(nonce, ctr);
-                ctr = ctr.wrapping_add(1);
-            }
-            let width = n.div_ceil(4) * 4;
-            self.cipher.encrypt_batch(&mut ks[..width]);
-            let mut k = 0;
+            self.batch(nonce, ctr, &mut ks, n);
+            ctr = ctr.wrapping_add(n as u32);
+            let k = usize::from(need_mask);
             if need_mask {
                 mask = ks[0];
                 need_mask = false;
-                k = 1;
             }
-            for block in &ks[k..n] {
-                let end = (off + 16).min(data.len());
-                for (d, s) in data[off..end].iter_mut().zip(block) {
-                    *d ^= s;
-                }
-                off = end;
-            }
+            off += xor_in(&mut data[off..], &ks[k..n]);
         }
         ks.zeroize();
         mask
+    }
+
+    /// Encipher the `n` counter blocks `first, first + 1, …` into the front of `ks`; the cipher
+    /// takes multiples of four blocks, so up to three spare blocks after them are enciphered too.
+    fn batch(&self, nonce: &[u8; 12], first: u32, ks: &mut [[u8; 16]; BATCH], n: usize) {
+        for (i, b) in ks.iter_mut().take(n).enumerate() {
+            *b = counter_block(nonce, first.wrapping_add(i as u32));
+        }
+        self.cipher.encrypt_batch(&mut ks[..n.div_ceil(4) * 4]);
     }
 
     fn tag(&self, mask: &[u8; 16], aad: &[u8], ct: &[u8]) -> [u8; 16] {
@@ -157,6 +148,18 @@ impl Sm4Gcm {
         }
         tag
     }
+}
+
+/// XOR keystream blocks into `data` from its start; the bytes covered.
+fn xor_in(data: &mut [u8], ks: &[[u8; 16]]) -> usize {
+    let mut covered = 0;
+    for (chunk, k) in data.chunks_mut(16).zip(ks) {
+        for (d, s) in chunk.iter_mut().zip(k) {
+            *d ^= s;
+        }
+        covered += chunk.len();
+    }
+    covered
 }
 
 fn counter_block(nonce: &[u8; 12], ctr: u32) -> [u8; 16] {

@@ -712,6 +712,9 @@ fn positional(v: &Value) -> Vec<Option<&str>> {
 fn app_lifecycle(v: &Value, h: &Header<'_>) -> Option<Value> {
     let d = positional(v);
     let at = |i: usize| d.get(i).copied().flatten();
+    // Process ids there are hexadecimal, with or without `0x`.
+    let pid =
+        |i: usize| at(i).and_then(|p| u64::from_str_radix(p.trim_start_matches("0x"), 16).ok());
     let product_line = || {
         at(0)
             .and_then(|l| l.strip_prefix("Product: "))
@@ -761,15 +764,13 @@ fn app_lifecycle(v: &Value, h: &Header<'_>) -> Option<Value> {
     }
     let detail = match (h.provider, h.id) {
         (Some("Application Error"), _) => {
-            let pid = at(8).and_then(|p| u64::from_str_radix(p.trim_start_matches("0x"), 16).ok());
-            o["actor"] = json!({"process": {"pid": pid, "file": file(at(10)), "name": at(0)}});
+            o["actor"] = json!({"process": {"pid": pid(8), "file": file(at(10)), "name": at(0)}});
             o["unmapped"] = json!({"faulting_module": {"name": at(3), "version": at(4), "path": at(11)},
                                    "exception_code": at(6), "fault_offset": at(7), "report_id": at(12)});
             at(6).map(|c| format!("crashed: exception 0x{c} in {}", at(3).unwrap_or("?")))
         }
         (Some("Application Hang"), _) => {
-            let pid = at(2).and_then(|p| u64::from_str_radix(p.trim_start_matches("0x"), 16).ok());
-            o["actor"] = json!({"process": {"pid": pid, "file": file(at(5)), "name": at(0)}});
+            o["actor"] = json!({"process": {"pid": pid(2), "file": file(at(5)), "name": at(0)}});
             Some("stopped responding".to_string())
         }
         _ => None,

@@ -20,6 +20,17 @@ fn id_of(v: &Value) -> (String, String) {
     (s["Channel"].as_str().unwrap_or("").to_string(), id)
 }
 
+/// How many events of `ids` the channel or provider `of` holds.
+fn count(map: &BTreeMap<(String, String), usize>, of: &str, ids: &[&str]) -> usize {
+    ids.iter()
+        .map(|id| {
+            map.get(&(of.to_string(), id.to_string()))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 #[test]
 fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
     let Some(root) = cf_testkit::datasets() else {
@@ -124,16 +135,7 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
             _ => {}
         }
     }
-    let n = |ch: &str, ids: &[&str]| -> usize {
-        ids.iter()
-            .map(|id| {
-                by_key
-                    .get(&(ch.to_string(), id.to_string()))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .sum()
-    };
+    let n = |ch: &str, ids: &[&str]| count(&by_key, ch, ids);
     let sec = "Security";
     let sysmon = "Microsoft-Windows-Sysmon/Operational";
     assert_eq!(events, 8_333);
@@ -204,16 +206,7 @@ fn every_mapped_event_of_the_detection_dataset_becomes_its_class() {
         n(sysmon, &["12", "13", "14"])
     );
     assert_eq!(classes.get(&4001).copied().unwrap_or(0), n(sysmon, &["3"]));
-    let p = |provider: &str, ids: &[&str]| -> usize {
-        ids.iter()
-            .map(|id| {
-                by_provider
-                    .get(&(provider.to_string(), id.to_string()))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .sum()
-    };
+    let p = |provider: &str, ids: &[&str]| count(&by_provider, provider, ids);
     let installs = p(
         "MsiInstaller",
         &[

@@ -61,11 +61,11 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
         if json {
             // Written by hand: the shape is fixed and this is the scanner's hot output path.
             write!(out, "{{\"key\":{key},\"spans\":[")?;
-            for (n, (start, end, kind)) in cf_classify::code_point_spans(text, &spans)
+            for (j, (start, end, kind)) in cf_classify::code_point_spans(text, &spans)
                 .into_iter()
                 .enumerate()
             {
-                let sep = if n == 0 { "" } else { "," };
+                let sep = if j == 0 { "" } else { "," };
                 write!(
                     out,
                     "{sep}{{\"start\":{start},\"end\":{end},\"type\":\"{}\"}}",
