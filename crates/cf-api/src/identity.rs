@@ -544,7 +544,7 @@ pub async fn rights_report(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/account/certificate", tag = "identity", request_body(content = String, description = "A PKCS#10 certificate request (PEM) over the person's own key (ECDSA P-256 or Ed25519)"), responses((status = 200, description = "A client certificate (PEM) from the platform CA for signing in with X.509")))]
+#[utoipa::path(post, path = "/api/v1/account/certificate", tag = "identity", request_body(content = String, description = "A PKCS#10 certificate request (PEM) over the person's own key (ECDSA P-256, Ed25519 or SM2)"), responses((status = 200, description = "A client certificate (PEM) from the platform CA for signing in with X.509")))]
 pub async fn issue_certificate(
     State(s): State<AppState>,
     caller: Caller,

@@ -71,7 +71,7 @@ pub fn server_config_with_clients(
             .allow_unauthenticated()
             .build()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-            builder.with_client_cert_verifier(v)
+            builder.with_client_cert_verifier(Arc::new(Sm2ClientAuth(v)))
         }
     };
     let mut cfg = builder
@@ -79,6 +79,62 @@ pub fn server_config_with_clients(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+const SM2SIG_SM3: rustls::SignatureScheme =
+    rustls::SignatureScheme::Unknown(cf_pki::sm2cert::TLS13_SM2SIG_SM3);
+
+/// The device CA's chain check, plus TLS 1.3 `sm2sig_sm3` (RFC 8998) for devices whose
+/// certificate carries an SM2 key: rustls has no ShangMi signature scheme, so the handshake
+/// signature of those certificates is checked here (the chain itself is still webpki's).
+#[derive(Debug)]
+struct Sm2ClientAuth(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for Sm2ClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        // RFC 8998 defines sm2sig_sm3 for TLS 1.3 only; the inner verifier refuses it here.
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme != SM2SIG_SM3 {
+            return self.0.verify_tls13_signature(message, cert, dss);
+        }
+        cf_pki::sm2cert::verify_tls13(cert.as_ref(), message, dss.signature())
+            .map(|()| rustls::client::danger::HandshakeSignatureValid::assertion())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        let mut v = self.0.supported_verify_schemes();
+        v.push(SM2SIG_SM3);
+        v
+    }
 }
 
 /// A listener that yields completed TLS connections.

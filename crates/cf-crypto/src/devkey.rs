@@ -164,7 +164,7 @@ impl DevicePublicKey {
     }
 }
 
-/// A device's signing key, loaded from PKCS#8 (P-256, Ed25519) or a raw SM2 scalar.
+/// A device's signing key, loaded from PKCS#8 or (SM2) a raw scalar.
 pub struct DeviceSigner {
     inner: Signer,
     public: DevicePublicKey,
@@ -183,7 +183,7 @@ impl fmt::Debug for DeviceSigner {
 }
 
 impl DeviceSigner {
-    /// From a PKCS#8 DER private key of P-256 or Ed25519 (as made by the device or `rcgen`).
+    /// From a PKCS#8 DER private key (as made by the device, `rcgen` or OpenSSL).
     pub fn from_pkcs8(alg: KeyAlg, der: &Secret<Vec<u8>>) -> Result<Self, CryptoError> {
         match alg {
             KeyAlg::EcdsaP256 => {
@@ -217,9 +217,7 @@ impl DeviceSigner {
                     public,
                 })
             }
-            KeyAlg::Sm2 => Err(CryptoError::InvalidKey(
-                "SM2 device keys load with DeviceSigner::sm2",
-            )),
+            KeyAlg::Sm2 => Self::sm2(crate::Sm2SigningKey::from_pkcs8_der(der.expose())?),
         }
     }
     /// An SM2 signer from its private scalar.

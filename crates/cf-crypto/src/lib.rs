@@ -211,6 +211,9 @@ impl Ed25519PublicKey {
 /// The default SM2 distinguishing identifier (GM/T 0009-2012), also OpenSSL's.
 pub const SM2_DEFAULT_DISTID: &str = "1234567812345678";
 
+/// The SM2 distinguishing identifier of TLS 1.3's `sm2sig_sm3` signature scheme (RFC 8998 §3.2.1).
+pub const SM2_TLS13_DISTID: &str = "TLSv1.3+GM+Cipher+Suite";
+
 /// An SM2 signing key (GB/T 32918.2) with the default distinguishing identifier.
 pub struct Sm2SigningKey {
     inner: sm2::dsa::SigningKey,
@@ -249,6 +252,42 @@ impl Sm2SigningKey {
     pub fn public(&self) -> Sm2PublicKey {
         Sm2PublicKey(self.inner.verifying_key().to_sec1_bytes().to_vec())
     }
+    /// From a PKCS#8 private key, DER (`id-ecPublicKey` on the SM2 curve, as OpenSSL writes it).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        use sm2::pkcs8::DecodePrivateKey;
+        let sk = sm2::SecretKey::from_pkcs8_der(der)
+            .map_err(|_| CryptoError::InvalidKey("not an SM2 PKCS#8 private key"))?;
+        sm2::dsa::SigningKey::new(SM2_DEFAULT_DISTID, &sk)
+            .map(|inner| Sm2SigningKey { inner })
+            .map_err(|_| CryptoError::InvalidKey("not a valid SM2 private scalar"))
+    }
+    /// The key as PKCS#8 DER and PEM (for devices that keep their key in a file).
+    pub fn to_pkcs8(&self) -> Result<(Secret<Vec<u8>>, Secret<String>), CryptoError> {
+        use sm2::pkcs8::EncodePrivateKey;
+        let sk = sm2::SecretKey::from_slice(&self.inner.to_bytes())
+            .map_err(|_| CryptoError::InvalidKey("not a valid SM2 private scalar"))?;
+        let der = sk
+            .to_pkcs8_der()
+            .map_err(|_| CryptoError::InvalidKey("SM2 key not encodable as PKCS#8"))?;
+        let pem = sk
+            .to_pkcs8_pem(sm2::pkcs8::LineEnding::LF)
+            .map_err(|_| CryptoError::InvalidKey("SM2 key not encodable as PKCS#8"))?;
+        Ok((
+            Secret::new(der.as_bytes().to_vec()),
+            Secret::new(pem.to_string()),
+        ))
+    }
+    /// Sign `msg` with Z_A computed over another distinguishing identifier (e.g.
+    /// [`SM2_TLS13_DISTID`] for a TLS 1.3 CertificateVerify).
+    pub fn sign_with_id(&self, distid: &str, msg: &[u8]) -> Result<[u8; 64], CryptoError> {
+        use sm2::dsa::signature::Signer;
+        let k = sm2::dsa::SigningKey::from_slice(distid, &self.inner.to_bytes())
+            .map_err(|_| CryptoError::InvalidKey("SM2 distinguishing identifier too long"))?;
+        let sig: sm2::dsa::Signature = k.sign(msg);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&sig.to_bytes());
+        Ok(out)
+    }
     /// Sign `msg` (SM3 with Z_A of the default identifier; deterministic nonce).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         use sm2::dsa::signature::Signer;
@@ -272,8 +311,12 @@ impl Sm2PublicKey {
     }
     /// Verify an `r‖s` signature (64 bytes).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.verify_with_id(SM2_DEFAULT_DISTID, msg, sig)
+    }
+    /// As [`Sm2PublicKey::verify`], with Z_A over another distinguishing identifier.
+    pub fn verify_with_id(&self, distid: &str, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         use sm2::dsa::signature::Verifier;
-        let vk = sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DEFAULT_DISTID, &self.0)
+        let vk = sm2::dsa::VerifyingKey::from_sec1_bytes(distid, &self.0)
             .map_err(|_| CryptoError::InvalidKey("not an SM2 public key"))?;
         let sig = sm2::dsa::Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
         vk.verify(msg, &sig).map_err(|_| CryptoError::BadSignature)
@@ -360,6 +403,25 @@ mod tests {
         let own = k.sign(b"checkpoint");
         k.public().verify(b"checkpoint", &own).unwrap();
         assert!(!format!("{k:?}").contains("3945208f"));
+    }
+
+    #[test]
+    fn sm2_identifier_enters_the_signature_and_pkcs8_round_trips() {
+        let k = Sm2SigningKey::from_seed(&[7; 32]).unwrap();
+        let tls = k.sign_with_id(SM2_TLS13_DISTID, b"transcript").unwrap();
+        k.public()
+            .verify_with_id(SM2_TLS13_DISTID, b"transcript", &tls)
+            .unwrap();
+        // Z_A binds the identifier: the same signature is not one under the default identifier.
+        assert_eq!(
+            k.public().verify(b"transcript", &tls),
+            Err(CryptoError::BadSignature)
+        );
+        let (der, pem) = k.to_pkcs8().unwrap();
+        assert!(pem.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = Sm2SigningKey::from_pkcs8_der(der.expose()).unwrap();
+        assert_eq!(back.public(), k.public());
+        assert!(Sm2SigningKey::from_pkcs8_der(&der.expose()[..20]).is_err());
     }
 
     #[test]

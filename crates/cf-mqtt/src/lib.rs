@@ -32,6 +32,8 @@ pub enum MqttError {
 }
 
 /// A TLS client configuration that trusts `ca_pem` and authenticates with `cert_pem`/`key_pem`.
+/// An SM2 key signs the handshake with RFC 8998's `sm2sig_sm3` over TLS 1.3 (the platform's HTTPS
+/// ingest accepts it; Mosquitto on OpenSSL 3.0 refuses SM2 certificates at the handshake).
 pub fn client_tls(
     ca_pem: &str,
     cert_pem: &str,
@@ -47,15 +49,78 @@ pub fn client_tls(
         .map_err(|e| tls(&e))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|_| MqttError::Tls("no usable PRIVATE KEY block".into()))?;
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls(&e))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .map_err(|e| tls(&e))?;
+    ));
+    if let Ok(sm2) = cf_crypto::Sm2SigningKey::from_pkcs8_der(key.secret_der()) {
+        let certified = rustls::sign::CertifiedKey::new(chain, Arc::new(Sm2Key(Arc::new(sm2))));
+        let cfg = builder
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| tls(&e))?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::new(Sm2Resolver(Arc::new(certified))));
+        return Ok(Arc::new(cfg));
+    }
+    let cfg = builder
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| tls(&e))?;
     Ok(Arc::new(cfg))
+}
+
+const SM2SIG_SM3: rustls::SignatureScheme =
+    rustls::SignatureScheme::Unknown(cf_pki::sm2cert::TLS13_SM2SIG_SM3);
+
+/// An SM2 device key as a rustls signing key (rustls has no ShangMi scheme of its own).
+struct Sm2Key(Arc<cf_crypto::Sm2SigningKey>);
+
+impl std::fmt::Debug for Sm2Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sm2Key")
+    }
+}
+
+impl rustls::sign::SigningKey for Sm2Key {
+    fn choose_scheme(
+        &self,
+        offered: &[rustls::SignatureScheme],
+    ) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SM2SIG_SM3)
+            .then(|| Box::new(Sm2Key(self.0.clone())) as Box<dyn rustls::sign::Signer>)
+    }
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::Unknown(0x07)
+    }
+}
+
+impl rustls::sign::Signer for Sm2Key {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        cf_pki::sm2cert::sign_tls13(&self.0, message)
+            .map_err(|e| rustls::Error::General(e.to_string()))
+    }
+    fn scheme(&self) -> rustls::SignatureScheme {
+        SM2SIG_SM3
+    }
+}
+
+/// Always the one SM2 certificate; a server that does not offer `sm2sig_sm3` gets none.
+#[derive(Debug)]
+struct Sm2Resolver(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Sm2Resolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        sigschemes.contains(&SM2SIG_SM3).then(|| self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// MQTT options for a TLS connection to `host:port` as `client_id`.

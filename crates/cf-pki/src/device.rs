@@ -1,8 +1,8 @@
 //! Device certificates (DEV-1): verify a device's own CSR, issue a short-lived client certificate
 //! that names the device (never the CSR's claimed subject), revoke through a signed CRL.
 //!
-//! ECDSA P-256 and Ed25519 keys are issued here; SM2 device keys sign telemetry at the application
-//! layer (cf-crypto), because rcgen cannot sign or verify SM2 X.509 structures.
+//! Device keys may be ECDSA P-256, Ed25519 (certificates by rcgen) or SM2 (certificates written by
+//! [`crate::sm2cert`]); the CA and its CRL are the same for all three.
 
 use cf_core::{Secret, Timestamp};
 use cf_crypto::devkey::KeyAlg;
@@ -120,14 +120,17 @@ pub fn verify_csr_der(der: &[u8]) -> Result<CsrInfo, PkiError> {
     let info = &csr.certification_request_info;
     let alg = spki_alg(&info.subject_pki)?;
     if alg == KeyAlg::Sm2 {
-        return Err(PkiError::Unsupported(
-            "SM2 certificates (enroll an ECDSA P-256 or Ed25519 key; SM2 keys sign telemetry)"
-                .into(),
-        ));
+        crate::sm2cert::verify_csr_signature(
+            info.raw,
+            &csr.signature_algorithm.algorithm.to_id_string(),
+            &csr.signature_value.data,
+            &info.subject_pki.subject_public_key.data,
+        )?;
+    } else {
+        csr.verify_signature().map_err(|_| {
+            PkiError::Invalid("CSR: signature does not verify (proof of possession failed)".into())
+        })?;
     }
-    csr.verify_signature().map_err(|_| {
-        PkiError::Invalid("CSR: signature does not verify (proof of possession failed)".into())
-    })?;
     let requested_cn = info
         .subject
         .iter_common_name()
@@ -197,7 +200,9 @@ fn issue_client_cert(
     hours: u32,
 ) -> Result<String, PkiError> {
     let (ou, kind, device_id) = who;
-    verify_csr_der(csr_der)?;
+    if verify_csr_der(csr_der)?.alg == KeyAlg::Sm2 {
+        return issue_sm2(ca_cert_pem, ca_key_pem, csr_der, who, serial, now, hours);
+    }
     let mut csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
         .map_err(|e| PkiError::Invalid(format!("CSR: {e}")))?;
     let ca_key = KeyPair::from_pem(ca_key_pem.expose()).map_err(|_| PkiError::Pem("CA key"))?;
@@ -215,17 +220,76 @@ fn issue_client_cert(
     )];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    // Serial must be positive: clear the top bit.
-    let mut s = *serial;
-    s[0] &= 0x7f;
-    s[0] |= 0x01;
-    p.serial_number = Some(SerialNumber::from_slice(&s));
-    p.not_before = now.as_offset_date_time() - time::Duration::minutes(5);
-    p.not_after = now.as_offset_date_time() + time::Duration::hours(i64::from(hours.max(1)));
+    p.serial_number = Some(SerialNumber::from_slice(&positive_serial(serial)));
+    let (not_before, not_after) = validity(now, hours);
+    p.not_before = not_before.as_offset_date_time();
+    p.not_after = not_after.as_offset_date_time();
     p.use_authority_key_identifier_extension = true;
     csr.params = p;
     let cert = csr.signed_by(&issuer).map_err(crate::ce)?;
     Ok(cert.pem())
+}
+
+/// Serial must be positive and keep 16 bytes: clear the top bit, set one below it.
+fn positive_serial(serial: &[u8; 16]) -> [u8; 16] {
+    let mut s = *serial;
+    s[0] &= 0x7f;
+    s[0] |= 0x01;
+    s
+}
+
+/// From five minutes before `now` (clock skew) to `hours` after it.
+fn validity(now: Timestamp, hours: u32) -> (Timestamp, Timestamp) {
+    let h = u64::from(hours.max(1));
+    (
+        now.minus(std::time::Duration::from_secs(300)),
+        now.plus(std::time::Duration::from_secs(h * 3600)),
+    )
+}
+
+/// As [`issue_client_cert`] for an SM2 key, which rcgen cannot encode.
+fn issue_sm2(
+    ca_cert_pem: &str,
+    ca_key_pem: &Secret<String>,
+    csr_der: &[u8],
+    who: (&str, &str, &str),
+    serial: &[u8; 16],
+    now: Timestamp,
+    hours: u32,
+) -> Result<String, PkiError> {
+    let (ou, kind, id) = who;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(csr_der)
+        .map_err(|_| PkiError::Invalid("CSR: not a PKCS#10 request".into()))?;
+    let ca_key = KeyPair::from_pem(ca_key_pem.expose()).map_err(|_| PkiError::Pem("CA key"))?;
+    let ca = crate::sm2cert::ca_parts(&pem_block(ca_cert_pem, "CA certificate")?)?;
+    let (not_before, not_after) = validity(now, hours);
+    let der = crate::sm2cert::issue(
+        &ca,
+        &ca_key,
+        &crate::sm2cert::Sm2CertFields {
+            spki_der: csr.certification_request_info.subject_pki.raw,
+            cn: id,
+            ou,
+            san_uri: &format!("urn:chengfang:{kind}:{id}"),
+            serial: &positive_serial(serial),
+            not_before,
+            not_after,
+        },
+    )?;
+    Ok(pem_encode("CERTIFICATE", &der))
+}
+
+/// PEM armour (RFC 7468): base64 lines of 64 characters.
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Read a certificate's facts.
@@ -387,7 +451,19 @@ pub fn device_key(alg: KeyAlg, cn: &str) -> Result<DeviceKey, PkiError> {
         KeyAlg::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         KeyAlg::Ed25519 => &rcgen::PKCS_ED25519,
         KeyAlg::Sm2 => {
-            return Err(PkiError::Unsupported("SM2 certificates".into()));
+            let key = cf_crypto::Sm2SigningKey::generate(&cf_crypto::OsRng)
+                .map_err(|e| PkiError::Invalid(e.to_string()))?;
+            let (pkcs8, key_pem) = key
+                .to_pkcs8()
+                .map_err(|e| PkiError::Invalid(e.to_string()))?;
+            let csr_der = crate::sm2cert::sm2_csr(&key, cn);
+            return Ok(DeviceKey {
+                alg,
+                pkcs8,
+                key_pem,
+                csr_pem: pem_encode("CERTIFICATE REQUEST", &csr_der),
+                csr_der,
+            });
         }
     };
     let key = KeyPair::generate_for(sig).map_err(crate::ce)?;
@@ -416,7 +492,7 @@ mod tests {
     #[test]
     fn a_device_csr_becomes_a_certificate_that_names_the_device() {
         let ca = new_ca("City Device CA", now(), 10).unwrap();
-        for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519] {
+        for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2] {
             let k = device_key(alg, "admin").unwrap();
             let info = verify_csr(&k.csr_pem).unwrap();
             assert_eq!(info.alg, alg);
@@ -455,14 +531,25 @@ mod tests {
     fn forged_csrs_and_foreign_certificates_are_refused() {
         let ca = new_ca("City Device CA", now(), 10).unwrap();
         let other = new_ca("Other CA", now(), 10).unwrap();
+        for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2] {
+            let k = device_key(alg, "x").unwrap();
+            let mut der = k.csr_der.clone();
+            let n = der.len();
+            der[n - 5] ^= 0x40; // inside the signature
+            assert!(verify_csr_der(&der).is_err(), "{alg}");
+            assert!(
+                issue_device_cert(&ca.cert_pem, &ca.key_pem, &der, "d1", &[1; 16], now(), 1)
+                    .is_err()
+            );
+            // The request's subject is signed too: a changed name breaks the signature.
+            let mut der = k.csr_der.clone();
+            // The common name's value follows its OID 2.5.4.3 (55 04 03), a tag and a length.
+            let at = der.windows(3).position(|w| w == [0x55, 4, 3]).unwrap() + 5;
+            assert_eq!(der[at], b'x');
+            der[at] = b'y';
+            assert!(verify_csr_der(&der).is_err(), "{alg}");
+        }
         let k = device_key(KeyAlg::EcdsaP256, "x").unwrap();
-        let mut der = k.csr_der.clone();
-        let n = der.len();
-        der[n - 5] ^= 0x40; // inside the signature
-        assert!(verify_csr_der(&der).is_err());
-        assert!(
-            issue_device_cert(&ca.cert_pem, &ca.key_pem, &der, "d1", &[1; 16], now(), 1).is_err()
-        );
         assert!(
             verify_csr(
                 "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
@@ -484,7 +571,23 @@ mod tests {
         )
         .unwrap();
         assert!(verify_issued_by(&pem, &other.cert_pem, now()).is_err());
-        assert!(device_key(KeyAlg::Sm2, "x").is_err());
+        let sm2 = device_key(KeyAlg::Sm2, "x").unwrap();
+        let pem = issue_device_cert(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &sm2.csr_der,
+            "d2",
+            &[2; 16],
+            now(),
+            1,
+        )
+        .unwrap();
+        assert!(verify_issued_by(&pem, &other.cert_pem, now()).is_err());
+        // A certificate is bound by the CA's signature: one changed byte of it is refused.
+        let mut der = pem_to_der(&pem).unwrap();
+        let at = der.windows(2).position(|w| w == b"d2").unwrap();
+        der[at + 1] = b'3';
+        assert!(verify_issued_by_der(&der, &ca.cert_pem, now()).is_err());
     }
 
     #[test]

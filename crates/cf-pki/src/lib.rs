@@ -27,6 +27,7 @@ pub enum PkiError {
 }
 
 pub mod device;
+pub mod sm2cert;
 
 pub(crate) fn ce(e: rcgen::Error) -> PkiError {
     PkiError::Cert(e.to_string())

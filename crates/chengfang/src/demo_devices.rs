@@ -103,11 +103,8 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str, districts: &[String]) -> Result<()> 
     for (i, id) in ids.iter().enumerate() {
         let (tok, _) = crate::devices_cmd::enrollment_token(c.http, url, c.admin, id).await?;
         let tok = tok.as_str();
-        let alg = if i % 2 == 0 {
-            KeyAlg::EcdsaP256
-        } else {
-            KeyAlg::Ed25519
-        };
+        // SM2 devices authenticate their TLS 1.3 handshake with sm2sig_sm3 (RFC 8998).
+        let alg = [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2][i % 3];
         let creds = crate::devices_cmd::enroll(c.http, url, tok, id, alg).await?;
         let tls = cf_mqtt::client_tls(ca_pem, &creds.chain_pem, creds.key_pem.expose())?;
         let http = reqwest::Client::builder()
@@ -138,8 +135,17 @@ pub async fn run(c: &Ctx<'_>, ca_pem: &str, districts: &[String]) -> Result<()> 
     say(
         "devices",
         format!(
-            "{} devices enrolled over EST: each made its own key and CSR; certificates name the device and last 72 h",
-            devs.len()
+            "{} devices enrolled over EST: each made its own key and CSR ({} P-256, {} Ed25519, {} SM2); certificates name the device and last 72 h",
+            devs.len(),
+            devs.iter()
+                .filter(|d| d.signer.public().alg() == KeyAlg::EcdsaP256)
+                .count(),
+            devs.iter()
+                .filter(|d| d.signer.public().alg() == KeyAlg::Ed25519)
+                .count(),
+            devs.iter()
+                .filter(|d| d.signer.public().alg() == KeyAlg::Sm2)
+                .count(),
         ),
     );
     let mut ok = 0;

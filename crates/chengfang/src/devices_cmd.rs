@@ -96,7 +96,8 @@ pub enum DeviceCmd {
         /// Device id (the certificate will name it whatever the CSR says).
         #[arg(long)]
         id: String,
-        /// Key type: ecdsa-p256 or ed25519.
+        /// Key type: ecdsa-p256, ed25519 or sm2 (an SM2 device reports over HTTPS: Mosquitto on
+        /// OpenSSL 3.0 does not accept SM2 certificates).
         #[arg(long, default_value = "ecdsa-p256")]
         alg: String,
         /// Output directory.
@@ -345,7 +346,7 @@ pub async fn run(cmd: DeviceCmd) -> Result<bool> {
             out,
         } => {
             let alg = cf_crypto::devkey::KeyAlg::parse(&alg)
-                .ok_or_else(|| anyhow::anyhow!("--alg: use ecdsa-p256 or ed25519"))?;
+                .ok_or_else(|| anyhow::anyhow!("--alg: use ecdsa-p256, ed25519 or sm2"))?;
             let ca_pem = std::fs::read_to_string(&ca)
                 .with_context(|| format!("cannot read {}", ca.display()))?;
             let e = enroll(

@@ -2064,6 +2064,8 @@ fn demo_runs_every_act_and_ends_with_a_verified_ledger() {
         "ciphertexts -> 409",
         "inclusion proof of",
         "12 devices enrolled over EST",
+        "(4 P-256, 4 Ed25519, 4 SM2)",
+        "12 signed readings accepted over HTTPS",
         "reading altered in transit -> 400",
         "(cloned identity) -> 400",
         "device quarantined; its next reading -> 401",
@@ -2516,17 +2518,173 @@ fn device_identity(dir: &Path) -> (cf_crypto::devkey::DeviceSigner, reqwest::Cli
         PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
         _ => panic!("PKCS#8 expected"),
     };
-    let signer = cf_crypto::devkey::DeviceSigner::from_pkcs8(
-        cf_crypto::devkey::KeyAlg::EcdsaP256,
-        &cf_core::Secret::new(key_der),
-    )
-    .unwrap();
+    let alg = cf_pki::device::cert_info(&cert_pem).unwrap().alg.unwrap();
+    let signer =
+        cf_crypto::devkey::DeviceSigner::from_pkcs8(alg, &cf_core::Secret::new(key_der)).unwrap();
     let cfg = cf_mqtt::client_tls(&ca_pem, &cert_pem, &key_pem).unwrap();
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured((*cfg).clone())
         .build()
         .unwrap();
     (signer, client)
+}
+
+/// SM2 devices (DEV-1, GB/T 32918) end to end: the CLI enrolls an SM2 key over EST, the platform
+/// certifies it, the device reports over HTTPS authenticating its TLS 1.3 handshake with
+/// `sm2sig_sm3` (RFC 8998) and signing its telemetry with SM2, renews to a new SM2 key, and once
+/// revoked is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sm2_device_enrolls_reports_over_https_renews_and_is_refused_once_revoked() {
+    use cf_crypto::devkey::KeyAlg;
+    use cf_device::telemetry::Envelope;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    let srv = start_server(&dir);
+    let c = client(&dir);
+    let u = |p: &str| format!("{}{p}", srv.url);
+    let (_, v) = json(
+        c.post(u("/api/v1/auth/rotate"))
+            .bearer_auth(&srv.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin = v["token"].as_str().unwrap().to_string();
+    let admin_file = tmp.path().join("admin.token");
+    std::fs::write(&admin_file, &admin).unwrap();
+    let ca = dir.join("ca/ca.pem");
+    let remote = vec![
+        "--url".to_string(),
+        srv.url.clone(),
+        "--token-file".into(),
+        admin_file.display().to_string(),
+        "--ca".into(),
+        ca.display().to_string(),
+    ];
+    let cli = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&a)
+    };
+    let csv = tmp.path().join("devices.csv");
+    std::fs::write(
+        &csv,
+        "id,kind,layer,district,lat,lon,owner_org,vendor,model,firmware\n\
+meter-9,smart-meter,terminal,dongcheng,39.93,116.41,utilities,Acme,SM-3,2.1\n",
+    )
+    .unwrap();
+    let mut a = vec!["device".into(), "import".into()];
+    a.extend(remote.clone());
+    a.push(csv.display().to_string());
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    let mut a = vec!["device".into(), "token".into()];
+    a.extend(remote.clone());
+    a.push("meter-9".into());
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    let token = out.lines().next().unwrap().trim().to_string();
+    let creds = tmp.path().join("meter-9");
+    let (code, out) = cli([
+        "device",
+        "enroll",
+        "--url",
+        &srv.url,
+        "--ca",
+        &ca.display().to_string(),
+        "--token",
+        &token,
+        "--id",
+        "meter-9",
+        "--alg",
+        "sm2",
+        "--out",
+        &creds.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec());
+    assert_eq!(code, 0, "{out}");
+    let cert_pem = std::fs::read_to_string(creds.join("cert.pem")).unwrap();
+    let info = cf_pki::device::verify_issued_by(
+        &cert_pem,
+        &std::fs::read_to_string(&ca).unwrap(),
+        cf_core::Timestamp::from_unix_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        ),
+    )
+    .unwrap();
+    assert_eq!(info.alg, Some(KeyAlg::Sm2));
+    assert_eq!(info.common_name.as_deref(), Some("meter-9"));
+
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let (signer, mtls) = device_identity(&creds);
+    let reading = |s: &cf_crypto::devkey::DeviceSigner, seq: u64| {
+        Envelope::seal(
+            s,
+            "meter-9",
+            1,
+            seq,
+            now_ms(),
+            br#"{"type":"reading","metrics":{"kwh":1204.5}}"#,
+        )
+        .unwrap()
+    };
+    let post = |http: &reqwest::Client, body: Vec<u8>| {
+        http.post(u("/api/v1/devices/telemetry")).body(body).send()
+    };
+    let r = post(&mtls, reading(&signer, 1)).await.unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let mut forged = reading(&signer, 2);
+    let n = forged.len();
+    forged[n - 80] ^= 1;
+    assert_eq!(post(&mtls, forged).await.unwrap().status(), 400);
+    // Without its certificate the device is anonymous, and anonymous telemetry is refused.
+    assert_eq!(post(&c, reading(&signer, 3)).await.unwrap().status(), 401);
+
+    // Renewal (EST simplereenroll, authenticated by the SM2 handshake) to a new SM2 key.
+    let (code, out) = cli([
+        "device",
+        "renew",
+        "--url",
+        &srv.url,
+        "--dir",
+        &creds.display().to_string(),
+        "--within",
+        "100d",
+    ]
+    .map(String::from)
+    .to_vec());
+    assert!(code == 0 && out.contains("renewed, new key"), "{out}");
+    let (signer2, mtls2) = device_identity(&creds);
+    assert_ne!(signer2.public().raw(), signer.public().raw());
+    assert_eq!(
+        post(&mtls2, reading(&signer2, 4)).await.unwrap().status(),
+        202
+    );
+    // The superseded certificate no longer authenticates.
+    assert_eq!(
+        post(&mtls, reading(&signer, 5)).await.unwrap().status(),
+        401
+    );
+
+    let mut a = vec!["device".into(), "revoke".into()];
+    a.extend(remote.clone());
+    a.extend(["meter-9".into(), "--reason".into(), "stolen".into()]);
+    let (code, out) = cli(a);
+    assert_eq!(code, 0, "{out}");
+    let refused = match post(&mtls2, reading(&signer2, 6)).await {
+        Ok(r) => r.status() == 401,
+        Err(_) => true,
+    };
+    assert!(refused, "a revoked SM2 device is refused");
 }
 
 /// Issue 5 end to end through the binary: `broker config` writes Mosquitto's files, `serve` runs
