@@ -9,16 +9,22 @@
 //! distinct characters, hex-only, digit–letter switches) are added as dense inputs; training is
 //! L2-regularised logistic regression by SGD over shuffled data, deterministic for a seed. A
 //! character trigram model of benign names (shipped inside the model) adds how "benign-like" the
-//! label reads (mean and lowest log-probability, share of never-seen trigrams). The verdict
-//! threshold is fixed at training time from a false-positive budget on benign names.
+//! label reads (mean and lowest log-probability, share of never-seen trigrams), and an English
+//! word list (shipped as hashes) how much of it is a chain of dictionary words, which word-list
+//! DGAs are. The verdict threshold is fixed at training time from a false-positive budget on
+//! benign names.
 
 /// Hashed n-gram buckets.
 pub const BUCKETS: usize = 1 << 16;
 /// Dense shape features.
-pub const DENSE: usize = 13;
+pub const DENSE: usize = 16;
 /// Hashed character-trigram and bigram counts of benign names (the language model).
 pub const LM_BUCKETS: usize = 1 << 15;
-const MAGIC: &[u8; 8] = b"CFDGA\x00\x02\x00";
+const MAGIC: &[u8; 8] = b"CFDGA\x00\x03\x00";
+/// Dictionary words shorter than this are not counted (two-letter "words" are everywhere).
+const MIN_WORD: usize = 3;
+/// Nor longer than this (no English word in a domain label runs longer).
+const MAX_WORD: usize = 20;
 
 /// Second-level public suffixes common enough to matter (the label before them is the name).
 const SUFFIX2: [&str; 24] = [
@@ -111,8 +117,76 @@ impl CharLm {
     }
 }
 
+/// An English word list, kept as FNV-1a hashes (the model ships hashes, not the list): word-list
+/// DGAs (matsnu, rovnix, suppobox …) concatenate dictionary words, which every character-level
+/// feature reads as a name people chose.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Words {
+    sorted: Vec<u32>,
+    set: std::collections::HashSet<u32>,
+}
+
+impl Words {
+    /// From a word list, one word per line (e.g. Debian's `wamerican`); only lower-case ASCII
+    /// words of 3 to 20 letters are kept (proper nouns and possessives are not words of a name).
+    pub fn parse(text: &str) -> Words {
+        let mut sorted: Vec<u32> = text
+            .lines()
+            .map(str::trim)
+            .filter(|w| {
+                (MIN_WORD..=MAX_WORD).contains(&w.len())
+                    && w.bytes().all(|c| c.is_ascii_lowercase())
+            })
+            .map(|w| fnv(w.as_bytes()))
+            .collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Words::from_sorted(sorted)
+    }
+
+    fn from_sorted(sorted: Vec<u32>) -> Words {
+        let set = sorted.iter().copied().collect();
+        Words { sorted, set }
+    }
+
+    /// Words held.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether the list is empty (a model trained without one).
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// The segmentation of `label` into dictionary words that covers the most letters (fewest
+    /// words on ties): (share of the label covered, number of words).
+    pub fn segment(&self, label: &[u8]) -> (f32, usize) {
+        if self.set.is_empty() || label.is_empty() {
+            return (0.0, 0);
+        }
+        // best[i] = (letters covered, -words) over label[..i]; lexicographic maximum.
+        let mut best: Vec<(usize, isize)> = vec![(0, 0); label.len() + 1];
+        for i in 1..=label.len() {
+            let mut b = best[i - 1];
+            for j in i.saturating_sub(MAX_WORD)..=i.saturating_sub(MIN_WORD) {
+                if i - j < MIN_WORD {
+                    break;
+                }
+                let cand = (best[j].0 + (i - j), best[j].1 - 1);
+                if cand > b && self.set.contains(&fnv(&label[j..i])) {
+                    b = cand;
+                }
+            }
+            best[i] = b;
+        }
+        let (covered, words) = best[label.len()];
+        (covered as f32 / label.len() as f32, (-words) as usize)
+    }
+}
+
 /// A domain's features: (hashed bucket indices, dense values).
-pub fn features(domain: &str, lm: &CharLm) -> (Vec<u32>, [f32; DENSE]) {
+pub fn features(domain: &str, lm: &CharLm, words: &Words) -> (Vec<u32>, [f32; DENSE]) {
     let (label, tld) = split(domain);
     let framed = format!("^{label}$");
     let b = framed.as_bytes();
@@ -159,6 +233,16 @@ pub fn features(domain: &str, lm: &CharLm) -> (Vec<u32>, [f32; DENSE]) {
         .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
         .count() as f32;
     let (lm_mean, lm_min, lm_unseen) = lm.judge(&label);
+    // Word features read 0 for random names and for names of one or two words (most benign
+    // ones): they only rise for long chains of dictionary words, so they cannot pull random DGAs
+    // towards benign, which a plain "share covered by words" did.
+    let (covered, n_words) = words.segment(l);
+    let chain = covered * (n_words.saturating_sub(2).min(4) as f32) / 4.0;
+    let all_words = if n_words >= 4 && covered >= 0.9 {
+        1.0
+    } else {
+        0.0
+    };
     let dense = [
         1.0,
         (-lm_mean / 4.0).min(3.0),
@@ -173,6 +257,9 @@ pub fn features(domain: &str, lm: &CharLm) -> (Vec<u32>, [f32; DENSE]) {
         if hex { 1.0 } else { 0.0 },
         switches / len,
         if l.contains(&b'-') { 1.0 } else { 0.0 },
+        chain,
+        all_words,
+        chain * all_words * (len / 20.0).min(2.0),
     ];
     (idx, dense)
 }
@@ -188,6 +275,8 @@ pub struct DgaModel {
     pub threshold: f32,
     /// The benign character model the shape features use.
     pub lm: CharLm,
+    /// The word list the segmentation features use.
+    pub words: Words,
 }
 
 /// Why a model file was refused.
@@ -207,7 +296,7 @@ impl DgaModel {
 
     /// Probability-like score in 0..1 (higher: more DGA-like).
     pub fn score(&self, domain: &str) -> f32 {
-        let (idx, dense) = features(domain, &self.lm);
+        let (idx, dense) = features(domain, &self.lm, &self.words);
         let mut z: f32 = idx.iter().map(|&i| self.sparse[i as usize]).sum();
         z += dense
             .iter()
@@ -222,9 +311,12 @@ impl DgaModel {
         score >= self.threshold
     }
 
-    /// Serialise (little-endian f32s after a magic and the threshold).
+    /// Serialise: magic, threshold, then little-endian f32 weights and language model, then the
+    /// number of word hashes and the sorted hashes (u32).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS));
+        let mut out = Vec::with_capacity(
+            16 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS + self.words.sorted.len()),
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.threshold.to_le_bytes());
         for w in self
@@ -236,16 +328,36 @@ impl DgaModel {
         {
             out.extend_from_slice(&w.to_le_bytes());
         }
+        out.extend_from_slice(&(self.words.sorted.len() as u32).to_le_bytes());
+        for h in &self.words.sorted {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
         out
     }
 
     /// Parse.
     pub fn from_bytes(b: &[u8]) -> Result<DgaModel, ModelError> {
-        if b.len() != 12 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS) || &b[..8] != MAGIC {
+        let fixed = 12 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS);
+        if b.len() < fixed + 4 || &b[..8] != MAGIC {
             return Err(ModelError(format!(
-                "not a version-1 model of {BUCKETS} buckets ({} bytes)",
+                "not a version-3 model of {BUCKETS} buckets ({} bytes)",
                 b.len()
             )));
+        }
+        let n_words =
+            u32::from_le_bytes([b[fixed], b[fixed + 1], b[fixed + 2], b[fixed + 3]]) as usize;
+        if b.len() != fixed + 4 + 4 * n_words {
+            return Err(ModelError(format!(
+                "{n_words} word hashes announced, {} bytes follow",
+                b.len() - fixed - 4
+            )));
+        }
+        let sorted: Vec<u32> = b[fixed + 4..]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if sorted.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ModelError("word hashes not sorted".into()));
         }
         let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let threshold = f(8);
@@ -267,6 +379,7 @@ impl DgaModel {
             dense,
             threshold,
             lm: CharLm { tri, bi },
+            words: Words::from_sorted(sorted),
         })
     }
 }
@@ -306,9 +419,9 @@ impl Default for TrainConfig {
 /// "benign" carry real DGA names (resolver top lists from 2014 hold conficker-era domains), so
 /// benign names that models trained without them score as near-certain DGA are dropped
 /// (three-fold out-of-fold scores ≥ `drop_above`) before the final model is fitted.
-pub fn train(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
+pub fn train(data: &[(String, bool)], words: &Words, cfg: TrainConfig) -> DgaModel {
     if cfg.drop_above >= 1.0 {
-        return fit(data, cfg);
+        return fit(data, words, cfg);
     }
     let mut suspect = vec![false; data.len()];
     let mut oof = vec![0f32; data.len()];
@@ -320,7 +433,7 @@ pub fn train(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
             .filter(|(i, _)| !fold(*i))
             .map(|(_, r)| r.clone())
             .collect();
-        let m = fit(&part, cfg);
+        let m = fit(&part, words, cfg);
         for (i, (d, y)) in data.iter().enumerate() {
             if fold(i) && !*y {
                 oof[i] = m.score(d);
@@ -334,7 +447,7 @@ pub fn train(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
         .filter(|(_, s)| !**s)
         .map(|(r, _)| r.clone())
         .collect();
-    let mut m = fit(&clean, cfg);
+    let mut m = fit(&clean, words, cfg);
     // The threshold comes from out-of-fold scores: names a model was trained on score lower than
     // names it has never seen, and the field is all names never seen.
     let mut benign: Vec<f32> = data
@@ -351,12 +464,12 @@ pub fn train(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
     m
 }
 
-fn fit(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
+fn fit(data: &[(String, bool)], words: &Words, cfg: TrainConfig) -> DgaModel {
     let lm = CharLm::fit(data.iter().filter(|(_, y)| !*y).map(|(d, _)| d.as_str()));
     let feats: Vec<(Vec<u32>, [f32; DENSE], f32)> = data
         .iter()
         .map(|(d, y)| {
-            let (i, x) = features(d, &lm);
+            let (i, x) = features(d, &lm, words);
             (i, x, if *y { 1.0 } else { 0.0 })
         })
         .collect();
@@ -372,6 +485,7 @@ fn fit(data: &[(String, bool)], cfg: TrainConfig) -> DgaModel {
         dense: [0.0; DENSE],
         threshold: 0.5,
         lm,
+        words: words.clone(),
     };
     let mut order: Vec<usize> = (0..feats.len()).collect();
     let mut rng = cfg.seed.max(1);
@@ -468,6 +582,22 @@ mod tests {
     }
 
     #[test]
+    fn segmentation_covers_the_most_letters_with_the_fewest_words() {
+        let w = Words::parse("partner\nwhite\ncolor\nfriend\nfri\nend\nPartner\nab\nit's\n");
+        assert_eq!(
+            w.len(),
+            6,
+            "upper case, short words and possessives dropped"
+        );
+        assert_eq!(w.segment(b"partnerwhitecolorfriend"), (1.0, 4));
+        let (cov, n) = w.segment(b"xxpartner9");
+        assert_eq!(n, 1);
+        assert!((cov - 0.7).abs() < 1e-6);
+        assert_eq!(w.segment(b"qzxv"), (0.0, 0));
+        assert_eq!(Words::default().segment(b"partner"), (0.0, 0));
+    }
+
+    #[test]
     fn metrics() {
         assert!((auc(&[0.9, 0.8], &[0.1, 0.2]) - 1.0).abs() < 1e-9);
         assert!((auc(&[0.5], &[0.5]) - 0.5).abs() < 1e-9);
@@ -488,8 +618,17 @@ mod tests {
         ] {
             assert!(m.is_dga(m.score(d)), "{d}: {}", m.score(d));
         }
+        // Word-list DGAs (matsnu) against a name of two words.
+        assert!(m.is_dga(m.score("partnerwhitecolorfriend.com")));
+        assert!(!m.is_dga(m.score("bestbuy.com")));
         assert!(DgaModel::from_bytes(b"nope").is_err());
         let bytes = m.to_bytes();
         assert_eq!(DgaModel::from_bytes(&bytes).unwrap(), m);
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 4);
+        assert!(
+            DgaModel::from_bytes(&cut).is_err(),
+            "a missing word hash is refused"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub enum AnalyzeCmd {
         /// False-positive budget on benign names that sets the verdict threshold.
         #[arg(long, default_value_t = 0.01)]
         fpr: f64,
+        /// English word list, one word per line (Debian's `wamerican`).
+        #[arg(long, default_value = DEFAULT_WORDS)]
+        words: PathBuf,
     },
     /// Leave-families-out evaluation: train without some DGA families (and a share of benign
     /// names), score the held-out ones; AUC and recall at 1% false positives per fold.
@@ -53,6 +56,13 @@ pub enum AnalyzeCmd {
         /// Passes over the data.
         #[arg(long, default_value_t = 8)]
         epochs: usize,
+        /// English word list, one word per line (Debian's `wamerican`).
+        #[arg(long, default_value = DEFAULT_WORDS)]
+        words: PathBuf,
+        /// Score only benign names whose source (4th column) starts with this (training still
+        /// uses every benign name): e.g. `alexa`, since the 2014 resolver list holds DGA names.
+        #[arg(long)]
+        benign_source: Option<String>,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -225,6 +235,23 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
 }
 
 /// Rows of the labelled CSV: (domain, is_dga, family).
+/// Where Debian's `wamerican` puts its list.
+const DEFAULT_WORDS: &str = "/usr/share/dict/american-english";
+
+fn read_words(path: &Path) -> Result<dga::Words> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the word list {} (install Debian's `wamerican` or pass --words)",
+            path.display()
+        )
+    })?;
+    let w = dga::Words::parse(&text);
+    if w.is_empty() {
+        bail!("{}: no lower-case words of 3-20 letters", path.display());
+    }
+    Ok(w)
+}
+
 fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
     let text = read_text(path)?;
     let mut rows = Vec::new();
@@ -234,8 +261,14 @@ fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
             continue;
         }
         match cols.as_slice() {
-            [d, l, fam, ..] if !d.is_empty() => match *l {
-                "0" | "1" => rows.push((d.to_string(), *l == "1", fam.to_string())),
+            // The third field is the family of a DGA name and the source list of a benign one.
+            [d, l, fam, rest @ ..] if !d.is_empty() => match *l {
+                "1" => rows.push((d.to_string(), true, fam.to_string())),
+                "0" => rows.push((
+                    d.to_string(),
+                    false,
+                    rest.first().unwrap_or(&"").to_string(),
+                )),
                 other => bail!(
                     "{}:{}: label `{other}` is not 0 or 1",
                     path.display(),
@@ -480,11 +513,14 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             out,
             epochs,
             fpr,
+            words,
         } => {
             let rows = read_labelled(&data)?;
+            let words = read_words(&words)?;
             let pairs: Vec<(String, bool)> = rows.into_iter().map(|(d, y, _)| (d, y)).collect();
             let m = dga::train(
                 &pairs,
+                &words,
                 TrainConfig {
                     epochs,
                     fpr,
@@ -517,9 +553,12 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             data,
             folds,
             epochs,
+            words,
+            benign_source,
             json,
         } => {
             let rows = read_labelled(&data)?;
+            let words = read_words(&words)?;
             let mut families: Vec<String> =
                 rows.iter().filter(|r| r.1).map(|r| r.2.clone()).collect();
             families.sort();
@@ -548,6 +587,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     .collect();
                 let m = dga::train(
                     &train,
+                    &words,
                     TrainConfig {
                         epochs,
                         ..TrainConfig::default()
@@ -560,10 +600,27 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     .collect();
                 let neg: Vec<f32> = rows
                     .iter()
-                    .filter(|r| !r.1 && benign_held(&r.0))
+                    .filter(|r| {
+                        !r.1 && benign_held(&r.0)
+                            && benign_source
+                                .as_ref()
+                                .is_none_or(|p| r.2.starts_with(p.as_str()))
+                    })
                     .map(|r| m.score(&r.0))
                     .collect();
-                let (recall, _) = dga::recall_at_fpr(&pos, &neg, 0.01);
+                let (recall, cut) = dga::recall_at_fpr(&pos, &neg, 0.01);
+                let per_family: serde_json::Map<String, serde_json::Value> = held
+                    .iter()
+                    .map(|f| {
+                        let s: Vec<f32> = rows
+                            .iter()
+                            .filter(|r| r.1 && &r.2 == *f)
+                            .map(|r| m.score(&r.0))
+                            .collect();
+                        let hit = s.iter().filter(|&&x| x > cut).count() as f64;
+                        ((*f).clone(), serde_json::json!(hit / s.len().max(1) as f64))
+                    })
+                    .collect();
                 let at_model =
                     pos.iter().filter(|&&s| m.is_dga(s)).count() as f64 / pos.len().max(1) as f64;
                 let fp_model =
@@ -572,20 +629,22 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     "fold": k, "held_out_families": held, "dga": pos.len(), "benign": neg.len(),
                     "auc": dga::auc(&pos, &neg), "recall_at_1pct_fpr": recall,
                     "recall_at_model_threshold": at_model, "fpr_at_model_threshold": fp_model,
+                    "recall_at_1pct_fpr_per_family": per_family,
                 });
                 if !json {
                     println!(
-                        "fold {k}: {} unseen DGA, {} benign; AUC {:.4}; recall {:.3} at 1% FPR; at the model's threshold recall {:.3}, FPR {:.4}; held out: {}",
+                        "fold {k}: {} unseen DGA, {} benign; AUC {:.4}; recall {:.3} at 1% FPR; at the model's threshold recall {:.3}, FPR {:.4}; held out (recall at 1% FPR): {}",
                         pos.len(),
                         neg.len(),
                         r["auc"].as_f64().unwrap_or(0.0),
                         recall,
                         at_model,
                         fp_model,
-                        held.iter()
-                            .map(|s| s.as_str())
+                        per_family
+                            .iter()
+                            .map(|(f, r)| format!("{f} {:.2}", r.as_f64().unwrap_or(0.0)))
                             .collect::<Vec<_>>()
-                            .join(" ")
+                            .join(", ")
                     );
                 }
                 all_pos.extend(pos);

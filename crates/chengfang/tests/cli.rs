@@ -1254,6 +1254,47 @@ fn analyze_domains_scores_one_json_object_per_domain() {
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert!(v["auc"].as_f64().unwrap() > 0.9, "unseen-family AUC: {v}");
+    // Scored against the Alexa names only, and per held-out family.
+    let (code, out) = run_cli(&[
+        "analyze",
+        "eval-dga",
+        "--data",
+        data.to_str().unwrap(),
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--benign-source",
+        "alexa",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let w: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let benign: u64 = w["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["benign"].as_u64().unwrap())
+        .sum();
+    assert_eq!(benign, 10_000, "the Alexa names, each scored once: {w}");
+    assert!(
+        w["folds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["recall_at_1pct_fpr_per_family"]["matsnu"].is_number()),
+        "{w}"
+    );
+    let (code, out) = run_cli(&[
+        "analyze",
+        "eval-dga",
+        "--data",
+        data.to_str().unwrap(),
+        "--words",
+        "/nonexistent/words",
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.contains("wamerican"), "{out}");
     let model = tmp.path().join("m.bin");
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "domain,label,family\nx.com,2,y\n").unwrap();
