@@ -305,6 +305,54 @@ mod tests {
     }
 
     #[test]
+    fn tls13_signatures_bind_the_certificate_key_the_identifier_and_the_transcript() {
+        let now = Timestamp::from_unix_secs(1_790_000_000);
+        let ca = crate::new_ca("City Device CA", now, 1).unwrap();
+        let k = crate::device::device_key(cf_crypto::devkey::KeyAlg::Sm2, "m").unwrap();
+        let pem = crate::device::issue_device_cert(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &k.csr_der,
+            "m",
+            &[3; 16],
+            now,
+            1,
+        )
+        .unwrap();
+        let der = crate::device::pem_to_der(&pem).unwrap();
+        let key = Sm2SigningKey::from_pkcs8_der(k.pkcs8.expose()).unwrap();
+        let sig = sign_tls13(&key, b"transcript").unwrap();
+        verify_tls13(&der, b"transcript", &sig).unwrap();
+        assert!(verify_tls13(&der, b"transcripT", &sig).is_err());
+        // Another key's signature, or this key under the default identifier, is refused.
+        let other = Sm2SigningKey::from_seed(&[9; 32]).unwrap();
+        assert!(
+            verify_tls13(
+                &der,
+                b"transcript",
+                &sign_tls13(&other, b"transcript").unwrap()
+            )
+            .is_err()
+        );
+        let plain = rs_to_der(&key.sign(b"transcript"));
+        assert!(verify_tls13(&der, b"transcript", &plain).is_err());
+        // A certificate without an SM2 key cannot claim sm2sig_sm3.
+        let p = crate::device::device_key(cf_crypto::devkey::KeyAlg::EcdsaP256, "p").unwrap();
+        let ppem = crate::device::issue_device_cert(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &p.csr_der,
+            "p",
+            &[4; 16],
+            now,
+            1,
+        )
+        .unwrap();
+        let pder = crate::device::pem_to_der(&ppem).unwrap();
+        assert!(verify_tls13(&pder, b"transcript", &sig).is_err());
+    }
+
+    #[test]
     fn signature_der_round_trips_and_refuses_oversized_or_negative_integers() {
         let mut sig = [0u8; 64];
         sig[5] = 0x80; // r with leading zero bytes

@@ -2689,6 +2689,25 @@ meter-9,smart-meter,terminal,dongcheng,39.93,116.41,utilities,Acme,SM-3,2.1\n",
     assert_eq!(post(&mtls, forged).await.unwrap().status(), 400);
     // Without its certificate the device is anonymous, and anonymous telemetry is refused.
     assert_eq!(post(&c, reading(&signer, 3)).await.unwrap().status(), 401);
+    // A stolen certificate without its key: the handshake signature, made by another SM2 key,
+    // does not verify and the connection never carries a request.
+    let thief = cf_pki::device::device_key(KeyAlg::Sm2, "meter-9").unwrap();
+    let impostor = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            (*cf_mqtt::client_tls(
+                &std::fs::read_to_string(&ca).unwrap(),
+                &cert_pem,
+                thief.key_pem.expose(),
+            )
+            .unwrap())
+            .clone(),
+        )
+        .build()
+        .unwrap();
+    assert!(
+        post(&impostor, reading(&signer, 3)).await.is_err(),
+        "a certificate presented with the wrong SM2 key must fail the handshake"
+    );
 
     // Renewal (EST simplereenroll, authenticated by the SM2 handshake) to a new SM2 key.
     let (code, out) = cli([
