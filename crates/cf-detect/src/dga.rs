@@ -26,15 +26,117 @@ const MIN_WORD: usize = 3;
 /// Nor longer than this (no English word in a domain label runs longer).
 const MAX_WORD: usize = 20;
 
-/// Second-level public suffixes common enough to matter (the label before them is the name).
-const SUFFIX2: [&str; 24] = [
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn",
-    "com.au", "net.au", "org.au", "co.jp", "ne.jp", "or.jp", "co.kr", "com.br", "com.tw", "com.hk",
-    "co.in", "com.ru", "com.tr", "co.za", "com.mx",
-];
+/// The Public Suffix List's rules (ICANN and private sections, e.g. `co.uk`, `ddns.net`,
+/// `*.ck`, `!www.ck`) as sorted FNV-1a hashes, built from Debian's `publicsuffix` by
+/// `chengfang analyze public-suffixes` (`models/public_suffixes.bin`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Suffixes {
+    sorted: Vec<u32>,
+    set: std::collections::HashSet<u32>,
+}
 
-/// The registrable label of a domain (`mail.example.co.uk` → `example`), lower case, and its
-/// public suffix.
+const PSL_MAGIC: &[u8; 8] = b"CFPSL\x00\x01\x00";
+
+impl Suffixes {
+    /// From the list's text: one rule per line, `//` comments; rules that are not ASCII (the
+    /// Unicode forms of internationalised suffixes, which queries carry as `xn--`) are skipped.
+    pub fn parse_psl(text: &str) -> Suffixes {
+        let mut sorted: Vec<u32> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .filter(|r| !r.is_empty() && !r.starts_with("//") && r.is_ascii())
+            .map(|r| fnv(r.to_ascii_lowercase().as_bytes()))
+            .collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Suffixes::from_sorted(sorted)
+    }
+
+    fn from_sorted(sorted: Vec<u32>) -> Suffixes {
+        let set = sorted.iter().copied().collect();
+        Suffixes { sorted, set }
+    }
+
+    /// Rules held.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether no rule is held.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// Serialise: magic, count, sorted hashes (little-endian u32).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + 4 * self.sorted.len());
+        out.extend_from_slice(PSL_MAGIC);
+        out.extend_from_slice(&(self.sorted.len() as u32).to_le_bytes());
+        for h in &self.sorted {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parse [`Suffixes::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Suffixes, ModelError> {
+        if b.len() < 12 || &b[..8] != PSL_MAGIC {
+            return Err(ModelError("not a public-suffix file".into()));
+        }
+        let n = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        if b.len() != 12 + 4 * n {
+            return Err(ModelError(format!(
+                "{n} suffix hashes announced, {} bytes follow",
+                b.len() - 12
+            )));
+        }
+        let sorted: Vec<u32> = b[12..]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if sorted.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ModelError("suffix hashes not sorted".into()));
+        }
+        Ok(Suffixes::from_sorted(sorted))
+    }
+
+    /// The list shipped with this build.
+    pub fn builtin() -> &'static Suffixes {
+        static S: std::sync::OnceLock<Suffixes> = std::sync::OnceLock::new();
+        S.get_or_init(|| {
+            // A build ships a file that a test rebuilt from the list; refusing it is a bug.
+            Suffixes::from_bytes(include_bytes!("../models/public_suffixes.bin"))
+                .unwrap_or_default()
+        })
+    }
+
+    fn has(&self, rule: &str) -> bool {
+        self.set.contains(&fnv(rule.as_bytes()))
+    }
+
+    /// How many labels at the end of `labels` form the public suffix (the list's algorithm:
+    /// the longest matching rule, a wildcard covering one more label, an exception one less;
+    /// no match is the implicit `*`, one label).
+    pub fn suffix_labels(&self, labels: &[&str]) -> usize {
+        let n = labels.len();
+        for i in 0..n {
+            let cand = labels[i..].join(".");
+            if self.has(&format!("!{cand}")) {
+                return n - i - 1;
+            }
+            if self.has(&cand) {
+                return n - i;
+            }
+            if i + 1 < n && self.has(&format!("*.{}", labels[i + 1..].join("."))) {
+                return n - i;
+            }
+        }
+        1.min(n)
+    }
+}
+
+/// The registrable label of a domain (`mail.example.co.uk` → `example`, `x7k2.ddns.net` →
+/// `x7k2`), lower case, and its public suffix, by the Public Suffix List.
 pub fn split(domain: &str) -> (String, String) {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let parts: Vec<&str> = d.split('.').filter(|p| !p.is_empty()).collect();
@@ -42,11 +144,12 @@ pub fn split(domain: &str) -> (String, String) {
         0 => (String::new(), String::new()),
         1 => (parts[0].to_string(), String::new()),
         n => {
-            let two = format!("{}.{}", parts[n - 2], parts[n - 1]);
-            if n >= 3 && SUFFIX2.contains(&two.as_str()) {
-                (parts[n - 3].to_string(), two)
+            let k = Suffixes::builtin().suffix_labels(&parts).min(n);
+            if k == n {
+                // The whole name is a public suffix (`co.uk`, `ddns.net`): its first label.
+                (parts[0].to_string(), parts[1..].join("."))
             } else {
-                (parts[n - 2].to_string(), parts[n - 1].to_string())
+                (parts[n - k - 1].to_string(), parts[n - k..].join("."))
             }
         }
     }
@@ -579,6 +682,26 @@ mod tests {
         assert_eq!(split("www.baidu.com"), ("baidu".into(), "com".into()));
         assert_eq!(split("localhost"), ("localhost".into(), String::new()));
         assert_eq!(split(""), (String::new(), String::new()));
+        // Dynamic-DNS zones are public suffixes: the name chosen is the label under them.
+        assert_eq!(
+            split("ir7l3po0gjy8ypqjm8o.ddns.net"),
+            ("ir7l3po0gjy8ypqjm8o".into(), "ddns.net".into())
+        );
+        assert_eq!(split("a.b.gov.cn"), ("b".into(), "gov.cn".into()));
+        // Wildcard and exception rules (`*.ck`, `!www.ck`).
+        assert_eq!(
+            split("shop.example.ck"),
+            ("shop".into(), "example.ck".into())
+        );
+        assert_eq!(split("www.ck"), ("www".into(), "ck".into()));
+        // A name that is itself a suffix, and a TLD the list does not know (implicit `*`).
+        assert_eq!(split("co.uk"), ("co".into(), "uk".into()));
+        assert_eq!(
+            split("host.corp.internal-zz"),
+            ("corp".into(), "internal-zz".into())
+        );
+        assert!(Suffixes::builtin().len() > 9_000);
+        assert!(Suffixes::from_bytes(b"CFPSL\x00\x01\x00\x02\x00\x00\x00").is_err());
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub enum AnalyzeCmd {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Build the public-suffix file the DGA and tunnel models cut names with, from the Public
+    /// Suffix List (Debian's `publicsuffix`).
+    PublicSuffixes {
+        /// The list.
+        #[arg(long, default_value = "/usr/share/publicsuffix/public_suffix_list.dat")]
+        psl: PathBuf,
+        /// Where to write it (crates/cf-detect/models/public_suffixes.bin).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train the DGA model from a CSV (`domain,label,family,…`, label 1 = DGA; .gz accepted).
     TrainDga {
         /// Labelled data.
@@ -507,6 +517,22 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             }
             out.flush()?;
             Ok(ok)
+        }
+        AnalyzeCmd::PublicSuffixes { psl, out } => {
+            let text = std::fs::read_to_string(&psl).with_context(|| {
+                format!(
+                    "cannot read {} (install Debian's `publicsuffix` or pass --psl)",
+                    psl.display()
+                )
+            })?;
+            let s = dga::Suffixes::parse_psl(&text);
+            if s.is_empty() {
+                bail!("{}: no rules", psl.display());
+            }
+            std::fs::write(&out, s.to_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{} suffix rules written to {}", s.len(), out.display());
+            Ok(true)
         }
         AnalyzeCmd::TrainDga {
             data,
