@@ -26,14 +26,66 @@ const MIN_WORD: usize = 3;
 /// Nor longer than this (no English word in a domain label runs longer).
 const MAX_WORD: usize = 20;
 
+/// A set of strings kept as their FNV-1a hashes (the models ship hashes, not lists), serialised
+/// as a count and the sorted hashes.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct HashList {
+    sorted: Vec<u32>,
+    set: std::collections::HashSet<u32>,
+}
+
+impl HashList {
+    fn of<'a>(items: impl Iterator<Item = &'a [u8]>) -> HashList {
+        let mut sorted: Vec<u32> = items.map(fnv).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        HashList::from_sorted(sorted)
+    }
+
+    fn from_sorted(sorted: Vec<u32>) -> HashList {
+        let set = sorted.iter().copied().collect();
+        HashList { sorted, set }
+    }
+
+    fn contains(&self, item: &[u8]) -> bool {
+        self.set.contains(&fnv(item))
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.sorted.len() as u32).to_le_bytes());
+        for h in &self.sorted {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+    }
+
+    /// Read what [`HashList::write`] wrote, which must be all of `b`.
+    fn read(b: &[u8], what: &str) -> Result<HashList, ModelError> {
+        let n = b
+            .get(..4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .ok_or_else(|| ModelError(format!("{what}: no count")))?;
+        if b.len() != 4 + 4 * n {
+            return Err(ModelError(format!(
+                "{what}: {n} hashes announced, {} bytes follow",
+                b.len() - 4
+            )));
+        }
+        let sorted: Vec<u32> = b[4..]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if sorted.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ModelError(format!("{what}: hashes not sorted")));
+        }
+        Ok(HashList::from_sorted(sorted))
+    }
+}
+
 /// The Public Suffix List's rules (ICANN and private sections, e.g. `co.uk`, `ddns.net`,
 /// `*.ck`, `!www.ck`) as sorted FNV-1a hashes, built from Debian's `publicsuffix` by
 /// `chengfang analyze public-suffixes` (`models/public_suffixes.bin`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Suffixes {
-    sorted: Vec<u32>,
-    set: std::collections::HashSet<u32>,
-}
+pub struct Suffixes(HashList);
 
 const PSL_MAGIC: &[u8; 8] = b"CFPSL\x00\x01\x00";
 
@@ -41,63 +93,38 @@ impl Suffixes {
     /// From the list's text: one rule per line, `//` comments; rules that are not ASCII (the
     /// Unicode forms of internationalised suffixes, which queries carry as `xn--`) are skipped.
     pub fn parse_psl(text: &str) -> Suffixes {
-        let mut sorted: Vec<u32> = text
+        let rules: Vec<String> = text
             .lines()
             .map(|l| l.split_whitespace().next().unwrap_or(""))
             .filter(|r| !r.is_empty() && !r.starts_with("//") && r.is_ascii())
-            .map(|r| fnv(r.to_ascii_lowercase().as_bytes()))
+            .map(str::to_ascii_lowercase)
             .collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        Suffixes::from_sorted(sorted)
-    }
-
-    fn from_sorted(sorted: Vec<u32>) -> Suffixes {
-        let set = sorted.iter().copied().collect();
-        Suffixes { sorted, set }
+        Suffixes(HashList::of(rules.iter().map(|r| r.as_bytes())))
     }
 
     /// Rules held.
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.0.sorted.len()
     }
 
     /// Whether no rule is held.
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.0.sorted.is_empty()
     }
 
     /// Serialise: magic, count, sorted hashes (little-endian u32).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + 4 * self.sorted.len());
-        out.extend_from_slice(PSL_MAGIC);
-        out.extend_from_slice(&(self.sorted.len() as u32).to_le_bytes());
-        for h in &self.sorted {
-            out.extend_from_slice(&h.to_le_bytes());
-        }
+        let mut out = PSL_MAGIC.to_vec();
+        self.0.write(&mut out);
         out
     }
 
     /// Parse [`Suffixes::to_bytes`].
     pub fn from_bytes(b: &[u8]) -> Result<Suffixes, ModelError> {
-        if b.len() < 12 || &b[..8] != PSL_MAGIC {
-            return Err(ModelError("not a public-suffix file".into()));
+        match b.strip_prefix(PSL_MAGIC.as_slice()) {
+            Some(rest) => Ok(Suffixes(HashList::read(rest, "public suffixes")?)),
+            None => Err(ModelError("not a public-suffix file".into())),
         }
-        let n = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
-        if b.len() != 12 + 4 * n {
-            return Err(ModelError(format!(
-                "{n} suffix hashes announced, {} bytes follow",
-                b.len() - 12
-            )));
-        }
-        let sorted: Vec<u32> = b[12..]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if sorted.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(ModelError("suffix hashes not sorted".into()));
-        }
-        Ok(Suffixes::from_sorted(sorted))
     }
 
     /// The list shipped with this build.
@@ -111,7 +138,7 @@ impl Suffixes {
     }
 
     fn has(&self, rule: &str) -> bool {
-        self.set.contains(&fnv(rule.as_bytes()))
+        self.0.contains(rule.as_bytes())
     }
 
     /// How many labels at the end of `labels` form the public suffix (the list's algorithm:
@@ -224,48 +251,37 @@ impl CharLm {
 /// DGAs (matsnu, rovnix, suppobox …) concatenate dictionary words, which every character-level
 /// feature reads as a name people chose.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Words {
-    sorted: Vec<u32>,
-    set: std::collections::HashSet<u32>,
-}
+pub struct Words(HashList);
 
 impl Words {
     /// From a word list, one word per line (e.g. Debian's `wamerican`); only lower-case ASCII
     /// words of 3 to 20 letters are kept (proper nouns and possessives are not words of a name).
     pub fn parse(text: &str) -> Words {
-        let mut sorted: Vec<u32> = text
-            .lines()
-            .map(str::trim)
-            .filter(|w| {
-                (MIN_WORD..=MAX_WORD).contains(&w.len())
-                    && w.bytes().all(|c| c.is_ascii_lowercase())
-            })
-            .map(|w| fnv(w.as_bytes()))
-            .collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        Words::from_sorted(sorted)
-    }
-
-    fn from_sorted(sorted: Vec<u32>) -> Words {
-        let set = sorted.iter().copied().collect();
-        Words { sorted, set }
+        Words(HashList::of(
+            text.lines()
+                .map(str::trim)
+                .filter(|w| {
+                    (MIN_WORD..=MAX_WORD).contains(&w.len())
+                        && w.bytes().all(|c| c.is_ascii_lowercase())
+                })
+                .map(str::as_bytes),
+        ))
     }
 
     /// Words held.
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.0.sorted.len()
     }
 
     /// Whether the list is empty (a model trained without one).
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.0.sorted.is_empty()
     }
 
     /// The segmentation of `label` into dictionary words that covers the most letters (fewest
     /// words on ties): (share of the label covered, number of words).
     pub fn segment(&self, label: &[u8]) -> (f32, usize) {
-        if self.set.is_empty() || label.is_empty() {
+        if self.is_empty() || label.is_empty() {
             return (0.0, 0);
         }
         // best[i] = (letters covered, -words) over label[..i]; lexicographic maximum.
@@ -277,7 +293,7 @@ impl Words {
                     break;
                 }
                 let cand = (best[j].0 + (i - j), best[j].1 - 1);
-                if cand > b && self.set.contains(&fnv(&label[j..i])) {
+                if cand > b && self.0.contains(&label[j..i]) {
                     b = cand;
                 }
             }
@@ -417,9 +433,8 @@ impl DgaModel {
     /// Serialise: magic, threshold, then little-endian f32 weights and language model, then the
     /// number of word hashes and the sorted hashes (u32).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            16 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS + self.words.sorted.len()),
-        );
+        let mut out =
+            Vec::with_capacity(16 + 4 * (BUCKETS + DENSE + 2 * LM_BUCKETS + self.words.len()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.threshold.to_le_bytes());
         for w in self
@@ -431,10 +446,7 @@ impl DgaModel {
         {
             out.extend_from_slice(&w.to_le_bytes());
         }
-        out.extend_from_slice(&(self.words.sorted.len() as u32).to_le_bytes());
-        for h in &self.words.sorted {
-            out.extend_from_slice(&h.to_le_bytes());
-        }
+        self.words.0.write(&mut out);
         out
     }
 
@@ -447,21 +459,7 @@ impl DgaModel {
                 b.len()
             )));
         }
-        let n_words =
-            u32::from_le_bytes([b[fixed], b[fixed + 1], b[fixed + 2], b[fixed + 3]]) as usize;
-        if b.len() != fixed + 4 + 4 * n_words {
-            return Err(ModelError(format!(
-                "{n_words} word hashes announced, {} bytes follow",
-                b.len() - fixed - 4
-            )));
-        }
-        let sorted: Vec<u32> = b[fixed + 4..]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if sorted.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(ModelError("word hashes not sorted".into()));
-        }
+        let words = Words(HashList::read(&b[fixed..], "word list")?);
         let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let threshold = f(8);
         let mut dense = [0f32; DENSE];
@@ -482,7 +480,7 @@ impl DgaModel {
             dense,
             threshold,
             lm: CharLm { tri, bi },
-            words: Words::from_sorted(sorted),
+            words,
         })
     }
 }

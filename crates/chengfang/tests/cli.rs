@@ -2583,15 +2583,7 @@ async fn an_sm2_device_enrolls_reports_over_https_renews_and_is_refused_once_rev
     let srv = start_server(&dir);
     let c = client(&dir);
     let u = |p: &str| format!("{}{p}", srv.url);
-    let (_, v) = json(
-        c.post(u("/api/v1/auth/rotate"))
-            .bearer_auth(&srv.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let admin = v["token"].as_str().unwrap().to_string();
+    let admin = rotate_bootstrap(&c, &srv).await;
     let admin_file = tmp.path().join("admin.token");
     std::fs::write(&admin_file, &admin).unwrap();
     let ca = dir.join("ca/ca.pem");
