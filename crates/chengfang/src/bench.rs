@@ -260,18 +260,14 @@ async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Resul
         )
         .await?;
         let (tok, _, _) = svc.enrollment_token(&manage, &ctx, &id).await?;
-        let alg = if i % 2 == 0 {
-            KeyAlg::EcdsaP256
-        } else {
-            KeyAlg::Ed25519
-        };
+        let alg = [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2][i % 3];
         let k = cf_pki::device::device_key(alg, &id)?;
         svc.enroll(&ctx, &tok, &k.csr_der).await?;
         fleet.push((id, alg, DeviceSigner::from_pkcs8(alg, &k.pkcs8)?));
     }
     let enroll_rate = n as f64 / t0.elapsed().as_secs_f64();
     let mut rows = Vec::new();
-    for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519] {
+    for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2] {
         let mine: Vec<&(String, KeyAlg, DeviceSigner)> =
             fleet.iter().filter(|f| f.1 == alg).collect();
         let mut seqs = vec![0u64; mine.len()];
