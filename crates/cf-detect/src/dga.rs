@@ -718,6 +718,22 @@ mod tests {
         assert_eq!(Words::default().segment(b"partner"), (0.0, 0));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1_000))]
+        /// Any name cuts into a label and a suffix that are parts of it, and any label segments
+        /// into at most len/3 words covering at most all of it.
+        #[test]
+        fn cutting_and_segmenting_any_name_stays_inside_it(name in "[a-z0-9.*!-]{0,40}") {
+            let (label, suffix) = split(&name);
+            proptest::prop_assert!(name.contains(&label));
+            proptest::prop_assert!(name.contains(&suffix));
+            let w = Words::parse("partner\nwhite\ncolor\nfriend\nend\nwin\nwind\n");
+            let (cov, n) = w.segment(label.as_bytes());
+            proptest::prop_assert!((0.0..=1.0).contains(&cov));
+            proptest::prop_assert!(n * MIN_WORD <= label.len());
+        }
+    }
+
     #[test]
     fn metrics() {
         assert!((auc(&[0.9, 0.8], &[0.1, 0.2]) - 1.0).abs() < 1e-9);

@@ -352,6 +352,26 @@ mod tests {
         assert!(verify_tls13(&pder, b"transcript", &sig).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        /// Any bytes given as a signature are refused or read, never a panic; any `r‖s` with
+        /// both halves non-zero survives DER and back.
+        #[test]
+        fn signature_der_never_panics_and_round_trips(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            r in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            s in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+        ) {
+            let _ = rs_from_der(&junk);
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&r);
+            sig[32..].copy_from_slice(&s);
+            sig[31] |= 1;
+            sig[63] |= 1;
+            proptest::prop_assert_eq!(rs_from_der(&rs_to_der(&sig)), Some(sig));
+        }
+    }
+
     #[test]
     fn signature_der_round_trips_and_refuses_oversized_or_negative_integers() {
         let mut sig = [0u8; 64];
