@@ -64,7 +64,7 @@ impl HashList {
             .get(..4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
             .ok_or_else(|| ModelError(format!("{what}: no count")))?;
-        if b.len() != 4 + 4 * n {
+        if Some(b.len()) != n.checked_mul(4).and_then(|x| x.checked_add(4)) {
             return Err(ModelError(format!(
                 "{what}: {n} hashes announced, {} bytes follow",
                 b.len() - 4
@@ -81,80 +81,125 @@ impl HashList {
     }
 }
 
-/// The Public Suffix List's rules (ICANN and private sections, e.g. `co.uk`, `ddns.net`,
-/// `*.ck`, `!www.ck`) as sorted FNV-1a hashes, built from Debian's `publicsuffix` by
-/// `chengfang analyze public-suffixes` (`models/public_suffixes.bin`).
+/// Public suffixes: the Public Suffix List's ICANN section (`co.uk`, `*.ck`, `!www.ck` …) and,
+/// of its private section, the dynamic-DNS providers' zones (`ddns.net`, `dyndns.org` …), where
+/// the label under the zone is a name its registrant chose, as under a TLD. The other private
+/// zones (CDNs, clouds: `cloudfront.net`, `herokuapp.com`) are left out: the labels under them
+/// are often machine-made by benign services and would read as DGA names. Kept as exact rule
+/// strings (hashes would let an attacker craft a label that collides with a rule), in
+/// `models/public_suffixes.txt`, built by `chengfang analyze public-suffixes` from Debian's
+/// `publicsuffix`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Suffixes(HashList);
+pub struct Suffixes {
+    rules: std::collections::BTreeSet<String>,
+    /// Labels in the longest rule (a wildcard counts its `*`): no name needs looking deeper.
+    depth: usize,
+}
 
-const PSL_MAGIC: &[u8; 8] = b"CFPSL\x00\x01\x00";
+/// Words in a private-section provider's name that mark a dynamic-DNS service.
+const DYNAMIC_DNS: [&str; 4] = ["dyn", "ddns", "no-ip", "dns"];
 
 impl Suffixes {
-    /// From the list's text: one rule per line, `//` comments; rules that are not ASCII (the
-    /// Unicode forms of internationalised suffixes, which queries carry as `xn--`) are skipped.
+    /// From the list's text. Rules that are not ASCII (the Unicode forms of internationalised
+    /// suffixes, which queries carry as `xn--`) are skipped; in the private section only the
+    /// rules under a provider header (`// Name : URL`) whose name marks dynamic DNS are kept.
     pub fn parse_psl(text: &str) -> Suffixes {
-        let rules: Vec<String> = text
-            .lines()
-            .map(|l| l.split_whitespace().next().unwrap_or(""))
-            .filter(|r| !r.is_empty() && !r.starts_with("//") && r.is_ascii())
-            .map(str::to_ascii_lowercase)
-            .collect();
-        Suffixes(HashList::of(rules.iter().map(|r| r.as_bytes())))
+        let (mut private, mut keep) = (false, true);
+        let mut rules = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.contains("===BEGIN PRIVATE DOMAINS===") {
+                (private, keep) = (true, false);
+            }
+            if let Some(c) = line.strip_prefix("// ") {
+                if private && let Some((name, _)) = c.split_once(" : ") {
+                    let name = name.to_ascii_lowercase();
+                    keep = DYNAMIC_DNS.iter().any(|k| name.contains(k));
+                }
+                continue;
+            }
+            let rule = line.split_whitespace().next().unwrap_or("");
+            if keep && !rule.is_empty() && !rule.starts_with("//") && rule.is_ascii() {
+                rules.insert(rule.to_ascii_lowercase());
+            }
+        }
+        Suffixes::from_rules(rules)
+    }
+
+    fn from_rules(rules: std::collections::BTreeSet<String>) -> Suffixes {
+        let depth = rules
+            .iter()
+            .map(|r| r.trim_start_matches('!').split('.').count())
+            .max()
+            .unwrap_or(1);
+        Suffixes { rules, depth }
     }
 
     /// Rules held.
     pub fn len(&self) -> usize {
-        self.0.sorted.len()
+        self.rules.len()
     }
 
     /// Whether no rule is held.
     pub fn is_empty(&self) -> bool {
-        self.0.sorted.is_empty()
+        self.rules.is_empty()
     }
 
-    /// Serialise: magic, count, sorted hashes (little-endian u32).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = PSL_MAGIC.to_vec();
-        self.0.write(&mut out);
+    /// The rules, one per line, after a header naming the source and its licence.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from(
+            "# Public suffixes for cf-detect: the ICANN section of the Public Suffix List and its\n\
+             # private section's dynamic-DNS providers, ASCII rules only.\n\
+             # Source: https://publicsuffix.org/list/ via Debian's `publicsuffix` package.\n\
+             # This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0.\n\
+             # If a copy of the MPL was not distributed with this file, You can obtain one at\n\
+             # https://mozilla.org/MPL/2.0/.\n\
+             # Rebuild: chengfang analyze public-suffixes --out crates/cf-detect/models/public_suffixes.txt\n",
+        );
+        for r in &self.rules {
+            out.push_str(r);
+            out.push('\n');
+        }
         out
     }
 
-    /// Parse [`Suffixes::to_bytes`].
-    pub fn from_bytes(b: &[u8]) -> Result<Suffixes, ModelError> {
-        match b.strip_prefix(PSL_MAGIC.as_slice()) {
-            Some(rest) => Ok(Suffixes(HashList::read(rest, "public suffixes")?)),
-            None => Err(ModelError("not a public-suffix file".into())),
-        }
+    /// Parse [`Suffixes::to_text`] (`#` comments, one rule per line).
+    pub fn from_text(text: &str) -> Suffixes {
+        Suffixes::from_rules(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+        )
     }
 
     /// The list shipped with this build.
     pub fn builtin() -> &'static Suffixes {
         static S: std::sync::OnceLock<Suffixes> = std::sync::OnceLock::new();
-        S.get_or_init(|| {
-            // A build ships a file that a test rebuilt from the list; refusing it is a bug.
-            Suffixes::from_bytes(include_bytes!("../models/public_suffixes.bin"))
-                .unwrap_or_default()
-        })
+        S.get_or_init(|| Suffixes::from_text(include_str!("../models/public_suffixes.txt")))
     }
 
     fn has(&self, rule: &str) -> bool {
-        self.0.contains(rule.as_bytes())
+        self.rules.contains(rule)
     }
 
-    /// How many labels at the end of `labels` form the public suffix (the list's algorithm:
-    /// the longest matching rule, a wildcard covering one more label, an exception one less;
-    /// no match is the implicit `*`, one label).
+    /// How many labels at the end of `labels` form the public suffix, by the list's algorithm:
+    /// an exception rule wins and covers one label less; otherwise the longest matching rule,
+    /// a wildcard covering one label more; no match is the implicit `*`, one label. Only the
+    /// last `depth` labels can match a rule, so a name of many labels costs no more.
     pub fn suffix_labels(&self, labels: &[&str]) -> usize {
         let n = labels.len();
-        for i in 0..n {
-            let cand = labels[i..].join(".");
-            if self.has(&format!("!{cand}")) {
-                return n - i - 1;
+        let from = n.saturating_sub(self.depth);
+        for i in from..n {
+            if self.has(&format!("!{}", labels[i..].join("."))) {
+                return (n - i - 1).max(1);
             }
-            if self.has(&cand) {
-                return n - i;
-            }
-            if i + 1 < n && self.has(&format!("*.{}", labels[i + 1..].join("."))) {
+        }
+        for i in from..n {
+            if self.has(&labels[i..].join("."))
+                || (i + 1 < n && self.has(&format!("*.{}", labels[i + 1..].join("."))))
+            {
                 return n - i;
             }
         }
@@ -166,6 +211,18 @@ impl Suffixes {
 /// `x7k2`), lower case, and its public suffix, by the Public Suffix List.
 pub fn split(domain: &str) -> (String, String) {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    // A DNS name is at most 253 bytes; anything longer is cut to its last 253 (at a character
+    // boundary), so a crafted name costs no more than a real one.
+    let d = match d.len().checked_sub(253) {
+        Some(cut) if cut > 0 => {
+            let mut at = cut;
+            while !d.is_char_boundary(at) {
+                at += 1;
+            }
+            d[at..].to_string()
+        }
+        _ => d,
+    };
     let parts: Vec<&str> = d.split('.').filter(|p| !p.is_empty()).collect();
     match parts.len() {
         0 => (String::new(), String::new()),
@@ -698,8 +755,21 @@ mod tests {
             split("host.corp.internal-zz"),
             ("corp".into(), "internal-zz".into())
         );
-        assert!(Suffixes::builtin().len() > 9_000);
-        assert!(Suffixes::from_bytes(b"CFPSL\x00\x01\x00\x02\x00\x00\x00").is_err());
+        assert!(Suffixes::builtin().len() > 6_000);
+        // CDN and cloud zones of the private section are not suffixes: the label under them is
+        // often machine-made by a benign service.
+        assert_eq!(
+            split("d2lq3bxyz7k9ab.cloudfront.net"),
+            ("cloudfront".into(), "net".into())
+        );
+        // An exception wins over a longer wildcard match, and never leaves less than one label.
+        let s = Suffixes::from_text("ck\n*.ck\n!www.ck\n!bad\n");
+        assert_eq!(s.suffix_labels(&["a", "www", "ck"]), 1);
+        assert_eq!(s.suffix_labels(&["a", "b", "ck"]), 2);
+        assert_eq!(s.suffix_labels(&["x", "bad"]), 1);
+        // A name of thousands of labels is cut to 253 bytes and answered at once.
+        let long = "a.".repeat(40_000) + "example.com";
+        assert_eq!(split(&long), ("example".into(), "com".into()));
     }
 
     #[test]

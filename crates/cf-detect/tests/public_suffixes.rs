@@ -19,6 +19,6 @@ fn the_shipped_suffixes_are_the_public_suffix_list() {
     let built = cf_detect::dga::Suffixes::parse_psl(&text);
     assert!(
         &built == cf_detect::dga::Suffixes::builtin(),
-        "models/public_suffixes.bin is stale: rerun `chengfang analyze public-suffixes`"
+        "models/public_suffixes.bin is stale: rerun `chengfang analyze public-suffixes --out crates/cf-detect/models/public_suffixes.txt`"
     );
 }

@@ -243,6 +243,13 @@ pub(crate) fn issue(
         ));
     };
     let (not_before, not_after) = (utc(f.not_before)?, utc(f.not_after)?);
+    // The SAN is an IA5String and the names are written as given: refuse what they cannot hold.
+    if !f.san_uri.is_ascii() || !f.cn.is_ascii() {
+        return Err(PkiError::Invalid(format!(
+            "certificate name `{}`: only ASCII is accepted",
+            f.cn.escape_default()
+        )));
+    }
     let key_usage = yasna::construct_der(|w| w.write_bitvec_bytes(&[0x80], 1));
     let san = yasna::construct_der(|w| {
         w.write_sequence(|w| {
@@ -350,6 +357,19 @@ mod tests {
         .unwrap();
         let pder = crate::device::pem_to_der(&ppem).unwrap();
         assert!(verify_tls13(&pder, b"transcript", &sig).is_err());
+        // A name the certificate cannot hold is an error, not a panic.
+        assert!(
+            crate::device::issue_device_cert(
+                &ca.cert_pem,
+                &ca.key_pem,
+                &k.csr_der,
+                "仪表-1",
+                &[5; 16],
+                now,
+                1
+            )
+            .is_err()
+        );
     }
 
     proptest::proptest! {

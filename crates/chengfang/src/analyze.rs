@@ -32,7 +32,7 @@ pub enum AnalyzeCmd {
         /// The list.
         #[arg(long, default_value = "/usr/share/publicsuffix/public_suffix_list.dat")]
         psl: PathBuf,
-        /// Where to write it (crates/cf-detect/models/public_suffixes.bin).
+        /// Where to write it (crates/cf-detect/models/public_suffixes.txt).
         #[arg(long)]
         out: PathBuf,
     },
@@ -244,7 +244,6 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
     Ok(out)
 }
 
-/// Rows of the labelled CSV: (domain, is_dga, family).
 /// Where Debian's `wamerican` puts its list.
 const DEFAULT_WORDS: &str = "/usr/share/dict/american-english";
 
@@ -262,6 +261,7 @@ fn read_words(path: &Path) -> Result<dga::Words> {
     Ok(w)
 }
 
+/// Rows of the labelled CSV: (domain, is_dga, family of a DGA name or source of a benign one).
 fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
     let text = read_text(path)?;
     let mut rows = Vec::new();
@@ -271,7 +271,8 @@ fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
             continue;
         }
         match cols.as_slice() {
-            // The third field is the family of a DGA name and the source list of a benign one.
+            // The third field kept is the family of a DGA name and the source (the file's fourth
+            // column) of a benign one.
             [d, l, fam, rest @ ..] if !d.is_empty() => match *l {
                 "1" => rows.push((d.to_string(), true, fam.to_string())),
                 "0" => rows.push((
@@ -529,7 +530,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             if s.is_empty() {
                 bail!("{}: no rules", psl.display());
             }
-            std::fs::write(&out, s.to_bytes())
+            std::fs::write(&out, s.to_text())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!("{} suffix rules written to {}", s.len(), out.display());
             Ok(true)
@@ -634,6 +635,15 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     })
                     .map(|r| m.score(&r.0))
                     .collect();
+                if neg.is_empty() {
+                    bail!(
+                        "fold {k}: no benign names to score{}",
+                        benign_source
+                            .as_ref()
+                            .map(|p| format!(" (none has a source starting with `{p}`)"))
+                            .unwrap_or_default()
+                    );
+                }
                 let (recall, cut) = dga::recall_at_fpr(&pos, &neg, 0.01);
                 let per_family: serde_json::Map<String, serde_json::Value> = held
                     .iter()
