@@ -26,34 +26,21 @@ const MIN_WORD: usize = 3;
 /// Nor longer than this (no English word in a domain label runs longer).
 const MAX_WORD: usize = 20;
 
-/// A set of strings kept as their FNV-1a hashes (the models ship hashes, not lists), serialised
-/// as a count and the sorted hashes.
+/// A set of strings kept as their FNV-1a hashes (the model ships hashes, not the list),
+/// serialised as a count and the hashes in ascending order.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct HashList {
-    sorted: Vec<u32>,
-    set: std::collections::HashSet<u32>,
-}
+struct HashList(std::collections::HashSet<u32>);
 
 impl HashList {
-    fn of<'a>(items: impl Iterator<Item = &'a [u8]>) -> HashList {
-        let mut sorted: Vec<u32> = items.map(fnv).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        HashList::from_sorted(sorted)
-    }
-
-    fn from_sorted(sorted: Vec<u32>) -> HashList {
-        let set = sorted.iter().copied().collect();
-        HashList { sorted, set }
-    }
-
     fn contains(&self, item: &[u8]) -> bool {
-        self.set.contains(&fnv(item))
+        self.0.contains(&fnv(item))
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.sorted.len() as u32).to_le_bytes());
-        for h in &self.sorted {
+        let mut sorted: Vec<u32> = self.0.iter().copied().collect();
+        sorted.sort_unstable();
+        out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+        for h in sorted {
             out.extend_from_slice(&h.to_le_bytes());
         }
     }
@@ -75,9 +62,9 @@ impl HashList {
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         if sorted.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(ModelError(format!("{what}: hashes not sorted")));
+            return Err(ModelError(format!("{what}: hashes not in ascending order")));
         }
-        Ok(HashList::from_sorted(sorted))
+        Ok(HashList(sorted.into_iter().collect()))
     }
 }
 
@@ -91,7 +78,12 @@ impl HashList {
 /// `publicsuffix`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Suffixes {
-    rules: std::collections::BTreeSet<String>,
+    /// Plain rules (`co.uk`).
+    plain: std::collections::HashSet<String>,
+    /// Wildcard rules without their `*.` (`*.ck` as `ck`).
+    wildcard: std::collections::HashSet<String>,
+    /// Exception rules without their `!` (`!www.ck` as `www.ck`).
+    exception: std::collections::HashSet<String>,
     /// Labels in the longest rule (a wildcard counts its `*`): no name needs looking deeper.
     depth: usize,
 }
@@ -105,7 +97,7 @@ impl Suffixes {
     /// rules under a provider header (`// Name : URL`) whose name marks dynamic DNS are kept.
     pub fn parse_psl(text: &str) -> Suffixes {
         let (mut private, mut keep) = (false, true);
-        let mut rules = std::collections::BTreeSet::new();
+        let mut rules = Vec::new();
         for line in text.lines() {
             let line = line.trim();
             if line.contains("===BEGIN PRIVATE DOMAINS===") {
@@ -120,29 +112,48 @@ impl Suffixes {
             }
             let rule = line.split_whitespace().next().unwrap_or("");
             if keep && !rule.is_empty() && !rule.starts_with("//") && rule.is_ascii() {
-                rules.insert(rule.to_ascii_lowercase());
+                rules.push(rule.to_ascii_lowercase());
             }
         }
         Suffixes::from_rules(rules)
     }
 
-    fn from_rules(rules: std::collections::BTreeSet<String>) -> Suffixes {
-        let depth = rules
+    fn from_rules(rules: impl IntoIterator<Item = String>) -> Suffixes {
+        let mut s = Suffixes::default();
+        for r in rules {
+            s.depth = s.depth.max(r.trim_start_matches('!').split('.').count());
+            if let Some(x) = r.strip_prefix('!') {
+                s.exception.insert(x.to_string());
+            } else if let Some(x) = r.strip_prefix("*.") {
+                s.wildcard.insert(x.to_string());
+            } else {
+                s.plain.insert(r);
+            }
+        }
+        s
+    }
+
+    /// Every rule as the list writes it, in order.
+    fn rules(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .plain
             .iter()
-            .map(|r| r.trim_start_matches('!').split('.').count())
-            .max()
-            .unwrap_or(1);
-        Suffixes { rules, depth }
+            .cloned()
+            .chain(self.wildcard.iter().map(|x| format!("*.{x}")))
+            .chain(self.exception.iter().map(|x| format!("!{x}")))
+            .collect();
+        all.sort_unstable();
+        all
     }
 
     /// Rules held.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.plain.len() + self.wildcard.len() + self.exception.len()
     }
 
     /// Whether no rule is held.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.len() == 0
     }
 
     /// The rules, one per line, after a header naming the source and its licence.
@@ -156,8 +167,8 @@ impl Suffixes {
              # https://mozilla.org/MPL/2.0/.\n\
              # Rebuild: chengfang analyze public-suffixes --out crates/cf-detect/models/public_suffixes.txt\n",
         );
-        for r in &self.rules {
-            out.push_str(r);
+        for r in self.rules() {
+            out.push_str(&r);
             out.push('\n');
         }
         out
@@ -169,8 +180,7 @@ impl Suffixes {
             text.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-                .collect(),
+                .map(str::to_string),
         )
     }
 
@@ -180,30 +190,26 @@ impl Suffixes {
         S.get_or_init(|| Suffixes::from_text(include_str!("../models/public_suffixes.txt")))
     }
 
-    fn has(&self, rule: &str) -> bool {
-        self.rules.contains(rule)
-    }
-
-    /// How many labels at the end of `labels` form the public suffix, by the list's algorithm:
-    /// an exception rule wins and covers one label less; otherwise the longest matching rule,
-    /// a wildcard covering one label more; no match is the implicit `*`, one label. Only the
-    /// last `depth` labels can match a rule, so a name of many labels costs no more.
-    pub fn suffix_labels(&self, labels: &[&str]) -> usize {
-        let n = labels.len();
+    /// How many labels at the end of `name` (dotted, no empty label) form the public suffix,
+    /// by the list's algorithm: an exception rule wins and covers one label less; otherwise the
+    /// longest matching rule, a wildcard covering one label more; no match is the implicit `*`,
+    /// one label. Only the last `depth` labels can match a rule, so a name of many labels costs
+    /// no more, and the candidates are slices of `name`, so nothing is allocated.
+    pub fn suffix_labels(&self, name: &str) -> usize {
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(name.match_indices('.').map(|(i, _)| i + 1))
+            .collect();
+        let n = starts.len();
+        let tail = |i: usize| &name[starts[i]..];
         let from = n.saturating_sub(self.depth);
-        for i in from..n {
-            if self.has(&format!("!{}", labels[i..].join("."))) {
-                return (n - i - 1).max(1);
-            }
+        if let Some(i) = (from..n).find(|&i| self.exception.contains(tail(i))) {
+            return (n - i - 1).max(1);
         }
-        for i in from..n {
-            if self.has(&labels[i..].join("."))
-                || (i + 1 < n && self.has(&format!("*.{}", labels[i + 1..].join("."))))
-            {
-                return n - i;
-            }
-        }
-        1.min(n)
+        (from..n)
+            .find(|&i| {
+                self.plain.contains(tail(i)) || (i + 1 < n && self.wildcard.contains(tail(i + 1)))
+            })
+            .map_or(1, |i| n - i)
     }
 }
 
@@ -228,13 +234,10 @@ pub fn split(domain: &str) -> (String, String) {
         0 => (String::new(), String::new()),
         1 => (parts[0].to_string(), String::new()),
         n => {
-            let k = Suffixes::builtin().suffix_labels(&parts).min(n);
-            if k == n {
-                // The whole name is a public suffix (`co.uk`, `ddns.net`): its first label.
-                (parts[0].to_string(), parts[1..].join("."))
-            } else {
-                (parts[n - k - 1].to_string(), parts[n - k..].join("."))
-            }
+            let name = parts.join(".");
+            // The whole name may be a public suffix (`co.uk`, `ddns.net`): then its first label.
+            let k = Suffixes::builtin().suffix_labels(&name).min(n - 1);
+            (parts[n - k - 1].to_string(), parts[n - k..].join("."))
         }
     }
 }
@@ -314,25 +317,26 @@ impl Words {
     /// From a word list, one word per line (e.g. Debian's `wamerican`); only lower-case ASCII
     /// words of 3 to 20 letters are kept (proper nouns and possessives are not words of a name).
     pub fn parse(text: &str) -> Words {
-        Words(HashList::of(
+        Words(HashList(
             text.lines()
                 .map(str::trim)
                 .filter(|w| {
                     (MIN_WORD..=MAX_WORD).contains(&w.len())
                         && w.bytes().all(|c| c.is_ascii_lowercase())
                 })
-                .map(str::as_bytes),
+                .map(|w| fnv(w.as_bytes()))
+                .collect(),
         ))
     }
 
     /// Words held.
     pub fn len(&self) -> usize {
-        self.0.sorted.len()
+        self.0.0.len()
     }
 
     /// Whether the list is empty (a model trained without one).
     pub fn is_empty(&self) -> bool {
-        self.0.sorted.is_empty()
+        self.0.0.is_empty()
     }
 
     /// The segmentation of `label` into dictionary words that covers the most letters (fewest
@@ -345,10 +349,7 @@ impl Words {
         let mut best: Vec<(usize, isize)> = vec![(0, 0); label.len() + 1];
         for i in 1..=label.len() {
             let mut b = best[i - 1];
-            for j in i.saturating_sub(MAX_WORD)..=i.saturating_sub(MIN_WORD) {
-                if i - j < MIN_WORD {
-                    break;
-                }
+            for j in i.saturating_sub(MAX_WORD)..(i + 1).saturating_sub(MIN_WORD) {
                 let cand = (best[j].0 + (i - j), best[j].1 - 1);
                 if cand > b && self.0.contains(&label[j..i]) {
                     b = cand;
@@ -764,9 +765,9 @@ mod tests {
         );
         // An exception wins over a longer wildcard match, and never leaves less than one label.
         let s = Suffixes::from_text("ck\n*.ck\n!www.ck\n!bad\n");
-        assert_eq!(s.suffix_labels(&["a", "www", "ck"]), 1);
-        assert_eq!(s.suffix_labels(&["a", "b", "ck"]), 2);
-        assert_eq!(s.suffix_labels(&["x", "bad"]), 1);
+        assert_eq!(s.suffix_labels("a.www.ck"), 1);
+        assert_eq!(s.suffix_labels("a.b.ck"), 2);
+        assert_eq!(s.suffix_labels("x.bad"), 1);
         // A name of thousands of labels is cut to 253 bytes and answered at once.
         let long = "a.".repeat(40_000) + "example.com";
         assert_eq!(split(&long), ("example".into(), "com".into()));
