@@ -115,6 +115,11 @@ pub fn verify_csr(csr_pem: &str) -> Result<CsrInfo, PkiError> {
 
 /// As [`verify_csr`], from DER (the RFC 7030 wire form, once base64-decoded).
 pub fn verify_csr_der(der: &[u8]) -> Result<CsrInfo, PkiError> {
+    verify_csr_spki(der).map(|(info, _)| info)
+}
+
+/// As [`verify_csr_der`], also returning the request's DER `SubjectPublicKeyInfo`.
+fn verify_csr_spki(der: &[u8]) -> Result<(CsrInfo, &[u8]), PkiError> {
     let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map_err(|_| PkiError::Invalid("CSR: not a PKCS#10 request".into()))?;
     let info = &csr.certification_request_info;
@@ -137,11 +142,14 @@ pub fn verify_csr_der(der: &[u8]) -> Result<CsrInfo, PkiError> {
         .next()
         .and_then(|c| c.as_str().ok())
         .map(str::to_string);
-    Ok(CsrInfo {
-        alg,
-        public_key: info.subject_pki.subject_public_key.data.to_vec(),
-        requested_cn,
-    })
+    Ok((
+        CsrInfo {
+            alg,
+            public_key: info.subject_pki.subject_public_key.data.to_vec(),
+            requested_cn,
+        },
+        info.subject_pki.raw,
+    ))
 }
 
 /// Issue a client certificate for `device_id` over the key of `csr_der`, valid `hours` from `now`.
@@ -199,29 +207,47 @@ fn issue_client_cert(
     now: Timestamp,
     hours: u32,
 ) -> Result<String, PkiError> {
-    let (ou, kind, device_id) = who;
-    if verify_csr_der(csr_der)?.alg == KeyAlg::Sm2 {
-        return issue_sm2(ca_cert_pem, ca_key_pem, csr_der, who, serial, now, hours);
+    let (ou, kind, id) = who;
+    let (csr_info, spki_der) = verify_csr_spki(csr_der)?;
+    let ca_key = KeyPair::from_pem(ca_key_pem.expose()).map_err(|_| PkiError::Pem("CA key"))?;
+    let serial = positive_serial(serial);
+    let (not_before, not_after) = validity(now, hours);
+    let san_uri = format!("urn:chengfang:{kind}:{id}");
+    if csr_info.alg == KeyAlg::Sm2 {
+        // rcgen cannot encode an SM2 key: the certificate is written by `sm2cert`, with the
+        // same fields, signed by the same CA.
+        let ca = crate::sm2cert::ca_parts(&pem_block(ca_cert_pem, "CA certificate")?)?;
+        let der = crate::sm2cert::issue(
+            &ca,
+            &ca_key,
+            &crate::sm2cert::Sm2CertFields {
+                spki_der,
+                cn: id,
+                ou,
+                san_uri: &san_uri,
+                serial: &serial,
+                not_before,
+                not_after,
+            },
+        )?;
+        return Ok(pem_encode("CERTIFICATE", &der));
     }
     let mut csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
         .map_err(|e| PkiError::Invalid(format!("CSR: {e}")))?;
-    let ca_key = KeyPair::from_pem(ca_key_pem.expose()).map_err(|_| PkiError::Pem("CA key"))?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
         .map_err(|_| PkiError::Pem("CA certificate"))?;
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, device_id);
+    p.distinguished_name.push(DnType::CommonName, id);
     p.distinguished_name
         .push(DnType::OrganizationalUnitName, ou);
-    p.subject_alt_names = vec![SanType::URI(
-        format!("urn:chengfang:{kind}:{device_id}")
-            .try_into()
-            .map_err(|e: rcgen::Error| PkiError::Invalid(format!("{kind} id: {e}")))?,
-    )];
+    p.subject_alt_names =
+        vec![SanType::URI(san_uri.try_into().map_err(
+            |e: rcgen::Error| PkiError::Invalid(format!("{kind} id: {e}")),
+        )?)];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.serial_number = Some(SerialNumber::from_slice(&positive_serial(serial)));
-    let (not_before, not_after) = validity(now, hours);
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
     p.not_before = not_before.as_offset_date_time();
     p.not_after = not_after.as_offset_date_time();
     p.use_authority_key_identifier_extension = true;
@@ -247,49 +273,12 @@ fn validity(now: Timestamp, hours: u32) -> (Timestamp, Timestamp) {
     )
 }
 
-/// As [`issue_client_cert`] for an SM2 key, which rcgen cannot encode.
-fn issue_sm2(
-    ca_cert_pem: &str,
-    ca_key_pem: &Secret<String>,
-    csr_der: &[u8],
-    who: (&str, &str, &str),
-    serial: &[u8; 16],
-    now: Timestamp,
-    hours: u32,
-) -> Result<String, PkiError> {
-    let (ou, kind, id) = who;
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(csr_der)
-        .map_err(|_| PkiError::Invalid("CSR: not a PKCS#10 request".into()))?;
-    let ca_key = KeyPair::from_pem(ca_key_pem.expose()).map_err(|_| PkiError::Pem("CA key"))?;
-    let ca = crate::sm2cert::ca_parts(&pem_block(ca_cert_pem, "CA certificate")?)?;
-    let (not_before, not_after) = validity(now, hours);
-    let der = crate::sm2cert::issue(
-        &ca,
-        &ca_key,
-        &crate::sm2cert::Sm2CertFields {
-            spki_der: csr.certification_request_info.subject_pki.raw,
-            cn: id,
-            ou,
-            san_uri: &format!("urn:chengfang:{kind}:{id}"),
-            serial: &positive_serial(serial),
-            not_before,
-            not_after,
-        },
-    )?;
-    Ok(pem_encode("CERTIFICATE", &der))
-}
-
-/// PEM armour (RFC 7468): base64 lines of 64 characters.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+/// PEM armour (RFC 7468) with LF line ends, as rcgen writes its certificates.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Read a certificate's facts.

@@ -120,9 +120,10 @@ pub(crate) fn verify_csr_signature(
         .map_err(|_| bad())
 }
 
-fn name(w: DERWriter<'_>, cn: &str, ou: &str) {
+/// A distinguished name of one attribute per RDN, in order.
+fn name(w: DERWriter<'_>, rdns: &[(&[u64], &str)]) {
     w.write_sequence(|w| {
-        for (arcs, value) in [(CN, cn), (OU, ou)] {
+        for &(arcs, value) in rdns {
             w.next().write_set(|w| {
                 w.next().write_sequence(|w| {
                     oid(w.next(), arcs);
@@ -149,25 +150,23 @@ pub fn sm2_csr(key: &Sm2SigningKey, cn: &str) -> Vec<u8> {
     let info = yasna::construct_der(|w| {
         w.write_sequence(|w| {
             w.next().write_u8(0);
-            w.next().write_sequence(|w| {
-                w.next().write_set(|w| {
-                    w.next().write_sequence(|w| {
-                        oid(w.next(), CN);
-                        w.next().write_utf8_string(cn);
-                    })
-                })
-            });
+            name(w.next(), &[(CN, cn)]);
             w.next().write_der(&spki);
             w.next()
                 .write_tagged_implicit(Tag::context(0), |w| w.write_set(|_| ()));
         })
     });
-    let sig = rs_to_der(&key.sign(&info));
+    signed(&info, SM2_WITH_SM3, &rs_to_der(&key.sign(&info)))
+}
+
+/// `SEQUENCE { body, AlgorithmIdentifier { alg }, BIT STRING sig }`: the shape of both a signed
+/// request (RFC 2986) and a certificate (RFC 5280), with the algorithm's parameters absent.
+fn signed(body: &[u8], alg: &[u64], sig: &[u8]) -> Vec<u8> {
     yasna::construct_der(|w| {
         w.write_sequence(|w| {
-            w.next().write_der(&info);
-            w.next().write_sequence(|w| oid(w.next(), SM2_WITH_SM3));
-            w.next().write_bitvec_bytes(&sig, sig.len() * 8);
+            w.next().write_der(body);
+            w.next().write_sequence(|w| oid(w.next(), alg));
+            w.next().write_bitvec_bytes(sig, sig.len() * 8);
         })
     })
 }
@@ -276,7 +275,7 @@ pub(crate) fn issue(
                 w.next().write_utctime(&not_before);
                 w.next().write_utctime(&not_after);
             });
-            name(w.next(), f.cn, f.ou);
+            name(w.next(), &[(CN, f.cn), (OU, f.ou)]);
             w.next().write_der(f.spki_der);
             w.next().write_tagged(Tag::context(3), |w| {
                 w.write_sequence(|w| {
@@ -290,14 +289,11 @@ pub(crate) fn issue(
             });
         })
     });
-    let sig = ca_key.sign(&tbs).map_err(crate::ce)?;
-    Ok(yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_der(&tbs);
-            w.next().write_sequence(|w| oid(w.next(), sig_alg));
-            w.next().write_bitvec_bytes(&sig, sig.len() * 8);
-        })
-    }))
+    Ok(signed(
+        &tbs,
+        sig_alg,
+        &ca_key.sign(&tbs).map_err(crate::ce)?,
+    ))
 }
 
 #[cfg(test)]

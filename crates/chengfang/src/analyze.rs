@@ -247,14 +247,18 @@ fn flows_of(file: &Path) -> Result<Vec<cf_detect::netwatch::FlowObs>> {
 /// Where Debian's `wamerican` puts its list.
 const DEFAULT_WORDS: &str = "/usr/share/dict/american-english";
 
-fn read_words(path: &Path) -> Result<dga::Words> {
-    let text = std::fs::read_to_string(path).with_context(|| {
+/// A list a Debian data package installs (`package`), or the file given by `flag`.
+fn read_debian_list(path: &Path, package: &str, flag: &str) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
         format!(
-            "cannot read the word list {} (install Debian's `wamerican` or pass --words)",
+            "cannot read {} (install Debian's `{package}` or pass {flag})",
             path.display()
         )
-    })?;
-    let w = dga::Words::parse(&text);
+    })
+}
+
+fn read_words(path: &Path) -> Result<dga::Words> {
+    let w = dga::Words::parse(&read_debian_list(path, "wamerican", "--words")?);
     if w.is_empty() {
         bail!("{}: no lower-case words of 3-20 letters", path.display());
     }
@@ -520,13 +524,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             Ok(ok)
         }
         AnalyzeCmd::PublicSuffixes { psl, out } => {
-            let text = std::fs::read_to_string(&psl).with_context(|| {
-                format!(
-                    "cannot read {} (install Debian's `publicsuffix` or pass --psl)",
-                    psl.display()
-                )
-            })?;
-            let s = dga::Suffixes::parse_psl(&text);
+            let s = dga::Suffixes::parse_psl(&read_debian_list(&psl, "publicsuffix", "--psl")?);
             if s.is_empty() {
                 bail!("{}: no rules", psl.display());
             }
@@ -620,11 +618,13 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                         ..TrainConfig::default()
                     },
                 );
-                let pos: Vec<f32> = rows
+                // (family, score) of every held-out DGA name, scored once.
+                let scored: Vec<(&str, f32)> = rows
                     .iter()
                     .filter(|r| r.1 && held.contains(&&r.2))
-                    .map(|r| m.score(&r.0))
+                    .map(|r| (r.2.as_str(), m.score(&r.0)))
                     .collect();
+                let pos: Vec<f32> = scored.iter().map(|(_, s)| *s).collect();
                 let neg: Vec<f32> = rows
                     .iter()
                     .filter(|r| {
@@ -648,10 +648,10 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                 let per_family: serde_json::Map<String, serde_json::Value> = held
                     .iter()
                     .map(|f| {
-                        let s: Vec<f32> = rows
+                        let s: Vec<f32> = scored
                             .iter()
-                            .filter(|r| r.1 && &r.2 == *f)
-                            .map(|r| m.score(&r.0))
+                            .filter(|(g, _)| g == f)
+                            .map(|(_, s)| *s)
                             .collect();
                         let hit = s.iter().filter(|&&x| x > cut).count() as f64;
                         ((*f).clone(), serde_json::json!(hit / s.len().max(1) as f64))
