@@ -16,8 +16,8 @@ fn the_shipped_model_is_reproducible_from_the_data() {
         })
         .collect();
     // Debian's wamerican (installed by .ci/run), as `train-dga` reads it by default.
-    let words = match std::fs::read_to_string("/usr/share/dict/american-english") {
-        Ok(t) => cf_detect::dga::Words::parse(&t),
+    let (words, list) = match std::fs::read_to_string("/usr/share/dict/american-english") {
+        Ok(t) => (cf_detect::dga::Words::parse(&t), t),
         Err(e) => {
             assert!(
                 !cf_testkit::in_ci(),
@@ -29,6 +29,8 @@ fn the_shipped_model_is_reproducible_from_the_data() {
             return;
         }
     };
+    let mut rows = rows;
+    cf_detect::dga::add_generic_dgas(&mut rows, &list.lines().map(str::trim).collect::<Vec<_>>());
     let m = cf_detect::dga::train(&rows, &words, cf_detect::dga::TrainConfig::default());
     let shipped = cf_detect::dga::DgaModel::builtin().unwrap();
     assert_eq!(m.threshold, shipped.threshold);

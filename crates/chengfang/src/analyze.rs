@@ -257,12 +257,22 @@ fn read_debian_list(path: &Path, package: &str, flag: &str) -> Result<String> {
     })
 }
 
-fn read_words(path: &Path) -> Result<dga::Words> {
-    let w = dga::Words::parse(&read_debian_list(path, "wamerican", "--words")?);
+/// The word list as the model keeps it (hashes) and as text (the generic word-chain DGAs are
+/// drawn from it).
+fn read_words(path: &Path) -> Result<(dga::Words, String)> {
+    let text = read_debian_list(path, "wamerican", "--words")?;
+    let w = dga::Words::parse(&text);
     if w.is_empty() {
         bail!("{}: no lower-case words of 3-20 letters", path.display());
     }
-    Ok(w)
+    Ok((w, text))
+}
+
+/// `pairs` with the generic DGA shapes added (see [`dga::add_generic_dgas`]).
+fn with_generic(mut pairs: Vec<(String, bool)>, word_text: &str) -> Vec<(String, bool)> {
+    let list: Vec<&str> = word_text.lines().map(str::trim).collect();
+    dga::add_generic_dgas(&mut pairs, &list);
+    pairs
 }
 
 /// Rows of the labelled CSV: (domain, is_dga, family of a DGA name or source of a benign one).
@@ -541,10 +551,10 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             words,
         } => {
             let rows = read_labelled(&data)?;
-            let words = read_words(&words)?;
+            let (words, word_text) = read_words(&words)?;
             let pairs: Vec<(String, bool)> = rows.into_iter().map(|(d, y, _)| (d, y)).collect();
             let m = dga::train(
-                &pairs,
+                &with_generic(pairs.clone(), &word_text),
                 &words,
                 TrainConfig {
                     epochs,
@@ -583,7 +593,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             json,
         } => {
             let rows = read_labelled(&data)?;
-            let words = read_words(&words)?;
+            let (words, word_text) = read_words(&words)?;
             let mut families: Vec<String> =
                 rows.iter().filter(|r| r.1).map(|r| r.2.clone()).collect();
             families.sort();
@@ -611,7 +621,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     .map(|r| (r.0.clone(), r.1))
                     .collect();
                 let m = dga::train(
-                    &train,
+                    &with_generic(train, &word_text),
                     &words,
                     TrainConfig {
                         epochs,
