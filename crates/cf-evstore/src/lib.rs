@@ -268,7 +268,8 @@ impl TantivyEventStore {
         Ok(st.parts.get_mut(day))
     }
 
-    fn document(&self, e: &ArchivedEvent) -> TantivyDocument {
+    /// The event's document; its body moves into the indexed JSON field (no copy of it is made).
+    fn document(&self, e: ArchivedEvent) -> TantivyDocument {
         let f = &self.fields;
         let mut d = TantivyDocument::default();
         d.add_text(f.id, &e.id);
@@ -292,15 +293,16 @@ impl TantivyEventStore {
         let mut text = format!("{}\n{}\n", e.topic, e.source);
         text_of(&e.body, &mut text);
         d.add_text(f.text, &text);
-        match &e.body {
-            Value::Object(m) => d.add_field_value(f.body, &OwnedValue::from(m.clone())),
+        d.add_text(f.raw, e.body.to_string());
+        let object = match e.body {
+            Value::Object(m) => m,
             other => {
                 let mut m = serde_json::Map::new();
-                m.insert("value".into(), other.clone());
-                d.add_field_value(f.body, &OwnedValue::from(m));
+                m.insert("value".into(), other);
+                m
             }
-        }
-        d.add_text(f.raw, e.body.to_string());
+        };
+        d.add_field_value(f.body, &OwnedValue::from(object));
         d
     }
 
@@ -358,7 +360,7 @@ impl TantivyEventStore {
                 }
             }
             let docs: Vec<(String, TantivyDocument)> = evs
-                .iter()
+                .into_iter()
                 .map(|e| (e.id.clone(), self.document(e)))
                 .collect();
             let id_field = self.fields.id;

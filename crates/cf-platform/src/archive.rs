@@ -26,8 +26,11 @@ pub const ARCHIVED_TOPICS: [(&str, &str); 2] = [
     ("log.>", "event-archive-logs"),
     ("alert.>", "event-archive-alerts"),
 ];
-/// Events stored per batch at most.
-const BATCH: usize = 2_000;
+/// Events stored per batch at most. Each batch is one commit of the store, and a tantivy commit
+/// costs a segment (its term dictionaries built, later merged) whatever its size: 10,000 per
+/// commit store 1.6× faster than 2,000 (`chengfang bench events`), while a batch of this size
+/// holds ~50 MB at most and waits no longer than [`LINGER`] to fill.
+pub const BATCH: usize = 10_000;
 /// How long a batch may wait to fill before it is stored.
 const LINGER: Duration = Duration::from_millis(200);
 
@@ -133,18 +136,19 @@ pub fn detection_finding(ev: &Event) -> Value {
 /// What the store keeps of a bus event: the indexed fields are lifted from the normalised (OCSF)
 /// part of the payload when there is one, else from the common raw shapes (syslog, Windows
 /// events, alerts); an alert is kept with its Detection Finding (2004) under `ocsf`.
-pub fn archived(ev: &Event) -> ArchivedEvent {
+/// The event is taken by value: its payload becomes the stored body without a copy (a deep copy
+/// of every payload was 7% of the archive's time).
+pub fn archived(mut ev: Event) -> ArchivedEvent {
     if ev.topic.starts_with("alert.") && ev.payload.get("ocsf").is_none() {
-        let mut with = ev.clone();
-        if let Some(o) = with.payload.as_object_mut() {
-            o.insert("ocsf".into(), detection_finding(ev));
-            return archived_as_is(&with);
+        let finding = detection_finding(&ev);
+        if let Some(o) = ev.payload.as_object_mut() {
+            o.insert("ocsf".into(), finding);
         }
     }
     archived_as_is(ev)
 }
 
-fn archived_as_is(ev: &Event) -> ArchivedEvent {
+fn archived_as_is(ev: Event) -> ArchivedEvent {
     let p = &ev.payload;
     let host = first(
         p,
@@ -191,17 +195,17 @@ fn archived_as_is(ev: &Event) -> ArchivedEvent {
         .and_then(|c| u32::try_from(c).ok())
         .or_else(|| ev.topic.starts_with("alert.").then_some(2004));
     ArchivedEvent {
-        id: ev.id.clone(),
-        time: ev.time,
-        topic: ev.topic.clone(),
-        source: ev.source.clone(),
         severity: severity_name(ev.severity).to_string(),
         class_uid,
         host,
         user,
         src_ip,
         dst_ip,
-        body: p.clone(),
+        id: ev.id,
+        time: ev.time,
+        topic: ev.topic,
+        source: ev.source,
+        body: ev.payload,
     }
 }
 
@@ -231,21 +235,24 @@ impl EventArchive {
     /// Store a batch of deliveries, then acknowledge them; on failure hand them back. Returns
     /// whether the store took them.
     async fn store_batch(&self, batch: Vec<Delivery>) -> bool {
-        let events: Vec<ArchivedEvent> = batch.iter().map(|d| archived(&d.event)).collect();
+        let (events, ackers): (Vec<ArchivedEvent>, Vec<_>) = batch
+            .into_iter()
+            .map(|d| (archived(d.event), d.acker))
+            .unzip();
         let n = events.len() as u64;
         match self.store.append(events).await {
             Ok(()) => {
                 self.counters.stored.fetch_add(n, Ordering::Relaxed);
-                for d in batch {
-                    let _ = d.ack().await;
+                for a in ackers {
+                    let _ = a.ack().await;
                 }
                 true
             }
             Err(e) => {
                 self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, events = n, "events not archived; handed back to the bus");
-                for d in batch {
-                    let _ = d.nack().await;
+                for a in ackers {
+                    let _ = a.nack().await;
                 }
                 false
             }
@@ -461,7 +468,7 @@ mod tests {
 
     #[test]
     fn lifts_fields_from_ocsf_then_raw_shapes() {
-        let a = archived(&event(
+        let a = archived(event(
             "log.syslog",
             serde_json::json!({"syslog": {"hostname": "gw-1"}, "ocsf": {"class_uid": 3002,
                 "user": {"name": "alice"}, "src_endpoint": {"ip": "10.9.9.9"}}}),
@@ -475,7 +482,7 @@ mod tests {
             ),
             (Some("gw-1"), Some("alice"), Some("10.9.9.9"), Some(3002))
         );
-        let w = archived(&event(
+        let w = archived(event(
             "log.json",
             serde_json::json!({"record": {"Event": {"System": {"Computer": "DC01"},
                 "EventData": {"TargetUserName": "bob", "IpAddress": "-"}}}}),
@@ -484,7 +491,7 @@ mod tests {
             (w.host.as_deref(), w.user.as_deref(), w.src_ip, w.class_uid),
             (Some("DC01"), Some("bob"), None, None)
         );
-        let al = archived(&event(
+        let al = archived(event(
             "alert.auth.brute_force",
             serde_json::json!({"src": "10.1.1.1"}),
         ));
@@ -497,7 +504,7 @@ mod tests {
 
     #[test]
     fn alerts_are_kept_as_detection_findings_with_their_attack_techniques() {
-        let a = archived(&event(
+        let a = archived(event(
             "alert.sigma.credential_access.0e1c6e4c",
             serde_json::json!({"key": "DC01", "rule_id": "0e1c6e4c", "title": "Mimikatz Use",
                 "tags": ["attack.credential-access", "attack.t1003.001"]}),
@@ -516,7 +523,7 @@ mod tests {
         assert_eq!(f["resources"][0]["name"], "DC01");
         assert_eq!(a.host.as_deref(), None, "a finding is not a device event");
         // Logs keep only what their source normalised.
-        let l = archived(&event("log.syslog", serde_json::json!({"syslog": {}})));
+        let l = archived(event("log.syslog", serde_json::json!({"syslog": {}})));
         assert!(l.body.get("ocsf").is_none());
     }
 }

@@ -106,11 +106,11 @@ pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Resu
                 severity: cf_event::Severity::Info,
                 payload: serde_json::json!({"peer": "10.0.0.1", "transport": "udp", "syslog": m, "ocsf": o}),
             };
-            cf_platform::archive::archived(&ev)
+            cf_platform::archive::archived(ev)
         })
         .collect();
     let t = Instant::now();
-    for chunk in events.chunks(2000) {
+    for chunk in events.chunks(cf_platform::archive::BATCH) {
         store.append(chunk.to_vec()).await?;
     }
     let store_s = t.elapsed().as_secs_f64();
@@ -388,7 +388,8 @@ pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Resu
             f("parse_normalise_per_s")
         );
         println!(
-            "  event store appends (batches of 2000): {:>10.0} events/s; {:.0} bytes/event on disk ({:.2}× the raw text)",
+            "  event store appends (batches of {}): {:>10.0} events/s; {:.0} bytes/event on disk ({:.2}× the raw text)",
+            cf_platform::archive::BATCH,
             f("store_appends_per_s"),
             f("store_bytes_per_event"),
             f("store_bytes_over_raw")
