@@ -1,6 +1,12 @@
 //! `chengfang`: the one binary. Parses the command line, loads configuration and wires the
 //! platform; the only crate that uses `anyhow`.
 
+/// mimalloc instead of glibc's malloc: the event pipeline, hunting and scanning allocate many
+/// small, short-lived objects across threads, where glibc's arenas spent 15–20% of the time
+/// (`malloc_consolidate`, `unlink_chunk`; docs/benchmarks.md has the before and after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod analyze;
 mod audit_cmd;
 mod bench;
