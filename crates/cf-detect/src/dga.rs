@@ -691,7 +691,7 @@ fn fit(data: &[(String, bool)], words: &Words, cfg: TrainConfig) -> DgaModel {
 /// classes of the published DGA taxonomies (arithmetic, hash, word-list), not any family's
 /// algorithm. Trained on beside the real families, they teach the model what every DGA of a
 /// class shares rather than the letters one family happens to prefer: families never seen in
-/// training gained about 0.01 AUC and 0.03–0.05 recall (docs/analytics.md).
+/// training gained about 0.01 AUC and 0.04–0.06 recall at 1% FPR (docs/analytics.md).
 pub const GENERIC_PER_SHAPE: usize = 3000;
 
 /// Seed of the generic names (training stays deterministic).
@@ -879,6 +879,38 @@ mod tests {
             proptest::prop_assert!((0.0..=1.0).contains(&cov));
             proptest::prop_assert!(n * MIN_WORD <= label.len());
         }
+    }
+
+    #[test]
+    fn generic_dgas_are_fixed_labelled_and_take_real_suffixes() {
+        let base = vec![
+            ("x7k2q9.ddns.net".to_string(), true),
+            ("qwpzkx.co.uk".to_string(), true),
+            ("example.com".to_string(), false),
+        ];
+        let words = ["alpha", "bravo", "charlie", "to", "Delta"];
+        let mut a = base.clone();
+        add_generic_dgas(&mut a, &words);
+        let mut b = base.clone();
+        add_generic_dgas(&mut b, &words);
+        assert_eq!(a, b, "the same names on every run");
+        let added = &a[base.len()..];
+        assert_eq!(added.len(), 5 * GENERIC_PER_SHAPE);
+        for (name, is_dga) in added {
+            assert!(is_dga, "{name}");
+            let (label, suffix) = split(name);
+            assert!(suffix == "ddns.net" || suffix == "co.uk", "{name}");
+            assert!(!label.is_empty() && label.len() <= 40, "{name}");
+        }
+        // Word chains use only lower-case words of 3-8 letters.
+        assert!(added.iter().any(|(n, _)| n.starts_with("alphabravo")
+            || n.contains("charliealpha")
+            || n.contains("bravocharlie")));
+        assert!(!added.iter().any(|(n, _)| n.contains("Delta")));
+        // Without a DGA name there is no suffix to borrow: nothing is added.
+        let mut benign = vec![("example.com".to_string(), false)];
+        add_generic_dgas(&mut benign, &words);
+        assert_eq!(benign.len(), 1);
     }
 
     #[test]
