@@ -902,11 +902,25 @@ mod tests {
             assert!(suffix == "ddns.net" || suffix == "co.uk", "{name}");
             assert!(!label.is_empty() && label.len() <= 40, "{name}");
         }
-        // Word chains use only lower-case words of 3-8 letters.
-        assert!(added.iter().any(|(n, _)| n.starts_with("alphabravo")
-            || n.contains("charliealpha")
-            || n.contains("bravocharlie")));
         assert!(!added.iter().any(|(n, _)| n.contains("Delta")));
+        // Each shape keeps its alphabet: the hex names (the third 3,000) are all hex digits.
+        let hex = &added[2 * GENERIC_PER_SHAPE..3 * GENERIC_PER_SHAPE];
+        assert!(
+            hex.iter()
+                .all(|(n, _)| split(n).0.bytes().all(|c| c.is_ascii_hexdigit()))
+        );
+        // The word chains (the last 3,000) are made of the three usable words only ("to" is too
+        // short, "Delta" not lower case).
+        for (n, _) in &added[4 * GENERIC_PER_SHAPE..] {
+            let mut rest = split(n).0;
+            while !rest.is_empty() {
+                let w = ["alpha", "bravo", "charlie"]
+                    .into_iter()
+                    .find(|w| rest.starts_with(w))
+                    .unwrap_or_else(|| panic!("{n}: not a chain of the usable words"));
+                rest = rest[w.len()..].to_string();
+            }
+        }
         // Without a DGA name there is no suffix to borrow: nothing is added.
         let mut benign = vec![("example.com".to_string(), false)];
         add_generic_dgas(&mut benign, &words);
@@ -934,9 +948,16 @@ mod tests {
         ] {
             assert!(m.is_dga(m.score(d)), "{d}: {}", m.score(d));
         }
-        // Word-list DGAs (matsnu: chains of 4–5 words; this one is in no training set) against a
-        // name of two words.
+        // Word-list DGAs (matsnu: chains of 4–5 words; neither name is in the data) against a
+        // name of two words. A 23-letter chain of four words scores high but, since the model
+        // trained with generic shapes raised its threshold (0.981), no longer above it — a known
+        // loss (docs/analytics.md); five words are above it.
         assert!(m.is_dga(m.score("partnerwhitecolorfriendtravel.com")));
+        let four = m.score("partnerwhitecolorfriend.com");
+        assert!(
+            four > 0.9 && four > 100.0 * m.score("bestbuy.com"),
+            "{four}"
+        );
         assert!(!m.is_dga(m.score("bestbuy.com")));
         assert!(DgaModel::from_bytes(b"nope").is_err());
         let bytes = m.to_bytes();

@@ -268,7 +268,8 @@ impl TantivyEventStore {
         Ok(st.parts.get_mut(day))
     }
 
-    /// The event's document; its body moves into the indexed JSON field (no copy of it is made).
+    /// The event's document; its body is moved, not cloned, into the indexed JSON field (tantivy
+    /// still converts it into its own document form).
     fn document(&self, e: ArchivedEvent) -> TantivyDocument {
         let f = &self.fields;
         let mut d = TantivyDocument::default();
@@ -335,12 +336,16 @@ impl TantivyEventStore {
     }
 
     fn append_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
-        let mut by_day: BTreeMap<String, Vec<ArchivedEvent>> = BTreeMap::new();
+        // Documents are built before the lock is taken, so searches wait only for indexing and
+        // the commit, not for this.
+        let mut by_day: BTreeMap<String, Vec<(String, TantivyDocument)>> = BTreeMap::new();
         for e in events {
-            by_day.entry(day_of(e.time)).or_default().push(e);
+            let day = day_of(e.time);
+            let id = e.id.clone();
+            by_day.entry(day).or_default().push((id, self.document(e)));
         }
         let mut st = self.lock();
-        for (day, evs) in by_day {
+        for (day, docs) in by_day {
             st.tick += 1;
             let tick = st.tick;
             // Bound the open writers (each holds its indexing heap).
@@ -359,10 +364,6 @@ impl TantivyEventStore {
                     }
                 }
             }
-            let docs: Vec<(String, TantivyDocument)> = evs
-                .into_iter()
-                .map(|e| (e.id.clone(), self.document(e)))
-                .collect();
             let id_field = self.fields.id;
             let Some(p) = self.partition(&mut st, &day, true)? else {
                 continue;
