@@ -698,14 +698,15 @@ pub const GENERIC_PER_SHAPE: usize = 3000;
 const GENERIC_SEED: u64 = 0x5eed_d6a5;
 
 /// Append [`GENERIC_PER_SHAPE`] generic DGA names of each shape to `data` (the same names on
-/// every run). `words` is the word list the word chains draw from (words of 3–8 letters are used).
+/// every run). `word_list` is the word list the word chains draw from, one word per line, as
+/// [`Words::parse`] reads it (its lower-case words of 3–8 letters are used).
 /// Each name gets the public suffix of a real DGA name already in `data`, so the generated names
 /// teach shapes, not suffixes; nothing is added when `data` holds no DGA name.
-pub fn add_generic_dgas(data: &mut Vec<(String, bool)>, words: &[&str]) {
+pub fn add_generic_dgas(data: &mut Vec<(String, bool)>, word_list: &str) {
     let suffixes: Vec<String> = data.iter().filter(|r| r.1).map(|r| split(&r.0).1).collect();
-    let words: Vec<&str> = words
-        .iter()
-        .copied()
+    let words: Vec<&str> = word_list
+        .lines()
+        .map(str::trim)
         .filter(|w| (3..=8).contains(&w.len()) && w.bytes().all(|c| c.is_ascii_lowercase()))
         .collect();
     if suffixes.is_empty() {
@@ -888,11 +889,11 @@ mod tests {
             ("qwpzkx.co.uk".to_string(), true),
             ("example.com".to_string(), false),
         ];
-        let words = ["alpha", "bravo", "charlie", "to", "Delta"];
+        let words = "alpha\nbravo\n charlie \nto\nDelta\n";
         let mut a = base.clone();
-        add_generic_dgas(&mut a, &words);
+        add_generic_dgas(&mut a, words);
         let mut b = base.clone();
-        add_generic_dgas(&mut b, &words);
+        add_generic_dgas(&mut b, words);
         assert_eq!(a, b, "the same names on every run");
         let added = &a[base.len()..];
         assert_eq!(added.len(), 5 * GENERIC_PER_SHAPE);
@@ -923,7 +924,7 @@ mod tests {
         }
         // Without a DGA name there is no suffix to borrow: nothing is added.
         let mut benign = vec![("example.com".to_string(), false)];
-        add_generic_dgas(&mut benign, &words);
+        add_generic_dgas(&mut benign, words);
         assert_eq!(benign.len(), 1);
     }
 

@@ -30,7 +30,7 @@ fn the_shipped_model_is_reproducible_from_the_data() {
         }
     };
     let mut rows = rows;
-    cf_detect::dga::add_generic_dgas(&mut rows, &list.lines().map(str::trim).collect::<Vec<_>>());
+    cf_detect::dga::add_generic_dgas(&mut rows, &list);
     let m = cf_detect::dga::train(&rows, &words, cf_detect::dga::TrainConfig::default());
     let shipped = cf_detect::dga::DgaModel::builtin().unwrap();
     assert_eq!(m.threshold, shipped.threshold);

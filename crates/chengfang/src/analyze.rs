@@ -268,13 +268,6 @@ fn read_words(path: &Path) -> Result<(dga::Words, String)> {
     Ok((w, text))
 }
 
-/// `pairs` with the generic DGA shapes added (see [`dga::add_generic_dgas`]).
-fn with_generic(mut pairs: Vec<(String, bool)>, word_text: &str) -> Vec<(String, bool)> {
-    let list: Vec<&str> = word_text.lines().map(str::trim).collect();
-    dga::add_generic_dgas(&mut pairs, &list);
-    pairs
-}
-
 /// Rows of the labelled CSV: (domain, is_dga, family of a DGA name or source of a benign one).
 fn read_labelled(path: &Path) -> Result<Vec<(String, bool, String)>> {
     let text = read_text(path)?;
@@ -553,8 +546,10 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             let rows = read_labelled(&data)?;
             let (words, word_text) = read_words(&words)?;
             let pairs: Vec<(String, bool)> = rows.into_iter().map(|(d, y, _)| (d, y)).collect();
+            let mut with_generic = pairs.clone();
+            dga::add_generic_dgas(&mut with_generic, &word_text);
             let m = dga::train(
-                &with_generic(pairs.clone(), &word_text),
+                &with_generic,
                 &words,
                 TrainConfig {
                     epochs,
@@ -609,7 +604,7 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     .map(|(_, f)| f)
                     .collect();
                 let benign_held = |d: &str| stable_hash(d) % folds as u64 == k as u64;
-                let train: Vec<(String, bool)> = rows
+                let mut train: Vec<(String, bool)> = rows
                     .iter()
                     .filter(|r| {
                         if r.1 {
@@ -620,8 +615,9 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
                     })
                     .map(|r| (r.0.clone(), r.1))
                     .collect();
+                dga::add_generic_dgas(&mut train, &word_text);
                 let m = dga::train(
-                    &with_generic(train, &word_text),
+                    &train,
                     &words,
                     TrainConfig {
                         epochs,
