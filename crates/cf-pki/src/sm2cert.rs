@@ -311,18 +311,22 @@ mod tests {
     fn tls13_signatures_bind_the_certificate_key_the_identifier_and_the_transcript() {
         let now = Timestamp::from_unix_secs(1_790_000_000);
         let ca = crate::new_ca("City Device CA", now, 1).unwrap();
-        let k = crate::device::device_key(cf_crypto::devkey::KeyAlg::Sm2, "m").unwrap();
-        let pem = crate::device::issue_device_cert(
-            &ca.cert_pem,
-            &ca.key_pem,
-            &k.csr_der,
-            "m",
-            &[3; 16],
-            now,
-            1,
-        )
-        .unwrap();
-        let der = crate::device::pem_to_der(&pem).unwrap();
+        // A device key of `alg` and its certificate (DER) from the CA.
+        let issue = |alg, id: &str, serial: u8| {
+            let k = crate::device::device_key(alg, id).unwrap();
+            let pem = crate::device::issue_device_cert(
+                &ca.cert_pem,
+                &ca.key_pem,
+                &k.csr_der,
+                id,
+                &[serial; 16],
+                now,
+                1,
+            )
+            .unwrap();
+            (k, crate::device::pem_to_der(&pem).unwrap())
+        };
+        let (k, der) = issue(cf_crypto::devkey::KeyAlg::Sm2, "m", 3);
         let key = Sm2SigningKey::from_pkcs8_der(k.pkcs8.expose()).unwrap();
         let sig = sign_tls13(&key, b"transcript").unwrap();
         verify_tls13(&der, b"transcript", &sig).unwrap();
@@ -340,18 +344,7 @@ mod tests {
         let plain = rs_to_der(&key.sign(b"transcript"));
         assert!(verify_tls13(&der, b"transcript", &plain).is_err());
         // A certificate without an SM2 key cannot claim sm2sig_sm3.
-        let p = crate::device::device_key(cf_crypto::devkey::KeyAlg::EcdsaP256, "p").unwrap();
-        let ppem = crate::device::issue_device_cert(
-            &ca.cert_pem,
-            &ca.key_pem,
-            &p.csr_der,
-            "p",
-            &[4; 16],
-            now,
-            1,
-        )
-        .unwrap();
-        let pder = crate::device::pem_to_der(&ppem).unwrap();
+        let (_, pder) = issue(cf_crypto::devkey::KeyAlg::EcdsaP256, "p", 4);
         assert!(verify_tls13(&pder, b"transcript", &sig).is_err());
         // A name the certificate cannot hold is an error, not a panic.
         assert!(

@@ -545,11 +545,11 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
         } => {
             let rows = read_labelled(&data)?;
             let (words, word_text) = read_words(&words)?;
-            let pairs: Vec<(String, bool)> = rows.into_iter().map(|(d, y, _)| (d, y)).collect();
-            let mut with_generic = pairs.clone();
-            dga::add_generic_dgas(&mut with_generic, &word_text);
+            let mut pairs: Vec<(String, bool)> = rows.into_iter().map(|(d, y, _)| (d, y)).collect();
+            let labelled = pairs.len();
+            dga::add_generic_dgas(&mut pairs, &word_text);
             let m = dga::train(
-                &with_generic,
+                &pairs,
                 &words,
                 TrainConfig {
                     epochs,
@@ -559,6 +559,8 @@ pub fn run(cmd: AnalyzeCmd) -> Result<bool> {
             );
             std::fs::write(&out, m.to_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
+            // Reported over the labelled names only (the generic ones are appended after them).
+            let pairs = &pairs[..labelled];
             let pos: Vec<f32> = pairs
                 .iter()
                 .filter(|p| p.1)

@@ -204,6 +204,13 @@ async fn open(backend: &str, pg: &str, dir: Option<PathBuf>, cfg: LedgerConfig) 
 }
 
 /// `bench devices`.
+/// The device key types, dealt round-robin over the simulated fleet.
+const ALGS: [cf_crypto::devkey::KeyAlg; 3] = [
+    cf_crypto::devkey::KeyAlg::EcdsaP256,
+    cf_crypto::devkey::KeyAlg::Ed25519,
+    cf_crypto::devkey::KeyAlg::Sm2,
+];
+
 async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Result<()> {
     use cf_crypto::devkey::{DeviceSigner, KeyAlg};
     use cf_device::registry::NewDevice;
@@ -260,14 +267,14 @@ async fn devices(n: usize, messages: usize, workers: usize, json: bool) -> Resul
         )
         .await?;
         let (tok, _, _) = svc.enrollment_token(&manage, &ctx, &id).await?;
-        let alg = [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2][i % 3];
+        let alg = ALGS[i % ALGS.len()];
         let k = cf_pki::device::device_key(alg, &id)?;
         svc.enroll(&ctx, &tok, &k.csr_der).await?;
         fleet.push((id, alg, DeviceSigner::from_pkcs8(alg, &k.pkcs8)?));
     }
     let enroll_rate = n as f64 / t0.elapsed().as_secs_f64();
     let mut rows = Vec::new();
-    for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519, KeyAlg::Sm2] {
+    for alg in ALGS {
         let mine: Vec<&(String, KeyAlg, DeviceSigner)> =
             fleet.iter().filter(|f| f.1 == alg).collect();
         let mut seqs = vec![0u64; mine.len()];

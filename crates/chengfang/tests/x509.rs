@@ -65,15 +65,19 @@ async fn a_person_signs_in_with_a_client_certificate() {
             .build()
             .unwrap()
     };
+    // Sign in with the client certificate `client` presents: (status, body).
+    let sign_in = async |client: &reqwest::Client| {
+        json(
+            client
+                .post(u("/api/v1/auth/certificate"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
     let person = mtls(&cert, key.key_pem.expose());
-    let (s, v) = json(
-        person
-            .post(u("/api/v1/auth/certificate"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = sign_in(&person).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["method"], "x509");
     let x509_session = v["session"].as_str().unwrap().to_string();
@@ -89,14 +93,7 @@ async fn a_person_signs_in_with_a_client_certificate() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let (s, _) = json(
-        person
-            .post(u("/api/v1/auth/certificate"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = sign_in(&person).await;
     assert_eq!(s, 401, "a withdrawn certificate still signs in");
     // A new certificate signs in again, over an Ed25519 key and over an SM2 key (a GM/T 0015
     // smart card: the handshake is signed with RFC 8998's sm2sig_sm3).
@@ -117,14 +114,7 @@ async fn a_person_signs_in_with_a_client_certificate() {
         .await;
         assert_eq!(s, 200, "{alg}: {v}");
         let client = mtls(v["certificate"].as_str().unwrap(), key.key_pem.expose());
-        let (s, v) = json(
-            client
-                .post(u("/api/v1/auth/certificate"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, v) = sign_in(&client).await;
         assert_eq!(
             (s, &v["method"]),
             (200, &serde_json::json!("x509")),
@@ -135,7 +125,7 @@ async fn a_person_signs_in_with_a_client_certificate() {
     let person = person.unwrap();
 
     // Without a client certificate there is nothing to sign in with.
-    let (s, _) = json(c.post(u("/api/v1/auth/certificate")).send().await.unwrap()).await;
+    let (s, _) = sign_in(&c).await;
     assert_eq!(s, 401);
 
     // A leaver: the certificate stops working with the account.
@@ -147,14 +137,7 @@ async fn a_person_signs_in_with_a_client_certificate() {
     )
     .await;
     assert_eq!(s, 200);
-    let (s, _) = json(
-        person
-            .post(u("/api/v1/auth/certificate"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = sign_in(&person).await;
     assert_eq!(s, 401, "a disabled account's certificate still signs in");
     let (s, _) = get_json(&c, u("/api/v1/sessions"), &x509_session).await;
     assert_eq!(s, 401, "the certificate session outlived the account");
