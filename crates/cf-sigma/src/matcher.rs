@@ -715,8 +715,48 @@ impl FieldMatcher {
     }
 }
 
-/// Keyword search: any text leaf of the event contains one of (or, with `all`, all of) the values.
-pub(crate) fn keywords(values: &[Value]) -> Result<Vec<Pattern>, SigmaError> {
+/// A keyword selection: any text leaf of the event contains one of the values.
+#[derive(Debug, Clone)]
+pub(crate) struct Keywords {
+    patterns: Vec<Pattern>,
+    /// When every value is a plain ASCII literal (nearly all keyword lists), one automaton
+    /// finds any of them in one pass over a leaf instead of one search per value: a rule such
+    /// as the antivirus-signature list (about 80 values) read every leaf 80 times.
+    any: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Keywords {
+    fn new(patterns: Vec<Pattern>) -> Self {
+        let lits: Option<Vec<&str>> = patterns
+            .iter()
+            .map(|p| match p {
+                Pattern::Contains(n) if !n.is_empty() && n.is_ascii() => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        let any = lits.and_then(|l| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(l)
+                .ok()
+        });
+        Keywords { patterns, any }
+    }
+
+    /// Whether the event has a text leaf that contains one of the values.
+    pub(crate) fn matches(&self, ev: &dyn FieldSource) -> bool {
+        ev.visit_text(&mut |t| match &self.any {
+            // The needles are ASCII and lower-case: on ASCII text, ASCII case folding is what
+            // `Pattern::Contains` does; other text is folded by Unicode first, as it does.
+            Some(ac) if t.is_ascii() => ac.is_match(t),
+            Some(ac) => ac.is_match(&*ev.lower(t)),
+            None => self.patterns.iter().any(|p| p.matches_text(t, false, ev)),
+        })
+    }
+}
+
+/// Compile a keyword list.
+pub(crate) fn keywords(values: &[Value]) -> Result<Keywords, SigmaError> {
     values
         .iter()
         .map(|v| {
@@ -729,7 +769,8 @@ pub(crate) fn keywords(values: &[Value]) -> Result<Vec<Pattern>, SigmaError> {
             toks.push(Tok::Star);
             Ok(simplify(toks, false))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(Keywords::new)
 }
 
 #[cfg(test)]
@@ -829,5 +870,39 @@ mod tests {
             serde_json::json!({"A": "X", "B": "x"})
         ));
         assert!(FieldMatcher::compile("A|frobnicate", &"x".into()).is_err());
+    }
+
+    /// Every value searched one by one, as before the automaton.
+    fn one_by_one(k: &Keywords, ev: &Value) -> bool {
+        ev.visit_text(&mut |t| k.patterns.iter().any(|p| p.matches_text(t, false, ev)))
+    }
+
+    #[test]
+    fn keyword_lists() {
+        let k = keywords(&["Mimikatz".into(), "sekurlsa::".into()]).unwrap();
+        assert!(k.any.is_some());
+        let ev = |t: &str| serde_json::json!({"a": {"b": [t]}});
+        assert!(k.matches(&ev("run SEKURLSA::logonpasswords")));
+        assert!(k.matches(&ev("écrit par mimiKATZ")));
+        assert!(!k.matches(&ev("mimi katz")));
+        // A wildcard inside a value keeps the one-by-one search.
+        let g = keywords(&["a*b".into(), "c".into()]).unwrap();
+        assert!(g.any.is_none());
+        assert!(g.matches(&ev("xAyyB")));
+    }
+
+    proptest::proptest! {
+        /// The automaton finds what searching each value in turn finds, on ASCII and on text
+        /// whose Unicode lower case differs from its ASCII one (the Kelvin sign folds to `k`).
+        #[test]
+        fn keyword_automaton_is_the_one_by_one_search(
+            words in proptest::collection::vec("[a-cK:]{1,4}", 1..6),
+            texts in proptest::collection::vec("[a-cA-CK: \u{212a}\u{130}é]{0,80}", 0..4),
+        ) {
+            let k = keywords(&words.iter().map(|w| Value::from(w.as_str())).collect::<Vec<_>>()).unwrap();
+            proptest::prop_assert!(k.any.is_some());
+            let ev = serde_json::json!({"leaves": texts});
+            proptest::prop_assert_eq!(k.matches(&ev), one_by_one(&k, &ev));
+        }
     }
 }

@@ -59,6 +59,29 @@ fn hits(set: &RuleSet, evs: &[serde_json::Value]) -> BTreeSet<(String, usize)> {
     out
 }
 
+/// The routing index (event ids, required literals, keyword automata) loses no hit: on every
+/// event of the dataset it finds exactly what evaluating every routed rule finds.
+#[test]
+fn the_index_finds_what_evaluating_every_rule_finds() {
+    let Some(data) = cf_testkit::datasets() else {
+        return;
+    };
+    let set = windows_set(&data);
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for (i, e) in events(&data).iter().enumerate() {
+        let ev = EvtxEvent::new(e);
+        set.match_evtx(&ev, &mut fast);
+        set.match_evtx_unindexed(&ev, &mut slow);
+        assert_eq!(fast, slow, "event on line {}", i + 1);
+        n += fast.len();
+    }
+    assert!(
+        n > 4_000,
+        "only {n} hits: the dataset or the rules are not the expected ones"
+    );
+}
+
 #[test]
 fn every_rule_in_the_dataset_loads_or_is_refused_with_a_reason() {
     let Some(data) = cf_testkit::datasets() else {
