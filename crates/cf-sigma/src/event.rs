@@ -35,12 +35,328 @@ fn path<'v>(root: &'v Value, name: &str) -> Option<&'v Value> {
     name.split('.').try_fold(root, |cur, part| cur.get(part))
 }
 
+/// An object's members in document order.
+type Members = Vec<(String, Value)>;
+
+fn member<'m>(m: &'m [(String, Value)], k: &str) -> Option<&'m Value> {
+    m.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+}
+
+/// An `evtx_dump` JSON line parsed for matching: the `Event`, `System` and `EventData` objects
+/// are kept as member lists instead of `serde_json` maps, whose per-member hashing (SipHash, with
+/// the insertion-ordered maps this build uses) was a fifth of a hunt's time. Events have ten to
+/// thirty members per object, and a short scan finds a field as fast as a hash would.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FlatEvent {
+    /// The top-level members other than an `Event` object.
+    top: Members,
+    /// `Event`, when it is an object: its members other than `System` and `EventData` objects.
+    event: Option<Members>,
+    system: Option<Members>,
+    data: Option<Members>,
+}
+
+impl FlatEvent {
+    /// The same document as a `serde_json::Value` (`System` and `EventData` placed first in
+    /// `Event`: member order does not change what a path finds).
+    pub fn to_value(&self) -> Value {
+        let obj = |m: &Members| Value::Object(m.iter().cloned().collect());
+        let mut top = serde_json::Map::new();
+        for (k, v) in &self.top {
+            top.insert(k.clone(), v.clone());
+        }
+        if let Some(ev) = &self.event {
+            let mut e = serde_json::Map::new();
+            let mut put = |k: &str, m: &Option<Members>| {
+                if let Some(m) = m {
+                    e.insert(k.to_string(), obj(m));
+                }
+            };
+            put("System", &self.system);
+            put("EventData", &self.data);
+            for (k, v) in ev {
+                e.insert(k.clone(), v.clone());
+            }
+            top.insert("Event".into(), Value::Object(e));
+        }
+        Value::Object(top)
+    }
+}
+
+/// Members of a JSON object (or, for any other JSON value, that value).
+enum ObjOr {
+    Obj(Members),
+    Other(Value),
+}
+
+/// Add a member; a duplicate key replaces the earlier member and moves to the end, as
+/// `serde_json` reads a duplicate into its ordered map.
+fn push_member(m: &mut Members, k: String, v: Value) {
+    if let Some(i) = m.iter().position(|(n, _)| *n == k) {
+        m.remove(i);
+    }
+    m.push((k, v));
+}
+
+impl<'de> serde::Deserialize<'de> for ObjOr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ObjOr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<ObjOr, A::Error> {
+                let mut m = Members::with_capacity(a.size_hint().unwrap_or(16));
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    push_member(&mut m, k, v);
+                }
+                Ok(ObjOr::Obj(m))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<ObjOr, A::Error> {
+                let v = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(a),
+                )?;
+                Ok(ObjOr::Other(v))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::from(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::from(n)))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(
+                    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::String(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::String(s)))
+            }
+            fn visit_unit<E>(self) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<ObjOr, E> {
+                Ok(ObjOr::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `Event`'s members, with `System` and `EventData` taken apart when they are objects.
+struct EventParts {
+    rest: Members,
+    system: Option<Members>,
+    data: Option<Members>,
+}
+
+/// `Event`: its parts when it is an object, else the value.
+enum EventOr {
+    Parts(EventParts),
+    Other(Value),
+}
+
+impl<'de> serde::Deserialize<'de> for EventOr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EventOr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<EventOr, A::Error> {
+                let mut p = EventParts {
+                    rest: Members::new(),
+                    system: None,
+                    data: None,
+                };
+                while let Some(k) = a.next_key::<String>()? {
+                    // A later duplicate replaces an earlier member of the same name, whatever
+                    // its kind, as in a map.
+                    let slot = match k.as_str() {
+                        "System" => Some(true),
+                        "EventData" => Some(false),
+                        _ => None,
+                    };
+                    match (slot, a.next_value::<ObjOr>()?) {
+                        (Some(is_system), ObjOr::Obj(m)) => {
+                            p.rest.retain(|(n, _)| *n != k);
+                            if is_system {
+                                p.system = Some(m);
+                            } else {
+                                p.data = Some(m);
+                            }
+                        }
+                        (slot, ObjOr::Obj(m)) => {
+                            debug_assert!(slot.is_none());
+                            push_member(&mut p.rest, k, Value::Object(m.into_iter().collect()))
+                        }
+                        (slot, ObjOr::Other(v)) => {
+                            match slot {
+                                Some(true) => p.system = None,
+                                Some(false) => p.data = None,
+                                None => {}
+                            }
+                            push_member(&mut p.rest, k, v)
+                        }
+                    }
+                }
+                Ok(EventOr::Parts(p))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<EventOr, A::Error> {
+                let v = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(a),
+                )?;
+                Ok(EventOr::Other(v))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::from(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::from(n)))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<EventOr, E> {
+                Ok(EventOr::Other(
+                    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::String(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::String(s)))
+            }
+            fn visit_unit<E>(self) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<EventOr, E> {
+                Ok(EventOr::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FlatEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FlatEvent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<FlatEvent, A::Error> {
+                let mut fe = FlatEvent::default();
+                while let Some(k) = a.next_key::<String>()? {
+                    if k == "Event" {
+                        match a.next_value::<EventOr>()? {
+                            EventOr::Parts(p) => {
+                                fe.top.retain(|(n, _)| n != "Event");
+                                fe.event = Some(p.rest);
+                                fe.system = p.system;
+                                fe.data = p.data;
+                            }
+                            EventOr::Other(v) => {
+                                fe.event = None;
+                                fe.system = None;
+                                fe.data = None;
+                                push_member(&mut fe.top, k, v);
+                            }
+                        }
+                    } else {
+                        let v = a.next_value::<Value>()?;
+                        push_member(&mut fe.top, k, v);
+                    }
+                }
+                Ok(fe)
+            }
+            // Any other document is an event without fields (as a `Value` root would be).
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<FlatEvent, A::Error> {
+                let _: Value = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(a),
+                )?;
+                Ok(FlatEvent::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_unit<E>(self) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+            fn visit_none<E>(self) -> Result<FlatEvent, E> {
+                Ok(FlatEvent::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object of the event: a `serde_json` map or a member list.
+#[derive(Debug, Clone, Copy)]
+enum Obj<'a> {
+    Value(&'a Value),
+    Members(&'a [(String, Value)]),
+}
+
+impl<'a> Obj<'a> {
+    fn get(self, k: &str) -> Option<&'a Value> {
+        match self {
+            Obj::Value(v) => v.get(k),
+            Obj::Members(m) => member(m, k),
+        }
+    }
+
+    fn walk_text(self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        match self {
+            Obj::Value(v) => walk_text(v, true, f),
+            Obj::Members(m) => m.iter().any(|(_, v)| walk_text(v, true, f)),
+        }
+    }
+}
+
+/// What dotted paths are resolved against.
+#[derive(Debug)]
+enum Root<'a> {
+    Value(&'a Value),
+    /// Rebuilt as a `Value` the first time a dotted path is asked for (no Windows rule of the
+    /// dataset names one).
+    Flat(&'a FlatEvent, std::cell::OnceCell<Value>),
+}
+
 /// An `evtx_dump -o jsonl --separate-json-attributes` event.
 #[derive(Debug)]
 pub struct EvtxEvent<'a> {
-    root: &'a Value,
-    system: Option<&'a Value>,
-    data: Option<&'a Value>,
+    root: Root<'a>,
+    system: Option<Obj<'a>>,
+    data: Option<Obj<'a>>,
     user_data: Option<&'a Value>,
     lowered: RefCell<Vec<(usize, usize, Rc<str>)>>,
 }
@@ -49,15 +365,37 @@ impl<'a> EvtxEvent<'a> {
     /// Wrap a parsed event.
     pub fn new(root: &'a Value) -> Self {
         let ev = root.get("Event");
-        let system = ev.and_then(|e| e.get("System"));
+        let system = ev.and_then(|e| e.get("System")).map(Obj::Value);
         let data = ev
             .and_then(|e| e.get("EventData"))
-            .filter(|d| d.is_object());
+            .filter(|d| d.is_object())
+            .map(Obj::Value);
         let user_data = ev.and_then(|e| e.get("UserData")).filter(|d| d.is_object());
         EvtxEvent {
-            root,
+            root: Root::Value(root),
             system,
             data,
+            user_data,
+            lowered: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Wrap an event parsed as a [`FlatEvent`]; it matches as [`EvtxEvent::new`] of the same
+    /// document does.
+    pub fn flat(fe: &'a FlatEvent) -> Self {
+        let rest = fe.event.as_deref();
+        let system = match (&fe.system, rest) {
+            (Some(m), _) => Some(Obj::Members(m)),
+            (None, Some(r)) => member(r, "System").map(Obj::Value),
+            (None, None) => None,
+        };
+        let user_data = rest
+            .and_then(|r| member(r, "UserData"))
+            .filter(|d| d.is_object());
+        EvtxEvent {
+            root: Root::Flat(fe, std::cell::OnceCell::new()),
+            system,
+            data: fe.data.as_deref().map(Obj::Members),
             user_data,
             lowered: RefCell::new(Vec::new()),
         }
@@ -139,16 +477,17 @@ impl FieldSource for EvtxEvent<'_> {
         }
         // Dotted paths address the document directly (`Event.EventData.X`).
         if name.contains('.') {
-            return path(self.root, name);
+            return match &self.root {
+                Root::Value(v) => path(v, name),
+                Root::Flat(fe, whole) => path(whole.get_or_init(|| fe.to_value()), name),
+            };
         }
         None
     }
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        [self.data, self.user_data]
-            .into_iter()
-            .flatten()
-            .any(|v| walk_text(v, true, f))
+        self.data.is_some_and(|d| d.walk_text(f))
+            || self.user_data.is_some_and(|u| walk_text(u, true, f))
     }
 
     fn lower(&self, s: &str) -> Rc<str> {
@@ -174,5 +513,98 @@ impl FieldSource for Value {
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
         walk_text(self, false, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON member `"key": value` as text, keys drawn from a few names so that duplicates and
+    /// the special members (`Event`, `System`, `EventData`, `UserData`) occur often.
+    fn member_text(
+        keys: &'static [&'static str],
+        value: BoxedStrategy<String>,
+    ) -> BoxedStrategy<String> {
+        (proptest::sample::select(keys), value)
+            .prop_map(|(k, v)| format!("\"{k}\": {v}"))
+            .boxed()
+    }
+
+    fn object_text(members: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        proptest::collection::vec(members, 0..6)
+            .prop_map(|m| format!("{{{}}}", m.join(", ")))
+            .boxed()
+    }
+
+    fn scalar() -> BoxedStrategy<String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            (-5i64..5000).prop_map(|n| n.to_string()),
+            Just("1.5".to_string()),
+            "[a-zA-Z \\\\]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+            Just("[1, \"x\", {\"a\": 2}]".to_string()),
+        ]
+        .boxed()
+    }
+
+    fn document() -> BoxedStrategy<String> {
+        const LEAF: &[&str] = &["EventID", "Channel", "Image", "Name", "x", "SystemTime"];
+        const EVENT: &[&str] = &["System", "EventData", "UserData", "Other"];
+        const TOP: &[&str] = &["Event", "Other"];
+        let flat = object_text(member_text(LEAF, scalar()));
+        let nested = object_text(member_text(
+            LEAF,
+            prop_oneof![scalar(), flat.clone()].boxed(),
+        ));
+        let event = object_text(member_text(EVENT, prop_oneof![nested, scalar()].boxed()));
+        prop_oneof![
+            object_text(member_text(TOP, prop_oneof![event, scalar()].boxed())),
+            scalar(),
+        ]
+        .boxed()
+    }
+
+    /// The text leaves, sorted: `serde_json`'s maps are ordered by key or by insertion
+    /// depending on the build's features, and a keyword search does not depend on the order.
+    fn texts(ev: &EvtxEvent<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        ev.visit_text(&mut |t| {
+            out.push(t.to_string());
+            false
+        });
+        out.sort();
+        out
+    }
+
+    proptest! {
+        /// A flat event is the document `serde_json` reads, and an event wrapped from it finds
+        /// every field, path and text leaf that one wrapped from the `Value` finds.
+        #[test]
+        fn flat_events_are_the_documents(doc in document()) {
+            let v: Value = serde_json::from_str(&doc).unwrap();
+            let fe: FlatEvent = serde_json::from_str(&doc).unwrap();
+            if v.is_object() {
+                prop_assert_eq!(fe.to_value(), v.clone());
+            }
+            let (a, b) = (EvtxEvent::new(&v), EvtxEvent::flat(&fe));
+            for name in ["EventID", "Channel", "Image", "Name", "x", "Provider_Name", "Other",
+                "Event.System.EventID", "Event.EventData", "Event.Other.x", "Other.x"] {
+                prop_assert_eq!(a.field(name), b.field(name), "{}", name);
+            }
+            prop_assert_eq!((a.channel(), a.event_id()), (b.channel(), b.event_id()));
+            prop_assert_eq!(texts(&a), texts(&b));
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_errors_as_before() {
+        for bad in ["", "{", "{\"Event\": }", "{} x", "[1,"] {
+            let v = serde_json::from_str::<Value>(bad).map_err(|e| e.to_string());
+            let f = serde_json::from_str::<FlatEvent>(bad).map_err(|e| e.to_string());
+            assert_eq!(v.err(), f.err(), "{bad:?}");
+        }
     }
 }

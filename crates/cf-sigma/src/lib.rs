@@ -17,7 +17,7 @@ pub use correlation::{
     Captured, CorrelationHit, CorrelationKind, CorrelationRule, Correlator, CountCondition,
     MAX_WINDOW, parse_timespan,
 };
-pub use event::{EvtxEvent, FieldSource};
+pub use event::{EvtxEvent, FieldSource, FlatEvent};
 pub use logsource::Route;
 pub use rule::{CompiledRule, Level, RuleSet, SigmaDocument, compile_documents, compile_rule};
 

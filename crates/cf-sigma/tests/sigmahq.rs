@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use cf_sigma::{EvtxEvent, RuleSet, compile_rule};
+use cf_sigma::{EvtxEvent, FlatEvent, RuleSet, compile_rule};
 
 fn rules_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -60,7 +60,8 @@ fn hits(set: &RuleSet, evs: &[serde_json::Value]) -> BTreeSet<(String, usize)> {
 }
 
 /// The routing index (event ids, required literals, keyword automata) loses no hit: on every
-/// event of the dataset it finds exactly what evaluating every routed rule finds.
+/// event of the dataset it finds exactly what evaluating every routed rule finds; and the event
+/// read as a [`FlatEvent`] (as `chengfang hunt` reads lines) matches as the `Value` does.
 #[test]
 fn the_index_finds_what_evaluating_every_rule_finds() {
     let Some(data) = cf_testkit::datasets() else {
@@ -74,6 +75,9 @@ fn the_index_finds_what_evaluating_every_rule_finds() {
         set.match_evtx(&ev, &mut fast);
         set.match_evtx_unindexed(&ev, &mut slow);
         assert_eq!(fast, slow, "event on line {}", i + 1);
+        let fe: FlatEvent = serde_json::from_str(&e.to_string()).unwrap();
+        set.match_evtx(&EvtxEvent::flat(&fe), &mut slow);
+        assert_eq!(fast, slow, "flat event on line {}", i + 1);
         n += fast.len();
     }
     assert!(

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cf_sigma::{
-    Captured, CorrelationHit, Correlator, EvtxEvent, RuleSet, SigmaDocument, compile_documents,
+    Captured, CorrelationHit, Correlator, EvtxEvent, FlatEvent, RuleSet, SigmaDocument,
+    compile_documents,
 };
 
 /// One input event: a JSONL line, an EVTX record already decoded, or why a record was not.
@@ -183,9 +184,8 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                     scope.spawn(move || {
                         let mut res = WorkerResult::default();
                         let mut hits = Vec::new();
-                        let mut examine = |no: usize, v: &serde_json::Value| {
+                        let mut examine = |no: usize, ev: EvtxEvent<'_>| {
                             res.events += 1;
-                            let ev = EvtxEvent::new(v);
                             set.match_evtx(&ev, &mut hits);
                             for &r in &hits {
                                 if let Some(c) = corr.capture(r, &ev) {
@@ -199,10 +199,10 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                         let mut bad = Vec::new();
                         for (no, input) in part {
                             match input {
-                                Input::Record(v) => examine(*no, v),
+                                Input::Record(v) => examine(*no, EvtxEvent::new(v)),
                                 Input::Line(l) if l.trim().is_empty() => {}
-                                Input::Line(l) => match serde_json::from_str(l) {
-                                    Ok(v) => examine(*no, &v),
+                                Input::Line(l) => match serde_json::from_str::<FlatEvent>(l) {
+                                    Ok(v) => examine(*no, EvtxEvent::flat(&v)),
                                     Err(e) => bad.push((*no, e.to_string())),
                                 },
                                 Input::Undecodable(why) => bad.push((*no, why.clone())),
