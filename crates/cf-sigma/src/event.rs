@@ -83,12 +83,6 @@ impl FlatEvent {
     }
 }
 
-/// Members of a JSON object (or, for any other JSON value, that value).
-enum ObjOr {
-    Obj(Members),
-    Other(Value),
-}
-
 /// Add a member; a duplicate key replaces the earlier member and moves to the end, as
 /// `serde_json` reads a duplicate into its ordered map.
 fn push_member(m: &mut Members, k: String, v: Value) {
@@ -98,224 +92,148 @@ fn push_member(m: &mut Members, k: String, v: Value) {
     m.push((k, v));
 }
 
-impl<'de> serde::Deserialize<'de> for ObjOr {
+/// What a JSON object is read into.
+trait FromMap: Sized {
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(a: A) -> Result<Self, A::Error>;
+}
+
+/// A JSON value: `T` when it is an object, else the value as `serde_json` reads it.
+enum ObjOr<T> {
+    Obj(T),
+    Other(Value),
+}
+
+impl<'de, T: FromMap> serde::Deserialize<'de> for ObjOr<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ObjOr;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: FromMap> serde::de::Visitor<'de> for V<T> {
+            type Value = ObjOr<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<ObjOr, A::Error> {
-                let mut m = Members::with_capacity(a.size_hint().unwrap_or(16));
-                while let Some((k, v)) = a.next_entry::<String, Value>()? {
-                    push_member(&mut m, k, v);
-                }
-                Ok(ObjOr::Obj(m))
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<ObjOr<T>, A::Error> {
+                T::from_map(a).map(ObjOr::Obj)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<ObjOr, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<ObjOr<T>, A::Error> {
                 let v = serde::Deserialize::deserialize(
                     serde::de::value::SeqAccessDeserializer::new(a),
                 )?;
                 Ok(ObjOr::Other(v))
             }
-            fn visit_bool<E>(self, b: bool) -> Result<ObjOr, E> {
+            fn visit_bool<E>(self, b: bool) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::Bool(b)))
             }
-            fn visit_i64<E>(self, n: i64) -> Result<ObjOr, E> {
+            fn visit_i64<E>(self, n: i64) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::from(n)))
             }
-            fn visit_u64<E>(self, n: u64) -> Result<ObjOr, E> {
+            fn visit_u64<E>(self, n: u64) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::from(n)))
             }
-            fn visit_f64<E>(self, n: f64) -> Result<ObjOr, E> {
+            fn visit_f64<E>(self, n: f64) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(
                     serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
                 ))
             }
-            fn visit_str<E>(self, s: &str) -> Result<ObjOr, E> {
+            fn visit_str<E>(self, s: &str) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::String(s.to_string())))
             }
-            fn visit_string<E>(self, s: String) -> Result<ObjOr, E> {
+            fn visit_string<E>(self, s: String) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::String(s)))
             }
-            fn visit_unit<E>(self) -> Result<ObjOr, E> {
+            fn visit_unit<E>(self) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::Null))
             }
-            fn visit_none<E>(self) -> Result<ObjOr, E> {
+            fn visit_none<E>(self) -> Result<ObjOr<T>, E> {
                 Ok(ObjOr::Other(Value::Null))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl FromMap for Members {
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+        let mut m = Members::with_capacity(a.size_hint().unwrap_or(16));
+        while let Some((k, v)) = a.next_entry::<String, Value>()? {
+            push_member(&mut m, k, v);
+        }
+        Ok(m)
     }
 }
 
 /// `Event`'s members, with `System` and `EventData` taken apart when they are objects.
+#[derive(Default)]
 struct EventParts {
     rest: Members,
     system: Option<Members>,
     data: Option<Members>,
 }
 
-/// `Event`: its parts when it is an object, else the value.
-enum EventOr {
-    Parts(EventParts),
-    Other(Value),
-}
-
-impl<'de> serde::Deserialize<'de> for EventOr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = EventOr;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<EventOr, A::Error> {
-                let mut p = EventParts {
-                    rest: Members::new(),
-                    system: None,
-                    data: None,
-                };
-                while let Some(k) = a.next_key::<String>()? {
-                    // A later duplicate replaces an earlier member of the same name, whatever
-                    // its kind, as in a map.
-                    let slot = match k.as_str() {
-                        "System" => Some(true),
-                        "EventData" => Some(false),
-                        _ => None,
-                    };
-                    match (slot, a.next_value::<ObjOr>()?) {
-                        (Some(is_system), ObjOr::Obj(m)) => {
-                            p.rest.retain(|(n, _)| *n != k);
-                            if is_system {
-                                p.system = Some(m);
-                            } else {
-                                p.data = Some(m);
-                            }
-                        }
-                        (slot, ObjOr::Obj(m)) => {
-                            debug_assert!(slot.is_none());
-                            push_member(&mut p.rest, k, Value::Object(m.into_iter().collect()))
-                        }
-                        (slot, ObjOr::Other(v)) => {
-                            match slot {
-                                Some(true) => p.system = None,
-                                Some(false) => p.data = None,
-                                None => {}
-                            }
-                            push_member(&mut p.rest, k, v)
-                        }
-                    }
+impl FromMap for EventParts {
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+        let mut p = EventParts::default();
+        while let Some(k) = a.next_key::<String>()? {
+            // A later duplicate replaces an earlier member of the same name, whatever its kind,
+            // as in a map.
+            let slot = match k.as_str() {
+                "System" => Some(&mut p.system),
+                "EventData" => Some(&mut p.data),
+                _ => None,
+            };
+            match (slot, a.next_value::<ObjOr<Members>>()?) {
+                (Some(slot), ObjOr::Obj(m)) => {
+                    *slot = Some(m);
+                    p.rest.retain(|(n, _)| *n != k);
                 }
-                Ok(EventOr::Parts(p))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<EventOr, A::Error> {
-                let v = serde::Deserialize::deserialize(
-                    serde::de::value::SeqAccessDeserializer::new(a),
-                )?;
-                Ok(EventOr::Other(v))
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::Bool(b)))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::from(n)))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::from(n)))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<EventOr, E> {
-                Ok(EventOr::Other(
-                    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
-                ))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::String(s.to_string())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::String(s)))
-            }
-            fn visit_unit<E>(self) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<EventOr, E> {
-                Ok(EventOr::Other(Value::Null))
+                (slot, ObjOr::Obj(m)) => {
+                    debug_assert!(slot.is_none());
+                    push_member(&mut p.rest, k, Value::Object(m.into_iter().collect()));
+                }
+                (slot, ObjOr::Other(v)) => {
+                    if let Some(slot) = slot {
+                        *slot = None;
+                    }
+                    push_member(&mut p.rest, k, v);
+                }
             }
         }
-        d.deserialize_any(V)
+        Ok(p)
+    }
+}
+
+impl FromMap for FlatEvent {
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+        let mut fe = FlatEvent::default();
+        while let Some(k) = a.next_key::<String>()? {
+            if k != "Event" {
+                let v = a.next_value::<Value>()?;
+                push_member(&mut fe.top, k, v);
+                continue;
+            }
+            match a.next_value::<ObjOr<EventParts>>()? {
+                ObjOr::Obj(p) => {
+                    fe.top.retain(|(n, _)| n != "Event");
+                    fe.event = Some(p.rest);
+                    fe.system = p.system;
+                    fe.data = p.data;
+                }
+                ObjOr::Other(v) => {
+                    (fe.event, fe.system, fe.data) = (None, None, None);
+                    push_member(&mut fe.top, k, v);
+                }
+            }
+        }
+        Ok(fe)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for FlatEvent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = FlatEvent;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<FlatEvent, A::Error> {
-                let mut fe = FlatEvent::default();
-                while let Some(k) = a.next_key::<String>()? {
-                    if k == "Event" {
-                        match a.next_value::<EventOr>()? {
-                            EventOr::Parts(p) => {
-                                fe.top.retain(|(n, _)| n != "Event");
-                                fe.event = Some(p.rest);
-                                fe.system = p.system;
-                                fe.data = p.data;
-                            }
-                            EventOr::Other(v) => {
-                                fe.event = None;
-                                fe.system = None;
-                                fe.data = None;
-                                push_member(&mut fe.top, k, v);
-                            }
-                        }
-                    } else {
-                        let v = a.next_value::<Value>()?;
-                        push_member(&mut fe.top, k, v);
-                    }
-                }
-                Ok(fe)
-            }
-            // Any other document is an event without fields (as a `Value` root would be).
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<FlatEvent, A::Error> {
-                let _: Value = serde::Deserialize::deserialize(
-                    serde::de::value::SeqAccessDeserializer::new(a),
-                )?;
-                Ok(FlatEvent::default())
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_str<E>(self, _: &str) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_unit<E>(self) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-            fn visit_none<E>(self) -> Result<FlatEvent, E> {
-                Ok(FlatEvent::default())
-            }
-        }
-        d.deserialize_any(V)
+        // Any other document is an event without fields, as a `Value` root would be.
+        Ok(match ObjOr::<FlatEvent>::deserialize(d)? {
+            ObjOr::Obj(fe) => fe,
+            ObjOr::Other(_) => FlatEvent::default(),
+        })
     }
 }
 
