@@ -2,6 +2,7 @@
 //! `EvtxEvent` resolves names the way Windows logs converted by `evtx_dump` are laid out.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -83,13 +84,51 @@ impl FlatEvent {
     }
 }
 
-/// Add a member; a duplicate key replaces the earlier member and moves to the end, as
-/// `serde_json` reads a duplicate into its ordered map.
-fn push_member(m: &mut Members, k: String, v: Value) {
-    if let Some(i) = m.iter().position(|(n, _)| *n == k) {
-        m.remove(i);
+/// Members beyond which duplicate keys are found through a hash index (a hostile line with
+/// many thousands of keys must not cost a quadratic scan).
+const SCAN_MEMBERS: usize = 32;
+
+/// Add a member; a duplicate key replaces the earlier member's value in place, as `serde_json`
+/// reads a duplicate into its insertion-ordered map.
+fn push_member(m: &mut Members, index: &mut HashMap<String, usize>, k: String, v: Value) {
+    let found = if m.len() <= SCAN_MEMBERS {
+        m.iter().position(|(n, _)| *n == k)
+    } else {
+        if index.is_empty() {
+            index.extend(m.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+        }
+        index.get(&k).copied()
+    };
+    match found {
+        Some(i) => m[i].1 = v,
+        None => {
+            if !index.is_empty() {
+                index.insert(k.clone(), m.len());
+            }
+            m.push((k, v));
+        }
     }
-    m.push((k, v));
+}
+
+/// Members read one by one (with the index `push_member` keeps for large objects).
+#[derive(Default)]
+struct MemberList {
+    members: Members,
+    index: HashMap<String, usize>,
+}
+
+impl MemberList {
+    fn push(&mut self, k: String, v: Value) {
+        push_member(&mut self.members, &mut self.index, k, v);
+    }
+
+    /// Drop the member named `k`, if any.
+    fn remove(&mut self, k: &str) {
+        if let Some(i) = self.members.iter().position(|(n, _)| n == k) {
+            self.members.remove(i);
+            self.index.clear();
+        }
+    }
 }
 
 /// What a JSON object is read into.
@@ -153,18 +192,19 @@ impl<'de, T: FromMap> serde::Deserialize<'de> for ObjOr<T> {
 
 impl FromMap for Members {
     fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
-        let mut m = Members::with_capacity(a.size_hint().unwrap_or(16));
+        let mut m = MemberList::default();
+        m.members.reserve(a.size_hint().unwrap_or(16));
         while let Some((k, v)) = a.next_entry::<String, Value>()? {
-            push_member(&mut m, k, v);
+            m.push(k, v);
         }
-        Ok(m)
+        Ok(m.members)
     }
 }
 
 /// `Event`'s members, with `System` and `EventData` taken apart when they are objects.
 #[derive(Default)]
 struct EventParts {
-    rest: Members,
+    rest: MemberList,
     system: Option<Members>,
     data: Option<Members>,
 }
@@ -183,17 +223,14 @@ impl FromMap for EventParts {
             match (slot, a.next_value::<ObjOr<Members>>()?) {
                 (Some(slot), ObjOr::Obj(m)) => {
                     *slot = Some(m);
-                    p.rest.retain(|(n, _)| *n != k);
+                    p.rest.remove(&k);
                 }
-                (slot, ObjOr::Obj(m)) => {
-                    debug_assert!(slot.is_none());
-                    push_member(&mut p.rest, k, Value::Object(m.into_iter().collect()));
-                }
+                (None, ObjOr::Obj(m)) => p.rest.push(k, Value::Object(m.into_iter().collect())),
                 (slot, ObjOr::Other(v)) => {
                     if let Some(slot) = slot {
                         *slot = None;
                     }
-                    push_member(&mut p.rest, k, v);
+                    p.rest.push(k, v);
                 }
             }
         }
@@ -204,25 +241,27 @@ impl FromMap for EventParts {
 impl FromMap for FlatEvent {
     fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
         let mut fe = FlatEvent::default();
+        let mut top = MemberList::default();
         while let Some(k) = a.next_key::<String>()? {
             if k != "Event" {
                 let v = a.next_value::<Value>()?;
-                push_member(&mut fe.top, k, v);
+                top.push(k, v);
                 continue;
             }
             match a.next_value::<ObjOr<EventParts>>()? {
                 ObjOr::Obj(p) => {
-                    fe.top.retain(|(n, _)| n != "Event");
-                    fe.event = Some(p.rest);
+                    top.remove("Event");
+                    fe.event = Some(p.rest.members);
                     fe.system = p.system;
                     fe.data = p.data;
                 }
                 ObjOr::Other(v) => {
                     (fe.event, fe.system, fe.data) = (None, None, None);
-                    push_member(&mut fe.top, k, v);
+                    top.push(k, v);
                 }
             }
         }
+        fe.top = top.members;
         Ok(fe)
     }
 }
@@ -269,6 +308,9 @@ enum Root<'a> {
     Flat(&'a FlatEvent, std::cell::OnceCell<Value>),
 }
 
+/// A lower-cased text: its address, the text, its lower case.
+type Lowered = (usize, Box<str>, Rc<str>);
+
 /// An `evtx_dump -o jsonl --separate-json-attributes` event.
 #[derive(Debug)]
 pub struct EvtxEvent<'a> {
@@ -276,7 +318,7 @@ pub struct EvtxEvent<'a> {
     system: Option<Obj<'a>>,
     data: Option<Obj<'a>>,
     user_data: Option<&'a Value>,
-    lowered: RefCell<Vec<(usize, usize, Rc<str>)>>,
+    lowered: RefCell<Vec<Lowered>>,
 }
 
 impl<'a> EvtxEvent<'a> {
@@ -409,17 +451,19 @@ impl FieldSource for EvtxEvent<'_> {
     }
 
     fn lower(&self, s: &str) -> Rc<str> {
-        let key = (s.as_ptr() as usize, s.len());
+        // Keyed by address and checked by content: callers also pass short-lived text (a
+        // number's digits), whose address a later, different text may reuse.
+        let at = s.as_ptr() as usize;
         if let Some((_, _, l)) = self
             .lowered
             .borrow()
             .iter()
-            .find(|(p, n, _)| (*p, *n) == key)
+            .find(|(p, orig, _)| *p == at && **orig == *s)
         {
             return l.clone();
         }
         let l: Rc<str> = Rc::from(s.to_lowercase());
-        self.lowered.borrow_mut().push((key.0, key.1, l.clone()));
+        self.lowered.borrow_mut().push((at, s.into(), l.clone()));
         l
     }
 }

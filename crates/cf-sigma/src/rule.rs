@@ -2,6 +2,7 @@
 //! to the rules of its channel and event id before any field is compared.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use serde_json::Value;
 
@@ -364,6 +365,19 @@ fn split_documents(text: &str) -> Vec<&str> {
 /// A field, the automaton over its literals, and for each literal the rules that require it.
 type FieldAutomaton = (String, aho_corasick::AhoCorasick, Vec<Vec<usize>>);
 
+/// Every text a value pattern can be compared with in `v`, as the matcher converts it: strings,
+/// numbers and booleans as text, arrays element by element (`owned`: text made here, not part of
+/// the event).
+fn scalar_texts(v: &Value, f: &mut dyn FnMut(&str, bool)) {
+    match v {
+        Value::String(s) => f(s, false),
+        Value::Number(n) => f(&n.to_string(), true),
+        Value::Bool(b) => f(if *b { "true" } else { "false" }, true),
+        Value::Array(a) => a.iter().for_each(|x| scalar_texts(x, f)),
+        Value::Null | Value::Object(_) => {}
+    }
+}
+
 /// One channel's rules indexed for routing: the rules with required literals behind one
 /// Aho-Corasick automaton per field, the others by the event id they need. An event then reads
 /// only the lists of its own id and the rules whose literals it holds, where every event used to
@@ -421,11 +435,19 @@ impl Prefilter {
             }
             for (r, ids) in list {
                 if need[*r].is_some() && !unfiltered.contains(r) {
-                    let e = ci.filtered.entry(*r).or_insert_with(|| ids.clone());
-                    if e.is_empty() || ids.is_empty() {
-                        e.clear();
-                    } else {
-                        e.extend_from_slice(ids);
+                    // A rule listed twice in a channel takes the union of its ids (empty: any).
+                    match ci.filtered.entry(*r) {
+                        Entry::Vacant(v) => {
+                            v.insert(ids.clone());
+                        }
+                        Entry::Occupied(mut o) => {
+                            let e = o.get_mut();
+                            if e.is_empty() || ids.is_empty() {
+                                e.clear();
+                            } else {
+                                e.extend_from_slice(ids);
+                            }
+                        }
                     }
                 } else if ids.is_empty() {
                     ci.any_id.push(*r);
@@ -498,14 +520,36 @@ impl RuleSet {
         &self.rules
     }
 
-    /// Indices of the rules that match a Windows event, ascending.
-    pub fn match_evtx(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
-        out.clear();
+    /// The event's channel (lower case) and event id.
+    fn route_key(ev: &EvtxEvent<'_>) -> (String, Option<u32>) {
         let channel = ev
             .channel()
             .map(str::to_ascii_lowercase)
             .unwrap_or_default();
-        let id = ev.event_id();
+        (channel, ev.event_id())
+    }
+
+    /// The rules routed by channel prefix or to any channel that take the event.
+    fn unlisted(
+        &self,
+        channel: &str,
+        ok: impl Fn(&Vec<u32>) -> bool,
+    ) -> impl Iterator<Item = usize> {
+        let prefixed = self
+            .by_prefix
+            .iter()
+            .filter(move |(p, _, _)| channel.starts_with(p.as_str()))
+            .map(|(_, r, ids)| (*r, ids));
+        prefixed
+            .chain(self.any_channel.iter().map(|(r, ids)| (*r, ids)))
+            .filter(move |(_, ids)| ok(ids))
+            .map(|(r, _)| r)
+    }
+
+    /// Indices of the rules that match a Windows event, ascending.
+    pub fn match_evtx(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        let (channel, id) = Self::route_key(ev);
         let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
         let mut cand: Vec<usize> = Vec::new();
         let pf = self
@@ -515,8 +559,9 @@ impl RuleSet {
             // Rules whose required literals occur in the event's fields.
             for (field, ac, owners) in &ci.fields {
                 let Some(v) = ev.field(field) else { continue };
-                let mut scan = |text: &str| {
-                    let lower = ev.lower(text);
+                scalar_texts(v, &mut |text: &str, owned: bool| {
+                    // Text made here (a number's digits, a boolean) is already lower case.
+                    let lower = if owned { text.into() } else { ev.lower(text) };
                     for m in ac.find_overlapping_iter(&*lower) {
                         cand.extend(
                             owners[m.pattern().as_usize()]
@@ -524,31 +569,14 @@ impl RuleSet {
                                 .filter(|r| ci.filtered.get(r).is_some_and(ok)),
                         );
                     }
-                };
-                match v {
-                    Value::String(s) => scan(s),
-                    Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut scan),
-                    Value::Number(n) => scan(&n.to_string()),
-                    _ => {}
-                }
+                });
             }
             cand.extend_from_slice(&ci.any_id);
             if let Some(list) = id.and_then(|i| ci.by_id.get(&i)) {
                 cand.extend_from_slice(list);
             }
         }
-        cand.extend(
-            self.by_prefix
-                .iter()
-                .filter(|(p, _, ids)| channel.starts_with(p.as_str()) && ok(ids))
-                .map(|(_, r, _)| *r),
-        );
-        cand.extend(
-            self.any_channel
-                .iter()
-                .filter(|(_, ids)| ok(ids))
-                .map(|(r, _)| *r),
-        );
+        cand.extend(self.unlisted(&channel, ok));
         cand.sort_unstable();
         cand.dedup();
         out.extend(cand.into_iter().filter(|&r| self.rules[r].matches(ev)));
@@ -558,24 +586,13 @@ impl RuleSet {
     /// evaluated. Slower; the reference the tests hold the index to.
     pub fn match_evtx_unindexed(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
-        let channel = ev
-            .channel()
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        let id = ev.event_id();
+        let (channel, id) = Self::route_key(ev);
         let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
         let listed = self.by_channel.get(&channel).into_iter().flatten();
-        let prefixed = self
-            .by_prefix
-            .iter()
-            .filter(|(p, _, _)| channel.starts_with(p.as_str()))
-            .map(|(_, r, ids)| (*r, ids));
         let mut cand: Vec<usize> = listed
-            .map(|(r, ids)| (*r, ids))
-            .chain(prefixed)
-            .chain(self.any_channel.iter().map(|(r, ids)| (*r, ids)))
             .filter(|(_, ids)| ok(ids))
-            .map(|(r, _)| r)
+            .map(|(r, _)| *r)
+            .chain(self.unlisted(&channel, ok))
             .collect();
         cand.sort_unstable();
         cand.dedup();
@@ -693,7 +710,7 @@ detection:
             set.match_evtx_unindexed(&EvtxEvent::new(&ev), &mut slow);
             assert_eq!((&fast, &slow), (&want, &want), "{image} {cmd}");
         }
-        // Rule 1 needs event 1; rule 2 takes any id of its channel.
+        // Rule 1 needs event 1; rule 2 takes any id of its channel, also an event without one.
         let mut ev = sysmon("a", "xxx", "p");
         ev["Event"]["System"]["EventID"] = 3.into();
         set.match_evtx(&EvtxEvent::new(&ev), &mut fast);
@@ -701,6 +718,56 @@ detection:
         ev["Event"]["EventData"]["CommandLine"] = "yy".into();
         set.match_evtx(&EvtxEvent::new(&ev), &mut fast);
         assert_eq!(fast, vec![2]);
+        ev["Event"]["System"]
+            .as_object_mut()
+            .map(|s| s.remove("EventID"));
+        set.match_evtx(&EvtxEvent::new(&ev), &mut fast);
+        assert_eq!(fast, vec![2]);
+
+        // Literals behind the prefilter are found in booleans, numbers and arrays, as the
+        // matcher reads them.
+        set.add(rule(
+            "5",
+            sysmon_ls,
+            "    sel:\n        Enabled: 'true'\n    condition: sel",
+        ));
+        set.add(rule(
+            "6",
+            sysmon_ls,
+            "    sel:\n        Port: 4444\n    condition: sel",
+        ));
+        for (data, want) in [
+            (serde_json::json!({"Enabled": true}), vec![5]),
+            (serde_json::json!({"Enabled": "TRUE"}), vec![5]),
+            (serde_json::json!({"Enabled": false}), vec![]),
+            (serde_json::json!({"Port": 4444}), vec![6]),
+            (serde_json::json!({"Port": [80, [4444]]}), vec![6]),
+            (serde_json::json!({"Port": "4444"}), vec![6]),
+            (serde_json::json!({"Port": 44445}), vec![]),
+        ] {
+            let ev = serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": data}});
+            set.match_evtx(&EvtxEvent::new(&ev), &mut fast);
+            set.match_evtx_unindexed(&EvtxEvent::new(&ev), &mut slow);
+            assert_eq!((&fast, &slow), (&want, &want), "{data}");
+        }
+    }
+
+    /// The lower-case cache is checked by content: number text made on the stack (same
+    /// address, other digits) must not be served another number's entry.
+    #[test]
+    fn short_lived_texts_are_not_confused() {
+        let mut set = RuleSet::new();
+        set.add(
+            compile_rule(
+                "title: t\nid: g\nlogsource:\n    product: windows\n    service: sysmon\ndetection:\n    sel:\n        SourcePort: '3*9'\n        DestinationPort: '4*4'\n    condition: sel\n",
+            )
+            .unwrap(),
+        );
+        let ev = serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 3},
+            "EventData": {"SourcePort": 3389, "DestinationPort": 4444}}});
+        let mut out = Vec::new();
+        set.match_evtx(&EvtxEvent::new(&ev), &mut out);
+        assert_eq!(out, vec![0]);
     }
 
     #[test]
