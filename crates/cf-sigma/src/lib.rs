@@ -23,6 +23,65 @@ pub use rule::{CompiledRule, Level, RuleSet, SigmaDocument, compile_documents, c
 
 /// Entry points for fuzz targets and corpus replays.
 pub mod fuzzing {
+    /// Read an untrusted JSON line as `chengfang hunt` does ([`crate::FlatEvent`]) and as a
+    /// `serde_json::Value`: both must accept or refuse it alike, and an accepted event must give
+    /// the same fields, paths and keyword texts either way. Panics on any difference (the
+    /// fuzzer's oracle); never panics otherwise.
+    pub fn event_line(data: &[u8]) {
+        use crate::FieldSource;
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        let v = serde_json::from_str::<serde_json::Value>(text);
+        let f = serde_json::from_str::<crate::FlatEvent>(text);
+        let (v, f) = match (v, f) {
+            (Ok(v), Ok(f)) => (v, f),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "different errors");
+                return;
+            }
+            (v, f) => panic!("one reader refused: {:?} / {:?}", v.err(), f.err()),
+        };
+        let (a, b) = (crate::EvtxEvent::new(&v), crate::EvtxEvent::flat(&f));
+        let mut names: Vec<String> = [
+            "EventID",
+            "Channel",
+            "Computer",
+            "Provider_Name",
+            "Image",
+            "CommandLine",
+            "Event.System.EventID",
+            "Event.EventData",
+        ]
+        .map(String::from)
+        .to_vec();
+        for part in ["System", "EventData", "UserData"] {
+            if let Some(serde_json::Value::Object(m)) = v.get("Event").and_then(|e| e.get(part)) {
+                names.extend(m.keys().take(16).cloned());
+                // `UserData` holds its fields one level deeper.
+                for inner in m.values().take(16) {
+                    if let serde_json::Value::Object(i) = inner {
+                        names.extend(i.keys().take(16).cloned());
+                    }
+                }
+            }
+        }
+        for n in &names {
+            assert_eq!(a.field(n), b.field(n), "field {n}");
+        }
+        assert_eq!((a.channel(), a.event_id()), (b.channel(), b.event_id()));
+        let texts = |e: &crate::EvtxEvent<'_>| {
+            let mut out = Vec::new();
+            e.visit_text(&mut |t| {
+                out.push(t.to_string());
+                false
+            });
+            out.sort();
+            out
+        };
+        assert_eq!(texts(&a), texts(&b), "keyword texts");
+    }
+
     /// Compile every document of `text`, build a correlator over them and feed it one event
     /// per detection: nothing may panic.
     pub fn documents(text: &str) {
