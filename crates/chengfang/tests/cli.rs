@@ -597,6 +597,54 @@ fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
     );
 }
 
+/// Hunts read and match in batches of 8,192 lines; hits keep the input order across batches,
+/// and a line that is not UTF-8 stops the hunt after every earlier batch's hits are written.
+#[test]
+fn hunt_keeps_order_across_batches_and_reports_a_bad_line_after_earlier_hits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("whoami.yml"),
+        "title: Whoami Execution\nid: 5e6f7a8b-0000-4000-8000-000000000002\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n",
+    )
+    .unwrap();
+    let ev = |img: &str| {
+        serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": img}}}).to_string()
+    };
+    let (hit, miss) = (ev("C:\\w\\whoami.exe"), ev("C:\\w\\calc.exe"));
+    let mut body = Vec::new();
+    for line in 1..=20_000u32 {
+        if line == 19_500 {
+            body.extend_from_slice(b"\xff\xfe not text\n");
+            continue;
+        }
+        body.extend_from_slice(if line % 1000 == 0 { &hit } else { &miss }.as_bytes());
+        body.push(b'\n');
+    }
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, &body).unwrap();
+    let out = Command::new(bin())
+        .args(["hunt", "--json", "--rules"])
+        .arg(&rules)
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":19500: not UTF-8"), "{err}");
+    let lines: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    // Lines 1–16,384 (two batches) were matched; the third batch holds the bad line.
+    assert_eq!(lines, (1..=16).map(|k| k * 1000).collect::<Vec<u64>>());
+}
+
 #[test]
 fn hunt_evaluates_correlation_rules_over_event_time() {
     let tmp = tempfile::tempdir().unwrap();
