@@ -340,6 +340,19 @@ impl<'a> EvtxEvent<'a> {
         }
     }
 
+    /// The text leaves keyword lists search, sorted: `serde_json`'s maps are ordered by key or
+    /// by insertion depending on the build's features, and a keyword search does not depend on
+    /// the order. For tests and the fuzz oracle.
+    pub(crate) fn text_leaves(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.visit_text(&mut |t| {
+            out.push(t.to_string());
+            false
+        });
+        out.sort();
+        out
+    }
+
     /// Wrap an event parsed as a [`FlatEvent`]; it matches as [`EvtxEvent::new`] of the same
     /// document does.
     pub fn flat(fe: &'a FlatEvent) -> Self {
@@ -529,18 +542,6 @@ mod tests {
         .boxed()
     }
 
-    /// The text leaves, sorted: `serde_json`'s maps are ordered by key or by insertion
-    /// depending on the build's features, and a keyword search does not depend on the order.
-    fn texts(ev: &EvtxEvent<'_>) -> Vec<String> {
-        let mut out = Vec::new();
-        ev.visit_text(&mut |t| {
-            out.push(t.to_string());
-            false
-        });
-        out.sort();
-        out
-    }
-
     proptest! {
         /// A flat event is the document `serde_json` reads, and an event wrapped from it finds
         /// every field, path and text leaf that one wrapped from the `Value` finds.
@@ -557,7 +558,7 @@ mod tests {
                 prop_assert_eq!(a.field(name), b.field(name), "{}", name);
             }
             prop_assert_eq!((a.channel(), a.event_id()), (b.channel(), b.event_id()));
-            prop_assert_eq!(texts(&a), texts(&b));
+            prop_assert_eq!(a.text_leaves(), b.text_leaves());
         }
     }
 

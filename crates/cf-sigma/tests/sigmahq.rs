@@ -229,14 +229,6 @@ fn replay_sigma_rule_fuzz_corpus() {
 /// The `event_line` fuzz target's corpus, replayed on stable Rust whole and cut short.
 #[test]
 fn replay_event_line_fuzz_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/event_line");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let data = std::fs::read(e.unwrap().path()).unwrap();
-        for cut in [data.len(), data.len() / 2, data.len() / 3, 1] {
-            cf_sigma::fuzzing::event_line(&data[..cut.min(data.len())]);
-        }
-        n += 1;
-    }
+    let n = cf_testkit::replay_corpus("event_line", cf_sigma::fuzzing::event_line);
     assert!(n >= 5, "{n} seeds");
 }

@@ -535,24 +535,33 @@ fn config_check_reports_every_problem() {
     );
 }
 
-#[test]
-fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("rules");
+/// A rules directory under `dir` holding one rule, `id`, that fires on `whoami.exe`.
+fn whoami_rules(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(
         rules.join("whoami.yml"),
-        "title: Whoami Execution\nid: 5e6f7a8b-0000-4000-8000-000000000001\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n",
+        format!("title: Whoami Execution\nid: {id}\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n"),
     )
     .unwrap();
+    rules
+}
+
+/// A Sysmon process-creation event of `image` as an evtx_dump JSON line.
+fn sysmon_process(image: &str) -> String {
+    serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": image}}}).to_string()
+}
+
+#[test]
+fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = whoami_rules(tmp.path(), "5e6f7a8b-0000-4000-8000-000000000001");
     std::fs::write(
         rules.join("broken.yml"),
         "title: broken\ndetection: [1, 2\n",
     )
     .unwrap();
-    let ev = |img: &str| {
-        serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": img}}}).to_string()
-    };
+    let ev = sysmon_process;
     let events = tmp.path().join("events.jsonl");
     std::fs::write(
         &events,
@@ -602,17 +611,11 @@ fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
 #[test]
 fn hunt_keeps_order_across_batches_and_reports_a_bad_line_after_earlier_hits() {
     let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("whoami.yml"),
-        "title: Whoami Execution\nid: 5e6f7a8b-0000-4000-8000-000000000002\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n",
-    )
-    .unwrap();
-    let ev = |img: &str| {
-        serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": img}}}).to_string()
-    };
-    let (hit, miss) = (ev("C:\\w\\whoami.exe"), ev("C:\\w\\calc.exe"));
+    let rules = whoami_rules(tmp.path(), "5e6f7a8b-0000-4000-8000-000000000002");
+    let (hit, miss) = (
+        sysmon_process("C:\\w\\whoami.exe"),
+        sysmon_process("C:\\w\\calc.exe"),
+    );
     let mut body = Vec::new();
     for line in 1..=20_000u32 {
         if line == 19_500 {
