@@ -36,8 +36,10 @@ pub use tokenizer::LogTokenizer;
 
 /// Memory for one partition's writer (tantivy's floor is 15 MB per indexing thread).
 const WRITER_HEAP: usize = 32_000_000;
-/// Writers kept open: today's and yesterday's (late events), not every day ever written.
-const OPEN_WRITERS: usize = 2;
+/// Writers kept open, not one per day ever written: today's and the few days late events and
+/// replayed logs still reach (an interleaved four-day replay ran half as fast with two, each
+/// batch closing and reopening writers). Each holds at most [`WRITER_HEAP`] of indexing memory.
+const OPEN_WRITERS: usize = 4;
 /// Searches return at most this many events.
 pub const MAX_LIMIT: usize = 10_000;
 
@@ -142,6 +144,8 @@ struct Partition {
     reader: IndexReader,
     writer: Option<IndexWriter>,
     last_write: u64,
+    /// Documents added since the last commit (staged, not yet durable).
+    staged: usize,
 }
 
 struct State {
@@ -262,6 +266,7 @@ impl TantivyEventStore {
                     reader,
                     writer: None,
                     last_write: 0,
+                    staged: 0,
                 },
             );
         }
@@ -336,19 +341,61 @@ impl TantivyEventStore {
     }
 
     fn append_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
-        // Documents are built before the lock is taken, so searches wait only for indexing and
-        // the commit, not for this.
+        let docs = self.documents(events);
+        let mut st = self.lock();
+        self.stage_locked(&mut st, docs)?;
+        Self::commit_locked(&mut st)
+    }
+
+    fn stage_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
+        let docs = self.documents(events);
+        let mut st = self.lock();
+        self.stage_locked(&mut st, docs)
+    }
+
+    fn commit_blocking(&self) -> Result<(), StoreError> {
+        Self::commit_locked(&mut self.lock())
+    }
+
+    /// The documents of `events` by day. They are built before the lock is taken, so searches
+    /// wait only for indexing and commits, not for this.
+    fn documents(
+        &self,
+        events: Vec<ArchivedEvent>,
+    ) -> BTreeMap<String, Vec<(String, TantivyDocument)>> {
         let mut by_day: BTreeMap<String, Vec<(String, TantivyDocument)>> = BTreeMap::new();
         for e in events {
             let day = day_of(e.time);
             let id = e.id.clone();
             by_day.entry(day).or_default().push((id, self.document(e)));
         }
-        let mut st = self.lock();
+        by_day
+    }
+
+    /// Index `by_day` without committing. On error everything staged since the last commit is
+    /// discarded, as the port promises.
+    fn stage_locked(
+        &self,
+        st: &mut State,
+        by_day: BTreeMap<String, Vec<(String, TantivyDocument)>>,
+    ) -> Result<(), StoreError> {
+        let r = self.stage_inner(st, by_day);
+        if r.is_err() {
+            Self::rollback_locked(st);
+        }
+        r
+    }
+
+    fn stage_inner(
+        &self,
+        st: &mut State,
+        by_day: BTreeMap<String, Vec<(String, TantivyDocument)>>,
+    ) -> Result<(), StoreError> {
         for (day, docs) in by_day {
             st.tick += 1;
             let tick = st.tick;
-            // Bound the open writers (each holds its indexing heap).
+            // Bound the open writers (each holds its indexing heap); what a closing writer has
+            // staged is committed first, not dropped.
             let open: Vec<(u64, String)> = st
                 .parts
                 .iter()
@@ -359,13 +406,16 @@ impl TantivyEventStore {
                 let mut open = open;
                 open.sort();
                 for (_, d) in open.iter().take(open.len() + 1 - OPEN_WRITERS) {
-                    if let Some(w) = st.parts.get_mut(d).and_then(|p| p.writer.take()) {
-                        w.wait_merging_threads().map_err(backend)?;
+                    if let Some(p) = st.parts.get_mut(d) {
+                        Self::commit_partition(p)?;
+                        if let Some(w) = p.writer.take() {
+                            w.wait_merging_threads().map_err(backend)?;
+                        }
                     }
                 }
             }
             let id_field = self.fields.id;
-            let Some(p) = self.partition(&mut st, &day, true)? else {
+            let Some(p) = self.partition(st, &day, true)? else {
                 continue;
             };
             p.last_write = tick;
@@ -381,15 +431,47 @@ impl TantivyEventStore {
                 // At-least-once delivery: a redelivered event replaces its earlier copy.
                 w.delete_term(Term::from_field_text(id_field, &id));
                 w.add_document(doc).map_err(backend)?;
+                p.staged += 1;
             }
-            if let Err(e) = w.commit() {
-                // Nothing of this batch is acknowledged; the next batch starts clean.
-                let _ = w.rollback();
-                return Err(backend(e));
-            }
-            p.reader.reload().map_err(backend)?;
         }
         Ok(())
+    }
+
+    /// Commit every partition with staged documents. On error what was not committed is
+    /// discarded (the caller hands the events back for redelivery; ids make that idempotent).
+    fn commit_locked(st: &mut State) -> Result<(), StoreError> {
+        let r = st.parts.values_mut().try_for_each(Self::commit_partition);
+        if r.is_err() {
+            Self::rollback_locked(st);
+        }
+        r
+    }
+
+    fn commit_partition(p: &mut Partition) -> Result<(), StoreError> {
+        if p.staged == 0 {
+            return Ok(());
+        }
+        let Some(w) = p.writer.as_mut() else {
+            p.staged = 0;
+            return Ok(());
+        };
+        w.commit().map_err(backend)?;
+        p.staged = 0;
+        p.reader.reload().map_err(backend)
+    }
+
+    fn rollback_locked(st: &mut State) {
+        for p in st.parts.values_mut() {
+            if p.staged > 0 {
+                if let Some(w) = p.writer.as_mut() {
+                    // A writer that cannot roll back is dropped; the next stage opens a new one.
+                    if w.rollback().is_err() {
+                        p.writer = None;
+                    }
+                }
+                p.staged = 0;
+            }
+        }
     }
 
     fn search_blocking(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
@@ -500,6 +582,7 @@ impl TantivyEventStore {
             return Err(StoreError::NotFound(format!("event partition {day}")));
         }
         let mut st = self.lock();
+        // What is staged for a day being deleted goes with it.
         if let Some(p) = st.parts.remove(day)
             && let Some(w) = p.writer
         {
@@ -527,6 +610,17 @@ impl EventStore for TantivyEventStore {
             return Ok(());
         }
         self.blocking(move |s| s.append_blocking(events)).await
+    }
+
+    async fn stage(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |s| s.stage_blocking(events)).await
+    }
+
+    async fn commit(&self) -> Result<(), StoreError> {
+        self.blocking(|s| s.commit_blocking()).await
     }
 
     async fn search(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

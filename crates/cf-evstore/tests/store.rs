@@ -200,3 +200,49 @@ async fn chinese_phrases_redeliveries_retention_and_reopening() {
     again.append(vec![a]).await.unwrap();
     assert_eq!(again.search(&q("登录")).await.unwrap().matched, 2);
 }
+
+#[tokio::test]
+async fn staged_batches_become_searchable_at_commit_and_survive_closing_writers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = TantivyEventStore::open(tmp.path()).unwrap();
+    let day = |d: i64, i: i64| {
+        ev(
+            &format!("d{d}-{i}"),
+            T0 + d * DAY + i,
+            "gw-1",
+            json!({"msg": format!("staged event {i} of day {d}")}),
+        )
+    };
+    // Two days, two batches: nothing is searchable before the commit.
+    store.stage(vec![day(0, 1), day(1, 1)]).await.unwrap();
+    store.stage(vec![day(0, 2), day(1, 2)]).await.unwrap();
+    assert_eq!(store.search(&q("staged")).await.unwrap().matched, 0);
+    store.commit().await.unwrap();
+    assert_eq!(store.search(&q("staged")).await.unwrap().matched, 4);
+    // A redelivery staged twice before one commit is kept once.
+    store.stage(vec![day(0, 1)]).await.unwrap();
+    store.stage(vec![day(0, 1)]).await.unwrap();
+    store.commit().await.unwrap();
+    assert_eq!(store.search(&q("staged")).await.unwrap().matched, 4);
+    // Eight days in one batch (more than the writers kept open): the writers closed on the
+    // way commit what they staged instead of dropping it.
+    let week: Vec<ArchivedEvent> = (0..8)
+        .flat_map(|d| (10..13).map(move |i| (d, i)))
+        .map(|(d, i)| day(d - 4, i))
+        .collect();
+    store.stage(week).await.unwrap();
+    store.commit().await.unwrap();
+    let mut all = q("staged");
+    all.from = Timestamp::from_unix_secs(T0 - 5 * DAY);
+    all.to = Timestamp::from_unix_secs(T0 + 5 * DAY);
+    assert_eq!(store.search(&all).await.unwrap().matched, 4 + 24);
+    assert_eq!(store.partitions().await.unwrap().len(), 8);
+    // What is staged but never committed is not durable (the caller never acknowledged it);
+    // what was committed is.
+    store.stage(vec![day(0, 99)]).await.unwrap();
+    drop(store);
+    let again = TantivyEventStore::open(tmp.path()).unwrap();
+    assert_eq!(again.search(&all).await.unwrap().matched, 4 + 24);
+    // A commit with nothing staged is a no-op.
+    again.commit().await.unwrap();
+}

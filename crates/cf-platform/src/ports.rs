@@ -545,6 +545,18 @@ pub struct PartitionInfo {
 pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Store a batch; returns once it is durable and searchable.
     async fn append(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError>;
+    /// Index a batch without making it durable: it becomes durable and searchable at the next
+    /// [`EventStore::commit`], so a consumer can group several batches into one commit (a commit
+    /// is the store's fixed cost). On error, everything staged since the last commit is
+    /// discarded. The default stores at once.
+    async fn stage(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
+        self.append(events).await
+    }
+    /// Make every staged batch durable and searchable. On error, whatever was not committed is
+    /// discarded and the caller must hand those events back.
+    async fn commit(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Search, newest first.
     async fn search(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
     /// The partitions, oldest first.
