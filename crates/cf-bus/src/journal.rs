@@ -58,8 +58,11 @@ fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// (event, journal sequence, attempt).
-type Item = (Event, u64, u64);
+/// (event, journal sequence, attempt, the event as journaled). The event is shared between the
+/// groups it matches and handed out without a copy when only one holds it; the journaled bytes
+/// are what a nack re-reads, so an outstanding delivery holds its compact encoding instead of a
+/// second copy of the event.
+type Item = (Arc<Event>, u64, u64, Arc<[u8]>);
 
 /// Where a group stands; guarded by the group's lock.
 #[derive(Debug, Default)]
@@ -99,7 +102,10 @@ struct Group {
 }
 
 enum Cmd {
-    Publish(Vec<(Event, Vec<u8>)>, oneshot::Sender<Result<(), BusError>>),
+    Publish(
+        Vec<(Event, Arc<[u8]>)>,
+        oneshot::Sender<Result<(), BusError>>,
+    ),
     Attach(
         String,
         String,
@@ -274,7 +280,11 @@ impl JournalBus {
                 };
                 lock(&g.book).outstanding.insert(seq);
                 let attempt = if seq < first_seq { 2 } else { 1 };
-                if g.tx.send((event, seq, attempt)).await.is_err() {
+                if g.tx
+                    .send((Arc::new(event), seq, attempt, body.into()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -349,7 +359,10 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     async fn publish(
         &mut self,
-        batch: Vec<(Vec<(Event, Vec<u8>)>, oneshot::Sender<Result<(), BusError>>)>,
+        batch: Vec<(
+            Vec<(Event, Arc<[u8]>)>,
+            oneshot::Sender<Result<(), BusError>>,
+        )>,
     ) {
         if batch.is_empty() {
             return;
@@ -359,11 +372,11 @@ impl Writer {
             Ok(last) => {
                 self.next = last + 1;
                 let mut seq = first;
-                let mut items: Vec<(Event, u64)> = Vec::new();
+                let mut items: Vec<(Arc<Event>, u64, Arc<[u8]>)> = Vec::new();
                 let mut replies = Vec::with_capacity(batch.len());
                 for (events, reply) in batch {
-                    for (e, _) in events {
-                        items.push((e, seq));
+                    for (e, body) in events {
+                        items.push((Arc::new(e), seq, body));
                         seq += 1;
                     }
                     replies.push(reply);
@@ -384,12 +397,15 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     async fn commit(
         &mut self,
-        batch: &[(Vec<(Event, Vec<u8>)>, oneshot::Sender<Result<(), BusError>>)],
+        batch: &[(
+            Vec<(Event, Arc<[u8]>)>,
+            oneshot::Sender<Result<(), BusError>>,
+        )],
     ) -> Result<u64, String> {
         let now = unix_ms();
         let mut tx = self.conn.begin().await.map_err(|e| e.to_string())?;
         let mut seq = self.next;
-        let rows: Vec<&(Event, Vec<u8>)> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
+        let rows: Vec<&(Event, Arc<[u8]>)> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
         // 4 bound values per row, under SQLite's limit of 32,766 per statement.
         for chunk in rows.chunks(1_000) {
             let sql = format!(
@@ -402,7 +418,7 @@ impl Writer {
                     .bind(seq as i64)
                     .bind(e.topic.as_str())
                     .bind(now)
-                    .bind(body.as_slice());
+                    .bind(&body[..]);
                 seq += 1;
             }
             q.execute(&mut *tx).await.map_err(|e| e.to_string())?;
@@ -413,16 +429,16 @@ impl Writer {
 
     /// Queue each committed event for every group it matches, or leave it for the group's
     /// catch-up reader when the group's queue is full.
-    fn fan_out(&mut self, items: Vec<(Event, u64)>, last: u64) {
+    fn fan_out(&mut self, items: Vec<(Arc<Event>, u64, Arc<[u8]>)>, last: u64) {
         for g in self.groups.values() {
             let mut b = lock(&g.book);
             let mut woke = false;
-            for (e, seq) in &items {
+            for (e, seq, body) in &items {
                 if b.lag_from.is_some() || !topic_matches(&g.filter, &e.topic) {
                     continue;
                 }
                 b.outstanding.insert(*seq);
-                if g.tx.try_send((e.clone(), *seq, 1)).is_err() {
+                if g.tx.try_send((e.clone(), *seq, 1, body.clone())).is_err() {
                     b.outstanding.remove(seq);
                     b.lag_from = Some(*seq);
                     woke = true;
@@ -556,23 +572,33 @@ impl Writer {
 
 struct JournalAcker {
     group: Arc<Group>,
-    item: Mutex<Option<Item>>,
+    /// (sequence, attempt, the event as journaled).
+    item: Mutex<Option<(u64, u64, Arc<[u8]>)>>,
 }
 
 #[async_trait]
 impl Acker for JournalAcker {
     async fn ack(&self) -> Result<(), BusError> {
-        if let Some((_, seq, _)) = lock(&self.item).take() {
+        if let Some((seq, _, _)) = lock(&self.item).take() {
             lock(&self.group.book).outstanding.remove(&seq);
         }
         Ok(())
     }
     async fn nack(&self) -> Result<(), BusError> {
-        if let Some((e, seq, n)) = lock(&self.item).take() {
+        if let Some((seq, n, body)) = lock(&self.item).take() {
+            let e = match serde_json::from_slice::<Event>(&body) {
+                Ok(e) => e,
+                Err(e) => {
+                    // It was encoded by this process; if it cannot be read back it stays
+                    // outstanding and comes again after a restart.
+                    tracing::error!(group = %self.group.name, seq, error = %e, "journal bus: cannot re-read a nacked event");
+                    return Ok(());
+                }
+            };
             let tx = self.group.tx.clone();
             // Not awaited here: the member that nacks may be the one that must drain the queue.
             tokio::spawn(async move {
-                let _ = tx.send((e, seq, n + 1)).await;
+                let _ = tx.send((Arc::new(e), seq, n + 1, body)).await;
             });
         }
         Ok(())
@@ -590,14 +616,18 @@ impl EventBus for JournalBus {
     }
 
     async fn publish_batch(&self, events: &[Event]) -> Result<(), BusError> {
+        self.publish_owned(events.to_vec()).await
+    }
+
+    async fn publish_owned(&self, events: Vec<Event>) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut rows = Vec::with_capacity(events.len());
         for e in events {
             check_topic(&e.topic, false)?;
-            let body = serde_json::to_vec(e).map_err(|e| be("cannot encode an event", e))?;
-            rows.push((e.clone(), body));
+            let body = serde_json::to_vec(&e).map_err(|e| be("cannot encode an event", e))?;
+            rows.push((e, Arc::from(body)));
         }
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Publish(rows, tx)).await?;
@@ -627,12 +657,14 @@ impl EventBus for JournalBus {
             loop {
                 let item = { g.rx.lock().await.recv().await };
                 let Some(item) = item else { break };
+                let (event, seq, attempt, body) = item;
                 let d = Delivery {
-                    event: item.0.clone(),
-                    attempt: item.2,
+                    // Another group may still hold it: then it is copied.
+                    event: Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone()),
+                    attempt,
                     acker: Box::new(JournalAcker {
                         group: g.clone(),
-                        item: Mutex::new(Some(item)),
+                        item: Mutex::new(Some((seq, attempt, body))),
                     }),
                 };
                 if let Err(mpsc::error::SendError(d)) = mtx.send(d).await {

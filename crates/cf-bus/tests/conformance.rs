@@ -141,7 +141,7 @@ async fn nack_redelivers_and_consumers_are_idempotent(bus: Arc<dyn EventBus>) {
     assert_eq!(d.attempt, 1);
     d.nack().await.unwrap();
     let d = next(&mut sub).await.expect("redelivery after nack");
-    assert_eq!(d.event.id, "evt-jobs.x-7");
+    assert_eq!(d.event, event("jobs.x", 7), "redelivered whole");
     assert!(d.attempt >= 2, "attempt {}", d.attempt);
     let mut seen = SeenIds::new(100);
     assert!(seen.first_time(&d.event.id));
@@ -155,6 +155,24 @@ async fn nack_redelivers_and_consumers_are_idempotent(bus: Arc<dyn EventBus>) {
     );
 }
 on_both!(redelivery, nack_redelivers_and_consumers_are_idempotent);
+
+async fn owned_batches_reach_every_group_whole(bus: Arc<dyn EventBus>) {
+    let mut a = bus.subscribe("owned.>", "owned-a").await.unwrap();
+    let mut b = bus.subscribe("owned.>", "owned-b").await.unwrap();
+    let sent: Vec<Event> = (0..5).map(|n| event("owned.x", n)).collect();
+    bus.publish_owned(sent.clone()).await.unwrap();
+    for sub in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let d = next(sub).await.expect("delivery");
+            got.push(d.event.clone());
+            d.ack().await.unwrap();
+        }
+        got.sort_by_key(|e| e.id.clone());
+        assert_eq!(got, sent);
+    }
+}
+on_both!(owned, owned_batches_reach_every_group_whole);
 
 async fn invalid_topics_are_refused(bus: Arc<dyn EventBus>) {
     assert!(bus.publish(&event("bad..topic", 1)).await.is_err());

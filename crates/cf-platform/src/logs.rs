@@ -253,6 +253,18 @@ impl LogIntake {
         })
     }
 
+    /// [`Self::flush`] for events the caller no longer needs (the bus takes them without a copy).
+    pub async fn flush_owned(&self, out: Vec<Event>) -> Result<(), BusError> {
+        let n = out.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        self.bus.publish_owned(out).await.inspect_err(|e| {
+            self.counters.publish_failed.fetch_add(n, Ordering::Relaxed);
+            tracing::error!(error = %e, events = n, "log events could not be published");
+        })
+    }
+
     /// Publish a line that could not be framed or parsed, with why.
     pub async fn malformed(&self, raw: &[u8], source: &str, transport: &str, reason: &str) {
         let mut out = Vec::with_capacity(1);
@@ -308,7 +320,7 @@ impl LogIntake {
     pub async fn syslog(&self, raw: &[u8], source: &str, transport: &str) -> bool {
         let mut out = Vec::with_capacity(1);
         let ok = self.syslog_into(raw, source, transport, &mut out);
-        let _ = self.flush(&out).await;
+        let _ = self.flush_owned(out).await;
         ok
     }
 
@@ -376,7 +388,7 @@ impl LogIntake {
     pub async fn netflow(&self, raw: &[u8], exporter: std::net::SocketAddr) -> usize {
         let mut out = Vec::new();
         let n = self.netflow_into(raw, exporter, &mut out);
-        let _ = self.flush(&out).await;
+        let _ = self.flush_owned(out).await;
         n
     }
 
@@ -545,7 +557,7 @@ impl LogIntake {
     pub async fn json_line(&self, raw: &[u8], source: &str, transport: &str) -> bool {
         let mut out = Vec::with_capacity(1);
         let ok = self.json_into(raw, source, transport, &mut out);
-        let _ = self.flush(&out).await;
+        let _ = self.flush_owned(out).await;
         ok
     }
 
@@ -633,7 +645,7 @@ impl LogIntake {
                 r.malformed += 1;
             }
         }
-        self.flush(&out).await?;
+        self.flush_owned(out).await?;
         Ok(r)
     }
 }

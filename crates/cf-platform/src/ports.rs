@@ -263,6 +263,11 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
         }
         Ok(())
     }
+    /// [`EventBus::publish_batch`] for events the caller no longer needs: a backend that keeps
+    /// them in memory takes them instead of copying them.
+    async fn publish_owned(&self, events: Vec<Event>) -> Result<(), BusError> {
+        self.publish_batch(&events).await
+    }
     /// Join consumer group `group` for events matching `filter`; each event is delivered to one
     /// member of each group, starting with events published after the group was first created.
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;
