@@ -570,10 +570,12 @@ impl Writer {
     }
 }
 
+/// A delivered event's (sequence, attempt, the event as journaled).
+type Outstanding = (u64, u64, Arc<[u8]>);
+
 struct JournalAcker {
     group: Arc<Group>,
-    /// (sequence, attempt, the event as journaled).
-    item: Mutex<Option<(u64, u64, Arc<[u8]>)>>,
+    item: Mutex<Option<Outstanding>>,
 }
 
 #[async_trait]
