@@ -406,6 +406,10 @@ impl Prefilter {
             .map(|r| needles(&r.condition, &r.selections))
             .collect();
         let mut channels = HashMap::new();
+        // Channels that share rules share literal sets (process creation is routed to both
+        // Security and Sysmon): each distinct set is compiled once (an automaton is a shared
+        // handle, so a clone is free).
+        let mut built: HashMap<Vec<&str>, Option<aho_corasick::AhoCorasick>> = HashMap::new();
         for (chan, list) in by_channel {
             // Per field: its literals, the rules owning each, and each literal's index.
             type PerField<'n> = (Vec<&'n str>, Vec<Vec<usize>>, HashMap<&'n str, usize>);
@@ -428,9 +432,12 @@ impl Prefilter {
             // Without an automaton the rules of a field are routed unfiltered.
             let mut unfiltered: std::collections::HashSet<usize> = Default::default();
             for (f, (lits, owners, _)) in per_field {
-                match aho_corasick::AhoCorasick::new(&lits) {
-                    Ok(ac) => ci.fields.push((f.to_string(), ac, owners)),
-                    Err(_) => unfiltered.extend(owners.into_iter().flatten()),
+                let ac = built
+                    .entry(lits)
+                    .or_insert_with_key(|lits| aho_corasick::AhoCorasick::new(lits).ok());
+                match ac {
+                    Some(ac) => ci.fields.push((f.to_string(), ac.clone(), owners)),
+                    None => unfiltered.extend(owners.into_iter().flatten()),
                 }
             }
             for (r, ids) in list {
