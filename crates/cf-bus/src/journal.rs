@@ -591,9 +591,11 @@ impl Acker for JournalAcker {
             let e = match serde_json::from_slice::<Event>(&body) {
                 Ok(e) => e,
                 Err(e) => {
-                    // It was encoded by this process; if it cannot be read back it stays
-                    // outstanding and comes again after a restart.
-                    tracing::error!(group = %self.group.name, seq, error = %e, "journal bus: cannot re-read a nacked event");
+                    // Encoding has no depth limit and decoding has: a payload nested past it
+                    // cannot come back. It is skipped as the catch-up reader skips an unreadable
+                    // entry, so that it does not hold the group's watermark for ever.
+                    lock(&self.group.book).outstanding.remove(&seq);
+                    tracing::error!(group = %self.group.name, seq, error = %e, "journal bus: skipping a nacked event that cannot be read back");
                     return Ok(());
                 }
             };

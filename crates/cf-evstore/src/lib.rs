@@ -151,6 +151,11 @@ struct Partition {
 struct State {
     parts: BTreeMap<String, Partition>,
     tick: u64,
+    /// Staged documents were thrown away without their stager being told (another caller's
+    /// failed append, a dropped partition): the next commit fails so they are handed back.
+    discarded: bool,
+    /// Testing: commits with staged documents that fail as a full disk would.
+    fail_commits: u32,
 }
 
 /// The store.
@@ -199,6 +204,8 @@ impl TantivyEventStore {
             state: Arc::new(Mutex::new(State {
                 parts: BTreeMap::new(),
                 tick: 0,
+                discarded: false,
+                fail_commits: 0,
             })),
         })
     }
@@ -343,8 +350,22 @@ impl TantivyEventStore {
     fn append_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
         let docs = self.documents(events);
         let mut st = self.lock();
-        self.stage_locked(&mut st, docs)?;
-        Self::commit_locked(&mut st)
+        // A failure here discards what others staged too: their next commit is told.
+        let others = st.parts.values().any(|p| p.staged > 0);
+        let r = self
+            .stage_locked(&mut st, docs)
+            .and_then(|()| Self::commit_locked(&mut st));
+        if r.is_err() && others {
+            st.discarded = true;
+        }
+        r
+    }
+
+    /// Testing: the next `n` commits that have staged documents fail as a full disk would, and
+    /// roll back what was staged.
+    #[doc(hidden)]
+    pub fn fail_next_commits(&self, n: u32) {
+        self.lock().fail_commits = n;
     }
 
     fn stage_blocking(&self, events: Vec<ArchivedEvent>) -> Result<(), StoreError> {
@@ -440,6 +461,18 @@ impl TantivyEventStore {
     /// Commit every partition with staged documents. On error what was not committed is
     /// discarded (the caller hands the events back for redelivery; ids make that idempotent).
     fn commit_locked(st: &mut State) -> Result<(), StoreError> {
+        if std::mem::take(&mut st.discarded) {
+            Self::rollback_locked(st);
+            return Err(backend(
+                "staged events were discarded since the last commit (a failed write or a \
+                 dropped partition); they must be handed back",
+            ));
+        }
+        if st.fail_commits > 0 && st.parts.values().any(|p| p.staged > 0) {
+            st.fail_commits -= 1;
+            Self::rollback_locked(st);
+            return Err(backend("commit failed (injected)"));
+        }
         let r = st.parts.values_mut().try_for_each(Self::commit_partition);
         if r.is_err() {
             Self::rollback_locked(st);
@@ -453,7 +486,7 @@ impl TantivyEventStore {
         }
         let Some(w) = p.writer.as_mut() else {
             p.staged = 0;
-            return Ok(());
+            return Err(backend("a partition lost its writer with staged events"));
         };
         w.commit().map_err(backend)?;
         p.staged = 0;
@@ -582,11 +615,15 @@ impl TantivyEventStore {
             return Err(StoreError::NotFound(format!("event partition {day}")));
         }
         let mut st = self.lock();
-        // What is staged for a day being deleted goes with it.
-        if let Some(p) = st.parts.remove(day)
-            && let Some(w) = p.writer
-        {
-            w.wait_merging_threads().map_err(backend)?;
+        if let Some(p) = st.parts.remove(day) {
+            // What is staged for a day being deleted goes with it; its stager's next commit
+            // fails so that the events are handed back rather than acknowledged.
+            if p.staged > 0 {
+                st.discarded = true;
+            }
+            if let Some(w) = p.writer {
+                w.wait_merging_threads().map_err(backend)?;
+            }
         }
         std::fs::remove_dir_all(&path)
             .map_err(|e| backend(format!("cannot delete {}: {e}", path.display())))

@@ -246,3 +246,38 @@ async fn staged_batches_become_searchable_at_commit_and_survive_closing_writers(
     // A commit with nothing staged is a no-op.
     again.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_commit_discards_what_was_staged_and_a_dropped_day_fails_the_next_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = TantivyEventStore::open(tmp.path()).unwrap();
+    let e = |id: &str, secs: i64| ev(id, secs, "gw-1", json!({"msg": format!("rollback {id}")}));
+    // A failing commit rolls back: a later commit does not store what was staged before it.
+    store
+        .stage(vec![e("a", T0 + 1), e("b", T0 + 2)])
+        .await
+        .unwrap();
+    store.fail_next_commits(1);
+    assert!(store.commit().await.is_err());
+    store.commit().await.unwrap();
+    assert_eq!(store.search(&q("rollback")).await.unwrap().matched, 0);
+    // Handed back and staged again, they are stored once.
+    store
+        .stage(vec![e("a", T0 + 1), e("b", T0 + 2)])
+        .await
+        .unwrap();
+    store.commit().await.unwrap();
+    assert_eq!(store.search(&q("rollback")).await.unwrap().matched, 2);
+    // Retention drops a day that holds staged events: the next commit fails (the stager must
+    // hand them back, not acknowledge them), and the one after is clean.
+    store.stage(vec![e("c", T0 + DAY + 1)]).await.unwrap();
+    store.drop_partition("2026-11-25").await.unwrap();
+    assert!(store.commit().await.is_err());
+    store.commit().await.unwrap();
+    // An append that fails takes others' staged events with it: their commit is told.
+    store.stage(vec![e("d", T0 + 3)]).await.unwrap();
+    store.fail_next_commits(1);
+    assert!(store.append(vec![e("x", T0 + 4)]).await.is_err());
+    assert!(store.commit().await.is_err());
+    assert_eq!(store.search(&q("rollback")).await.unwrap().matched, 2);
+}
