@@ -63,6 +63,8 @@ fn unix_ms() -> i64 {
 /// are what a nack re-reads, so an outstanding delivery holds its compact encoding instead of a
 /// second copy of the event.
 type Item = (Arc<Event>, u64, u64, Arc<[u8]>);
+/// An event to publish and its journal encoding.
+type Publication = (Event, Arc<[u8]>);
 
 /// Where a group stands; guarded by the group's lock.
 #[derive(Debug, Default)]
@@ -102,10 +104,7 @@ struct Group {
 }
 
 enum Cmd {
-    Publish(
-        Vec<(Event, Arc<[u8]>)>,
-        oneshot::Sender<Result<(), BusError>>,
-    ),
+    Publish(Vec<Publication>, oneshot::Sender<Result<(), BusError>>),
     Attach(
         String,
         String,
@@ -359,10 +358,7 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     async fn publish(
         &mut self,
-        batch: Vec<(
-            Vec<(Event, Arc<[u8]>)>,
-            oneshot::Sender<Result<(), BusError>>,
-        )>,
+        batch: Vec<(Vec<Publication>, oneshot::Sender<Result<(), BusError>>)>,
     ) {
         if batch.is_empty() {
             return;
@@ -397,15 +393,12 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     async fn commit(
         &mut self,
-        batch: &[(
-            Vec<(Event, Arc<[u8]>)>,
-            oneshot::Sender<Result<(), BusError>>,
-        )],
+        batch: &[(Vec<Publication>, oneshot::Sender<Result<(), BusError>>)],
     ) -> Result<u64, String> {
         let now = unix_ms();
         let mut tx = self.conn.begin().await.map_err(|e| e.to_string())?;
         let mut seq = self.next;
-        let rows: Vec<&(Event, Arc<[u8]>)> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
+        let rows: Vec<&Publication> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
         // 4 bound values per row, under SQLite's limit of 32,766 per statement.
         for chunk in rows.chunks(1_000) {
             let sql = format!(

@@ -148,6 +148,9 @@ struct Partition {
     staged: usize,
 }
 
+/// Documents by UTC day, each with its event id.
+type DocsByDay = BTreeMap<String, Vec<(String, TantivyDocument)>>;
+
 struct State {
     parts: BTreeMap<String, Partition>,
     tick: u64,
@@ -380,11 +383,8 @@ impl TantivyEventStore {
 
     /// The documents of `events` by day. They are built before the lock is taken, so searches
     /// wait only for indexing and commits, not for this.
-    fn documents(
-        &self,
-        events: Vec<ArchivedEvent>,
-    ) -> BTreeMap<String, Vec<(String, TantivyDocument)>> {
-        let mut by_day: BTreeMap<String, Vec<(String, TantivyDocument)>> = BTreeMap::new();
+    fn documents(&self, events: Vec<ArchivedEvent>) -> DocsByDay {
+        let mut by_day = DocsByDay::new();
         for e in events {
             let day = day_of(e.time);
             let id = e.id.clone();
@@ -395,11 +395,7 @@ impl TantivyEventStore {
 
     /// Index `by_day` without committing. On error everything staged since the last commit is
     /// discarded, as the port promises.
-    fn stage_locked(
-        &self,
-        st: &mut State,
-        by_day: BTreeMap<String, Vec<(String, TantivyDocument)>>,
-    ) -> Result<(), StoreError> {
+    fn stage_locked(&self, st: &mut State, by_day: DocsByDay) -> Result<(), StoreError> {
         let r = self.stage_inner(st, by_day);
         if r.is_err() {
             Self::rollback_locked(st);
@@ -407,11 +403,7 @@ impl TantivyEventStore {
         r
     }
 
-    fn stage_inner(
-        &self,
-        st: &mut State,
-        by_day: BTreeMap<String, Vec<(String, TantivyDocument)>>,
-    ) -> Result<(), StoreError> {
+    fn stage_inner(&self, st: &mut State, by_day: DocsByDay) -> Result<(), StoreError> {
         for (day, docs) in by_day {
             st.tick += 1;
             let tick = st.tick;
@@ -461,19 +453,17 @@ impl TantivyEventStore {
     /// Commit every partition with staged documents. On error what was not committed is
     /// discarded (the caller hands the events back for redelivery; ids make that idempotent).
     fn commit_locked(st: &mut State) -> Result<(), StoreError> {
-        if std::mem::take(&mut st.discarded) {
-            Self::rollback_locked(st);
-            return Err(backend(
+        let r = if std::mem::take(&mut st.discarded) {
+            Err(backend(
                 "staged events were discarded since the last commit (a failed write or a \
                  dropped partition); they must be handed back",
-            ));
-        }
-        if st.fail_commits > 0 && st.parts.values().any(|p| p.staged > 0) {
+            ))
+        } else if st.fail_commits > 0 && st.parts.values().any(|p| p.staged > 0) {
             st.fail_commits -= 1;
-            Self::rollback_locked(st);
-            return Err(backend("commit failed (injected)"));
-        }
-        let r = st.parts.values_mut().try_for_each(Self::commit_partition);
+            Err(backend("commit failed (injected)"))
+        } else {
+            st.parts.values_mut().try_for_each(Self::commit_partition)
+        };
         if r.is_err() {
             Self::rollback_locked(st);
         }

@@ -43,6 +43,51 @@ async fn ledger(
     .unwrap()
 }
 
+/// Run `archive` on `bus` until the returned sender says stop; its subscriptions are in place
+/// when this returns.
+async fn start(
+    archive: &EventArchive,
+    bus: &Arc<dyn cf_platform::ports::EventBus>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(archive.clone().run(bus.clone(), stop));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (stop_tx, task)
+}
+
+/// Syslog lines through the intake as one batch from `peer`; the number received.
+async fn send_syslog(intake: &LogIntake, body: &str, peer: &str) -> u64 {
+    intake
+        .batch(
+            body.as_bytes(),
+            cf_platform::logs::LineFormat::Syslog,
+            peer,
+            "udp",
+        )
+        .await
+        .unwrap()
+        .received
+}
+
+/// What the archive has stored once it reached `want` (or after 10 s).
+async fn stored_at_least(archive: &EventArchive, want: u64) -> u64 {
+    let mut stored = 0;
+    for _ in 0..200 {
+        stored = archive
+            .counters()
+            .stored
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if stored >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stored
+}
+
 fn who(role: Role) -> Principal {
     Principal {
         id: format!("user:{}", role.as_str()),
@@ -68,36 +113,13 @@ async fn syslog_to_search_with_audit_and_retention() {
     let ledger = ledger(tmp.path(), clock.clone(), bus.clone()).await;
     let store = Arc::new(TantivyEventStore::open(&tmp.path().join("events")).unwrap());
     let archive = EventArchive::new(store.clone(), ledger.clone(), clock.clone(), 180);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(archive.clone().run(bus.clone(), stop));
-    // Subscriptions exist before anything is published.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (stop_tx, task) = start(&archive, &bus).await;
 
     let intake = LogIntake::new(bus.clone(), clock.clone(), "t", Arc::default());
-    let body = lines.join("\n");
-    let r = intake
-        .batch(
-            body.as_bytes(),
-            cf_platform::logs::LineFormat::Syslog,
-            "10.77.20.248",
-            "udp",
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.received, lines.len() as u64);
+    let want = send_syslog(&intake, &lines.join("\n"), "10.77.20.248").await;
+    assert_eq!(want, lines.len() as u64);
     // Everything published is archived (alerts from the brute-force detector as well).
-    let want = r.received;
-    let mut stored = 0;
-    for _ in 0..200 {
-        stored = archive
-            .counters()
-            .stored
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if stored >= want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut stored = stored_at_least(&archive, want).await;
     assert!(stored >= want, "{stored} of {want} archived");
     // Then the alerts raised on the way (published after their lines) settle too.
     loop {
@@ -198,9 +220,7 @@ async fn a_failed_commit_hands_its_batches_back_and_nothing_is_stored_twice() {
     // The first two commits fail as a full disk would: what they had staged is rolled back.
     store.fail_next_commits(2);
     let archive = EventArchive::new(store.clone(), ledger, clock.clone(), 180);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(archive.clone().run(bus.clone(), stop));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (stop_tx, task) = start(&archive, &bus).await;
     let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
     let n = 3_000u64;
     let body: String = (0..n)
@@ -208,24 +228,8 @@ async fn a_failed_commit_hands_its_batches_back_and_nothing_is_stored_twice() {
             format!("<13>1 2026-11-25T10:00:00Z gw-1 app {i} - - event number {i} of the test\n")
         })
         .collect();
-    let r = intake
-        .batch(
-            body.as_bytes(),
-            cf_platform::logs::LineFormat::Syslog,
-            "10.0.0.9",
-            "udp",
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.received, n);
-    let mut stored = 0;
-    for _ in 0..200 {
-        stored = archive.counters().stored.load(SeqCst);
-        if stored >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(send_syslog(&intake, &body, "10.0.0.9").await, n);
+    let stored = stored_at_least(&archive, n).await;
     // Two commits failed (their events went back to the bus, and the archive waited a second
     // after each); a later one stored everything, once — the archive counts only committed
     // events.

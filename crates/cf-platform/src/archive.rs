@@ -250,13 +250,10 @@ impl EventArchive {
             .into_iter()
             .map(|d| (archived(d.event), d.acker))
             .unzip();
+        pending.extend(ackers);
         match self.store.stage(events).await {
-            Ok(()) => {
-                pending.extend(ackers);
-                true
-            }
+            Ok(()) => true,
             Err(e) => {
-                pending.extend(ackers);
                 self.hand_back(pending, &e).await;
                 false
             }

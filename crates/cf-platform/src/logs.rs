@@ -245,22 +245,26 @@ impl LogIntake {
         if out.is_empty() {
             return Ok(());
         }
-        self.bus.publish_batch(out).await.inspect_err(|e| {
-            self.counters
-                .publish_failed
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
-            tracing::error!(error = %e, events = out.len(), "log events could not be published");
-        })
+        let r = self.bus.publish_batch(out).await;
+        self.published(out.len(), r)
     }
 
     /// [`Self::flush`] for events the caller no longer needs (the bus takes them without a copy).
     pub async fn flush_owned(&self, out: Vec<Event>) -> Result<(), BusError> {
-        let n = out.len() as u64;
+        let n = out.len();
         if n == 0 {
             return Ok(());
         }
-        self.bus.publish_owned(out).await.inspect_err(|e| {
-            self.counters.publish_failed.fetch_add(n, Ordering::Relaxed);
+        let r = self.bus.publish_owned(out).await;
+        self.published(n, r)
+    }
+
+    /// Count and log a publish of `n` events that failed.
+    fn published(&self, n: usize, r: Result<(), BusError>) -> Result<(), BusError> {
+        r.inspect_err(|e| {
+            self.counters
+                .publish_failed
+                .fetch_add(n as u64, Ordering::Relaxed);
             tracing::error!(error = %e, events = n, "log events could not be published");
         })
     }

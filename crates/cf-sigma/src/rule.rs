@@ -470,6 +470,11 @@ impl Prefilter {
     }
 }
 
+/// Whether a route listing event ids `ids` (empty: any) takes an event with id `id`.
+fn takes(ids: &[u32], id: Option<u32>) -> bool {
+    ids.is_empty() || id.is_some_and(|i| ids.contains(&i))
+}
+
 /// Compiled rules indexed by channel for fast routing.
 #[derive(Debug, Default)]
 pub struct RuleSet {
@@ -557,7 +562,7 @@ impl RuleSet {
     pub fn match_evtx(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
         let (channel, id) = Self::route_key(ev);
-        let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
+        let ok = |ids: &Vec<u32>| takes(ids, id);
         let mut cand: Vec<usize> = Vec::new();
         let pf = self
             .prefilter
@@ -594,7 +599,7 @@ impl RuleSet {
     pub fn match_evtx_unindexed(&self, ev: &EvtxEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
         let (channel, id) = Self::route_key(ev);
-        let ok = |ids: &Vec<u32>| ids.is_empty() || id.is_some_and(|i| ids.contains(&i));
+        let ok = |ids: &Vec<u32>| takes(ids, id);
         let listed = self.by_channel.get(&channel).into_iter().flatten();
         let mut cand: Vec<usize> = listed
             .filter(|(_, ids)| ok(ids))

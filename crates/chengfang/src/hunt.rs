@@ -206,8 +206,8 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     // Batches of lines are matched on every core; output keeps the input order. The workers live
     // for the whole run: threads spawned per batch each started with an empty allocator heap,
     // so the allocator mapped (and the kernel zeroed) fresh memory for every batch; persistent
-    // workers took 14% less CPU (median
-    // 1.30 -> 1.12 s) over the 66,664-event benchmark (docs/benchmarks.md).
+    // workers took 14% less CPU (median 1.30 -> 1.12 s) over the 66,664-event benchmark
+    // (docs/benchmarks.md).
     let (set, corr) = (&loaded.set, &loaded.correlator);
     std::thread::scope(|scope| -> Result<()> {
         let (done_tx, done_rx) = mpsc::channel::<(usize, WorkerResult)>();

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -547,6 +547,23 @@ fn whoami_rules(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
     rules
 }
 
+/// `chengfang hunt --json [extra] --rules RULES EVENTS`: the process output and its hits.
+fn hunt(extra: &[&str], rules: &Path, events: &Path) -> (Output, Vec<serde_json::Value>) {
+    let out = Command::new(bin())
+        .args(["hunt", "--json"])
+        .args(extra)
+        .arg("--rules")
+        .arg(rules)
+        .arg(events)
+        .output()
+        .unwrap();
+    let hits = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, hits)
+}
+
 /// A Sysmon process-creation event of `image` as an evtx_dump JSON line.
 fn sysmon_process(image: &str) -> String {
     serde_json::json!({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1}, "EventData": {"Image": image}}}).to_string()
@@ -573,21 +590,12 @@ fn hunt_prints_one_json_object_per_hit_with_rule_id_and_line() {
         ),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["hunt", "--json", "--rules"])
-        .arg(&rules)
-        .arg(&events)
-        .output()
-        .unwrap();
+    let (out, hits) = hunt(&[], &rules, &events);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let got: Vec<(String, u64)> = hits
         .iter()
         .map(|h| {
@@ -627,23 +635,11 @@ fn hunt_keeps_order_across_batches_and_reports_a_bad_line_after_earlier_hits() {
     }
     let events = tmp.path().join("events.jsonl");
     std::fs::write(&events, &body).unwrap();
-    let out = Command::new(bin())
-        .args(["hunt", "--json", "--rules"])
-        .arg(&rules)
-        .arg(&events)
-        .output()
-        .unwrap();
+    let (out, hits) = hunt(&[], &rules, &events);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":19500: not UTF-8"), "{err}");
-    let lines: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let lines: Vec<u64> = hits.iter().map(|h| h["line"].as_u64().unwrap()).collect();
     // Lines 1–16,384 (two batches) were matched; the third batch holds the bad line.
     assert_eq!(lines, (1..=16).map(|k| k * 1000).collect::<Vec<u64>>());
 }
@@ -678,22 +674,13 @@ fn hunt_evaluates_correlation_rules_over_event_time() {
     ];
     let events = tmp.path().join("events.jsonl");
     std::fs::write(&events, lines.join("\n")).unwrap();
-    let out = Command::new(bin())
-        .args(["hunt", "--json", "--show-refused", "--rules"])
-        .arg(&rules)
-        .arg(&events)
-        .output()
-        .unwrap();
+    let (out, hits) = hunt(&["--show-refused"], &rules, &events);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains("nothing_by_that_name") && err.contains("matches no loaded rule"),
         "{err}"
     );
-    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(
         hits.len(),
         1,
