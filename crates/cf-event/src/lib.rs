@@ -141,9 +141,69 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
+/// Payloads a sender nests deeper than this are refused at intake (as malformed, kept raw). The
+/// bus, the journal and the event store decode events with serde_json's recursion limit (128
+/// levels), and the envelope and the intake's wrapping add levels around what was sent: a record
+/// that parsed at intake could otherwise be acknowledged and then fail to decode downstream.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// Whether `v` nests more than `limit` arrays and objects deep (a scalar is depth 0, `[]` and
+/// `{}` are 1). Walks with its own stack, so a value of any depth is safe to check.
+pub fn nested_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            Value::Array(_) | Value::Object(_) if depth + 1 > limit => return true,
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, depth + 1))),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nest(levels: usize) -> serde_json::Value {
+        let text = format!(
+            "{}1{}",
+            "{\"a\":[".repeat(levels / 2),
+            "]}".repeat(levels / 2)
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn nesting_depth_counts_arrays_and_objects() {
+        assert!(!nested_deeper_than(&serde_json::json!(1), 0));
+        assert!(nested_deeper_than(&serde_json::json!([]), 0));
+        assert!(!nested_deeper_than(
+            &serde_json::json!({"a": [1, {}], "b": 2}),
+            3
+        ));
+        assert!(nested_deeper_than(
+            &serde_json::json!({"a": [1, {"c": []}]}),
+            3
+        ));
+        assert!(!nested_deeper_than(&nest(64), MAX_PAYLOAD_DEPTH));
+        assert!(nested_deeper_than(&nest(66), MAX_PAYLOAD_DEPTH));
+        // A payload that parsed at the limit no longer decodes inside its envelope: why the
+        // intake refuses anything near it.
+        let deep = nest(126);
+        let e = Event {
+            id: "e".into(),
+            topic: "log.json".into(),
+            time: Timestamp::from_unix_secs(0),
+            source: "t".into(),
+            severity: Severity::Info,
+            payload: serde_json::json!({"record": deep}),
+        };
+        let bytes = serde_json::to_vec(&e).unwrap();
+        assert!(serde_json::from_slice::<Event>(&bytes).is_err());
+    }
 
     #[test]
     fn audit_record_golden_encoding() {

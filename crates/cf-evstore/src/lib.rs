@@ -60,7 +60,15 @@ struct Fields {
     raw: Field,
 }
 
+/// The schema this version writes. `time` is a fast field only: range queries and ordering read
+/// the column, and an inverted-index term per distinct nanosecond only cost the term dictionary
+/// (one unique term per event). Partitions written before (`time_terms`) are still read and
+/// written with the schema they have; the field ids are the same.
 fn schema() -> (Schema, Fields) {
+    schema_with(false)
+}
+
+fn schema_with(time_terms: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let keyword = TextOptions::default()
         .set_indexing_options(
@@ -71,7 +79,11 @@ fn schema() -> (Schema, Fields) {
         .set_stored();
     let f = Fields {
         id: b.add_text_field("id", STRING | STORED),
-        time: b.add_i64_field("time", INDEXED | FAST | STORED),
+        time: if time_terms {
+            b.add_i64_field("time", INDEXED | FAST | STORED)
+        } else {
+            b.add_i64_field("time", FAST | STORED)
+        },
         topic: b.add_text_field("topic", keyword.clone()),
         source: b.add_text_field("source", keyword.clone()),
         severity: b.add_text_field("severity", keyword.clone()),
@@ -167,6 +179,8 @@ pub struct TantivyEventStore {
     dir: PathBuf,
     fields: Fields,
     schema: Schema,
+    /// The schema of partitions written before `time` became a fast field only.
+    time_terms_schema: Schema,
     state: Arc<Mutex<State>>,
 }
 
@@ -178,18 +192,24 @@ impl std::fmt::Debug for TantivyEventStore {
     }
 }
 
-fn text_of(v: &Value, out: &mut String) {
+/// The free text of a payload: its strings and numbers, one per line. A string that occurs again
+/// (the syslog message is also the OCSF `raw_data`, the host and program appear in both) is
+/// written once: a second copy finds nothing more and costs its tokens' positions again.
+fn text_of<'a>(v: &'a Value, seen: &mut Vec<&'a str>, out: &mut String) {
     match v {
         Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
+            if !seen.contains(&s.as_str()) {
+                seen.push(s);
+                out.push_str(s);
+                out.push('\n');
+            }
         }
         Value::Number(n) => {
-            out.push_str(&n.to_string());
-            out.push('\n');
+            use std::fmt::Write as _;
+            let _ = writeln!(out, "{n}");
         }
-        Value::Array(a) => a.iter().for_each(|x| text_of(x, out)),
-        Value::Object(o) => o.values().for_each(|x| text_of(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| text_of(x, seen, out)),
+        Value::Object(o) => o.values().for_each(|x| text_of(x, seen, out)),
         Value::Bool(_) | Value::Null => {}
     }
 }
@@ -204,6 +224,7 @@ impl TantivyEventStore {
             dir: dir.to_path_buf(),
             fields,
             schema,
+            time_terms_schema: schema_with(true).0,
             state: Arc::new(Mutex::new(State {
                 parts: BTreeMap::new(),
                 tick: 0,
@@ -258,7 +279,8 @@ impl TantivyEventStore {
                     .create_in_dir(&path)
                     .map_err(backend)?
             };
-            if index.schema() != self.schema {
+            let theirs = index.schema();
+            if theirs != self.schema && theirs != self.time_terms_schema {
                 return Err(StoreError::Corrupt(format!(
                     "event partition {day} has another schema than this version writes"
                 )));
@@ -307,7 +329,11 @@ impl TantivyEventStore {
             }
         }
         let mut text = format!("{}\n{}\n", e.topic, e.source);
-        text_of(&e.body, &mut text);
+        text_of(
+            &e.body,
+            &mut vec![e.topic.as_str(), e.source.as_str()],
+            &mut text,
+        );
         d.add_text(f.text, &text);
         d.add_text(f.raw, e.body.to_string());
         let object = match e.body {
@@ -680,5 +706,72 @@ mod tests {
         for bad in ["2026-11-2", "../etc/xx", "2026_11_25", "2026-11-25/.."] {
             assert!(!is_day(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn free_text_holds_each_string_once_and_every_number() {
+        let body = serde_json::json!({
+            "syslog": {"hostname": "gw1", "app": "sshd", "message": "Failed password for root", "port": 22},
+            "ocsf": {"raw_data": "Failed password for root", "service": {"name": "sshd"},
+                     "dst_endpoint": {"hostname": "gw1"}, "src_endpoint": {"port": 22}},
+        });
+        let mut text = String::new();
+        text_of(&body, &mut vec!["logs.syslog"], &mut text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            ["gw1", "sshd", "Failed password for root", "22", "22"]
+        );
+    }
+
+    /// Partitions written while `time` was also an indexed field are read and extended as they
+    /// are, not refused as another schema.
+    #[tokio::test]
+    async fn a_partition_with_time_terms_is_still_read_and_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let day = tmp.path().join("2026-11-25");
+        std::fs::create_dir_all(&day).unwrap();
+        let (old, f) = schema_with(true);
+        let index = Index::create_in_dir(&day, old.clone()).unwrap();
+        register_tokenizers(&index);
+        let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let t = Timestamp::parse_rfc3339("2026-11-25T10:00:00Z").unwrap();
+        let mut d = TantivyDocument::default();
+        d.add_text(f.id, "old-1");
+        d.add_i64(f.time, t.unix_nanos());
+        d.add_text(f.text, "written by the previous version");
+        d.add_text(f.raw, r#"{"m": "written by the previous version"}"#);
+        w.add_document(d).unwrap();
+        w.commit().unwrap();
+        drop(w);
+
+        let store = TantivyEventStore::open(tmp.path()).unwrap();
+        let event = |id: &str, secs: i64| ArchivedEvent {
+            id: id.into(),
+            time: Timestamp::from_unix_nanos(t.unix_nanos() + secs * 1_000_000_000),
+            topic: "logs.syslog".into(),
+            source: "test".into(),
+            severity: "info".into(),
+            class_uid: None,
+            host: None,
+            user: None,
+            src_ip: None,
+            dst_ip: None,
+            body: serde_json::json!({"m": "written by this version"}),
+        };
+        store.append(vec![event("new-1", 60)]).await.unwrap();
+        let q = |text: &str, from: i64, to: i64| EventQuery {
+            from: Timestamp::from_unix_nanos(t.unix_nanos() + from * 1_000_000_000),
+            to: Timestamp::from_unix_nanos(t.unix_nanos() + to * 1_000_000_000),
+            text: text.into(),
+            limit: 10,
+        };
+        let all = store.search(&q("written", -10, 120)).await.unwrap();
+        let ids: Vec<&str> = all.events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["new-1", "old-1"], "newest first, both schemas");
+        let only_old = store.search(&q("written", -10, 30)).await.unwrap();
+        assert_eq!(only_old.events.len(), 1);
+        assert_eq!(only_old.events[0].id, "old-1");
+        assert_eq!(Index::open_in_dir(&day).unwrap().schema(), old);
     }
 }

@@ -567,6 +567,14 @@ impl LogIntake {
 
     fn json_into(&self, raw: &[u8], source: &str, transport: &str, out: &mut Vec<Event>) -> bool {
         match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(v) if cf_event::nested_deeper_than(&v, cf_event::MAX_PAYLOAD_DEPTH) => {
+                let why = format!(
+                    "nested more than {} levels deep (arrays and objects)",
+                    cf_event::MAX_PAYLOAD_DEPTH
+                );
+                self.malformed_into(raw, source, transport, &why, out);
+                false
+            }
             Ok(v @ serde_json::Value::Object(_)) => {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now();
@@ -673,6 +681,37 @@ mod tests {
         }
         async fn subscribe(&self, _: &str, _: &str) -> Result<Subscription, BusError> {
             Err(BusError::Backend("unused".into()))
+        }
+    }
+
+    /// A record nested near serde_json's decoding limit would parse here and then fail to decode
+    /// inside its envelope on the bus or in the store, after being acknowledged: it is refused
+    /// up front, kept raw with the reason.
+    #[tokio::test]
+    async fn over_deep_json_is_malformed_not_acknowledged_and_lost() {
+        let bus = Arc::new(Recorder::default());
+        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
+            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
+        ));
+        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let nest = |n: usize| format!("{}1{}", "{\"a\":[".repeat(n / 2), "]}".repeat(n / 2));
+        let body = format!("{}\n{}\n", nest(64), nest(126));
+        let r = intake
+            .batch(body.as_bytes(), LineFormat::Ndjson, "sensor", "https")
+            .await
+            .unwrap();
+        assert_eq!((r.received, r.parsed, r.malformed), (2, 1, 1));
+        let events = bus.0.lock().unwrap().clone();
+        let bad = events.iter().find(|e| e.topic == "log.malformed").unwrap();
+        assert_eq!(
+            bad.payload["reason"],
+            "nested more than 64 levels deep (arrays and objects)"
+        );
+        assert_eq!(bad.payload["raw"], nest(126));
+        // Both events decode from their wire form, as the journal and the store will need.
+        for e in &events {
+            let bytes = serde_json::to_vec(e).unwrap();
+            assert_eq!(&serde_json::from_slice::<Event>(&bytes).unwrap(), e);
         }
     }
 
