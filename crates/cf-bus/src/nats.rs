@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use cf_event::Event;
 use cf_platform::ports::{
-    Acker, BusError, Delivery, EventBus, Subscription, check_group, check_topic,
+    Acker, BusError, Delivery, EventBus, MAX_UNACKED, Subscription, check_group, check_topic,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -160,20 +160,31 @@ impl EventBus for NatsBus {
         check_topic(filter, true)?;
         check_group(group)?;
         let stream = self.js.get_stream(&self.stream).await.map_err(nb)?;
-        let consumer = stream
-            .get_or_create_consumer(
-                group,
-                pull::Config {
-                    durable_name: Some(group.to_string()),
-                    filter_subject: self.subject(filter),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
-                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
-                    ..Default::default()
-                },
-            )
+        let config = pull::Config {
+            durable_name: Some(group.to_string()),
+            filter_subject: self.subject(filter),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            deliver_policy: jetstream::consumer::DeliverPolicy::New,
+            // JetStream's default (1,000) starved the archive, which acknowledges a commit of
+            // up to 50,000 at once: it waited out its linger every 1,000 events (1,400/s).
+            max_ack_pending: MAX_UNACKED as i64,
+            ..Default::default()
+        };
+        let cannot = |e: &dyn std::fmt::Display| {
+            BusError::Backend(format!("cannot create consumer group {group}: {e}"))
+        };
+        let mut consumer = stream
+            .get_or_create_consumer(group, config.clone())
             .await
-            .map_err(|e| BusError::Backend(format!("cannot create consumer group {group}: {e}")))?;
+            .map_err(|e| cannot(&e))?;
+        if consumer.cached_info().config.max_ack_pending != config.max_ack_pending {
+            // A group created by an earlier version keeps its position and gets today's limit.
+            consumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| cannot(&e))?;
+        }
         let mut messages = consumer.messages().await.map_err(nb)?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {

@@ -174,6 +174,30 @@ async fn owned_batches_reach_every_group_whole(bus: Arc<dyn EventBus>) {
 }
 on_both!(owned, owned_batches_reach_every_group_whole);
 
+/// The archive holds every delivery of a commit (tens of thousands) before acknowledging any: a
+/// bus must keep feeding a group that holds more than JetStream's default of 1,000.
+async fn a_group_holding_many_unacked_deliveries_is_still_fed(bus: Arc<dyn EventBus>) {
+    let mut sub = bus.subscribe("held.>", "holder").await.unwrap();
+    for chunk in (0..3_000).collect::<Vec<u32>>().chunks(500) {
+        bus.publish_owned(chunk.iter().map(|n| event("held.x", *n)).collect())
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    while held.len() < 3_000 {
+        let d = next(&mut sub)
+            .await
+            .unwrap_or_else(|| panic!("fed only {} while holding them", held.len()));
+        held.push(d);
+    }
+    let ids: HashSet<String> = held.iter().map(|d| d.event.id.clone()).collect();
+    assert_eq!(ids.len(), 3_000);
+    for d in held {
+        d.ack().await.unwrap();
+    }
+}
+on_both!(held, a_group_holding_many_unacked_deliveries_is_still_fed);
+
 async fn invalid_topics_are_refused(bus: Arc<dyn EventBus>) {
     assert!(bus.publish(&event("bad..topic", 1)).await.is_err());
     assert!(bus.publish(&event("wild.>", 1)).await.is_err());
@@ -181,3 +205,54 @@ async fn invalid_topics_are_refused(bus: Arc<dyn EventBus>) {
     assert!(bus.subscribe("a.>", "bad group").await.is_err());
 }
 on_both!(validation, invalid_topics_are_refused);
+
+/// A consumer group created by an earlier version (JetStream's default limit of 1,000 unacked)
+/// keeps its name and position and is raised to the port's limit when the platform subscribes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_group_of_an_earlier_version_gets_the_unacked_limit() {
+    let Some(url) = cf_testkit::service_url(
+        "CHENGFANG_TEST_NATS",
+        "nats://127.0.0.1:4222",
+        cf_testkit::tcp_open("127.0.0.1:4222"),
+    ) else {
+        return;
+    };
+    let stream = format!(
+        "T{}",
+        hex::encode(cf_crypto::random_bytes(&cf_crypto::OsRng, 5).unwrap())
+    );
+    let bus = cf_bus::NatsBus::connect(&url, &stream).await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let limit = |js: async_nats::jetstream::Context, stream: String| async move {
+        let s = js.get_stream(&stream).await.unwrap();
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            s.get_consumer("upgraded").await.unwrap();
+        c.info().await.unwrap().config.max_ack_pending
+    };
+    drop(bus.subscribe("up.>", "upgraded").await.unwrap());
+    assert_eq!(
+        limit(js.clone(), stream.clone()).await,
+        cf_platform::ports::MAX_UNACKED as i64
+    );
+    // What an earlier version left: the same group with the server's default.
+    let s = js.get_stream(&stream).await.unwrap();
+    let mut c: async_nats::jetstream::consumer::PullConsumer =
+        s.get_consumer("upgraded").await.unwrap();
+    let mut old = c.info().await.unwrap().config.clone();
+    old.max_ack_pending = 1_000;
+    s.create_consumer(old).await.unwrap();
+    assert_eq!(limit(js.clone(), stream.clone()).await, 1_000);
+    let mut sub = bus.subscribe("up.>", "upgraded").await.unwrap();
+    assert_eq!(
+        limit(js.clone(), stream.clone()).await,
+        cf_platform::ports::MAX_UNACKED as i64
+    );
+    bus.publish(&event("up.x", 1)).await.unwrap();
+    next(&mut sub)
+        .await
+        .expect("still fed")
+        .ack()
+        .await
+        .unwrap();
+    bus.delete_stream().await.unwrap();
+}

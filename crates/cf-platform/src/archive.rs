@@ -44,6 +44,20 @@ pub const COMMIT_EVERY: usize = 50_000;
 const COMMIT_WITHIN: Duration = Duration::from_secs(1);
 /// How long a batch may wait to fill before it is stored.
 const LINGER: Duration = Duration::from_millis(200);
+/// Acknowledgements (or returns) of a commit in flight at once. On JetStream each one waits for
+/// the server's confirmation: one after the other, a commit of 50,000 waited 50,000 round trips
+/// and the archive stored 3,400 events/s.
+const ACKS_IN_FLIGHT: usize = 512;
+
+/// Acknowledge (`ack`) or hand back every delivery of `ackers`, [`ACKS_IN_FLIGHT`] at a time.
+async fn settle(ackers: impl Iterator<Item = Box<dyn Acker>>, ack: bool) {
+    use futures::StreamExt as _;
+    futures::stream::iter(ackers)
+        .for_each_concurrent(ACKS_IN_FLIGHT, |a| async move {
+            let _ = if ack { a.ack().await } else { a.nack().await };
+        })
+        .await;
+}
 
 /// Archive counters.
 #[derive(Debug, Default)]
@@ -271,9 +285,7 @@ impl EventArchive {
                 self.counters
                     .stored
                     .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                for a in pending.drain(..) {
-                    let _ = a.ack().await;
-                }
+                settle(pending.drain(..), true).await;
                 true
             }
             Err(e) => {
@@ -286,9 +298,7 @@ impl EventArchive {
     async fn hand_back(&self, pending: &mut Vec<Box<dyn Acker>>, e: &StoreError) {
         self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
         tracing::error!(error = %e, events = pending.len(), "events not archived; handed back to the bus");
-        for a in pending.drain(..) {
-            let _ = a.nack().await;
-        }
+        settle(pending.drain(..), false).await;
     }
 
     /// Consume the archived topics until `stop` turns true (run as a task). Batches are staged

@@ -201,6 +201,10 @@ pub enum BusError {
     InvalidTopic(String, &'static str),
 }
 
+/// Deliveries a consumer group may hold unacknowledged before its bus stops feeding it. Above
+/// what the event archive holds between commits (its channel, its batch and 50,000 staged).
+pub const MAX_UNACKED: usize = 100_000;
+
 /// Acknowledges or returns one delivery.
 #[async_trait]
 pub trait Acker: Send + Sync {
@@ -270,6 +274,8 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     }
     /// Join consumer group `group` for events matching `filter`; each event is delivered to one
     /// member of each group, starting with events published after the group was first created.
+    /// A group may hold up to [`MAX_UNACKED`] deliveries unacknowledged and still be fed (the
+    /// archive acknowledges whole commits at once).
     async fn subscribe(&self, filter: &str, group: &str) -> Result<Subscription, BusError>;
 }
 

@@ -90,6 +90,10 @@ pub enum BenchCmd {
         /// report memory, backlog and backpressure.
         #[arg(long, default_value_t = 20)]
         overload_seconds: u64,
+        /// The bus of the end-to-end phase: `journal` (the embedded default `serve` runs) or a
+        /// NATS JetStream URL (`nats://127.0.0.1:4222`; a stream of its own, deleted after).
+        #[arg(long, default_value = "journal")]
+        bus: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -529,8 +533,9 @@ pub async fn run(cmd: BenchCmd) -> Result<bool> {
             syslog,
             events,
             overload_seconds,
+            bus,
             json,
-        } => crate::bench_events::run(syslog, events, overload_seconds, json)
+        } => crate::bench_events::run(syslog, events, overload_seconds, &bus, json)
             .await
             .map(|()| true),
         BenchCmd::Devices {

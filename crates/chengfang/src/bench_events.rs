@@ -69,7 +69,13 @@ fn rss_bytes() -> u64 {
 }
 
 /// Run.
-pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Result<()> {
+pub async fn run(
+    syslog: PathBuf,
+    n: usize,
+    overload_s: u64,
+    bus_url: &str,
+    json: bool,
+) -> Result<()> {
     let lines = corpus(&syslog, n)?;
     let raw_bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let recv = Timestamp::parse_rfc3339("2026-12-31T00:00:00Z")?;
@@ -166,11 +172,21 @@ pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Resu
     out.insert("search_matched".into(), matched.into());
 
     // 3. End to end through the platform's own services on the bus `serve` runs by default
-    //    (the journal: every batch committed before the intake returns).
+    //    (the journal: every batch committed before the intake returns) or on JetStream.
     let tmp2 = tempfile::Builder::new().prefix("cf-bench-e2e-").tempdir()?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let bus: Arc<dyn EventBus> =
-        Arc::new(cf_bus::JournalBus::open(&tmp2.path().join("bus.db")).await?);
+    let mut nats = None;
+    let bus: Arc<dyn EventBus> = if bus_url == "journal" {
+        Arc::new(cf_bus::JournalBus::open(&tmp2.path().join("bus.db")).await?)
+    } else if bus_url.starts_with("nats://") {
+        let stream = format!("BENCH{}", std::process::id());
+        let b = Arc::new(cf_bus::NatsBus::connect(bus_url, &stream).await?);
+        nats = Some(b.clone());
+        b
+    } else {
+        anyhow::bail!("--bus: `{bus_url}` is neither `journal` nor a nats:// URL");
+    };
+    out.insert("bus".into(), bus.backend().into());
     let dd = crate::datadir::DataDir::open(tmp2.path())?;
     let state =
         cf_store::SqlStore::connect(&format!("sqlite://{}", dd.state_db().display()), None).await?;
@@ -372,6 +388,9 @@ pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Resu
     let _ = stop_tx.send(true);
     let _ = task.await;
     ledger.shutdown().await;
+    if let Some(b) = nats {
+        b.delete_stream().await?;
+    }
     out.insert(
         "cores".into(),
         std::thread::available_parallelism()
@@ -409,7 +428,8 @@ pub async fn run(syslog: PathBuf, n: usize, overload_s: u64, json: bool) -> Resu
             f("search_ms_p99")
         );
         println!(
-            "  end to end (intake → bus → archive):   {:>10.0} events/s (intake alone {:.0}/s)",
+            "  end to end (intake → {} → archive):   {:>10.0} events/s (intake alone {:.0}/s)",
+            v["bus"].as_str().unwrap_or("bus"),
             f("end_to_end_per_s"),
             f("intake_per_s")
         );
