@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::FromConsumer as _;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use cf_event::Event;
@@ -99,7 +100,9 @@ impl NatsBus {
     }
 }
 
-struct NatsAcker(jetstream::Message);
+/// Only the reply subject of a delivery, not its payload: a group may hold up to
+/// [`MAX_UNACKED`] of them.
+struct NatsAcker(jetstream::message::Acker);
 
 #[async_trait]
 impl Acker for NatsAcker {
@@ -171,19 +174,26 @@ impl EventBus for NatsBus {
             max_ack_pending: MAX_UNACKED as i64,
             ..Default::default()
         };
-        let cannot = |e: &dyn std::fmt::Display| {
-            BusError::Backend(format!("cannot create consumer group {group}: {e}"))
-        };
+        let want = config.max_ack_pending;
         let mut consumer = stream
-            .get_or_create_consumer(group, config.clone())
+            .get_or_create_consumer(group, config)
             .await
-            .map_err(|e| cannot(&e))?;
-        if consumer.cached_info().config.max_ack_pending != config.max_ack_pending {
-            // A group created by an earlier version keeps its position and gets today's limit.
-            consumer = stream
-                .create_consumer(config)
-                .await
-                .map_err(|e| cannot(&e))?;
+            .map_err(|e| BusError::Backend(format!("cannot create consumer group {group}: {e}")))?;
+        if consumer.cached_info().config.max_ack_pending != want {
+            // A group created by an earlier version keeps its position, its filter and whatever
+            // an operator changed; only the limit is raised. If the server refuses (an account
+            // limit), the group is still used as it is: slower, not stopped.
+            let mut raised = consumer.cached_info().config.clone();
+            raised.max_ack_pending = want;
+            let raised = match pull::Config::try_from_consumer_config(raised) {
+                Ok(r) => stream.create_consumer(r).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match raised {
+                Ok(c) => consumer = c,
+                Err(e) => tracing::warn!(error = %e, group,
+                    "cannot raise the consumer group's unacknowledged limit; it stays as it was"),
+            }
         }
         let mut messages = consumer.messages().await.map_err(nb)?;
         let (tx, rx) = mpsc::channel(16);
@@ -196,7 +206,7 @@ impl EventBus for NatsBus {
                         let d = Delivery {
                             event,
                             attempt,
-                            acker: Box::new(NatsAcker(m)),
+                            acker: Box::new(NatsAcker(m.split().1)),
                         };
                         if let Err(mpsc::error::SendError(d)) = tx.send(d).await {
                             let _ = d.nack().await;

@@ -242,17 +242,16 @@ async fn nats_group_of_an_earlier_version_gets_the_unacked_limit() {
     old.max_ack_pending = 1_000;
     s.create_consumer(old).await.unwrap();
     assert_eq!(limit(js.clone(), stream.clone()).await, 1_000);
+    // Published while no member is subscribed: the raised group must still deliver it (its
+    // position is kept, not reset to "new events only").
+    bus.publish(&event("up.x", 1)).await.unwrap();
     let mut sub = bus.subscribe("up.>", "upgraded").await.unwrap();
     assert_eq!(
         limit(js.clone(), stream.clone()).await,
         cf_platform::ports::MAX_UNACKED as i64
     );
-    bus.publish(&event("up.x", 1)).await.unwrap();
-    next(&mut sub)
-        .await
-        .expect("still fed")
-        .ack()
-        .await
-        .unwrap();
+    let d = next(&mut sub).await.expect("kept its position");
+    assert_eq!(d.event.id, "evt-up.x-1");
+    d.ack().await.unwrap();
     bus.delete_stream().await.unwrap();
 }

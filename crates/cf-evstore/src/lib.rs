@@ -192,14 +192,21 @@ impl std::fmt::Debug for TantivyEventStore {
     }
 }
 
+/// Strings remembered per payload for de-duplication: enough for the repeats of a normalised log
+/// event, and a bound on the work a payload of thousands of distinct strings can cause.
+const DEDUP_WINDOW: usize = 64;
+
 /// The free text of a payload: its strings and numbers, one per line. A string that occurs again
 /// (the syslog message is also the OCSF `raw_data`, the host and program appear in both) is
-/// written once: a second copy finds nothing more and costs its tokens' positions again.
+/// written once, among the first [`DEDUP_WINDOW`] distinct strings: a second copy finds nothing
+/// more and costs its tokens' positions again.
 fn text_of<'a>(v: &'a Value, seen: &mut Vec<&'a str>, out: &mut String) {
     match v {
         Value::String(s) => {
-            if !seen.contains(&s.as_str()) {
-                seen.push(s);
+            if seen.len() >= DEDUP_WINDOW || !seen.contains(&s.as_str()) {
+                if seen.len() < DEDUP_WINDOW {
+                    seen.push(s);
+                }
                 out.push_str(s);
                 out.push('\n');
             }
@@ -721,6 +728,22 @@ mod tests {
         assert_eq!(
             lines,
             ["gw1", "sshd", "Failed password for root", "22", "22"]
+        );
+
+        // Thousands of distinct strings cost a bounded amount each, and all are kept.
+        let many: Vec<String> = (0..200_000).map(|i| format!("s{i}")).collect();
+        let t = std::time::Instant::now();
+        let mut text = String::new();
+        text_of(
+            &serde_json::json!({ "a": many }),
+            &mut Vec::new(),
+            &mut text,
+        );
+        assert_eq!(text.lines().count(), 200_000);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
         );
     }
 
