@@ -40,7 +40,8 @@ async fn journal() -> (Arc<dyn EventBus>, tempfile::TempDir) {
     (Arc::new(bus), dir)
 }
 
-async fn nats() -> Option<(Arc<dyn EventBus>, Option<cf_bus::NatsBus>)> {
+/// The test NATS server's URL and a stream name of this test's own.
+fn nats_target() -> Option<(String, String)> {
     let url = cf_testkit::service_url(
         "CHENGFANG_TEST_NATS",
         "nats://127.0.0.1:4222",
@@ -50,6 +51,11 @@ async fn nats() -> Option<(Arc<dyn EventBus>, Option<cf_bus::NatsBus>)> {
         "T{}",
         hex::encode(cf_crypto::random_bytes(&cf_crypto::OsRng, 5).unwrap())
     );
+    Some((url, stream))
+}
+
+async fn nats() -> Option<(Arc<dyn EventBus>, Option<cf_bus::NatsBus>)> {
+    let (url, stream) = nats_target()?;
     let bus = cf_bus::NatsBus::connect(&url, &stream)
         .await
         .expect("nats connect");
@@ -210,17 +216,9 @@ on_both!(validation, invalid_topics_are_refused);
 /// keeps its name and position and is raised to the port's limit when the platform subscribes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_group_of_an_earlier_version_gets_the_unacked_limit() {
-    let Some(url) = cf_testkit::service_url(
-        "CHENGFANG_TEST_NATS",
-        "nats://127.0.0.1:4222",
-        cf_testkit::tcp_open("127.0.0.1:4222"),
-    ) else {
+    let Some((url, stream)) = nats_target() else {
         return;
     };
-    let stream = format!(
-        "T{}",
-        hex::encode(cf_crypto::random_bytes(&cf_crypto::OsRng, 5).unwrap())
-    );
     let bus = cf_bus::NatsBus::connect(&url, &stream).await.unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
     let limit = |js: async_nats::jetstream::Context, stream: String| async move {

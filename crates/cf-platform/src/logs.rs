@@ -684,16 +684,22 @@ mod tests {
         }
     }
 
-    /// A record nested near serde_json's decoding limit would parse here and then fail to decode
-    /// inside its envelope on the bus or in the store, after being acknowledged: it is refused
-    /// up front, kept raw with the reason.
-    #[tokio::test]
-    async fn over_deep_json_is_malformed_not_acknowledged_and_lost() {
+    /// An intake publishing to a recorder, its clock at 2026-03-29T14:00:00Z.
+    fn recording_intake() -> (Arc<Recorder>, LogIntake) {
         let bus = Arc::new(Recorder::default());
         let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
             cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
         ));
         let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        (bus, intake)
+    }
+
+    /// A record nested near serde_json's decoding limit would parse here and then fail to decode
+    /// inside its envelope on the bus or in the store, after being acknowledged: it is refused
+    /// up front, kept raw with the reason.
+    #[tokio::test]
+    async fn over_deep_json_is_malformed_not_acknowledged_and_lost() {
+        let (bus, intake) = recording_intake();
         let nest = |n: usize| format!("{}1{}", "{\"a\":[".repeat(n / 2), "]}".repeat(n / 2));
         let body = format!("{}\n{}\n", nest(64), nest(126));
         let r = intake
@@ -717,11 +723,7 @@ mod tests {
 
     #[tokio::test]
     async fn zeek_logs_are_normalised_and_watched() {
-        let bus = Arc::new(Recorder::default());
-        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
-            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
-        ));
-        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let (bus, intake) = recording_intake();
         let mut body = String::new();
         // A ping sweep as a Zeek sensor logs it, then DNS lookups of DGA-like names.
         for h in 1..=40 {
@@ -755,11 +757,7 @@ mod tests {
 
     #[tokio::test]
     async fn guessing_in_syslog_becomes_ocsf_events_and_a_brute_force_alert() {
-        let bus = Arc::new(Recorder::default());
-        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
-            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
-        ));
-        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let (bus, intake) = recording_intake();
         let mut body = String::new();
         for i in 0..25 {
             body.push_str(&format!(
@@ -799,11 +797,7 @@ mod tests {
 
     #[tokio::test]
     async fn windows_logon_failures_are_normalised_and_watched_like_sshd() {
-        let bus = Arc::new(Recorder::default());
-        let clock: SharedClock = Arc::new(cf_core::ManualClock::new(
-            cf_core::Timestamp::parse_rfc3339("2026-03-29T14:00:00Z").unwrap(),
-        ));
-        let intake = LogIntake::new(bus.clone(), clock, "t", Arc::default());
+        let (bus, intake) = recording_intake();
         // Password spraying against a domain controller, as the Security log records it.
         let body: String = (0..12)
             .map(|i| {
