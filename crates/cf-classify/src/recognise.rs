@@ -273,12 +273,10 @@ static NAME_EN_CTX: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 
-/// The byte ranges of the names the context patterns hold. The reference reads the pattern's
-/// groups; the fast path finds whole matches (no capture engine) and strips what precedes the
-/// name — the context word the match starts with and the separators after it, or the clause
-/// delimiter before a bio name — which gives the same ranges, as the reference test checks:
-/// a name ends where the Chinese-context match ends, where the English one ends (its later
-/// groups only extend it), or before the `，`/`（` of a bio.
+/// The byte ranges of the names a context pattern holds, from its groups: a name ends where the
+/// Chinese-context match ends, where the English one ends (its later groups only extend it), or
+/// before the `，`/`（` of a bio. The reference path, and the fast path for bios (see
+/// [`context_word_names`] for the others).
 fn context_names(re: &Regex, text: &str, whole: bool, kind: Context) -> Vec<Window> {
     let mut out = Vec::new();
     if whole {
@@ -294,37 +292,167 @@ fn context_names(re: &Regex, text: &str, whole: bool, kind: Context) -> Vec<Wind
         }
         return out;
     }
+    debug_assert!(matches!(kind, Context::Bio));
+    // Whole matches (no capture engine), minus the clause delimiter before the name and the
+    // `，`/`（` after it.
     for m in re.find_iter(text) {
         let t = m.as_str();
-        let (skip, end) = match kind {
-            Context::Zh | Context::En => {
-                let (words, sep): (&[&str], fn(char) -> bool) = match kind {
-                    Context::Zh => (&ZH_CONTEXT, |c| c == '：' || c == ':' || c.is_whitespace()),
-                    _ => (&EN_CONTEXT, char::is_whitespace),
-                };
-                let w = words
-                    .iter()
-                    .find(|w| t.starts_with(*w))
-                    .map_or(0, |w| w.len());
-                let rest = t[w..].trim_start_matches(sep);
-                (t.len() - rest.len(), t.len())
-            }
-            Context::Bio => {
-                let first = t.chars().next().unwrap_or(' ');
-                let skip = if "。，；;：:".contains(first) || first.is_whitespace() {
-                    first.len_utf8()
-                } else {
-                    0
-                };
-                let end = t[skip..]
-                    .find(['，', ',', '（', '('])
-                    .map_or(t.len(), |i| skip + i);
-                (skip, end)
-            }
+        let first = t.chars().next().unwrap_or(' ');
+        let skip = if "。，；;：:".contains(first) || first.is_whitespace() {
+            first.len_utf8()
+        } else {
+            0
         };
+        let end = t[skip..]
+            .find(['，', ',', '（', '('])
+            .map_or(t.len(), |i| skip + i);
         out.push((m.start() + skip, m.start() + end));
     }
     out
+}
+
+/// A Unicode class of the regex engine (`\p{Han}`, `\s` …) as its sorted ranges, so that the hand
+/// matchers below read exactly the characters the patterns they stand for read.
+struct UClass(Vec<(char, char)>);
+
+impl UClass {
+    fn of(p: &str) -> Self {
+        use regex_syntax::hir::{Class, HirKind};
+        let hir = regex_syntax::Parser::new()
+            .parse(p)
+            .unwrap_or_else(|e| panic!("built-in class {p}: {e}"));
+        match hir.kind() {
+            HirKind::Class(Class::Unicode(c)) => {
+                UClass(c.ranges().iter().map(|r| (r.start(), r.end())).collect())
+            }
+            _ => panic!("built-in class {p} is not a Unicode class"),
+        }
+    }
+
+    fn has(&self, c: char) -> bool {
+        self.0
+            .binary_search_by(|&(a, z)| {
+                if z < c {
+                    std::cmp::Ordering::Less
+                } else if a > c {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+    }
+
+    /// The end of the run of at most `max` characters of the class from byte `i`, and its length.
+    fn run(&self, text: &str, i: usize, max: usize) -> (usize, usize) {
+        let (mut e, mut n) = (i, 0);
+        for c in text[i..].chars() {
+            if n == max || !self.has(c) {
+                break;
+            }
+            e += c.len_utf8();
+            n += 1;
+        }
+        (e, n)
+    }
+}
+
+static HAN: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Han}"));
+static SPACE: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\s"));
+static UPPER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Lu}"));
+static LOWER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Ll}"));
+
+/// Every context word of both languages: one search finds where either pattern can start.
+static CONTEXT_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        // Without duplicates: up to 64 words, the search runs on the SIMD (Teddy) searcher.
+        .build({
+            let mut words: Vec<&str> = ZH_CONTEXT
+                .iter()
+                .chain(EN_CONTEXT.iter())
+                .copied()
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            words
+        })
+        .unwrap_or_else(|e| panic!("built-in context words: {e}"))
+});
+
+/// The names after a Chinese context word (`NAME_ZH_CTX`) and after an English one
+/// (`NAME_EN_CTX`), as their groups would give them, from one search for the context words and a
+/// hand match of each pattern's tail. The patterns' `find_iter` is emulated exactly: the next
+/// match starts at the leftmost position at or after the previous match's end where the pattern
+/// matches; there, the first context word in the pattern's order whose tail matches wins; and
+/// each tail is greedy with nothing to give back (a separator is never Han or upper case).
+fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
+    let (mut zh, mut en) = (Vec::new(), Vec::new());
+    let (mut zh_from, mut en_from, mut at) = (0, 0, 0);
+    while let Some(m) = CONTEXT_WORDS.find(aho_corasick::Input::new(text).span(at..text.len())) {
+        let p = m.start();
+        if p >= zh_from
+            && let Some(w) = zh_name_at(text, p)
+        {
+            zh.push(w);
+            zh_from = w.1;
+        }
+        if p >= en_from
+            && let Some(w) = en_name_at(text, p)
+        {
+            en.push(w);
+            en_from = w.1;
+        }
+        // Every context word starts with a whole character, so the next one starts after it.
+        at = p + text[p..].chars().next().map_or(1, char::len_utf8);
+    }
+    (zh, en)
+}
+
+/// `(?:ZH_CONTEXT)[：:\s]*(\p{Han}{2,4})` at `p`: the group's range.
+fn zh_name_at(text: &str, p: usize) -> Option<Window> {
+    ZH_CONTEXT.iter().find_map(|w| {
+        let rest = text[p..].strip_prefix(w)?;
+        let seps = rest
+            .char_indices()
+            .find(|&(_, c)| !(c == '：' || c == ':' || SPACE.has(c)))
+            .map_or(rest.len(), |(i, _)| i);
+        let s = p + w.len() + seps;
+        let (e, n) = HAN.run(text, s, 4);
+        (n >= 2).then_some((s, e))
+    })
+}
+
+/// `(?:EN_CONTEXT)\s*(\p{Lu}\p{Ll}+|\p{Lu}{2,}(?: \p{Lu}\p{Ll}+)?)(?: (\p{Lu}\p{Ll}+))?(?: (\p{Lu}\p{Ll}+))?`
+/// at `p`: from the first group's start to the end of the last group present.
+fn en_name_at(text: &str, p: usize) -> Option<Window> {
+    // `\p{Lu}\p{Ll}+` at `i`, greedy.
+    let title = |i: usize| {
+        let c = text[i..].chars().next().filter(|c| UPPER.has(*c))?;
+        let (e, n) = LOWER.run(text, i + c.len_utf8(), usize::MAX);
+        (n >= 1).then_some(e)
+    };
+    // ` \p{Lu}\p{Ll}+` at `i`.
+    let spaced = |i: usize| text[i..].starts_with(' ').then(|| title(i + 1)).flatten();
+    EN_CONTEXT.iter().find_map(|w| {
+        let rest = text[p..].strip_prefix(w)?;
+        let spaces = rest
+            .char_indices()
+            .find(|&(_, c)| !SPACE.has(c))
+            .map_or(rest.len(), |(i, _)| i);
+        let s = p + w.len() + spaces;
+        let mut e = title(s).or_else(|| {
+            let (e, n) = UPPER.run(text, s, usize::MAX);
+            (n >= 2).then(|| spaced(e).unwrap_or(e))
+        })?;
+        for _ in 0..2 {
+            match spaced(e) {
+                Some(z) => e = z,
+                None => break,
+            }
+        }
+        Some((s, e))
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -936,13 +1064,22 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             names.push(text[a..y].to_string());
         }
     }
-    let zh_patterns: &[(&Regex, Context)] = if gate & BIO != 0 {
-        &[(&NAME_ZH_CTX, Context::Zh), (&NAME_ZH_BIO, Context::Bio)]
+    let whole = sites.is_whole();
+    let (zh_ctx, en_ctx) = if whole {
+        (
+            context_names(&NAME_ZH_CTX, text, true, Context::Zh),
+            context_names(&NAME_EN_CTX, text, true, Context::En),
+        )
     } else {
-        &[(&NAME_ZH_CTX, Context::Zh)]
+        context_word_names(text)
     };
-    for &(re, kind) in zh_patterns {
-        for (gs, ge) in context_names(re, text, sites.is_whole(), kind) {
+    let bio = if gate & BIO != 0 {
+        context_names(&NAME_ZH_BIO, text, whole, Context::Bio)
+    } else {
+        Vec::new()
+    };
+    {
+        for (gs, ge) in zh_ctx.into_iter().chain(bio) {
             let g = &text[gs..ge];
             let stop = g
                 .char_indices()
@@ -976,7 +1113,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             None => names.push(n),
         }
     }
-    for (s, e) in context_names(&NAME_EN_CTX, text, sites.is_whole(), Context::En) {
+    for (s, e) in en_ctx {
         let name = &text[s..e];
         const NOT: [&str; 8] = [
             "The", "This", "Our", "Your", "Please", "Team", "Service", "Support",

@@ -795,6 +795,21 @@ mod tests {
         let only_old = store.search(&q("written", -10, 30)).await.unwrap();
         assert_eq!(only_old.events.len(), 1);
         assert_eq!(only_old.events[0].id, "old-1");
+        // An exact instant finds its event in either schema.
+        for (secs, id) in [(0, "old-1"), (60, "new-1")] {
+            let at = t.unix_nanos() + secs * 1_000_000_000;
+            let hit = store
+                .search(&q(&format!("time:{at}"), -10, 120))
+                .await
+                .unwrap();
+            let ids: Vec<&str> = hit.events.iter().map(|e| e.id.as_str()).collect();
+            assert_eq!(ids, [id], "time:{at}");
+            let none = store
+                .search(&q(&format!("time:{}", at + 1), -10, 120))
+                .await
+                .unwrap();
+            assert!(none.events.is_empty(), "time:{}", at + 1);
+        }
         assert_eq!(Index::open_in_dir(&day).unwrap().schema(), old);
     }
 }
