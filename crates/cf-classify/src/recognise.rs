@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::checks;
-use crate::sites::{PROVINCES, Pattern, Site, Sites, Window, hand, latin_pairs};
+use crate::sites::{PROVINCES, Pattern, Site, Sites, Window, hand};
 
 /// The entity types of the discovery corpus (shared/datasets/pii/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -765,12 +765,20 @@ const DOB: u8 = 1;
 const POST: u8 = 2;
 const BIO: u8 = 4;
 
+/// The gate words (all lower case) for a search of the text with its ASCII letters lower-cased:
+/// the same matches as a search without ASCII case, but on the SIMD (Teddy) searcher, which a
+/// case-insensitive automaton cannot use.
 static GATES: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
     aho_corasick::AhoCorasick::builder()
-        .ascii_case_insensitive(true)
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
         .build(GATE_WORDS.map(|(w, _)| w))
         .unwrap_or_else(|e| panic!("built-in gate words: {e}"))
 });
+
+thread_local! {
+    /// The lower-cased copy of the text [`gates`] searches, kept between calls.
+    static LOWERED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Which recognisers can keep a span in `text`, from one pass of its bytes: each bit is a
 /// condition every kept span of that recogniser needs — a birth-date context word (`生` covers
@@ -779,16 +787,20 @@ static GATES: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
 /// documents average 430 bytes with about eight entities, so most lack several types and their
 /// regex passes are skipped without changing any result.
 fn gates(text: &str) -> u8 {
-    let mut bits = 0;
-    // Non-overlapping: no gate word overlaps another of a different bit (no word's ending
-    // begins another), so the bits are those an overlapping search would set, found faster.
-    for m in GATES.find_iter(text) {
-        bits |= GATE_WORDS[m.pattern().as_usize()].1;
-        if bits == DOB | POST | BIO {
-            break;
+    LOWERED.with_borrow_mut(|low| {
+        low.clear();
+        low.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+        let mut bits = 0;
+        // Non-overlapping: no gate word overlaps another of a different bit (no word's ending
+        // begins another), so the bits are those an overlapping search would set, found faster.
+        for m in GATES.find_iter(low.as_slice()) {
+            bits |= GATE_WORDS[m.pattern().as_usize()].1;
+            if bits == DOB | POST | BIO {
+                break;
+            }
         }
-    }
-    bits
+        bits
+    })
 }
 
 /// Find every entity in `text`. `hint` is the column name or JSON key the text came from, if any.
@@ -1059,7 +1071,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         let s = text.find(trimmed).unwrap_or(0);
         add(29, s, s + trimmed.len(), EntityType::PersonName);
     }
-    for ((a, z), (b, y)) in latin_pairs(text) {
+    for &((a, z), (b, y)) in sites.latin_pairs().iter() {
         if pinyin_name(&text[a..z], &text[b..y]) {
             names.push(text[a..y].to_string());
         }
@@ -1205,6 +1217,28 @@ mod tests {
             for re in [&*RID, &*USCC, &*CARD, &*IPV4, &*SIX, &*PASSPORT, &*MOBILE, &*LANDLINE] {
                 prop_assert_eq!(re.matches(&t, &all, false), re.matches(&t, &all, true), "{}", t);
             }
+        }
+    }
+
+    proptest! {
+        /// The gates of the lower-cased search are those of a search without ASCII case.
+        #[test]
+        fn gates_equal_a_case_insensitive_search(
+            v in prop::collection::vec(prop::sample::select(vec![
+                "生", "出生", "DOB", "dOb", "D.O.B", "d.o.", "b", "Born", "BIRTH", "birthday",
+                "邮编", "邮政编码", "POSTCODE", "Post Code", "postal", "Postal Code", "code", "ZIP",
+                "zi", "p", "男", "女", "岁", "身份证", "身份", "x", " ", ".", "Ａ", "é",
+            ]), 0..10)
+        ) {
+            let t = v.concat();
+            let ac = aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(GATE_WORDS.map(|(w, _)| w))
+                .expect("gate words");
+            let want = ac
+                .find_overlapping_iter(&t)
+                .fold(0, |b, m| b | GATE_WORDS[m.pattern().as_usize()].1);
+            prop_assert_eq!(gates(&t), want, "{}", t);
         }
     }
 

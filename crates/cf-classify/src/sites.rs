@@ -100,6 +100,47 @@ const fn classes() -> [u16; 256] {
     t
 }
 
+// What an ASCII byte is to the trigger walk of [`Sites::find`].
+const K_WORD: u8 = 1; // [0-9A-Za-z_]
+const K_DIGIT: u8 = 2; // [0-9]
+const K_CAP: u8 = 4; // [A-Z]
+const K_LOW: u8 = 8; // [a-z]
+
+static KIND: [u8; 256] = byte_kinds();
+
+const fn byte_kinds() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            k |= K_WORD;
+        }
+        if c.is_ascii_digit() {
+            k |= K_DIGIT;
+        }
+        if c.is_ascii_uppercase() {
+            k |= K_CAP;
+        }
+        if c.is_ascii_lowercase() {
+            k |= K_LOW;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+}
+
+/// Whether a province character ends at byte `i` (a plate can start there).
+fn province_before(text: &str, i: usize) -> bool {
+    i >= 3
+        && text.as_bytes()[i - 1] >= 0x80
+        && text
+            .get(i - 3..i)
+            .is_some_and(|p| p.chars().count() == 1 && PROVINCES.contains(p))
+}
+
 /// The recognisers that search windows instead of the whole text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Site {
@@ -149,6 +190,8 @@ pub(crate) struct Sites<'t> {
     upper: Vec<Window>,
     /// Byte offsets of province characters followed by an ASCII capital.
     plates: Vec<usize>,
+    /// The capitalised word pairs of [`latin_pairs`].
+    pairs: Vec<(Window, Window)>,
 }
 
 pub(crate) const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
@@ -166,43 +209,75 @@ impl<'t> Sites<'t> {
             clusters: Vec::new(),
             upper: Vec::new(),
             plates: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
-    /// The triggers of `text`, from one loop over its bytes.
+    /// The triggers of `text`, from one loop over its bytes (which also pairs its capitalised
+    /// words, see [`latin_pairs`]).
     pub(crate) fn find(text: &'t str) -> Self {
+        const HIGH: u64 = 0x8080_8080_8080_8080;
         let b = text.as_bytes();
         let (mut digits, mut upper, mut plates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pairs = Vec::new();
+        let mut prev: Option<Window> = None;
         let mut i = 0;
         while i < b.len() {
-            if CLASS[b[i] as usize] & UPPER == 0 {
+            if KIND[b[i] as usize] & K_WORD == 0 {
                 i += 1;
+                // Chinese text is mostly bytes outside ASCII: skipped eight at a time.
+                while let Some(chunk) = b.get(i..i + 8) {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(chunk);
+                    if u64::from_le_bytes(w) & HIGH != HIGH {
+                        break;
+                    }
+                    i += 8;
+                }
                 continue;
             }
+            // One ASCII word: its digit runs, its `[0-9A-Z]` runs (no such run crosses a word's
+            // end) and its shape, in one walk.
             let s = i;
-            if b[s].is_ascii_uppercase()
-                && s >= 3
-                && b[s - 1] >= 0x80
-                && text
-                    .get(s - 3..s)
-                    .is_some_and(|p| p.chars().count() == 1 && PROVINCES.contains(p))
-            {
-                plates.push(s - 3);
-            }
-            while i < b.len() && CLASS[b[i] as usize] & UPPER != 0 {
-                if b[i].is_ascii_digit() {
-                    let d = i;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    digits.push((d, i));
-                } else {
-                    i += 1;
+            let (mut caps, mut lows) = (0usize, 0usize);
+            let (mut run, mut dig): (Option<usize>, Option<usize>) = (None, None);
+            while i < b.len() {
+                let k = KIND[b[i] as usize];
+                if k & K_WORD == 0 {
+                    break;
                 }
+                if k & K_DIGIT != 0 {
+                    dig.get_or_insert(i);
+                } else if let Some(d) = dig.take() {
+                    digits.push((d, i));
+                }
+                if k & (K_DIGIT | K_CAP) != 0 {
+                    if run.is_none() {
+                        run = Some(i);
+                        if k & K_CAP != 0 && province_before(text, i) {
+                            plates.push(i - 3);
+                        }
+                    }
+                } else if let Some(u) = run.take()
+                    && i - u >= 9
+                {
+                    upper.push((u, i));
+                }
+                caps += usize::from(k & K_CAP != 0);
+                lows += usize::from(k & K_LOW != 0);
+                i += 1;
             }
-            if i - s >= 9 {
-                upper.push((s, i));
+            if let Some(d) = dig {
+                digits.push((d, i));
             }
+            if let Some(u) = run
+                && i - u >= 9
+            {
+                upper.push((u, i));
+            }
+            let n = i - s;
+            let title = n >= 2 && KIND[b[s] as usize] & K_CAP != 0 && lows == n - 1;
+            prev = pair_word(b, prev, (s, i), title, n >= 2 && caps == n, &mut pairs);
         }
         // Most digit runs are short numbers whose cluster is too short for every numeric
         // recogniser; counting once per cluster skips them all at once.
@@ -225,6 +300,16 @@ impl<'t> Sites<'t> {
             clusters,
             upper,
             plates,
+            pairs,
+        }
+    }
+
+    /// The capitalised word pairs of [`latin_pairs`], found with the triggers.
+    pub(crate) fn latin_pairs(&self) -> std::borrow::Cow<'_, [(Window, Window)]> {
+        if self.whole {
+            latin_pairs(self.text).into()
+        } else {
+            self.pairs.as_slice().into()
         }
     }
 
@@ -435,7 +520,12 @@ impl Pattern {
 
     /// `p` with Unicode classes.
     pub(crate) fn unicode(p: &str) -> Self {
-        Pattern::Meta(meta::Regex::new(p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")))
+        Pattern::Meta(
+            meta::Regex::builder()
+                .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
+                .build(p)
+                .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+        )
     }
 
     /// The matches in `windows` of `text`, as byte ranges of `text`.
@@ -655,38 +745,51 @@ pub(crate) mod hand {
 /// The capitalised ASCII word pairs `(?-u:\b)([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)(?-u:\b)` finds,
 /// leftmost first and without overlap, as the two words' ranges — by walking words instead.
 pub(crate) fn latin_pairs(text: &str) -> Vec<(Window, Window)> {
-    fn word(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || b == b'_'
-    }
-    fn title(w: &[u8]) -> bool {
-        w.len() >= 2 && w[0].is_ascii_uppercase() && w[1..].iter().all(u8::is_ascii_lowercase)
-    }
-    fn upper(w: &[u8]) -> bool {
-        w.len() >= 2 && w.iter().all(u8::is_ascii_uppercase)
-    }
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut prev: Option<Window> = None;
     let mut i = 0;
     while i < b.len() {
-        if !word(b[i]) {
+        if !is_word_byte(b[i]) {
             i += 1;
             continue;
         }
         let s = i;
-        while i < b.len() && word(b[i]) {
+        while i < b.len() && is_word_byte(b[i]) {
             i += 1;
         }
         let w = &b[s..i];
-        match prev {
-            Some((ps, pe)) if pe + 1 == s && b[pe] == b' ' && title(w) => {
-                out.push(((ps, pe), (s, i)));
-                prev = None;
-            }
-            _ => prev = (title(w) || upper(w)).then_some((s, i)),
-        }
+        let title =
+            w.len() >= 2 && w[0].is_ascii_uppercase() && w[1..].iter().all(u8::is_ascii_lowercase);
+        let upper = w.len() >= 2 && w.iter().all(u8::is_ascii_uppercase);
+        prev = pair_word(b, prev, (s, i), title, upper, &mut out);
     }
     out
+}
+
+/// `(?-u:\w)`: the bytes of ASCII words.
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// One step of [`latin_pairs`]: the word `(s, e)` — capitalised (`title`) or all capitals
+/// (`upper`), two letters or more — after the pending first word `prev`; returns the next
+/// pending word.
+fn pair_word(
+    b: &[u8],
+    prev: Option<Window>,
+    (s, e): Window,
+    title: bool,
+    upper: bool,
+    out: &mut Vec<(Window, Window)>,
+) -> Option<Window> {
+    match prev {
+        Some((ps, pe)) if pe + 1 == s && b[pe] == b' ' && title => {
+            out.push(((ps, pe), (s, e)));
+            None
+        }
+        _ => (title || upper).then_some((s, e)),
+    }
 }
 
 #[cfg(test)]
