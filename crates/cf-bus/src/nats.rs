@@ -198,7 +198,15 @@ impl EventBus for NatsBus {
         let mut messages = consumer.messages().await.map_err(nb)?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            while let Some(m) = messages.next().await {
+            loop {
+                // A dropped subscription stops pulling at once: left waiting, its pull requests
+                // would take the group's next message to a reader that is gone, where it would
+                // sit unacknowledged until the ack wait (30 s) — late for every other member.
+                let m = tokio::select! {
+                    m = messages.next() => m,
+                    () = tx.closed() => break,
+                };
+                let Some(m) = m else { break };
                 let Ok(m) = m else { continue };
                 let attempt = m.info().map(|i| i.delivered as u64).unwrap_or(1);
                 match serde_json::from_slice::<Event>(&m.payload) {

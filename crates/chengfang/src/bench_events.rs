@@ -186,211 +186,226 @@ pub async fn run(
     } else {
         anyhow::bail!("--bus: `{bus_url}` is neither `journal` nor a nats:// URL");
     };
-    out.insert("bus".into(), bus.backend().into());
-    let dd = crate::datadir::DataDir::open(tmp2.path())?;
-    let state =
-        cf_store::SqlStore::connect(&format!("sqlite://{}", dd.state_db().display()), None).await?;
-    let metrics = Arc::new(cf_platform::Metrics::default());
-    let ledger = cf_platform::AuditLedger::open(
-        Arc::new(state),
-        dd.ledger_signer("bench.city/audit")?,
-        cf_platform::LedgerConfig {
-            origin: "bench.city/audit".into(),
-            ..Default::default()
-        },
-        clock.clone(),
-        cf_platform::alarm::Alarms::new(bus.clone(), clock.clone(), metrics.clone(), "bench"),
-        metrics,
-    )
-    .await?;
-    let e2e_store = Arc::new(cf_evstore::TantivyEventStore::open(
-        &tmp2.path().join("events"),
-    )?);
-    let archive =
-        cf_platform::archive::EventArchive::new(e2e_store, ledger.clone(), clock.clone(), 36_500);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(archive.clone().run(bus.clone(), stop));
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let intake = cf_platform::logs::LogIntake::new(bus.clone(), clock, "bench", Arc::default());
-    let body: Vec<u8> = lines.join("\n").into_bytes();
-    let t = Instant::now();
-    let mut sent = 0u64;
-    for chunk in body
-        .split_inclusive(|b| *b == b'\n')
-        .collect::<Vec<_>>()
-        .chunks(500)
-    {
-        let batch: Vec<u8> = chunk.concat();
-        sent += intake
-            .batch(
-                &batch,
-                cf_platform::logs::LineFormat::Syslog,
-                "10.0.0.1",
-                "udp",
-            )
-            .await?
-            .received;
-    }
-    let intake_s = t.elapsed().as_secs_f64();
-    // Alerts raised on the way are archived too; wait for every log line.
-    let want = sent;
-    loop {
-        let stored = archive.counters().stored.load(Ordering::Relaxed);
-        if stored >= want {
-            break;
-        }
-        if t.elapsed().as_secs() > 600 {
-            anyhow::bail!("the archive stored {stored} of {want} events in 10 minutes");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let e2e_s = t.elapsed().as_secs_f64();
-    let e2e_rate = sent as f64 / e2e_s;
-    out.insert("intake_per_s".into(), (sent as f64 / intake_s).into());
-    out.insert("end_to_end_per_s".into(), e2e_rate.into());
-
-    // 4. Overload: open-loop senders offer twice the end-to-end rate through the intake's
-    //    admission (as HTTPS batches are: a waiting batch holds no body), while memory is sampled.
-    if overload_s > 0 {
-        let body = Arc::new(body);
-        let cuts: Vec<usize> = std::iter::once(0)
-            .chain(
-                body.iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'\n')
-                    .map(|(i, _)| i + 1),
-            )
-            .collect();
-        let marks: Vec<usize> = cuts
-            .iter()
-            .step_by(500)
-            .copied()
-            .chain(std::iter::once(body.len()))
-            .collect();
-        let ranges: Arc<Vec<(usize, usize)>> = Arc::new(
-            marks
-                .windows(2)
-                .map(|w| (w[0], w[1]))
-                .filter(|(a, b)| b > a)
-                .collect(),
+    // The JetStream stream of this run is deleted whether the run succeeds or fails.
+    let run = async {
+        out.insert("bus".into(), bus.backend().into());
+        let dd = crate::datadir::DataDir::open(tmp2.path())?;
+        let state =
+            cf_store::SqlStore::connect(&format!("sqlite://{}", dd.state_db().display()), None)
+                .await?;
+        let metrics = Arc::new(cf_platform::Metrics::default());
+        let ledger = cf_platform::AuditLedger::open(
+            Arc::new(state),
+            dd.ledger_signer("bench.city/audit")?,
+            cf_platform::LedgerConfig {
+                origin: "bench.city/audit".into(),
+                ..Default::default()
+            },
+            clock.clone(),
+            cf_platform::alarm::Alarms::new(bus.clone(), clock.clone(), metrics.clone(), "bench"),
+            metrics,
+        )
+        .await?;
+        let e2e_store = Arc::new(cf_evstore::TantivyEventStore::open(
+            &tmp2.path().join("events"),
+        )?);
+        let archive = cf_platform::archive::EventArchive::new(
+            e2e_store,
+            ledger.clone(),
+            clock.clone(),
+            36_500,
         );
-        anyhow::ensure!(!ranges.is_empty(), "no lines to offer");
-        let offered = 2.0 * e2e_rate;
-        let per_batch = 500.0;
-        let gap = std::time::Duration::from_secs_f64(per_batch / offered);
-        let stored0 = archive.counters().stored.load(Ordering::Relaxed);
-        let rss0 = rss_bytes();
-        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(archive.clone().run(bus.clone(), stop));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let intake = cf_platform::logs::LogIntake::new(bus.clone(), clock, "bench", Arc::default());
+        let body: Vec<u8> = lines.join("\n").into_bytes();
         let t = Instant::now();
-        let end = t + std::time::Duration::from_secs(overload_s);
-        let mut senders = tokio::task::JoinSet::new();
-        let mut samples: Vec<(f64, u64, u64)> = Vec::new();
-        let mut next_sample = t;
-        let mut i = 0usize;
-        let mut offered_lines = 0u64;
-        while Instant::now() < end {
-            let (body, ranges, intake, accepted) = (
-                body.clone(),
-                ranges.clone(),
-                intake.clone(),
-                accepted.clone(),
-            );
-            let k = i % ranges.len();
-            offered_lines += 500;
-            senders.spawn(async move {
-                let Some(_slot) = intake.admit().await else {
-                    return;
-                };
-                let (a, b) = ranges[k];
-                if let Ok(r) = intake
-                    .batch(
-                        &body[a..b],
-                        cf_platform::logs::LineFormat::Syslog,
-                        "10.0.0.1",
-                        "udp",
-                    )
-                    .await
-                {
-                    accepted.fetch_add(r.received, Ordering::Relaxed);
-                }
-            });
-            i += 1;
-            if Instant::now() >= next_sample {
-                let stored = archive.counters().stored.load(Ordering::Relaxed) - stored0;
-                samples.push((t.elapsed().as_secs_f64(), rss_bytes(), stored));
-                next_sample += std::time::Duration::from_millis(250);
-            }
-            while let Some(r) = senders.try_join_next() {
-                r?;
-            }
-            tokio::time::sleep_until((t + gap * i as u32).into()).await;
+        let mut sent = 0u64;
+        for chunk in body
+            .split_inclusive(|b| *b == b'\n')
+            .collect::<Vec<_>>()
+            .chunks(500)
+        {
+            let batch: Vec<u8> = chunk.concat();
+            sent += intake
+                .batch(
+                    &batch,
+                    cf_platform::logs::LineFormat::Syslog,
+                    "10.0.0.1",
+                    "udp",
+                )
+                .await?
+                .received;
         }
-        let offered_s = t.elapsed().as_secs_f64();
-        let waiting_at_end = senders.len();
-        while let Some(r) = senders.join_next().await {
-            r?;
-        }
-        let acked = accepted.load(Ordering::Relaxed);
-        let accept_s = t.elapsed().as_secs_f64();
+        let intake_s = t.elapsed().as_secs_f64();
+        // Alerts raised on the way are archived too; wait for every log line.
+        let want = sent;
         loop {
-            let stored = archive.counters().stored.load(Ordering::Relaxed) - stored0;
-            if stored >= acked {
+            let stored = archive.counters().stored.load(Ordering::Relaxed);
+            if stored >= want {
                 break;
             }
-            if t.elapsed().as_secs() > overload_s * 20 + 600 {
-                anyhow::bail!(
-                    "overload: the archive stored {stored} of {acked} acknowledged events"
-                );
+            if t.elapsed().as_secs() > 600 {
+                anyhow::bail!("the archive stored {stored} of {want} events in 10 minutes");
             }
-            samples.push((t.elapsed().as_secs_f64(), rss_bytes(), stored));
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let drain_s = t.elapsed().as_secs_f64();
-        let peak = samples.iter().map(|s| s.1).max().unwrap_or(rss0).max(rss0);
-        // Memory in each quarter of the offered period: flat means bounded, rising means not.
-        let quarter = |q: f64| {
-            samples
+        let e2e_s = t.elapsed().as_secs_f64();
+        let e2e_rate = sent as f64 / e2e_s;
+        out.insert("intake_per_s".into(), (sent as f64 / intake_s).into());
+        out.insert("end_to_end_per_s".into(), e2e_rate.into());
+
+        // 4. Overload: open-loop senders offer twice the end-to-end rate through the intake's
+        //    admission (as HTTPS batches are: a waiting batch holds no body), while memory is sampled.
+        if overload_s > 0 {
+            let body = Arc::new(body);
+            let cuts: Vec<usize> = std::iter::once(0)
+                .chain(
+                    body.iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b == b'\n')
+                        .map(|(i, _)| i + 1),
+                )
+                .collect();
+            let marks: Vec<usize> = cuts
                 .iter()
-                .filter(|s| s.0 <= offered_s * q && s.0 > offered_s * (q - 0.25))
-                .map(|s| s.1)
-                .max()
-                .unwrap_or(0)
-        };
-        out.insert(
-            "overload_offered_per_s".into(),
-            (offered_lines as f64 / offered_s).into(),
-        );
-        out.insert(
-            "overload_accepted_per_s".into(),
-            (acked as f64 / accept_s).into(),
-        );
-        out.insert(
-            "overload_senders_waiting_at_end".into(),
-            waiting_at_end.into(),
-        );
-        out.insert("overload_acknowledged".into(), acked.into());
-        out.insert("overload_all_stored_after_s".into(), drain_s.into());
-        out.insert("overload_rss_start".into(), rss0.into());
-        out.insert("overload_rss_peak".into(), peak.into());
-        out.insert(
-            "overload_rss_quarters".into(),
-            serde_json::json!([quarter(0.25), quarter(0.5), quarter(0.75), quarter(1.0)]),
-        );
-        out.insert(
-            "overload_batches_waited".into(),
-            intake
-                .counters()
-                .batches_waited
-                .load(Ordering::Relaxed)
-                .into(),
-        );
+                .step_by(500)
+                .copied()
+                .chain(std::iter::once(body.len()))
+                .collect();
+            let ranges: Arc<Vec<(usize, usize)>> = Arc::new(
+                marks
+                    .windows(2)
+                    .map(|w| (w[0], w[1]))
+                    .filter(|(a, b)| b > a)
+                    .collect(),
+            );
+            anyhow::ensure!(!ranges.is_empty(), "no lines to offer");
+            let offered = 2.0 * e2e_rate;
+            let per_batch = 500.0;
+            let gap = std::time::Duration::from_secs_f64(per_batch / offered);
+            let stored0 = archive.counters().stored.load(Ordering::Relaxed);
+            let rss0 = rss_bytes();
+            let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let t = Instant::now();
+            let end = t + std::time::Duration::from_secs(overload_s);
+            let mut senders = tokio::task::JoinSet::new();
+            let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+            let mut next_sample = t;
+            let mut i = 0usize;
+            let mut offered_lines = 0u64;
+            while Instant::now() < end {
+                let (body, ranges, intake, accepted) = (
+                    body.clone(),
+                    ranges.clone(),
+                    intake.clone(),
+                    accepted.clone(),
+                );
+                let k = i % ranges.len();
+                offered_lines += 500;
+                senders.spawn(async move {
+                    let Some(_slot) = intake.admit().await else {
+                        return;
+                    };
+                    let (a, b) = ranges[k];
+                    if let Ok(r) = intake
+                        .batch(
+                            &body[a..b],
+                            cf_platform::logs::LineFormat::Syslog,
+                            "10.0.0.1",
+                            "udp",
+                        )
+                        .await
+                    {
+                        accepted.fetch_add(r.received, Ordering::Relaxed);
+                    }
+                });
+                i += 1;
+                if Instant::now() >= next_sample {
+                    let stored = archive.counters().stored.load(Ordering::Relaxed) - stored0;
+                    samples.push((t.elapsed().as_secs_f64(), rss_bytes(), stored));
+                    next_sample += std::time::Duration::from_millis(250);
+                }
+                while let Some(r) = senders.try_join_next() {
+                    r?;
+                }
+                tokio::time::sleep_until((t + gap * i as u32).into()).await;
+            }
+            let offered_s = t.elapsed().as_secs_f64();
+            let waiting_at_end = senders.len();
+            while let Some(r) = senders.join_next().await {
+                r?;
+            }
+            let acked = accepted.load(Ordering::Relaxed);
+            let accept_s = t.elapsed().as_secs_f64();
+            loop {
+                let stored = archive.counters().stored.load(Ordering::Relaxed) - stored0;
+                if stored >= acked {
+                    break;
+                }
+                if t.elapsed().as_secs() > overload_s * 20 + 600 {
+                    anyhow::bail!(
+                        "overload: the archive stored {stored} of {acked} acknowledged events"
+                    );
+                }
+                samples.push((t.elapsed().as_secs_f64(), rss_bytes(), stored));
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            let drain_s = t.elapsed().as_secs_f64();
+            let peak = samples.iter().map(|s| s.1).max().unwrap_or(rss0).max(rss0);
+            // Memory in each quarter of the offered period: flat means bounded, rising means not.
+            let quarter = |q: f64| {
+                samples
+                    .iter()
+                    .filter(|s| s.0 <= offered_s * q && s.0 > offered_s * (q - 0.25))
+                    .map(|s| s.1)
+                    .max()
+                    .unwrap_or(0)
+            };
+            out.insert(
+                "overload_offered_per_s".into(),
+                (offered_lines as f64 / offered_s).into(),
+            );
+            out.insert(
+                "overload_accepted_per_s".into(),
+                (acked as f64 / accept_s).into(),
+            );
+            out.insert(
+                "overload_senders_waiting_at_end".into(),
+                waiting_at_end.into(),
+            );
+            out.insert("overload_acknowledged".into(), acked.into());
+            out.insert("overload_all_stored_after_s".into(), drain_s.into());
+            out.insert("overload_rss_start".into(), rss0.into());
+            out.insert("overload_rss_peak".into(), peak.into());
+            out.insert(
+                "overload_rss_quarters".into(),
+                serde_json::json!([quarter(0.25), quarter(0.5), quarter(0.75), quarter(1.0)]),
+            );
+            out.insert(
+                "overload_batches_waited".into(),
+                intake
+                    .counters()
+                    .batches_waited
+                    .load(Ordering::Relaxed)
+                    .into(),
+            );
+        }
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        ledger.shutdown().await;
+        Ok::<_, anyhow::Error>(())
     }
-    let _ = stop_tx.send(true);
-    let _ = task.await;
-    ledger.shutdown().await;
+    .await;
     if let Some(b) = nats {
-        b.delete_stream().await?;
+        match (b.delete_stream().await, &run) {
+            (Err(e), Ok(())) => return Err(e.into()),
+            (Err(e), Err(_)) => eprintln!("the run's stream could not be deleted: {e}"),
+            (Ok(()), _) => {}
+        }
     }
+    run?;
     out.insert(
         "cores".into(),
         std::thread::available_parallelism()
