@@ -16,7 +16,85 @@ struct Unit<'a> {
     text: std::borrow::Cow<'a, str>,
 }
 
-/// Run the scan.
+/// Lines read and scanned together; each core scans an interleaved share of a batch.
+const BATCH: usize = 4096;
+
+/// What one worker's share of a batch gave: the output of each of its lines, one after the other.
+#[derive(Default)]
+struct Share {
+    out: Vec<u8>,
+    /// Where each line's output ends in `out`, in the share's order.
+    ends: Vec<usize>,
+    /// (line number, message) of every skipped line.
+    skipped: Vec<(usize, String)>,
+    units: u64,
+    found: u64,
+}
+
+/// Scan every `workers`-th line of `batch` from the `k`-th.
+fn scan_share(batch: &[(usize, String)], k: usize, workers: usize, json: bool) -> Share {
+    let mut sh = Share::default();
+    for (no, line) in batch.iter().skip(k).step_by(workers) {
+        scan_line(line, *no, json, &mut sh);
+        sh.ends.push(sh.out.len());
+    }
+    sh
+}
+
+fn scan_line(line: &str, no: usize, json: bool, sh: &mut Share) {
+    if line.trim().is_empty() {
+        return;
+    }
+    let unit: Unit = match serde_json::from_str(line) {
+        Ok(u) => u,
+        Err(e) if e.is_data() => {
+            sh.skipped.push((
+                no,
+                format!("skipped, needs \"key\" and a string \"text\" ({e})"),
+            ));
+            return;
+        }
+        Err(e) => {
+            sh.skipped.push((no, format!("skipped, not JSON: {e}")));
+            return;
+        }
+    };
+    let (key, text) = (&unit.key, &*unit.text);
+    sh.units += 1;
+    let hint = key.as_str().and_then(cf_classify::hint_from_key);
+    let spans = cf_classify::scan(text, hint);
+    sh.found += spans.len() as u64;
+    let out = &mut sh.out;
+    // Writing to a Vec cannot fail. Written by hand: the shape is fixed and this is the
+    // scanner's hot output path.
+    if json {
+        let _ = write!(out, "{{\"key\":{key},\"spans\":[");
+        for (j, (start, end, kind)) in cf_classify::code_point_spans(text, &spans)
+            .into_iter()
+            .enumerate()
+        {
+            let sep = if j == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                "{sep}{{\"start\":{start},\"end\":{end},\"type\":\"{}\"}}",
+                kind.as_str()
+            );
+        }
+        let _ = writeln!(out, "]}}");
+    } else {
+        for s in &spans {
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}",
+                key.as_str().unwrap_or_default(),
+                s.kind.as_str(),
+                &text[s.start..s.end]
+            );
+        }
+    }
+}
+
+/// Run the scan on every core; the output keeps the input's order.
 pub fn run(units: &Path, json: bool) -> Result<bool> {
     let input: Box<dyn BufRead> = if units.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -30,61 +108,78 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut n, mut found, mut bad) = (0u64, 0u64, 0u64);
-    for (i, line) in input.lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: not UTF-8 text", units.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let mut lines = input.lines().enumerate();
+    std::thread::scope(|scope| -> Result<()> {
+        // Workers live for the whole run (as in `hunt`: fresh threads per batch start with empty
+        // allocator heaps); each takes its share of every batch.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Share)>();
+        let mut jobs = Vec::with_capacity(workers);
+        for k in 0..workers {
+            let (tx, rx) = std::sync::mpsc::channel::<std::sync::Arc<Vec<(usize, String)>>>();
+            jobs.push(tx);
+            let done = done_tx.clone();
+            scope.spawn(move || {
+                for batch in rx {
+                    if done
+                        .send((k, scan_share(&batch, k, workers, json)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
         }
-        let unit: Unit = match serde_json::from_str(&line) {
-            Ok(u) => u,
-            Err(e) if e.is_data() => {
+        drop(done_tx);
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            for (i, line) in lines.by_ref().take(BATCH) {
+                let line =
+                    line.with_context(|| format!("{}:{}: not UTF-8 text", units.display(), i + 1))?;
+                batch.push((i + 1, line));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let len = batch.len();
+            let batch = std::sync::Arc::new(batch);
+            for tx in &jobs {
+                tx.send(batch.clone())
+                    .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
+            }
+            let mut shares: Vec<Option<Share>> = (0..workers).map(|_| None).collect();
+            for _ in 0..workers {
+                let (k, sh) = done_rx
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
+                shares[k] = Some(sh);
+            }
+            let shares: Vec<Share> = shares.into_iter().flatten().collect();
+            let mut skipped: Vec<&(usize, String)> =
+                shares.iter().flat_map(|s| &s.skipped).collect();
+            skipped.sort_by_key(|(no, _)| *no);
+            for (no, msg) in skipped {
                 bad += 1;
-                eprintln!(
-                    "{}:{}: skipped, needs \"key\" and a string \"text\" ({e})",
-                    units.display(),
-                    i + 1
-                );
-                continue;
+                eprintln!("{}:{no}: {msg}", units.display());
             }
-            Err(e) => {
-                bad += 1;
-                eprintln!("{}:{}: skipped, not JSON: {e}", units.display(), i + 1);
-                continue;
+            // Line j of the batch is line j / workers of share j % workers.
+            let mut from = vec![0usize; shares.len()];
+            for j in 0..len {
+                let (k, m) = (j % shares.len(), j / shares.len());
+                let end = shares[k].ends[m];
+                out.write_all(&shares[k].out[from[k]..end])?;
+                from[k] = end;
             }
-        };
-        let (key, text) = (&unit.key, &*unit.text);
-        n += 1;
-        let hint = key.as_str().and_then(cf_classify::hint_from_key);
-        let spans = cf_classify::scan(text, hint);
-        found += spans.len() as u64;
-        if json {
-            // Written by hand: the shape is fixed and this is the scanner's hot output path.
-            write!(out, "{{\"key\":{key},\"spans\":[")?;
-            for (j, (start, end, kind)) in cf_classify::code_point_spans(text, &spans)
-                .into_iter()
-                .enumerate()
-            {
-                let sep = if j == 0 { "" } else { "," };
-                write!(
-                    out,
-                    "{sep}{{\"start\":{start},\"end\":{end},\"type\":\"{}\"}}",
-                    kind.as_str()
-                )?;
-            }
-            writeln!(out, "]}}")?;
-        } else {
-            for s in &spans {
-                writeln!(
-                    out,
-                    "{}\t{}\t{}",
-                    key.as_str().unwrap_or_default(),
-                    s.kind.as_str(),
-                    &text[s.start..s.end]
-                )?;
+            for s in &shares {
+                n += s.units;
+                found += s.found;
             }
         }
-    }
+        drop(jobs);
+        Ok(())
+    })?;
     out.flush()?;
     eprintln!(
         "{n} units, {found} findings{}",
@@ -99,6 +194,8 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn hints() {
         assert_eq!(cf_classify::hint_from_key("residents:0:姓名"), Some("姓名"));
@@ -107,5 +204,38 @@ mod tests {
             Some("name")
         );
         assert_eq!(cf_classify::hint_from_key("dev-doc-000001"), None);
+    }
+
+    /// Shares put back in line order give what one pass over the lines gives.
+    #[test]
+    fn shares_keep_the_line_order() {
+        let batch: Vec<(usize, String)> = (0..11)
+            .map(|i| {
+                let line = match i % 4 {
+                    0 => format!(r#"{{"key":"u{i}","text":"手机13812345678"}}"#),
+                    1 => String::new(),
+                    2 => "not json".to_string(),
+                    _ => format!(r#"{{"key":"u{i}","text":"nothing here"}}"#),
+                };
+                (i + 1, line)
+            })
+            .collect();
+        let one = scan_share(&batch, 0, 1, true);
+        for workers in 2..5 {
+            let shares: Vec<Share> = (0..workers)
+                .map(|k| scan_share(&batch, k, workers, true))
+                .collect();
+            let mut from = vec![0; workers];
+            let mut joined = Vec::new();
+            for j in 0..batch.len() {
+                let (k, m) = (j % workers, j / workers);
+                joined.extend_from_slice(&shares[k].out[from[k]..shares[k].ends[m]]);
+                from[k] = shares[k].ends[m];
+            }
+            assert_eq!(joined, one.out, "{workers} workers");
+            let skipped: usize = shares.iter().map(|s| s.skipped.len()).sum();
+            assert_eq!(skipped, one.skipped.len());
+        }
+        assert!(String::from_utf8_lossy(&one.out).contains("CN_MOBILE"));
     }
 }
