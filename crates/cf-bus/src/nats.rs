@@ -203,6 +203,8 @@ impl EventBus for NatsBus {
                 // would take the group's next message to a reader that is gone, where it would
                 // sit unacknowledged until the ack wait (30 s) — late for every other member.
                 let m = tokio::select! {
+                    // A message already pulled is handled first (returned if the reader is gone).
+                    biased;
                     m = messages.next() => m,
                     () = tx.closed() => break,
                 };

@@ -35,7 +35,18 @@ struct Share {
 fn scan_share(batch: &[(usize, String)], k: usize, workers: usize, json: bool) -> Share {
     let mut sh = Share::default();
     for (no, line) in batch.iter().skip(k).step_by(workers) {
-        scan_line(line, *no, json, &mut sh);
+        let mark = (sh.out.len(), sh.units, sh.found);
+        // A failure of the scanner on one line skips that line, never the run.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scan_line(line, *no, json, &mut sh)
+        }))
+        .is_err()
+        {
+            sh.out.truncate(mark.0);
+            (sh.units, sh.found) = (mark.1, mark.2);
+            sh.skipped
+                .push((*no, "skipped, the scanner failed on this line".into()));
+        }
         sh.ends.push(sh.out.len());
     }
     sh
@@ -114,34 +125,42 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
     let mut lines = input.lines().enumerate();
     std::thread::scope(|scope| -> Result<()> {
         // Workers live for the whole run (as in `hunt`: fresh threads per batch start with empty
-        // allocator heaps); each takes its share of every batch.
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Share)>();
+        // allocator heaps); each takes its share of every batch. One result channel per worker,
+        // read in turn: a worker that stopped is an error, not a wait for ever.
         let mut jobs = Vec::with_capacity(workers);
+        let mut done = Vec::with_capacity(workers);
         for k in 0..workers {
             let (tx, rx) = std::sync::mpsc::channel::<std::sync::Arc<Vec<(usize, String)>>>();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Share>();
             jobs.push(tx);
-            let done = done_tx.clone();
+            done.push(done_rx);
             scope.spawn(move || {
                 for batch in rx {
-                    if done
-                        .send((k, scan_share(&batch, k, workers, json)))
-                        .is_err()
-                    {
+                    if done_tx.send(scan_share(&batch, k, workers, json)).is_err() {
                         break;
                     }
                 }
             });
         }
-        drop(done_tx);
         loop {
             let mut batch = Vec::with_capacity(BATCH);
+            // A line that cannot be read ends the run after the lines before it are written.
+            let mut unreadable = None;
             for (i, line) in lines.by_ref().take(BATCH) {
-                let line =
-                    line.with_context(|| format!("{}:{}: not UTF-8 text", units.display(), i + 1))?;
-                batch.push((i + 1, line));
+                match line {
+                    Ok(line) => batch.push((i + 1, line)),
+                    Err(e) => {
+                        unreadable = Some(anyhow::Error::from(e).context(format!(
+                            "{}:{}: not UTF-8 text",
+                            units.display(),
+                            i + 1
+                        )));
+                        break;
+                    }
+                }
             }
             if batch.is_empty() {
-                break;
+                return unreadable.map_or(Ok(()), Err);
             }
             let len = batch.len();
             let batch = std::sync::Arc::new(batch);
@@ -149,14 +168,11 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
                 tx.send(batch.clone())
                     .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
             }
-            let mut shares: Vec<Option<Share>> = (0..workers).map(|_| None).collect();
-            for _ in 0..workers {
-                let (k, sh) = done_rx
-                    .recv()
-                    .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
-                shares[k] = Some(sh);
-            }
-            let shares: Vec<Share> = shares.into_iter().flatten().collect();
+            let shares = done
+                .iter()
+                .map(|rx| rx.recv())
+                .collect::<Result<Vec<Share>, _>>()
+                .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
             let mut skipped: Vec<&(usize, String)> =
                 shares.iter().flat_map(|s| &s.skipped).collect();
             skipped.sort_by_key(|(no, _)| *no);
@@ -176,9 +192,11 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
                 n += s.units;
                 found += s.found;
             }
+            if let Some(e) = unreadable {
+                out.flush()?;
+                return Err(e);
+            }
         }
-        drop(jobs);
-        Ok(())
     })?;
     out.flush()?;
     eprintln!(

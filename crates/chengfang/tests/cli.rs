@@ -1492,6 +1492,58 @@ fn scan_units_prints_code_point_offsets_per_unit() {
     );
 }
 
+/// Over several batches and every core the output keeps the input's order; a line that is not
+/// UTF-8 stops the run, naming the line, after every line before it is written.
+#[test]
+fn scan_units_keeps_order_and_writes_what_precedes_an_unreadable_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units.jsonl");
+    let mut body = Vec::new();
+    for i in 0..10_000 {
+        let text = if i % 3 == 0 {
+            "手机13800138000"
+        } else {
+            "nothing"
+        };
+        body.extend_from_slice(format!("{{\"key\":\"u{i}\",\"text\":\"{text}\"}}\n").as_bytes());
+    }
+    std::fs::write(&units, &body).unwrap();
+    let out = Command::new(bin())
+        .args(["scan", "--json", "--units"])
+        .arg(&units)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].to_string())
+        .collect();
+    let want: Vec<String> = (0..10_000).map(|i| format!("\"u{i}\"")).collect();
+    assert_eq!(keys, want);
+    // Line 5,001 is not UTF-8: the 5,000 lines before it are written, then the run fails.
+    let mut broken = Vec::new();
+    for (i, line) in body.split_inclusive(|b| *b == b'\n').enumerate() {
+        broken.extend_from_slice(if i == 5_000 {
+            b"{\"key\":\"x\",\"text\":\"\xff\"}\n"
+        } else {
+            line
+        });
+    }
+    std::fs::write(&units, &broken).unwrap();
+    let out = Command::new(bin())
+        .args(["scan", "--json", "--units"])
+        .arg(&units)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":5001: not UTF-8 text"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5_000);
+}
+
 fn run_cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin())
         .args(args)
