@@ -273,42 +273,43 @@ static NAME_EN_CTX: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 
-/// The byte ranges of the names a context pattern holds, from its groups: a name ends where the
-/// Chinese-context match ends, where the English one ends (its later groups only extend it), or
-/// before the `，`/`（` of a bio. The reference path, and the fast path for bios (see
-/// [`context_word_names`] for the others).
-fn context_names(re: &Regex, text: &str, whole: bool, kind: Context) -> Vec<Window> {
-    let mut out = Vec::new();
-    if whole {
-        for cap in re.captures_iter(text) {
-            let Some(first) = cap.get(1) else { continue };
+/// The byte ranges of the names a context pattern holds, from its groups (the reference path): a
+/// name ends where its first group ends, extended by the English pattern's later groups.
+fn captured_names(re: &Regex, text: &str) -> Vec<Window> {
+    re.captures_iter(text)
+        .filter_map(|cap| {
+            let first = cap.get(1)?;
             let mut end = first.end();
             for g in [cap.get(2), cap.get(3)].into_iter().flatten() {
                 if g.start() == end + 1 {
                     end = g.end();
                 }
             }
-            out.push((first.start(), end));
-        }
-        return out;
-    }
-    debug_assert!(matches!(kind, Context::Bio));
-    // Whole matches (no capture engine), minus the clause delimiter before the name and the
-    // `，`/`（` after it.
-    for m in re.find_iter(text) {
-        let t = m.as_str();
-        let first = t.chars().next().unwrap_or(' ');
-        let skip = if "。，；;：:".contains(first) || first.is_whitespace() {
-            first.len_utf8()
-        } else {
-            0
-        };
-        let end = t[skip..]
-            .find(['，', ',', '（', '('])
-            .map_or(t.len(), |i| skip + i);
-        out.push((m.start() + skip, m.start() + end));
-    }
-    out
+            Some((first.start(), end))
+        })
+        .collect()
+}
+
+/// The names of bios (`NAME_ZH_BIO`): whole matches (no capture engine) minus the clause
+/// delimiter before the name and the `，`/`（` after it — the group's range, as the reference
+/// test checks.
+fn bio_names(text: &str) -> Vec<Window> {
+    NAME_ZH_BIO
+        .find_iter(text)
+        .map(|m| {
+            let t = m.as_str();
+            let first = t.chars().next().unwrap_or(' ');
+            let skip = if "。，；;：:".contains(first) || first.is_whitespace() {
+                first.len_utf8()
+            } else {
+                0
+            };
+            let end = t[skip..]
+                .find(['，', ',', '（', '('])
+                .map_or(t.len(), |i| skip + i);
+            (m.start() + skip, m.start() + end)
+        })
+        .collect()
 }
 
 /// A Unicode class of the regex engine (`\p{Han}`, `\s` …) as its sorted ranges, so that the hand
@@ -330,17 +331,8 @@ impl UClass {
     }
 
     fn has(&self, c: char) -> bool {
-        self.0
-            .binary_search_by(|&(a, z)| {
-                if z < c {
-                    std::cmp::Ordering::Less
-                } else if a > c {
-                    std::cmp::Ordering::Greater
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-            .is_ok()
+        let i = self.0.partition_point(|&(_, z)| z < c);
+        self.0.get(i).is_some_and(|&(a, _)| a <= c)
     }
 
     /// The end of the run of at most `max` characters of the class from byte `i`, and its length.
@@ -413,11 +405,10 @@ fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
 fn zh_name_at(text: &str, p: usize) -> Option<Window> {
     ZH_CONTEXT.iter().find_map(|w| {
         let rest = text[p..].strip_prefix(w)?;
-        let seps = rest
-            .char_indices()
-            .find(|&(_, c)| !(c == '：' || c == ':' || SPACE.has(c)))
-            .map_or(rest.len(), |(i, _)| i);
-        let s = p + w.len() + seps;
+        let s = text.len()
+            - rest
+                .trim_start_matches(|c| c == '：' || c == ':' || SPACE.has(c))
+                .len();
         let (e, n) = HAN.run(text, s, 4);
         (n >= 2).then_some((s, e))
     })
@@ -436,11 +427,7 @@ fn en_name_at(text: &str, p: usize) -> Option<Window> {
     let spaced = |i: usize| text[i..].starts_with(' ').then(|| title(i + 1)).flatten();
     EN_CONTEXT.iter().find_map(|w| {
         let rest = text[p..].strip_prefix(w)?;
-        let spaces = rest
-            .char_indices()
-            .find(|&(_, c)| !SPACE.has(c))
-            .map_or(rest.len(), |(i, _)| i);
-        let s = p + w.len() + spaces;
+        let s = text.len() - rest.trim_start_matches(|c| SPACE.has(c)).len();
         let mut e = title(s).or_else(|| {
             let (e, n) = UPPER.run(text, s, usize::MAX);
             (n >= 2).then(|| spaced(e).unwrap_or(e))
@@ -453,13 +440,6 @@ fn en_name_at(text: &str, p: usize) -> Option<Window> {
         }
         Some((s, e))
     })
-}
-
-#[derive(Clone, Copy)]
-enum Context {
-    Zh,
-    Bio,
-    En,
 }
 
 const ZH_SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝";
@@ -1079,34 +1059,32 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let whole = sites.is_whole();
     let (zh_ctx, en_ctx) = if whole {
         (
-            context_names(&NAME_ZH_CTX, text, true, Context::Zh),
-            context_names(&NAME_EN_CTX, text, true, Context::En),
+            captured_names(&NAME_ZH_CTX, text),
+            captured_names(&NAME_EN_CTX, text),
         )
     } else {
         context_word_names(text)
     };
-    let bio = if gate & BIO != 0 {
-        context_names(&NAME_ZH_BIO, text, whole, Context::Bio)
-    } else {
-        Vec::new()
+    let bio = match (gate & BIO != 0, whole) {
+        (false, _) => Vec::new(),
+        (true, true) => captured_names(&NAME_ZH_BIO, text),
+        (true, false) => bio_names(text),
     };
-    {
-        for (gs, ge) in zh_ctx.into_iter().chain(bio) {
-            let g = &text[gs..ge];
-            let stop = g
-                .char_indices()
-                .find(|(_, c)| "的是在于和与及男女先生士岁号市省区".contains(*c))
-                .map_or(g.len(), |(i, _)| i);
-            let name = &g[..stop];
-            let max = if COMPOUND_SURNAMES.iter().any(|c| name.starts_with(c)) {
-                4
-            } else {
-                3
-            };
-            let name: String = name.chars().take(max).collect();
-            if name.chars().count() >= 2 {
-                zh.push(name);
-            }
+    for (gs, ge) in zh_ctx.into_iter().chain(bio) {
+        let g = &text[gs..ge];
+        let stop = g
+            .char_indices()
+            .find(|(_, c)| "的是在于和与及男女先生士岁号市省区".contains(*c))
+            .map_or(g.len(), |(i, _)| i);
+        let name = &g[..stop];
+        let max = if COMPOUND_SURNAMES.iter().any(|c| name.starts_with(c)) {
+            4
+        } else {
+            3
+        };
+        let name: String = name.chars().take(max).collect();
+        if name.chars().count() >= 2 {
+            zh.push(name);
         }
     }
     // A three-character capture whose first two characters are a name found elsewhere in the text

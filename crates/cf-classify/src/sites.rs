@@ -26,6 +26,11 @@ const IPV6: u16 = 1 << 7; // [0-9A-Fa-f:.]
 const EMAIL: u16 = 1 << 8; // [A-Za-z0-9._%+@-]
 const URL: u16 = 1 << 9; // [A-Za-z0-9-._~%/?#=&+:@!$,;]
 const UPPER: u16 = 1 << 10; // [0-9A-Z]
+// What a byte is to the trigger walk of [`Sites::find`].
+const WORD: u16 = 1 << 11; // [0-9A-Za-z_]
+const DIGIT: u16 = 1 << 12; // [0-9]
+const CAP: u16 = 1 << 13; // [A-Z]
+const LOW: u16 = 1 << 14; // [a-z]
 
 /// The union of the alphabets searched around digit runs.
 const NUMERIC: u16 = RID | CARD | MOBILE | LANDLINE | IPV4;
@@ -94,39 +99,19 @@ const fn classes() -> [u16; 256] {
         if digit || c.is_ascii_uppercase() {
             m |= UPPER;
         }
-        t[b] = m;
-        b += 1;
-    }
-    t
-}
-
-// What an ASCII byte is to the trigger walk of [`Sites::find`].
-const K_WORD: u8 = 1; // [0-9A-Za-z_]
-const K_DIGIT: u8 = 2; // [0-9]
-const K_CAP: u8 = 4; // [A-Z]
-const K_LOW: u8 = 8; // [a-z]
-
-static KIND: [u8; 256] = byte_kinds();
-
-const fn byte_kinds() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        let mut k = 0;
-        if c.is_ascii_alphanumeric() || c == b'_' {
-            k |= K_WORD;
+        if alnum || c == b'_' {
+            m |= WORD;
         }
-        if c.is_ascii_digit() {
-            k |= K_DIGIT;
+        if digit {
+            m |= DIGIT;
         }
         if c.is_ascii_uppercase() {
-            k |= K_CAP;
+            m |= CAP;
         }
         if c.is_ascii_lowercase() {
-            k |= K_LOW;
+            m |= LOW;
         }
-        t[b] = k;
+        t[b] = m;
         b += 1;
     }
     t
@@ -223,7 +208,7 @@ impl<'t> Sites<'t> {
         let mut prev: Option<Window> = None;
         let mut i = 0;
         while i < b.len() {
-            if KIND[b[i] as usize] & K_WORD == 0 {
+            if CLASS[b[i] as usize] & WORD == 0 {
                 i += 1;
                 // Chinese text is mostly bytes outside ASCII: skipped eight at a time.
                 while let Some(chunk) = b.get(i..i + 8) {
@@ -242,19 +227,19 @@ impl<'t> Sites<'t> {
             let (mut caps, mut lows) = (0usize, 0usize);
             let (mut run, mut dig): (Option<usize>, Option<usize>) = (None, None);
             while i < b.len() {
-                let k = KIND[b[i] as usize];
-                if k & K_WORD == 0 {
+                let k = CLASS[b[i] as usize];
+                if k & WORD == 0 {
                     break;
                 }
-                if k & K_DIGIT != 0 {
+                if k & DIGIT != 0 {
                     dig.get_or_insert(i);
                 } else if let Some(d) = dig.take() {
                     digits.push((d, i));
                 }
-                if k & (K_DIGIT | K_CAP) != 0 {
+                if k & (DIGIT | CAP) != 0 {
                     if run.is_none() {
                         run = Some(i);
-                        if k & K_CAP != 0 && province_before(text, i) {
+                        if k & CAP != 0 && province_before(text, i) {
                             plates.push(i - 3);
                         }
                     }
@@ -263,8 +248,8 @@ impl<'t> Sites<'t> {
                 {
                     upper.push((u, i));
                 }
-                caps += usize::from(k & K_CAP != 0);
-                lows += usize::from(k & K_LOW != 0);
+                caps += usize::from(k & CAP != 0);
+                lows += usize::from(k & LOW != 0);
                 i += 1;
             }
             if let Some(d) = dig {
@@ -276,8 +261,15 @@ impl<'t> Sites<'t> {
                 upper.push((u, i));
             }
             let n = i - s;
-            let title = n >= 2 && KIND[b[s] as usize] & K_CAP != 0 && lows == n - 1;
-            prev = pair_word(b, prev, (s, i), title, n >= 2 && caps == n, &mut pairs);
+            // A capitalised word after a capitalised or all-capitals one and one space pairs.
+            let title = n >= 2 && CLASS[b[s] as usize] & CAP != 0 && lows == n - 1;
+            prev = match prev {
+                Some((ps, pe)) if pe + 1 == s && b[pe] == b' ' && title => {
+                    pairs.push(((ps, pe), (s, i)));
+                    None
+                }
+                _ => (title || (n >= 2 && caps == n)).then_some((s, i)),
+            };
         }
         // Most digit runs are short numbers whose cluster is too short for every numeric
         // recogniser; counting once per cluster skips them all at once.
@@ -743,53 +735,10 @@ pub(crate) mod hand {
 }
 
 /// The capitalised ASCII word pairs `(?-u:\b)([A-Z][a-z]+|[A-Z]{2,}) ([A-Z][a-z]+)(?-u:\b)` finds,
-/// leftmost first and without overlap, as the two words' ranges — by walking words instead.
+/// leftmost first and without overlap, as the two words' ranges — found by the trigger walk of
+/// [`Sites::find`], which the proptest below holds to that regex.
 pub(crate) fn latin_pairs(text: &str) -> Vec<(Window, Window)> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut prev: Option<Window> = None;
-    let mut i = 0;
-    while i < b.len() {
-        if !is_word_byte(b[i]) {
-            i += 1;
-            continue;
-        }
-        let s = i;
-        while i < b.len() && is_word_byte(b[i]) {
-            i += 1;
-        }
-        let w = &b[s..i];
-        let title =
-            w.len() >= 2 && w[0].is_ascii_uppercase() && w[1..].iter().all(u8::is_ascii_lowercase);
-        let upper = w.len() >= 2 && w.iter().all(u8::is_ascii_uppercase);
-        prev = pair_word(b, prev, (s, i), title, upper, &mut out);
-    }
-    out
-}
-
-/// `(?-u:\w)`: the bytes of ASCII words.
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// One step of [`latin_pairs`]: the word `(s, e)` — capitalised (`title`) or all capitals
-/// (`upper`), two letters or more — after the pending first word `prev`; returns the next
-/// pending word.
-fn pair_word(
-    b: &[u8],
-    prev: Option<Window>,
-    (s, e): Window,
-    title: bool,
-    upper: bool,
-    out: &mut Vec<(Window, Window)>,
-) -> Option<Window> {
-    match prev {
-        Some((ps, pe)) if pe + 1 == s && b[pe] == b' ' && title => {
-            out.push(((ps, pe), (s, e)));
-            None
-        }
-        _ => (title || upper).then_some((s, e)),
-    }
+    Sites::find(text).pairs
 }
 
 #[cfg(test)]
