@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
 
 use anyhow::{Context, Result};
 use cf_sigma::{
@@ -199,58 +198,27 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     let mut out = BufWriter::new(stdout.lock());
     let (mut n_events, mut n_hits, mut malformed) = (0u64, 0u64, 0u64);
     let rules = loaded.set.rules();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
     let mut captures: Vec<Capture> = Vec::new();
-    // Batches of lines are matched on every core; output keeps the input order. The workers live
-    // for the whole run: threads spawned per batch each started with an empty allocator heap,
-    // so the allocator mapped (and the kernel zeroed) fresh memory for every batch; persistent
-    // workers took 14% less CPU (median 1.30 -> 1.12 s) over the 66,664-event benchmark
-    // (docs/benchmarks.md).
+    // Batches of lines are matched on every core; output keeps the input order.
     let (set, corr) = (&loaded.set, &loaded.correlator);
-    std::thread::scope(|scope| -> Result<()> {
-        let (done_tx, done_rx) = mpsc::channel::<(usize, WorkerResult)>();
-        let mut jobs = Vec::with_capacity(workers);
-        for k in 0..workers {
-            let (tx, rx) = mpsc::channel::<Arc<Vec<(usize, Input)>>>();
-            jobs.push(tx);
-            let done = done_tx.clone();
-            scope.spawn(move || {
-                for batch in rx {
-                    // A panic on one event loses that share of the batch, never the run.
-                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        examine_share(set, corr, &batch, k, workers)
-                    }))
-                    .unwrap_or_default();
-                    if done.send((k, res)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        loop {
+    crate::workers::interleaved(
+        |batch: &[(usize, Input)], k, workers| {
+            // A panic on one event loses that share of the batch, never the run.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                examine_share(set, corr, batch, k, workers)
+            }))
+            .unwrap_or_default()
+        },
+        || {
             let mut batch: Vec<(usize, Input)> = Vec::with_capacity(8192);
             for (i, line) in lines.by_ref().take(8192) {
                 let line = line
                     .with_context(|| format!("{}:{}: not UTF-8 text", events.display(), i + 1))?;
                 batch.push((i + 1, line));
             }
-            if batch.is_empty() {
-                break;
-            }
-            let batch = Arc::new(batch);
-            for tx in &jobs {
-                tx.send(batch.clone())
-                    .map_err(|_| anyhow::anyhow!("a hunt worker stopped"))?;
-            }
-            let mut results = (0..workers)
-                .map(|_| done_rx.recv())
-                .collect::<Result<Vec<(usize, WorkerResult)>, _>>()
-                .map_err(|_| anyhow::anyhow!("a hunt worker stopped"))?;
-            results.sort_by_key(|(k, _)| *k);
-            let results = results.into_iter().map(|(_, r)| r);
+            Ok((!batch.is_empty()).then_some(batch))
+        },
+        |_, results| {
             let mut found_all = Vec::new();
             let mut bad_all = Vec::new();
             for r in results {
@@ -286,10 +254,9 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                     )?;
                 }
             }
-        }
-        drop(jobs);
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     // Correlations run after matching, over the matched events in time order.
     let mut correlator = loaded.correlator;
     let untimed = captures.iter().filter(|(_, t, _)| t.is_none()).count();

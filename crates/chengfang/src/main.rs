@@ -35,6 +35,7 @@ mod search_cmd;
 mod simulate;
 mod tables;
 mod wm;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

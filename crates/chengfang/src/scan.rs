@@ -35,15 +35,14 @@ struct Share {
 fn scan_share(batch: &[(usize, String)], k: usize, workers: usize, json: bool) -> Share {
     let mut sh = Share::default();
     for (no, line) in batch.iter().skip(k).step_by(workers) {
-        let mark = (sh.out.len(), sh.units, sh.found);
+        let mark = sh.out.len();
         // A failure of the scanner on one line skips that line, never the run.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scan_line(line, *no, json, &mut sh)
         }))
         .is_err()
         {
-            sh.out.truncate(mark.0);
-            (sh.units, sh.found) = (mark.1, mark.2);
+            sh.out.truncate(mark);
             sh.skipped
                 .push((*no, "skipped, the scanner failed on this line".into()));
         }
@@ -71,9 +70,10 @@ fn scan_line(line: &str, no: usize, json: bool, sh: &mut Share) {
         }
     };
     let (key, text) = (&unit.key, &*unit.text);
-    sh.units += 1;
     let hint = key.as_str().and_then(cf_classify::hint_from_key);
     let spans = cf_classify::scan(text, hint);
+    // Counted once scanned: a line the scanner fails on counts as skipped, not as a unit.
+    sh.units += 1;
     sh.found += spans.len() as u64;
     let out = &mut sh.out;
     // Writing to a Vec cannot fail. Written by hand: the shape is fixed and this is the
@@ -119,33 +119,16 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut n, mut found, mut bad) = (0u64, 0u64, 0u64);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
     let mut lines = input.lines().enumerate();
-    std::thread::scope(|scope| -> Result<()> {
-        // Workers live for the whole run (as in `hunt`: fresh threads per batch start with empty
-        // allocator heaps); each takes its share of every batch. One result channel per worker,
-        // read in turn: a worker that stopped is an error, not a wait for ever.
-        let mut jobs = Vec::with_capacity(workers);
-        let mut done = Vec::with_capacity(workers);
-        for k in 0..workers {
-            let (tx, rx) = std::sync::mpsc::channel::<std::sync::Arc<Vec<(usize, String)>>>();
-            let (done_tx, done_rx) = std::sync::mpsc::channel::<Share>();
-            jobs.push(tx);
-            done.push(done_rx);
-            scope.spawn(move || {
-                for batch in rx {
-                    if done_tx.send(scan_share(&batch, k, workers, json)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        loop {
+    // A line that cannot be read ends the run after the lines before it are written.
+    let mut unreadable = None;
+    let run = crate::workers::interleaved(
+        |batch: &[(usize, String)], k, workers| scan_share(batch, k, workers, json),
+        || {
+            if let Some(e) = unreadable.take() {
+                return Err(e);
+            }
             let mut batch = Vec::with_capacity(BATCH);
-            // A line that cannot be read ends the run after the lines before it are written.
-            let mut unreadable = None;
             for (i, line) in lines.by_ref().take(BATCH) {
                 match line {
                     Ok(line) => batch.push((i + 1, line)),
@@ -160,19 +143,11 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
                 }
             }
             if batch.is_empty() {
-                return unreadable.map_or(Ok(()), Err);
+                return unreadable.take().map_or(Ok(None), Err);
             }
-            let len = batch.len();
-            let batch = std::sync::Arc::new(batch);
-            for tx in &jobs {
-                tx.send(batch.clone())
-                    .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
-            }
-            let shares = done
-                .iter()
-                .map(|rx| rx.recv())
-                .collect::<Result<Vec<Share>, _>>()
-                .map_err(|_| anyhow::anyhow!("a scan worker stopped"))?;
+            Ok(Some(batch))
+        },
+        |batch, shares| {
             let mut skipped: Vec<&(usize, String)> =
                 shares.iter().flat_map(|s| &s.skipped).collect();
             skipped.sort_by_key(|(no, _)| *no);
@@ -182,7 +157,7 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
             }
             // Line j of the batch is line j / workers of share j % workers.
             let mut from = vec![0usize; shares.len()];
-            for j in 0..len {
+            for j in 0..batch.len() {
                 let (k, m) = (j % shares.len(), j / shares.len());
                 let end = shares[k].ends[m];
                 out.write_all(&shares[k].out[from[k]..end])?;
@@ -192,13 +167,12 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
                 n += s.units;
                 found += s.found;
             }
-            if let Some(e) = unreadable {
-                out.flush()?;
-                return Err(e);
-            }
-        }
-    })?;
+            Ok(())
+        },
+    );
+    // The lines before an unreadable one are on stdout before the error is reported.
     out.flush()?;
+    run?;
     eprintln!(
         "{n} units, {found} findings{}",
         if bad > 0 {

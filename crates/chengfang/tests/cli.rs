@@ -1444,6 +1444,15 @@ fn analyze_flows_names_scanners_and_stays_quiet_on_ordinary_traffic() {
     assert!(out.contains("10.0.0.0/40"), "{out}");
 }
 
+/// `chengfang scan --json --units FILE`.
+fn scan_units(units: &std::path::Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["scan", "--json", "--units"])
+        .arg(units)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn scan_units_prints_code_point_offsets_per_unit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1453,11 +1462,7 @@ fn scan_units_prints_code_point_offsets_per_unit() {
         "{\"key\":\"doc-1\",\"text\":\"张琳，男，公民身份号码420106198608147579，手机13800138000。\"}\n{\"key\":\"t:0:c06\",\"text\":\"王宁\"}\n{\"key\":\"t:0:ref\",\"text\":\"420106198608147578\"}\n",
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["scan", "--json", "--units"])
-        .arg(&units)
-        .output()
-        .unwrap();
+    let out = scan_units(&units);
     assert!(
         out.status.success(),
         "{}",
@@ -1508,11 +1513,7 @@ fn scan_units_keeps_order_and_writes_what_precedes_an_unreadable_line() {
         body.extend_from_slice(format!("{{\"key\":\"u{i}\",\"text\":\"{text}\"}}\n").as_bytes());
     }
     std::fs::write(&units, &body).unwrap();
-    let out = Command::new(bin())
-        .args(["scan", "--json", "--units"])
-        .arg(&units)
-        .output()
-        .unwrap();
+    let out = scan_units(&units);
     assert!(out.status.success());
     let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -1530,11 +1531,7 @@ fn scan_units_keeps_order_and_writes_what_precedes_an_unreadable_line() {
         });
     }
     std::fs::write(&units, &broken).unwrap();
-    let out = Command::new(bin())
-        .args(["scan", "--json", "--units"])
-        .arg(&units)
-        .output()
-        .unwrap();
+    let out = scan_units(&units);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(":5001: not UTF-8 text"),
