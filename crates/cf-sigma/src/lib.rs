@@ -12,6 +12,7 @@ mod event;
 mod logsource;
 mod matcher;
 mod rule;
+mod yaml;
 
 pub use correlation::{
     Captured, CorrelationHit, CorrelationKind, CorrelationRule, Correlator, CountCondition,
@@ -74,8 +75,21 @@ pub mod fuzzing {
     }
 
     /// Compile every document of `text`, build a correlator over them and feed it one event
-    /// per detection: nothing may panic.
+    /// per detection: nothing may panic. A document the fast YAML reader accepts must read as
+    /// serde-saphyr reads it (member order included).
     pub fn documents(text: &str) {
+        for d in crate::rule::split_documents(text) {
+            if let Some(fast) = crate::yaml::parse(d) {
+                let slow = serde_saphyr::from_str::<serde_json::Value>(d)
+                    .map(|v| v.to_string())
+                    .ok();
+                assert_eq!(
+                    Some(fast.to_string()),
+                    slow,
+                    "the fast YAML reader disagrees"
+                );
+            }
+        }
         let Ok(docs) = crate::compile_documents(text) else {
             return;
         };

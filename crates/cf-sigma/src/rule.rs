@@ -207,6 +207,9 @@ pub enum SigmaDocument {
 }
 
 fn yaml(text: &str) -> Result<Value, SigmaError> {
+    if let Some(v) = crate::yaml::parse(text) {
+        return Ok(v);
+    }
     serde_saphyr::from_str(text).map_err(|e| {
         SigmaError::Parse(
             e.to_string()
@@ -342,7 +345,7 @@ fn compile_value(doc: &Value) -> Result<CompiledRule, SigmaError> {
     })
 }
 
-fn split_documents(text: &str) -> Vec<&str> {
+pub(crate) fn split_documents(text: &str) -> Vec<&str> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut offset = 0;
