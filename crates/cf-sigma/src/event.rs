@@ -297,6 +297,34 @@ impl<'a> Obj<'a> {
             Obj::Members(m) => m.iter().any(|(_, v)| walk_text(v, true, f)),
         }
     }
+
+    /// Every member in order (nothing when the value is not an object).
+    fn each(self, f: &mut dyn FnMut(&str, &'a Value)) {
+        match self {
+            Obj::Value(Value::Object(m)) => m.iter().for_each(|(k, v)| f(k, v)),
+            Obj::Value(_) => {}
+            Obj::Members(m) => m.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+}
+
+/// Names [`FieldSource::field`] answers from `System` before looking anywhere else.
+const SYSTEM_NAMES: [&str; 9] = [
+    "EventID",
+    "Channel",
+    "Computer",
+    "Provider_Name",
+    "ProviderName",
+    "Provider",
+    "EventRecordID",
+    "Level",
+    "Keywords",
+];
+
+/// Whether `field` resolves `name` only through the lookups of
+/// [`EvtxEvent::plain_fields`]: no dot, not a `System` name.
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    !name.contains('.') && !SYSTEM_NAMES.contains(&name)
 }
 
 /// What dotted paths are resolved against.
@@ -395,6 +423,45 @@ impl<'a> EvtxEvent<'a> {
             .as_str()
     }
 
+    /// The members [`FieldSource::field`] resolves plain names ([`is_plain_name`]) to, in its
+    /// order of precedence: `EventData`, the Security 4688 aliases, the inner objects of
+    /// `UserData`, `System`. A name may come more than once; its first coming is what `field`
+    /// answers. Lets a caller with many names to look up walk the event once instead.
+    pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, &'a Value)) {
+        let mut plain = |k: &str, v: &'a Value| {
+            if is_plain_name(k) {
+                f(k, v);
+            }
+        };
+        if let Some(d) = self.data {
+            d.each(&mut plain);
+            if self.is_security_4688() {
+                for (name, alias) in [
+                    ("Image", "NewProcessName"),
+                    ("ParentImage", "ParentProcessName"),
+                ] {
+                    if let Some(v) = d.get(alias) {
+                        plain(name, v);
+                    }
+                }
+            }
+        }
+        if let Some(Value::Object(ud)) = self.user_data {
+            for inner in ud.values() {
+                Obj::Value(inner).each(&mut plain);
+            }
+        }
+        if let Some(s) = self.system {
+            s.each(&mut plain);
+        }
+    }
+
+    fn is_security_4688(&self) -> bool {
+        self.channel()
+            .is_some_and(|c| c.eq_ignore_ascii_case("security"))
+            && self.event_id() == Some(4688)
+    }
+
     /// The event id as a number (some exports write it as a string).
     pub fn event_id(&self) -> Option<u32> {
         match self.system?.get("EventID")? {
@@ -429,10 +496,7 @@ impl FieldSource for EvtxEvent<'_> {
             "Image" => Some("NewProcessName"),
             "ParentImage" => Some("ParentProcessName"),
             _ => None,
-        } && self
-            .channel()
-            .is_some_and(|c| c.eq_ignore_ascii_case("security"))
-            && self.event_id() == Some(4688)
+        } && self.is_security_4688()
             && let Some(v) = self.data.and_then(|d| d.get(alias))
         {
             return Some(v);
@@ -519,6 +583,8 @@ mod tests {
             Just("true".to_string()),
             (-5i64..5000).prop_map(|n| n.to_string()),
             Just("1.5".to_string()),
+            Just("4688".to_string()),
+            Just("\"Security\"".to_string()),
             "[a-zA-Z \\\\]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
             Just("[1, \"x\", {\"a\": 2}]".to_string()),
         ]
@@ -526,7 +592,16 @@ mod tests {
     }
 
     fn document() -> BoxedStrategy<String> {
-        const LEAF: &[&str] = &["EventID", "Channel", "Image", "Name", "x", "SystemTime"];
+        const LEAF: &[&str] = &[
+            "EventID",
+            "Channel",
+            "Image",
+            "Name",
+            "x",
+            "SystemTime",
+            "NewProcessName",
+            "Level",
+        ];
         const EVENT: &[&str] = &["System", "EventData", "UserData", "Other"];
         const TOP: &[&str] = &["Event", "Other"];
         let flat = object_text(member_text(LEAF, scalar()));
@@ -559,6 +634,25 @@ mod tests {
             }
             prop_assert_eq!((a.channel(), a.event_id()), (b.channel(), b.event_id()));
             prop_assert_eq!(a.text_leaves(), b.text_leaves());
+            // Walking the plain fields once finds what looking each name up finds.
+            for ev in [&a, &b] {
+                let mut first: Vec<(String, &Value)> = Vec::new();
+                ev.plain_fields(&mut |k, v| {
+                    if !first.iter().any(|(n, _)| n == k) {
+                        first.push((k.to_string(), v));
+                    }
+                });
+                for (k, v) in &first {
+                    prop_assert!(is_plain_name(k));
+                    prop_assert_eq!(ev.field(k), Some(*v), "{}", k);
+                }
+                for name in ["Image", "Name", "x", "SystemTime", "NewProcessName", "Other", "Level"] {
+                    let walked = first.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+                    if is_plain_name(name) {
+                        prop_assert_eq!(ev.field(name), walked, "{}", name);
+                    }
+                }
+            }
         }
     }
 

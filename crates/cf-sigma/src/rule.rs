@@ -381,6 +381,34 @@ fn scalar_texts(v: &Value, f: &mut dyn FnMut(&str, bool)) {
     }
 }
 
+/// FNV-1a: field names are short and trusted (rule fields); SipHash cost more than the lookup.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0)
+    }
+}
+
 /// One channel's rules indexed for routing: the rules with required literals behind one
 /// Aho-Corasick automaton per field, the others by the event id they need. An event then reads
 /// only the lists of its own id and the rules whose literals it holds, where every event used to
@@ -388,6 +416,12 @@ fn scalar_texts(v: &Value, f: &mut dyn FnMut(&str, bool)) {
 #[derive(Debug, Default)]
 struct ChannelIndex {
     fields: Vec<FieldAutomaton>,
+    /// The automata of plain field names ([`crate::event::is_plain_name`]) by name: an event's
+    /// members are looked up here, rather than every field of the channel in the event (Security
+    /// has automata for dozens of fields, most of them absent from any one event).
+    plain: HashMap<Box<str>, usize, Fnv>,
+    /// The automata of other fields (dotted paths, `System` names), looked up one by one.
+    direct: Vec<usize>,
     /// Rules without a literal requirement that take any event id.
     any_id: Vec<usize>,
     /// Rules without a literal requirement, by each event id they take.
@@ -435,11 +469,24 @@ impl Prefilter {
             // Without an automaton the rules of a field are routed unfiltered.
             let mut unfiltered: std::collections::HashSet<usize> = Default::default();
             for (f, (lits, owners, _)) in per_field {
-                let ac = built
-                    .entry(lits)
-                    .or_insert_with_key(|lits| aho_corasick::AhoCorasick::new(lits).ok());
+                let ac = built.entry(lits).or_insert_with_key(|lits| {
+                    // A contiguous NFA: as fast to search here as the DFA the builder picks
+                    // for small sets, and cheaper to build (case-insensitive automata, to
+                    // skip lower-casing, cost more to build and search than lowering saves).
+                    aho_corasick::AhoCorasick::builder()
+                        .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                        .build(lits)
+                        .ok()
+                });
                 match ac {
-                    Some(ac) => ci.fields.push((f.to_string(), ac.clone(), owners)),
+                    Some(ac) => {
+                        if crate::event::is_plain_name(f) {
+                            ci.plain.insert(f.into(), ci.fields.len());
+                        } else {
+                            ci.direct.push(ci.fields.len());
+                        }
+                        ci.fields.push((f.to_string(), ac.clone(), owners));
+                    }
                     None => unfiltered.extend(owners.into_iter().flatten()),
                 }
             }
@@ -572,8 +619,8 @@ impl RuleSet {
             .get_or_init(|| Prefilter::build(&self.rules, &self.by_channel));
         if let Some(ci) = pf.channels.get(&channel) {
             // Rules whose required literals occur in the event's fields.
-            for (field, ac, owners) in &ci.fields {
-                let Some(v) = ev.field(field) else { continue };
+            let mut scan = |i: usize, v: &Value| {
+                let (_, ac, owners) = &ci.fields[i];
                 scalar_texts(v, &mut |text: &str, owned: bool| {
                     // Text made here (a number's digits, a boolean) is already lower case.
                     let lower = if owned { text.into() } else { ev.lower(text) };
@@ -585,7 +632,20 @@ impl RuleSet {
                         );
                     }
                 });
+            };
+            for &i in &ci.direct {
+                if let Some(v) = ev.field(&ci.fields[i].0) {
+                    scan(i, v);
+                }
             }
+            let mut seen = vec![false; ci.fields.len()];
+            ev.plain_fields(&mut |name, v| {
+                if let Some(&i) = ci.plain.get(name)
+                    && !std::mem::replace(&mut seen[i], true)
+                {
+                    scan(i, v);
+                }
+            });
             cand.extend_from_slice(&ci.any_id);
             if let Some(list) = id.and_then(|i| ci.by_id.get(&i)) {
                 cand.extend_from_slice(list);
