@@ -37,10 +37,62 @@ fn path<'v>(root: &'v Value, name: &str) -> Option<&'v Value> {
 }
 
 /// An object's members in document order.
-type Members = Vec<(String, Value)>;
+type Members = Vec<(String, Member)>;
 
-fn member<'m>(m: &'m [(String, Value)], k: &str) -> Option<&'m Value> {
-    m.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+/// A member's value. Objects nested in an event (`Provider_attributes`, `TimeCreated_attributes`
+/// … in every `System`) stay member lists and become a `serde_json` map only when asked for:
+/// building those maps (hashing every key) was a tenth of a hunt's instructions, and matching
+/// rarely needs them.
+#[derive(Debug, Clone)]
+pub(crate) enum Member {
+    Value(Value),
+    Object(Members, std::cell::OnceCell<Value>),
+}
+
+impl Member {
+    fn as_value(&self) -> &Value {
+        match self {
+            Member::Value(v) => v,
+            Member::Object(m, whole) => whole.get_or_init(|| to_object(m)),
+        }
+    }
+
+    /// The value, unless it is an object (which no pattern compares with).
+    fn scalar(&self) -> Option<&Value> {
+        match self {
+            Member::Value(v) => Some(v),
+            Member::Object(..) => None,
+        }
+    }
+
+    fn walk_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        match self {
+            Member::Value(v) => walk_text(v, true, f),
+            Member::Object(m, _) => m.iter().any(|(_, v)| v.walk_text(f)),
+        }
+    }
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Member::Value(a), Member::Value(b)) => a == b,
+            (Member::Object(a, _), Member::Object(b, _)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+fn to_object(m: &[(String, Member)]) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.as_value().clone()))
+            .collect(),
+    )
+}
+
+fn member<'m>(m: &'m [(String, Member)], k: &str) -> Option<&'m Value> {
+    m.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_value())
 }
 
 /// An `evtx_dump` JSON line parsed for matching: the `Event`, `System` and `EventData` objects
@@ -61,10 +113,10 @@ impl FlatEvent {
     /// The same document as a `serde_json::Value` (`System` and `EventData` placed first in
     /// `Event`: member order does not change what a path finds).
     pub fn to_value(&self) -> Value {
-        let obj = |m: &Members| Value::Object(m.iter().cloned().collect());
+        let obj = |m: &Members| to_object(m);
         let mut top = serde_json::Map::new();
         for (k, v) in &self.top {
-            top.insert(k.clone(), v.clone());
+            top.insert(k.clone(), v.as_value().clone());
         }
         if let Some(ev) = &self.event {
             let mut e = serde_json::Map::new();
@@ -76,7 +128,7 @@ impl FlatEvent {
             put("System", &self.system);
             put("EventData", &self.data);
             for (k, v) in ev {
-                e.insert(k.clone(), v.clone());
+                e.insert(k.clone(), v.as_value().clone());
             }
             top.insert("Event".into(), Value::Object(e));
         }
@@ -90,7 +142,7 @@ const SCAN_MEMBERS: usize = 32;
 
 /// Add a member; a duplicate key replaces the earlier member's value in place, as `serde_json`
 /// reads a duplicate into its insertion-ordered map.
-fn push_member(m: &mut Members, index: &mut HashMap<String, usize>, k: String, v: Value) {
+fn push_member(m: &mut Members, index: &mut HashMap<String, usize>, k: String, v: Member) {
     let found = if m.len() <= SCAN_MEMBERS {
         m.iter().position(|(n, _)| *n == k)
     } else {
@@ -118,7 +170,7 @@ struct MemberList {
 }
 
 impl MemberList {
-    fn push(&mut self, k: String, v: Value) {
+    fn push(&mut self, k: String, v: Member) {
         push_member(&mut self.members, &mut self.index, k, v);
     }
 
@@ -194,7 +246,11 @@ impl FromMap for Members {
     fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
         let mut m = MemberList::default();
         m.members.reserve(a.size_hint().unwrap_or(16));
-        while let Some((k, v)) = a.next_entry::<String, Value>()? {
+        while let Some(k) = a.next_key::<String>()? {
+            let v = match a.next_value::<ObjOr<Members>>()? {
+                ObjOr::Obj(o) => Member::Object(o, std::cell::OnceCell::new()),
+                ObjOr::Other(v) => Member::Value(v),
+            };
             m.push(k, v);
         }
         Ok(m.members)
@@ -225,12 +281,12 @@ impl FromMap for EventParts {
                     *slot = Some(m);
                     p.rest.remove(&k);
                 }
-                (None, ObjOr::Obj(m)) => p.rest.push(k, Value::Object(m.into_iter().collect())),
+                (None, ObjOr::Obj(m)) => p.rest.push(k, Member::Object(m, Default::default())),
                 (slot, ObjOr::Other(v)) => {
                     if let Some(slot) = slot {
                         *slot = None;
                     }
-                    p.rest.push(k, v);
+                    p.rest.push(k, Member::Value(v));
                 }
             }
         }
@@ -244,7 +300,10 @@ impl FromMap for FlatEvent {
         let mut top = MemberList::default();
         while let Some(k) = a.next_key::<String>()? {
             if k != "Event" {
-                let v = a.next_value::<Value>()?;
+                let v = match a.next_value::<ObjOr<Members>>()? {
+                    ObjOr::Obj(o) => Member::Object(o, Default::default()),
+                    ObjOr::Other(v) => Member::Value(v),
+                };
                 top.push(k, v);
                 continue;
             }
@@ -257,7 +316,7 @@ impl FromMap for FlatEvent {
                 }
                 ObjOr::Other(v) => {
                     (fe.event, fe.system, fe.data) = (None, None, None);
-                    top.push(k, v);
+                    top.push(k, Member::Value(v));
                 }
             }
         }
@@ -280,7 +339,7 @@ impl<'de> serde::Deserialize<'de> for FlatEvent {
 #[derive(Debug, Clone, Copy)]
 enum Obj<'a> {
     Value(&'a Value),
-    Members(&'a [(String, Value)]),
+    Members(&'a [(String, Member)]),
 }
 
 impl<'a> Obj<'a> {
@@ -291,19 +350,49 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn walk_text(self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+    /// A member as an object view, without turning a nested member list into a map.
+    fn obj(self, k: &str) -> Option<Obj<'a>> {
         match self {
-            Obj::Value(v) => walk_text(v, true, f),
-            Obj::Members(m) => m.iter().any(|(_, v)| walk_text(v, true, f)),
+            Obj::Value(v) => v.get(k).map(Obj::Value),
+            Obj::Members(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| Obj::of(v)),
         }
     }
 
-    /// Every member in order (nothing when the value is not an object).
-    fn each(self, f: &mut dyn FnMut(&str, &'a Value)) {
+    fn of(m: &'a Member) -> Obj<'a> {
+        match m {
+            Member::Object(o, _) => Obj::Members(o),
+            Member::Value(v) => Obj::Value(v),
+        }
+    }
+
+    fn is_object(self) -> bool {
+        matches!(self, Obj::Members(_) | Obj::Value(Value::Object(_)))
+    }
+
+    /// Each member's value as an object view, until `f` says stop.
+    fn values(self, f: &mut dyn FnMut(Obj<'a>) -> bool) -> bool {
         match self {
-            Obj::Value(Value::Object(m)) => m.iter().for_each(|(k, v)| f(k, v)),
+            Obj::Value(Value::Object(m)) => m.values().any(|v| f(Obj::Value(v))),
+            Obj::Value(_) => false,
+            Obj::Members(m) => m.iter().any(|(_, v)| f(Obj::of(v))),
+        }
+    }
+
+    fn walk_text(self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        match self {
+            Obj::Value(v) => walk_text(v, true, f),
+            Obj::Members(m) => m.iter().any(|(_, v)| v.walk_text(f)),
+        }
+    }
+
+    /// Every member in order (nothing when the value is not an object), objects as `None`.
+    fn each(self, f: &mut dyn FnMut(&str, Option<&'a Value>)) {
+        match self {
+            Obj::Value(Value::Object(m)) => m
+                .iter()
+                .for_each(|(k, v)| f(k, Some(v).filter(|v| !v.is_object()))),
             Obj::Value(_) => {}
-            Obj::Members(m) => m.iter().for_each(|(k, v)| f(k, v)),
+            Obj::Members(m) => m.iter().for_each(|(k, v)| f(k, v.scalar())),
         }
     }
 }
@@ -345,7 +434,7 @@ pub struct EvtxEvent<'a> {
     root: Root<'a>,
     system: Option<Obj<'a>>,
     data: Option<Obj<'a>>,
-    user_data: Option<&'a Value>,
+    user_data: Option<Obj<'a>>,
     lowered: RefCell<Vec<Lowered>>,
 }
 
@@ -358,7 +447,10 @@ impl<'a> EvtxEvent<'a> {
             .and_then(|e| e.get("EventData"))
             .filter(|d| d.is_object())
             .map(Obj::Value);
-        let user_data = ev.and_then(|e| e.get("UserData")).filter(|d| d.is_object());
+        let user_data = ev
+            .and_then(|e| e.get("UserData"))
+            .filter(|d| d.is_object())
+            .map(Obj::Value);
         EvtxEvent {
             root: Root::Value(root),
             system,
@@ -391,7 +483,7 @@ impl<'a> EvtxEvent<'a> {
             (None, None) => None,
         };
         let user_data = rest
-            .and_then(|r| member(r, "UserData"))
+            .and_then(|r| Obj::Members(r).obj("UserData"))
             .filter(|d| d.is_object());
         EvtxEvent {
             root: Root::Flat(fe, std::cell::OnceCell::new()),
@@ -410,7 +502,7 @@ impl<'a> EvtxEvent<'a> {
     /// The provider name.
     pub fn provider(&self) -> Option<&'a str> {
         self.system?
-            .get("Provider_attributes")?
+            .obj("Provider_attributes")?
             .get("Name")?
             .as_str()
     }
@@ -418,7 +510,7 @@ impl<'a> EvtxEvent<'a> {
     /// `TimeCreated`'s `SystemTime` (RFC 3339), the event's own time.
     pub fn system_time(&self) -> Option<&'a str> {
         self.system?
-            .get("TimeCreated_attributes")?
+            .obj("TimeCreated_attributes")?
             .get("SystemTime")?
             .as_str()
     }
@@ -426,9 +518,9 @@ impl<'a> EvtxEvent<'a> {
     /// The members [`FieldSource::field`] resolves plain names ([`is_plain_name`]) to, in its
     /// order of precedence: `EventData`, the Security 4688 aliases, the inner objects of
     /// `UserData`, `System`. A name may come more than once; its first coming is what `field`
-    /// answers. Lets a caller with many names to look up walk the event once instead.
-    pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, &'a Value)) {
-        let mut plain = |k: &str, v: &'a Value| {
+    /// answers (`None`: an object). Lets a caller with many names to look up walk the event once.
+    pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, Option<&'a Value>)) {
+        let mut plain = |k: &str, v: Option<&'a Value>| {
             if is_plain_name(k) {
                 f(k, v);
             }
@@ -441,15 +533,16 @@ impl<'a> EvtxEvent<'a> {
                     ("ParentImage", "ParentProcessName"),
                 ] {
                     if let Some(v) = d.get(alias) {
-                        plain(name, v);
+                        plain(name, Some(v).filter(|v| !v.is_object()));
                     }
                 }
             }
         }
-        if let Some(Value::Object(ud)) = self.user_data {
-            for inner in ud.values() {
-                Obj::Value(inner).each(&mut plain);
-            }
+        if let Some(ud) = self.user_data {
+            ud.values(&mut |inner| {
+                inner.each(&mut plain);
+                false
+            });
         }
         if let Some(s) = self.system {
             s.each(&mut plain);
@@ -480,7 +573,7 @@ impl FieldSource for EvtxEvent<'_> {
             "Channel" => return sys("Channel"),
             "Computer" => return sys("Computer"),
             "Provider_Name" | "ProviderName" | "Provider" => {
-                return self.system?.get("Provider_attributes")?.get("Name");
+                return self.system?.obj("Provider_attributes")?.get("Name");
             }
             "EventRecordID" => return sys("EventRecordID"),
             "Level" => return sys("Level"),
@@ -502,11 +595,14 @@ impl FieldSource for EvtxEvent<'_> {
             return Some(v);
         }
         // Events whose payload is under UserData (e.g. log cleared) keep it one level deeper.
-        if let Some(Value::Object(ud)) = self.user_data {
-            for inner in ud.values() {
-                if let Some(v) = inner.get(name) {
-                    return Some(v);
-                }
+        if let Some(ud) = self.user_data {
+            let mut found = None;
+            ud.values(&mut |inner| {
+                found = inner.get(name);
+                found.is_some()
+            });
+            if found.is_some() {
+                return found;
             }
         }
         if let Some(v) = sys(name) {
@@ -523,8 +619,7 @@ impl FieldSource for EvtxEvent<'_> {
     }
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        self.data.is_some_and(|d| d.walk_text(f))
-            || self.user_data.is_some_and(|u| walk_text(u, true, f))
+        self.data.is_some_and(|d| d.walk_text(f)) || self.user_data.is_some_and(|u| u.walk_text(f))
     }
 
     fn lower(&self, s: &str) -> Rc<str> {
@@ -636,20 +731,22 @@ mod tests {
             prop_assert_eq!(a.text_leaves(), b.text_leaves());
             // Walking the plain fields once finds what looking each name up finds.
             for ev in [&a, &b] {
-                let mut first: Vec<(String, &Value)> = Vec::new();
+                let mut first: Vec<(String, Option<&Value>)> = Vec::new();
                 ev.plain_fields(&mut |k, v| {
                     if !first.iter().any(|(n, _)| n == k) {
                         first.push((k.to_string(), v));
                     }
                 });
+                // What `field` finds, objects as `None`.
+                let scalar = |name: &str| ev.field(name).map(|v| Some(v).filter(|v| !v.is_object()));
                 for (k, v) in &first {
                     prop_assert!(is_plain_name(k));
-                    prop_assert_eq!(ev.field(k), Some(*v), "{}", k);
+                    prop_assert_eq!(scalar(k), Some(*v), "{}", k);
                 }
                 for name in ["Image", "Name", "x", "SystemTime", "NewProcessName", "Other", "Level"] {
                     let walked = first.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
                     if is_plain_name(name) {
-                        prop_assert_eq!(ev.field(name), walked, "{}", name);
+                        prop_assert_eq!(scalar(name), walked, "{}", name);
                     }
                 }
             }

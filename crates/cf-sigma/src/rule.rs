@@ -642,6 +642,7 @@ impl RuleSet {
             ev.plain_fields(&mut |name, v| {
                 if let Some(&i) = ci.plain.get(name)
                     && !std::mem::replace(&mut seen[i], true)
+                    && let Some(v) = v
                 {
                     scan(i, v);
                 }

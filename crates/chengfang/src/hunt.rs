@@ -2,7 +2,7 @@
 //! numbered as lines) and print every (rule, event) hit. A stable contract for scripts: with `--json`, one object per hit with
 //! `rule_id` (the Sigma id) and `line` (the event's 1-based line number).
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -28,6 +28,15 @@ struct WorkerResult {
     events: u64,
     bad: Vec<(usize, String)>,
     captures: Vec<Capture>,
+}
+
+/// One hit as `--json` prints it (members in this order).
+#[derive(serde::Serialize)]
+struct HitLine<'a> {
+    rule_id: &'a str,
+    line: usize,
+    title: &'a str,
+    level: &'a str,
 }
 
 /// Loaded rules and what was refused.
@@ -188,8 +197,7 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
         let f = std::fs::File::open(events)
             .with_context(|| format!("cannot open {}", events.display()))?;
         Box::new(
-            std::io::BufReader::with_capacity(1 << 20, f)
-                .lines()
+            crate::lines::lines(std::io::BufReader::with_capacity(1 << 20, f))
                 .enumerate()
                 .map(|(i, l)| (i, l.map(Input::Line).map_err(anyhow::Error::from))),
         )
@@ -239,11 +247,16 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
                 let rule = &rules[r];
                 n_hits += 1;
                 if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({ "rule_id": rule.id, "line": no, "title": rule.title, "level": rule.level.as_str() })
+                    serde_json::to_writer(
+                        &mut out,
+                        &HitLine {
+                            rule_id: &rule.id,
+                            line: no,
+                            title: &rule.title,
+                            level: rule.level.as_str(),
+                        },
                     )?;
+                    out.write_all(b"\n")?;
                 } else {
                     writeln!(
                         out,

@@ -27,6 +27,7 @@ mod geoip;
 mod hunt;
 mod identity_cmd;
 mod ingest_cmd;
+mod lines;
 mod mask;
 mod platform;
 mod rules_cmd;

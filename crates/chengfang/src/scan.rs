@@ -119,7 +119,7 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut n, mut found, mut bad) = (0u64, 0u64, 0u64);
-    let mut lines = input.lines().enumerate();
+    let mut lines = crate::lines::lines(input).enumerate();
     // A line that cannot be read ends the run after the lines before it are written.
     let mut unreadable = None;
     let run = crate::workers::interleaved(
