@@ -734,9 +734,12 @@ impl Keywords {
                 _ => None,
             })
             .collect();
+        // Case-sensitive and leftmost-first, searched over lower-cased text: only such an
+        // automaton can use the SIMD (Teddy) prefilter; the ASCII-case-insensitive one scanned
+        // every leaf of every event byte by byte. Only whether a value occurs matters here.
         let any = lits.and_then(|l| {
             aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                 .build(l)
                 .ok()
         });
@@ -745,14 +748,27 @@ impl Keywords {
 
     /// Whether the event has a text leaf that contains one of the values.
     pub(crate) fn matches(&self, ev: &dyn FieldSource) -> bool {
+        let mut buf = String::new();
         ev.visit_text(&mut |t| match &self.any {
             // The needles are ASCII and lower-case: on ASCII text, ASCII case folding is what
             // `Pattern::Contains` does; other text is folded by Unicode first, as it does.
-            Some(ac) if t.is_ascii() => ac.is_match(t),
+            Some(ac) if t.is_ascii() => ac.is_match(ascii_lower(t, &mut buf)),
             Some(ac) => ac.is_match(&*ev.lower(t)),
             None => self.patterns.iter().any(|p| p.matches_text(t, false, ev)),
         })
     }
+}
+
+/// ASCII text `t` in lower case: `t` itself when it has no capital, else a copy made in `buf`
+/// (reused from text to text, where `FieldSource::lower` allocates and caches each one).
+pub(crate) fn ascii_lower<'t>(t: &'t str, buf: &'t mut String) -> &'t str {
+    if !t.bytes().any(|b| b.is_ascii_uppercase()) {
+        return t;
+    }
+    buf.clear();
+    buf.push_str(t);
+    buf.make_ascii_lowercase();
+    buf
 }
 
 /// Compile a keyword list.

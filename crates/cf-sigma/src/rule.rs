@@ -409,6 +409,30 @@ impl std::hash::BuildHasher for Fnv {
     }
 }
 
+/// Whether a member name may be one of a set of names, tested before hashing it: most members
+/// of an event name no automaton field. One bit per bucket of (length, first byte, last byte).
+#[derive(Debug, Default)]
+struct NameFilter([u64; 16]);
+
+impl NameFilter {
+    fn slot(name: &str) -> usize {
+        let b = name.as_bytes();
+        let first = usize::from(b.first().copied().unwrap_or(0));
+        let last = usize::from(b.last().copied().unwrap_or(0));
+        (b.len().wrapping_mul(31) ^ first.wrapping_mul(7) ^ last.wrapping_mul(131)) & 1023
+    }
+
+    fn insert(&mut self, name: &str) {
+        let s = Self::slot(name);
+        self.0[s >> 6] |= 1 << (s & 63);
+    }
+
+    fn may_hold(&self, name: &str) -> bool {
+        let s = Self::slot(name);
+        self.0[s >> 6] & (1 << (s & 63)) != 0
+    }
+}
+
 /// One channel's rules indexed for routing: the rules with required literals behind one
 /// Aho-Corasick automaton per field, the others by the event id they need. An event then reads
 /// only the lists of its own id and the rules whose literals it holds, where every event used to
@@ -420,6 +444,8 @@ struct ChannelIndex {
     /// members are looked up here, rather than every field of the channel in the event (Security
     /// has automata for dozens of fields, most of them absent from any one event).
     plain: HashMap<Box<str>, usize, Fnv>,
+    /// A first, cheaper test of the names in `plain`.
+    plain_filter: NameFilter,
     /// The automata of other fields (dotted paths, `System` names), looked up one by one.
     direct: Vec<usize>,
     /// Rules without a literal requirement that take any event id.
@@ -481,6 +507,7 @@ impl Prefilter {
                 match ac {
                     Some(ac) => {
                         if crate::event::is_plain_name(f) {
+                            ci.plain_filter.insert(f);
                             ci.plain.insert(f.into(), ci.fields.len());
                         } else {
                             ci.direct.push(ci.fields.len());
@@ -619,12 +646,22 @@ impl RuleSet {
             .get_or_init(|| Prefilter::build(&self.rules, &self.by_channel));
         if let Some(ci) = pf.channels.get(&channel) {
             // Rules whose required literals occur in the event's fields.
+            let mut buf = String::new();
             let mut scan = |i: usize, v: &Value| {
                 let (_, ac, owners) = &ci.fields[i];
                 scalar_texts(v, &mut |text: &str, owned: bool| {
-                    // Text made here (a number's digits, a boolean) is already lower case.
-                    let lower = if owned { text.into() } else { ev.lower(text) };
-                    for m in ac.find_overlapping_iter(&*lower) {
+                    // Text made here (a number's digits, a boolean) is already lower case; ASCII
+                    // text is lowered into a reused buffer.
+                    let unicode;
+                    let lower = if owned {
+                        text
+                    } else if text.is_ascii() {
+                        crate::matcher::ascii_lower(text, &mut buf)
+                    } else {
+                        unicode = ev.lower(text);
+                        &*unicode
+                    };
+                    for m in ac.find_overlapping_iter(lower) {
                         cand.extend(
                             owners[m.pattern().as_usize()]
                                 .iter()
@@ -640,7 +677,8 @@ impl RuleSet {
             }
             let mut seen = vec![false; ci.fields.len()];
             ev.plain_fields(&mut |name, v| {
-                if let Some(&i) = ci.plain.get(name)
+                if ci.plain_filter.may_hold(name)
+                    && let Some(&i) = ci.plain.get(name)
                     && !std::mem::replace(&mut seen[i], true)
                     && let Some(v) = v
                 {
