@@ -1,7 +1,8 @@
 //! Field access on events. Sigma names fields flatly (`CommandLine`, `EventID`); events nest them.
 //! `EvtxEvent` resolves names the way Windows logs converted by `evtx_dump` are laid out.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -36,31 +37,44 @@ fn path<'v>(root: &'v Value, name: &str) -> Option<&'v Value> {
     name.split('.').try_fold(root, |cur, part| cur.get(part))
 }
 
-/// An object's members in document order.
-type Members = Vec<(String, Member)>;
+/// An object's members in document order; names and strings borrow from the line they were
+/// read from unless they hold escapes.
+type Members<'a> = Vec<(Cow<'a, str>, Member<'a>)>;
 
-/// A member's value. Objects nested in an event (`Provider_attributes`, `TimeCreated_attributes`
-/// … in every `System`) stay member lists and become a `serde_json` map only when asked for:
-/// building those maps (hashing every key) was a tenth of a hunt's instructions, and matching
-/// rarely needs them.
+/// A member's value. Strings stay slices of the line, and objects nested in an event
+/// (`Provider_attributes`, `TimeCreated_attributes` … in every `System`) stay member lists: each
+/// becomes a `serde_json::Value` only when a matcher asks for it. The prefilter and keyword
+/// searches read the text itself; allocating every string and building every nested map was
+/// most of the cost of reading an event.
 #[derive(Debug, Clone)]
-pub(crate) enum Member {
+pub(crate) enum Member<'a> {
+    /// Numbers, booleans, null and arrays.
     Value(Value),
-    Object(Members, std::cell::OnceCell<Value>),
+    Str(Cow<'a, str>, OnceCell<Value>),
+    Object(Members<'a>, OnceCell<Value>),
 }
 
-impl Member {
+/// A field's value as the prefilter reads it: a string's text, or another non-object value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FieldRef<'a> {
+    Text(&'a str),
+    Value(&'a Value),
+}
+
+impl<'a> Member<'a> {
     fn as_value(&self) -> &Value {
         match self {
             Member::Value(v) => v,
+            Member::Str(s, whole) => whole.get_or_init(|| Value::String(s.to_string())),
             Member::Object(m, whole) => whole.get_or_init(|| to_object(m)),
         }
     }
 
     /// The value, unless it is an object (which no pattern compares with).
-    fn scalar(&self) -> Option<&Value> {
+    fn scalar(&self) -> Option<FieldRef<'_>> {
         match self {
-            Member::Value(v) => Some(v),
+            Member::Value(v) => Some(FieldRef::Value(v)),
+            Member::Str(s, _) => Some(FieldRef::Text(s)),
             Member::Object(..) => None,
         }
     }
@@ -68,67 +82,77 @@ impl Member {
     fn walk_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
         match self {
             Member::Value(v) => walk_text(v, true, f),
+            Member::Str(s, _) => f(s),
             Member::Object(m, _) => m.iter().any(|(_, v)| v.walk_text(f)),
+        }
+    }
+
+    fn read(v: ObjOr<'a, Members<'a>>) -> Self {
+        match v {
+            ObjOr::Obj(o) => Member::Object(o, OnceCell::new()),
+            ObjOr::Str(s) => Member::Str(s, OnceCell::new()),
+            ObjOr::Other(v) => Member::Value(v),
         }
     }
 }
 
-impl PartialEq for Member {
+impl PartialEq for Member<'_> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Member::Value(a), Member::Value(b)) => a == b,
+            (Member::Str(a, _), Member::Str(b, _)) => a == b,
             (Member::Object(a, _), Member::Object(b, _)) => a == b,
             _ => false,
         }
     }
 }
 
-fn to_object(m: &[(String, Member)]) -> Value {
+fn to_object(m: &[(Cow<'_, str>, Member<'_>)]) -> Value {
     Value::Object(
         m.iter()
-            .map(|(k, v)| (k.clone(), v.as_value().clone()))
+            .map(|(k, v)| (k.to_string(), v.as_value().clone()))
             .collect(),
     )
 }
 
-fn member<'m>(m: &'m [(String, Member)], k: &str) -> Option<&'m Value> {
+fn member<'m>(m: &'m [(Cow<'_, str>, Member<'_>)], k: &str) -> Option<&'m Value> {
     m.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_value())
 }
 
 /// An `evtx_dump` JSON line parsed for matching: the `Event`, `System` and `EventData` objects
 /// are kept as member lists instead of `serde_json` maps, whose per-member hashing (SipHash, with
 /// the insertion-ordered maps this build uses) was a fifth of a hunt's time. Events have ten to
-/// thirty members per object, and a short scan finds a field as fast as a hash would.
+/// thirty members per object, and a short scan finds a field as fast as a hash would. It borrows
+/// from the line it was read from.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct FlatEvent {
+pub struct FlatEvent<'a> {
     /// The top-level members other than an `Event` object.
-    top: Members,
+    top: Members<'a>,
     /// `Event`, when it is an object: its members other than `System` and `EventData` objects.
-    event: Option<Members>,
-    system: Option<Members>,
-    data: Option<Members>,
+    event: Option<Members<'a>>,
+    system: Option<Members<'a>>,
+    data: Option<Members<'a>>,
 }
 
-impl FlatEvent {
+impl FlatEvent<'_> {
     /// The same document as a `serde_json::Value` (`System` and `EventData` placed first in
     /// `Event`: member order does not change what a path finds).
     pub fn to_value(&self) -> Value {
-        let obj = |m: &Members| to_object(m);
         let mut top = serde_json::Map::new();
         for (k, v) in &self.top {
-            top.insert(k.clone(), v.as_value().clone());
+            top.insert(k.to_string(), v.as_value().clone());
         }
         if let Some(ev) = &self.event {
             let mut e = serde_json::Map::new();
             let mut put = |k: &str, m: &Option<Members>| {
                 if let Some(m) = m {
-                    e.insert(k.to_string(), obj(m));
+                    e.insert(k.to_string(), to_object(m));
                 }
             };
             put("System", &self.system);
             put("EventData", &self.data);
             for (k, v) in ev {
-                e.insert(k.clone(), v.as_value().clone());
+                e.insert(k.to_string(), v.as_value().clone());
             }
             top.insert("Event".into(), Value::Object(e));
         }
@@ -142,20 +166,25 @@ const SCAN_MEMBERS: usize = 32;
 
 /// Add a member; a duplicate key replaces the earlier member's value in place, as `serde_json`
 /// reads a duplicate into its insertion-ordered map.
-fn push_member(m: &mut Members, index: &mut HashMap<String, usize>, k: String, v: Member) {
+fn push_member<'a>(
+    m: &mut Members<'a>,
+    index: &mut HashMap<String, usize>,
+    k: Cow<'a, str>,
+    v: Member<'a>,
+) {
     let found = if m.len() <= SCAN_MEMBERS {
         m.iter().position(|(n, _)| *n == k)
     } else {
         if index.is_empty() {
-            index.extend(m.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+            index.extend(m.iter().enumerate().map(|(i, (n, _))| (n.to_string(), i)));
         }
-        index.get(&k).copied()
+        index.get(k.as_ref()).copied()
     };
     match found {
         Some(i) => m[i].1 = v,
         None => {
             if !index.is_empty() {
-                index.insert(k.clone(), m.len());
+                index.insert(k.to_string(), m.len());
             }
             m.push((k, v));
         }
@@ -164,8 +193,8 @@ fn push_member(m: &mut Members, index: &mut HashMap<String, usize>, k: String, v
 
 /// Members read one by one (with the index `push_member` keeps for large objects).
 #[derive(Default)]
-struct MemberList {
-    members: Members,
+struct MemberList<'a> {
+    members: Members<'a>,
     index: HashMap<String, usize>,
     /// A bit per bucket of the names pushed so far (by length, first and last byte): a name
     /// whose bucket is empty cannot be a duplicate, and skips the scan for one (comparing each
@@ -173,8 +202,8 @@ struct MemberList {
     seen: u64,
 }
 
-impl MemberList {
-    fn push(&mut self, k: String, v: Member) {
+impl<'a> MemberList<'a> {
+    fn push(&mut self, k: Cow<'a, str>, v: Member<'a>) {
         let b = k.as_bytes();
         let slot = b.len()
             ^ (usize::from(b.first().copied().unwrap_or(0)) << 1)
@@ -183,7 +212,7 @@ impl MemberList {
         if self.seen & bit == 0 {
             self.seen |= bit;
             if !self.index.is_empty() {
-                self.index.insert(k.clone(), self.members.len());
+                self.index.insert(k.to_string(), self.members.len());
             }
             self.members.push((k, v));
         } else {
@@ -200,58 +229,94 @@ impl MemberList {
     }
 }
 
-/// What a JSON object is read into.
-trait FromMap: Sized {
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(a: A) -> Result<Self, A::Error>;
+/// A member name, borrowed from the line unless it holds escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
-/// A JSON value: `T` when it is an object, else the value as `serde_json` reads it.
-enum ObjOr<T> {
+/// What a JSON object is read into.
+trait FromMap<'de>: Sized {
+    fn from_map<A: serde::de::MapAccess<'de>>(a: A) -> Result<Self, A::Error>;
+}
+
+/// A JSON value: `T` when it is an object, a string's text, else the value as `serde_json`
+/// reads it.
+enum ObjOr<'de, T> {
     Obj(T),
+    Str(Cow<'de, str>),
     Other(Value),
 }
 
-impl<'de, T: FromMap> serde::Deserialize<'de> for ObjOr<T> {
+impl<'de, T: FromMap<'de>> serde::Deserialize<'de> for ObjOr<'de, T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: FromMap> serde::de::Visitor<'de> for V<T> {
-            type Value = ObjOr<T>;
+        impl<'de, T: FromMap<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = ObjOr<'de, T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<ObjOr<T>, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ObjOr<'de, T>, A::Error> {
                 T::from_map(a).map(ObjOr::Obj)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<ObjOr<T>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ObjOr<'de, T>, A::Error> {
                 let v = serde::Deserialize::deserialize(
                     serde::de::value::SeqAccessDeserializer::new(a),
                 )?;
                 Ok(ObjOr::Other(v))
             }
-            fn visit_bool<E>(self, b: bool) -> Result<ObjOr<T>, E> {
+            fn visit_bool<E>(self, b: bool) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(Value::Bool(b)))
             }
-            fn visit_i64<E>(self, n: i64) -> Result<ObjOr<T>, E> {
+            fn visit_i64<E>(self, n: i64) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(Value::from(n)))
             }
-            fn visit_u64<E>(self, n: u64) -> Result<ObjOr<T>, E> {
+            fn visit_u64<E>(self, n: u64) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(Value::from(n)))
             }
-            fn visit_f64<E>(self, n: f64) -> Result<ObjOr<T>, E> {
+            fn visit_f64<E>(self, n: f64) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(
                     serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
                 ))
             }
-            fn visit_str<E>(self, s: &str) -> Result<ObjOr<T>, E> {
-                Ok(ObjOr::Other(Value::String(s.to_string())))
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<ObjOr<'de, T>, E> {
+                Ok(ObjOr::Str(Cow::Borrowed(s)))
             }
-            fn visit_string<E>(self, s: String) -> Result<ObjOr<T>, E> {
-                Ok(ObjOr::Other(Value::String(s)))
+            fn visit_str<E>(self, s: &str) -> Result<ObjOr<'de, T>, E> {
+                Ok(ObjOr::Str(Cow::Owned(s.to_string())))
             }
-            fn visit_unit<E>(self) -> Result<ObjOr<T>, E> {
+            fn visit_string<E>(self, s: String) -> Result<ObjOr<'de, T>, E> {
+                Ok(ObjOr::Str(Cow::Owned(s)))
+            }
+            fn visit_unit<E>(self) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(Value::Null))
             }
-            fn visit_none<E>(self) -> Result<ObjOr<T>, E> {
+            fn visit_none<E>(self) -> Result<ObjOr<'de, T>, E> {
                 Ok(ObjOr::Other(Value::Null))
             }
         }
@@ -259,15 +324,12 @@ impl<'de, T: FromMap> serde::Deserialize<'de> for ObjOr<T> {
     }
 }
 
-impl FromMap for Members {
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+impl<'de> FromMap<'de> for Members<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
         let mut m = MemberList::default();
         m.members.reserve(a.size_hint().unwrap_or(16));
-        while let Some(k) = a.next_key::<String>()? {
-            let v = match a.next_value::<ObjOr<Members>>()? {
-                ObjOr::Obj(o) => Member::Object(o, std::cell::OnceCell::new()),
-                ObjOr::Other(v) => Member::Value(v),
-            };
+        while let Some(Name(k)) = a.next_key::<Name>()? {
+            let v = Member::read(a.next_value::<ObjOr<Members>>()?);
             m.push(k, v);
         }
         Ok(m.members)
@@ -276,19 +338,19 @@ impl FromMap for Members {
 
 /// `Event`'s members, with `System` and `EventData` taken apart when they are objects.
 #[derive(Default)]
-struct EventParts {
-    rest: MemberList,
-    system: Option<Members>,
-    data: Option<Members>,
+struct EventParts<'a> {
+    rest: MemberList<'a>,
+    system: Option<Members<'a>>,
+    data: Option<Members<'a>>,
 }
 
-impl FromMap for EventParts {
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+impl<'de> FromMap<'de> for EventParts<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
         let mut p = EventParts::default();
-        while let Some(k) = a.next_key::<String>()? {
+        while let Some(Name(k)) = a.next_key::<Name>()? {
             // A later duplicate replaces an earlier member of the same name, whatever its kind,
             // as in a map.
-            let slot = match k.as_str() {
+            let slot = match k.as_ref() {
                 "System" => Some(&mut p.system),
                 "EventData" => Some(&mut p.data),
                 _ => None,
@@ -298,12 +360,11 @@ impl FromMap for EventParts {
                     *slot = Some(m);
                     p.rest.remove(&k);
                 }
-                (None, ObjOr::Obj(m)) => p.rest.push(k, Member::Object(m, Default::default())),
-                (slot, ObjOr::Other(v)) => {
+                (slot, v) => {
                     if let Some(slot) = slot {
                         *slot = None;
                     }
-                    p.rest.push(k, Member::Value(v));
+                    p.rest.push(k, Member::read(v));
                 }
             }
         }
@@ -311,16 +372,13 @@ impl FromMap for EventParts {
     }
 }
 
-impl FromMap for FlatEvent {
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+impl<'de> FromMap<'de> for FlatEvent<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
         let mut fe = FlatEvent::default();
         let mut top = MemberList::default();
-        while let Some(k) = a.next_key::<String>()? {
+        while let Some(Name(k)) = a.next_key::<Name>()? {
             if k != "Event" {
-                let v = match a.next_value::<ObjOr<Members>>()? {
-                    ObjOr::Obj(o) => Member::Object(o, Default::default()),
-                    ObjOr::Other(v) => Member::Value(v),
-                };
+                let v = Member::read(a.next_value::<ObjOr<Members>>()?);
                 top.push(k, v);
                 continue;
             }
@@ -330,6 +388,10 @@ impl FromMap for FlatEvent {
                     fe.event = Some(p.rest.members);
                     fe.system = p.system;
                     fe.data = p.data;
+                }
+                ObjOr::Str(s) => {
+                    (fe.event, fe.system, fe.data) = (None, None, None);
+                    top.push(k, Member::Str(s, OnceCell::new()));
                 }
                 ObjOr::Other(v) => {
                     (fe.event, fe.system, fe.data) = (None, None, None);
@@ -342,12 +404,12 @@ impl FromMap for FlatEvent {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for FlatEvent {
+impl<'de> serde::Deserialize<'de> for FlatEvent<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Any other document is an event without fields, as a `Value` root would be.
         Ok(match ObjOr::<FlatEvent>::deserialize(d)? {
             ObjOr::Obj(fe) => fe,
-            ObjOr::Other(_) => FlatEvent::default(),
+            ObjOr::Str(_) | ObjOr::Other(_) => FlatEvent::default(),
         })
     }
 }
@@ -356,7 +418,7 @@ impl<'de> serde::Deserialize<'de> for FlatEvent {
 #[derive(Debug, Clone, Copy)]
 enum Obj<'a> {
     Value(&'a Value),
-    Members(&'a [(String, Member)]),
+    Members(&'a [(Cow<'a, str>, Member<'a>)]),
 }
 
 impl<'a> Obj<'a> {
@@ -367,18 +429,42 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A string member's text, without making a `Value` of it.
+    fn text(self, k: &str) -> Option<&'a str> {
+        match self {
+            Obj::Value(v) => v.get(k)?.as_str(),
+            Obj::Members(m) => match &m.iter().find(|(n, _)| n == k)?.1 {
+                Member::Str(s, _) => Some(s),
+                Member::Value(v) => v.as_str(),
+                Member::Object(..) => None,
+            },
+        }
+    }
+
+    /// A member as the prefilter reads it (`Some(None)`: an object).
+    fn scalar(self, k: &str) -> Option<Option<FieldRef<'a>>> {
+        match self {
+            Obj::Value(v) => v
+                .get(k)
+                .map(|v| (!v.is_object()).then_some(FieldRef::Value(v))),
+            Obj::Members(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| v.scalar()),
+        }
+    }
+
     /// A member as an object view, without turning a nested member list into a map.
     fn obj(self, k: &str) -> Option<Obj<'a>> {
         match self {
             Obj::Value(v) => v.get(k).map(Obj::Value),
-            Obj::Members(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| Obj::of(v)),
+            Obj::Members(m) => m.iter().find(|(n, _)| n == k).and_then(|(_, v)| Obj::of(v)),
         }
     }
 
-    fn of(m: &'a Member) -> Obj<'a> {
+    /// An object member's view (other members have no members to look up).
+    fn of(m: &'a Member<'a>) -> Option<Obj<'a>> {
         match m {
-            Member::Object(o, _) => Obj::Members(o),
-            Member::Value(v) => Obj::Value(v),
+            Member::Object(o, _) => Some(Obj::Members(o)),
+            Member::Value(v) if v.is_object() => Some(Obj::Value(v)),
+            Member::Value(_) | Member::Str(..) => None,
         }
     }
 
@@ -391,7 +477,7 @@ impl<'a> Obj<'a> {
         match self {
             Obj::Value(Value::Object(m)) => m.values().any(|v| f(Obj::Value(v))),
             Obj::Value(_) => false,
-            Obj::Members(m) => m.iter().any(|(_, v)| f(Obj::of(v))),
+            Obj::Members(m) => m.iter().filter_map(|(_, v)| Obj::of(v)).any(f),
         }
     }
 
@@ -403,11 +489,11 @@ impl<'a> Obj<'a> {
     }
 
     /// Every member in order (nothing when the value is not an object), objects as `None`.
-    fn each(self, f: &mut dyn FnMut(&str, Option<&'a Value>)) {
+    fn each(self, f: &mut dyn FnMut(&str, Option<FieldRef<'a>>)) {
         match self {
-            Obj::Value(Value::Object(m)) => m
-                .iter()
-                .for_each(|(k, v)| f(k, Some(v).filter(|v| !v.is_object()))),
+            Obj::Value(Value::Object(m)) => m.iter().for_each(|(k, v)| {
+                f(k, (!v.is_object()).then_some(FieldRef::Value(v)));
+            }),
             Obj::Value(_) => {}
             Obj::Members(m) => m.iter().for_each(|(k, v)| f(k, v.scalar())),
         }
@@ -439,7 +525,7 @@ enum Root<'a> {
     Value(&'a Value),
     /// Rebuilt as a `Value` the first time a dotted path is asked for (no Windows rule of the
     /// dataset names one).
-    Flat(&'a FlatEvent, std::cell::OnceCell<Value>),
+    Flat(&'a FlatEvent<'a>, std::cell::OnceCell<Value>),
 }
 
 /// A lower-cased text: its address, the text, its lower case.
@@ -492,7 +578,7 @@ impl<'a> EvtxEvent<'a> {
 
     /// Wrap an event parsed as a [`FlatEvent`]; it matches as [`EvtxEvent::new`] of the same
     /// document does.
-    pub fn flat(fe: &'a FlatEvent) -> Self {
+    pub fn flat(fe: &'a FlatEvent<'a>) -> Self {
         let rest = fe.event.as_deref();
         let system = match (&fe.system, rest) {
             (Some(m), _) => Some(Obj::Members(m)),
@@ -513,31 +599,27 @@ impl<'a> EvtxEvent<'a> {
 
     /// The channel (`Security`, `Microsoft-Windows-Sysmon/Operational` …).
     pub fn channel(&self) -> Option<&'a str> {
-        self.system?.get("Channel")?.as_str()
+        self.system?.text("Channel")
     }
 
     /// The provider name.
     pub fn provider(&self) -> Option<&'a str> {
-        self.system?
-            .obj("Provider_attributes")?
-            .get("Name")?
-            .as_str()
+        self.system?.obj("Provider_attributes")?.text("Name")
     }
 
     /// `TimeCreated`'s `SystemTime` (RFC 3339), the event's own time.
     pub fn system_time(&self) -> Option<&'a str> {
         self.system?
             .obj("TimeCreated_attributes")?
-            .get("SystemTime")?
-            .as_str()
+            .text("SystemTime")
     }
 
     /// The members [`FieldSource::field`] resolves plain names ([`is_plain_name`]) to, in its
     /// order of precedence: `EventData`, the Security 4688 aliases, the inner objects of
     /// `UserData`, `System`. A name may come more than once; its first coming is what `field`
     /// answers (`None`: an object). Lets a caller with many names to look up walk the event once.
-    pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, Option<&'a Value>)) {
-        let mut plain = |k: &str, v: Option<&'a Value>| {
+    pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, Option<FieldRef<'a>>)) {
+        let mut plain = |k: &str, v: Option<FieldRef<'a>>| {
             if is_plain_name(k) {
                 f(k, v);
             }
@@ -549,8 +631,8 @@ impl<'a> EvtxEvent<'a> {
                     ("Image", "NewProcessName"),
                     ("ParentImage", "ParentProcessName"),
                 ] {
-                    if let Some(v) = d.get(alias) {
-                        plain(name, Some(v).filter(|v| !v.is_object()));
+                    if let Some(v) = d.scalar(alias) {
+                        plain(name, v);
                     }
                 }
             }
@@ -748,20 +830,26 @@ mod tests {
             prop_assert_eq!(a.text_leaves(), b.text_leaves());
             // Walking the plain fields once finds what looking each name up finds.
             for ev in [&a, &b] {
-                let mut first: Vec<(String, Option<&Value>)> = Vec::new();
+                let mut first: Vec<(String, Option<Value>)> = Vec::new();
                 ev.plain_fields(&mut |k, v| {
                     if !first.iter().any(|(n, _)| n == k) {
+                        let v = v.map(|v| match v {
+                            FieldRef::Text(t) => Value::String(t.to_string()),
+                            FieldRef::Value(v) => v.clone(),
+                        });
                         first.push((k.to_string(), v));
                     }
                 });
                 // What `field` finds, objects as `None`.
-                let scalar = |name: &str| ev.field(name).map(|v| Some(v).filter(|v| !v.is_object()));
+                let scalar = |name: &str| {
+                    ev.field(name).map(|v| Some(v.clone()).filter(|v| !v.is_object()))
+                };
                 for (k, v) in &first {
                     prop_assert!(is_plain_name(k));
-                    prop_assert_eq!(scalar(k), Some(*v), "{}", k);
+                    prop_assert_eq!(scalar(k), Some(v.clone()), "{}", k);
                 }
                 for name in ["Image", "Name", "x", "SystemTime", "NewProcessName", "Other", "Level"] {
-                    let walked = first.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+                    let walked = first.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
                     if is_plain_name(name) {
                         prop_assert_eq!(scalar(name), walked, "{}", name);
                     }

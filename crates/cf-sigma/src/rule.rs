@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::SigmaError;
 use crate::condition::{self, Cond};
 use crate::correlation::CorrelationRule;
-use crate::event::{EvtxEvent, FieldSource};
+use crate::event::{EvtxEvent, FieldRef, FieldSource};
 use crate::logsource::{self, Route};
 use crate::matcher::{FieldMatcher, Keywords, keywords};
 
@@ -647,9 +647,9 @@ impl RuleSet {
         if let Some(ci) = pf.channels.get(&channel) {
             // Rules whose required literals occur in the event's fields.
             let mut buf = String::new();
-            let mut scan = |i: usize, v: &Value| {
+            let mut scan = |i: usize, v: FieldRef<'_>| {
                 let (_, ac, owners) = &ci.fields[i];
-                scalar_texts(v, &mut |text: &str, owned: bool| {
+                let mut each = |text: &str, owned: bool| {
                     // Text made here (a number's digits, a boolean) is already lower case; ASCII
                     // text is lowered into a reused buffer.
                     let unicode;
@@ -668,11 +668,15 @@ impl RuleSet {
                                 .filter(|r| ci.filtered.get(r).is_some_and(ok)),
                         );
                     }
-                });
+                };
+                match v {
+                    FieldRef::Text(t) => each(t, false),
+                    FieldRef::Value(v) => scalar_texts(v, &mut each),
+                }
             };
             for &i in &ci.direct {
                 if let Some(v) = ev.field(&ci.fields[i].0) {
-                    scan(i, v);
+                    scan(i, FieldRef::Value(v));
                 }
             }
             let mut seen = vec![false; ci.fields.len()];
