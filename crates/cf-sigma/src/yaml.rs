@@ -28,6 +28,14 @@ impl Line<'_> {
 
 /// Read one YAML document, or `None` when it is outside the subset (or not valid YAML).
 pub(crate) fn parse(text: &str) -> Option<Value> {
+    // Characters YAML does not allow in a document (controls, a BOM past the start, non-
+    // characters) and the Unicode line separators are serde-saphyr's to judge.
+    if text.chars().any(|c| {
+        matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f'..='\u{9f}'
+            | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+    }) {
+        return None;
+    }
     let mut lines = Vec::with_capacity(text.len() / 32 + 1);
     for raw in text.split('\n') {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
@@ -45,7 +53,11 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
             trimmed: trimmed.len() != text.len(),
         });
     }
-    let mut p = Reader { lines, pos: 0 };
+    let mut p = Reader {
+        lines,
+        pos: 0,
+        depth: 0,
+    };
     let v = match p.peek() {
         None => Value::Null,
         Some(l) if l.indent == 0 => p.block(0)?,
@@ -57,7 +69,13 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
 struct Reader<'a> {
     lines: Vec<Line<'a>>,
     pos: usize,
+    /// Collections open around the cursor: deep nesting is left to serde-saphyr, whose budget
+    /// refuses it (and whose parser does not recurse on the stack per level).
+    depth: usize,
 }
+
+/// Nesting beyond which the reader declines (serde-saphyr refuses more than 64 levels).
+const MAX_DEPTH: usize = 32;
 
 /// A sequence entry: `-` alone or followed by a space.
 fn is_item(t: &str) -> bool {
@@ -87,6 +105,10 @@ impl<'a> Reader<'a> {
     }
 
     fn map(&mut self, indent: usize) -> Option<Value> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
         let mut m = Map::new();
         while let Some(l) = self.peek() {
             if l.indent < indent {
@@ -103,6 +125,7 @@ impl<'a> Reader<'a> {
             let v = self.value(indent, rest)?;
             m.insert(key, v);
         }
+        self.depth -= 1;
         Some(Value::Object(m))
     }
 
@@ -123,6 +146,10 @@ impl<'a> Reader<'a> {
     }
 
     fn seq(&mut self, indent: usize) -> Option<Value> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
         let mut items = Vec::new();
         while let Some(l) = self.peek() {
             if l.indent < indent || (l.indent == indent && !is_item(l.text)) {
@@ -156,6 +183,7 @@ impl<'a> Reader<'a> {
                 items.push(self.scalar(indent, rest)?);
             }
         }
+        self.depth -= 1;
         Some(Value::Array(items))
     }
 
@@ -173,6 +201,8 @@ impl<'a> Reader<'a> {
             }
             _ => {
                 let head = plain(first)?;
+                // A comment ends a plain scalar: a line that would continue it is an error.
+                let cut = head.len() != first.len();
                 let mut folded: Option<String> = None;
                 let mut blanks = 0;
                 let mut at = self.pos;
@@ -186,7 +216,7 @@ impl<'a> Reader<'a> {
                         break;
                     }
                     let more = plain(l.text)?;
-                    if is_item(l.text) || more.len() != l.text.len() {
+                    if cut || is_item(l.text) || more.len() != l.text.len() {
                         return None;
                     }
                     let s = folded.get_or_insert_with(|| head.to_string());
@@ -314,6 +344,8 @@ fn resolve(s: &str) -> Option<Option<Value>> {
         return None;
     }
     match s.as_bytes()[0] {
+        // `.inf`, `.nan` and other dotted spellings are floats to serde-saphyr.
+        _ if s.trim_start_matches(['+', '-']).starts_with('.') => None,
         b'0'..=b'9' | b'+' | b'-' | b'.' => {
             let b = s.as_bytes();
             if b.iter().all(u8::is_ascii_digit) && (s == "0" || !s.starts_with('0')) {
@@ -382,7 +414,8 @@ fn split_key(t: &str) -> Option<(String, &str)> {
             (k.to_string(), &t[colon + 1..])
         }
     };
-    if !(after.is_empty() || after.starts_with(' ')) {
+    // serde-saphyr's scanner gives up on a key longer than 1,024 characters.
+    if t.len() - after.len() > 1000 || !(after.is_empty() || after.starts_with(' ')) {
         return None;
     }
     Some((key, after.trim_start_matches(' ')))
@@ -539,9 +572,25 @@ level: high
             "a: \"\\q\"\n",
             "a: |2\n   x\n",
             "4688: x\n",
+            "a: .inf\n",
+            "a: -.NaN\n",
+            "a: foo # c\n  bar\n",
+            "- foo # c\n  bar\n",
+            "a: x\u{1}y\n",
+            "a: \u{feff}x\n",
+            "a: x\u{7f}\n",
         ] {
             assert_eq!(parse(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn declines_deep_nesting_and_long_keys() {
+        // Deep enough to overflow the stack if it recursed level by level.
+        assert_eq!(parse(&format!("{}x\n", "- ".repeat(200_000))), None);
+        assert_eq!(parse(&format!("{}x\n", "- ".repeat(65))), None);
+        assert_eq!(parse(&format!("{}: v\n", "k".repeat(1100))), None);
+        assert!(parse(&format!("{}x\n", "- ".repeat(10))).is_some());
     }
 
     #[test]
