@@ -324,15 +324,33 @@ impl<'de, T: FromMap<'de>> serde::Deserialize<'de> for ObjOr<'de, T> {
     }
 }
 
+/// Read an object's members into a list first sized for `cap` of them.
+fn read_members<'de, A: serde::de::MapAccess<'de>>(
+    mut a: A,
+    cap: usize,
+) -> Result<Members<'de>, A::Error> {
+    let mut m = MemberList::default();
+    m.members.reserve(a.size_hint().unwrap_or(cap));
+    while let Some(Name(k)) = a.next_key::<Name>()? {
+        let v = Member::read(a.next_value::<ObjOr<Members>>()?);
+        m.push(k, v);
+    }
+    Ok(m.members)
+}
+
 impl<'de> FromMap<'de> for Members<'de> {
-    fn from_map<A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
-        let mut m = MemberList::default();
-        m.members.reserve(a.size_hint().unwrap_or(16));
-        while let Some(Name(k)) = a.next_key::<Name>()? {
-            let v = Member::read(a.next_value::<ObjOr<Members>>()?);
-            m.push(k, v);
-        }
-        Ok(m.members)
+    fn from_map<A: serde::de::MapAccess<'de>>(a: A) -> Result<Self, A::Error> {
+        // Objects nested in an event hold one to three members.
+        read_members(a, 4)
+    }
+}
+
+/// The members of `System` or `EventData`: a dozen to thirty.
+struct Wide<'a>(Members<'a>);
+
+impl<'de> FromMap<'de> for Wide<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(a: A) -> Result<Self, A::Error> {
+        read_members(a, 32).map(Wide)
     }
 }
 
@@ -355,7 +373,15 @@ impl<'de> FromMap<'de> for EventParts<'de> {
                 "EventData" => Some(&mut p.data),
                 _ => None,
             };
-            match (slot, a.next_value::<ObjOr<Members>>()?) {
+            let v = match slot {
+                Some(_) => match a.next_value::<ObjOr<Wide>>()? {
+                    ObjOr::Obj(Wide(m)) => ObjOr::Obj(m),
+                    ObjOr::Str(s) => ObjOr::Str(s),
+                    ObjOr::Other(v) => ObjOr::Other(v),
+                },
+                None => a.next_value::<ObjOr<Members>>()?,
+            };
+            match (slot, v) {
                 (Some(slot), ObjOr::Obj(m)) => {
                     *slot = Some(m);
                     p.rest.remove(&k);
