@@ -88,11 +88,8 @@ impl<'a> Member<'a> {
     }
 
     fn read(v: ObjOr<'a, Members<'a>>) -> Self {
-        match v {
-            ObjOr::Obj(o) => Member::Object(o, OnceCell::new()),
-            ObjOr::Str(s) => Member::Str(s, OnceCell::new()),
-            ObjOr::Other(v) => Member::Value(v),
-        }
+        v.into_obj()
+            .unwrap_or_else(|o| Member::Object(o, OnceCell::new()))
     }
 }
 
@@ -115,8 +112,13 @@ fn to_object(m: &[(Cow<'_, str>, Member<'_>)]) -> Value {
     )
 }
 
+/// The member named `k`.
+fn find<'m, 'a>(m: &'m [(Cow<'a, str>, Member<'a>)], k: &str) -> Option<&'m Member<'a>> {
+    m.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+}
+
 fn member<'m>(m: &'m [(Cow<'_, str>, Member<'_>)], k: &str) -> Option<&'m Value> {
-    m.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_value())
+    find(m, k).map(Member::as_value)
 }
 
 /// An `evtx_dump` JSON line parsed for matching: the `Event`, `System` and `EventData` objects
@@ -164,34 +166,16 @@ impl FlatEvent<'_> {
 /// many thousands of keys must not cost a quadratic scan).
 const SCAN_MEMBERS: usize = 32;
 
-/// Add a member; a duplicate key replaces the earlier member's value in place, as `serde_json`
-/// reads a duplicate into its insertion-ordered map.
-fn push_member<'a>(
-    m: &mut Members<'a>,
-    index: &mut HashMap<String, usize>,
-    k: Cow<'a, str>,
-    v: Member<'a>,
-) {
-    let found = if m.len() <= SCAN_MEMBERS {
-        m.iter().position(|(n, _)| *n == k)
-    } else {
-        if index.is_empty() {
-            index.extend(m.iter().enumerate().map(|(i, (n, _))| (n.to_string(), i)));
-        }
-        index.get(k.as_ref()).copied()
-    };
-    match found {
-        Some(i) => m[i].1 = v,
-        None => {
-            if !index.is_empty() {
-                index.insert(k.to_string(), m.len());
-            }
-            m.push((k, v));
-        }
-    }
+/// A cheap hash of a field name from its length and first and last bytes, for bucket filters
+/// that rule most names out before they are compared or hashed in full.
+pub(crate) fn name_bucket(name: &str) -> usize {
+    let b = name.as_bytes();
+    let first = usize::from(b.first().copied().unwrap_or(0));
+    let last = usize::from(b.last().copied().unwrap_or(0));
+    b.len().wrapping_mul(31) ^ first.wrapping_mul(7) ^ last.wrapping_mul(131)
 }
 
-/// Members read one by one (with the index `push_member` keeps for large objects).
+/// Members read one by one (with an index of names for large objects).
 #[derive(Default)]
 struct MemberList<'a> {
     members: Members<'a>,
@@ -203,20 +187,31 @@ struct MemberList<'a> {
 }
 
 impl<'a> MemberList<'a> {
+    /// Add a member; a duplicate key replaces the earlier member's value in place, as
+    /// `serde_json` reads a duplicate into its insertion-ordered map.
     fn push(&mut self, k: Cow<'a, str>, v: Member<'a>) {
-        let b = k.as_bytes();
-        let slot = b.len()
-            ^ (usize::from(b.first().copied().unwrap_or(0)) << 1)
-            ^ (usize::from(b.last().copied().unwrap_or(0)) * 3);
-        let bit = 1u64 << (slot & 63);
-        if self.seen & bit == 0 {
-            self.seen |= bit;
-            if !self.index.is_empty() {
-                self.index.insert(k.to_string(), self.members.len());
-            }
-            self.members.push((k, v));
+        let bit = 1u64 << (name_bucket(&k) & 63);
+        let m = &mut self.members;
+        let found = if self.seen & bit == 0 {
+            None
+        } else if m.len() <= SCAN_MEMBERS {
+            m.iter().position(|(n, _)| *n == k)
         } else {
-            push_member(&mut self.members, &mut self.index, k, v);
+            if self.index.is_empty() {
+                let names = m.iter().enumerate().map(|(i, (n, _))| (n.to_string(), i));
+                self.index.extend(names);
+            }
+            self.index.get(k.as_ref()).copied()
+        };
+        self.seen |= bit;
+        match found {
+            Some(i) => m[i].1 = v,
+            None => {
+                if !self.index.is_empty() {
+                    self.index.insert(k.to_string(), m.len());
+                }
+                m.push((k, v));
+            }
         }
     }
 
@@ -265,6 +260,17 @@ enum ObjOr<'de, T> {
     Obj(T),
     Str(Cow<'de, str>),
     Other(Value),
+}
+
+impl<'de, T> ObjOr<'de, T> {
+    /// The value as a member unless it is an object (`Err`: the object).
+    fn into_obj(self) -> Result<Member<'de>, T> {
+        match self {
+            ObjOr::Obj(o) => Err(o),
+            ObjOr::Str(s) => Ok(Member::Str(s, OnceCell::new())),
+            ObjOr::Other(v) => Ok(Member::Value(v)),
+        }
+    }
 }
 
 impl<'de, T: FromMap<'de>> serde::Deserialize<'de> for ObjOr<'de, T> {
@@ -373,25 +379,18 @@ impl<'de> FromMap<'de> for EventParts<'de> {
                 "EventData" => Some(&mut p.data),
                 _ => None,
             };
-            let v = match slot {
-                Some(_) => match a.next_value::<ObjOr<Wide>>()? {
-                    ObjOr::Obj(Wide(m)) => ObjOr::Obj(m),
-                    ObjOr::Str(s) => ObjOr::Str(s),
-                    ObjOr::Other(v) => ObjOr::Other(v),
-                },
-                None => a.next_value::<ObjOr<Members>>()?,
-            };
-            match (slot, v) {
-                (Some(slot), ObjOr::Obj(m)) => {
-                    *slot = Some(m);
-                    p.rest.remove(&k);
-                }
-                (slot, v) => {
-                    if let Some(slot) = slot {
-                        *slot = None;
+            match slot {
+                Some(slot) => match a.next_value::<ObjOr<Wide>>()?.into_obj() {
+                    Err(Wide(m)) => {
+                        *slot = Some(m);
+                        p.rest.remove(&k);
                     }
-                    p.rest.push(k, Member::read(v));
-                }
+                    Ok(v) => {
+                        *slot = None;
+                        p.rest.push(k, v);
+                    }
+                },
+                None => p.rest.push(k, Member::read(a.next_value()?)),
             }
         }
         Ok(p)
@@ -408,20 +407,16 @@ impl<'de> FromMap<'de> for FlatEvent<'de> {
                 top.push(k, v);
                 continue;
             }
-            match a.next_value::<ObjOr<EventParts>>()? {
-                ObjOr::Obj(p) => {
+            match a.next_value::<ObjOr<EventParts>>()?.into_obj() {
+                Err(p) => {
                     top.remove("Event");
                     fe.event = Some(p.rest.members);
                     fe.system = p.system;
                     fe.data = p.data;
                 }
-                ObjOr::Str(s) => {
+                Ok(v) => {
                     (fe.event, fe.system, fe.data) = (None, None, None);
-                    top.push(k, Member::Str(s, OnceCell::new()));
-                }
-                ObjOr::Other(v) => {
-                    (fe.event, fe.system, fe.data) = (None, None, None);
-                    top.push(k, Member::Value(v));
+                    top.push(k, v);
                 }
             }
         }
@@ -433,10 +428,10 @@ impl<'de> FromMap<'de> for FlatEvent<'de> {
 impl<'de> serde::Deserialize<'de> for FlatEvent<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Any other document is an event without fields, as a `Value` root would be.
-        Ok(match ObjOr::<FlatEvent>::deserialize(d)? {
-            ObjOr::Obj(fe) => fe,
-            ObjOr::Str(_) | ObjOr::Other(_) => FlatEvent::default(),
-        })
+        Ok(ObjOr::<FlatEvent>::deserialize(d)?
+            .into_obj()
+            .err()
+            .unwrap_or_default())
     }
 }
 
@@ -459,7 +454,7 @@ impl<'a> Obj<'a> {
     fn text(self, k: &str) -> Option<&'a str> {
         match self {
             Obj::Value(v) => v.get(k)?.as_str(),
-            Obj::Members(m) => match &m.iter().find(|(n, _)| n == k)?.1 {
+            Obj::Members(m) => match find(m, k)? {
                 Member::Str(s, _) => Some(s),
                 Member::Value(v) => v.as_str(),
                 Member::Object(..) => None,
@@ -473,7 +468,7 @@ impl<'a> Obj<'a> {
             Obj::Value(v) => v
                 .get(k)
                 .map(|v| (!v.is_object()).then_some(FieldRef::Value(v))),
-            Obj::Members(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| v.scalar()),
+            Obj::Members(m) => find(m, k).map(Member::scalar),
         }
     }
 
@@ -481,7 +476,7 @@ impl<'a> Obj<'a> {
     fn obj(self, k: &str) -> Option<Obj<'a>> {
         match self {
             Obj::Value(v) => v.get(k).map(Obj::Value),
-            Obj::Members(m) => m.iter().find(|(n, _)| n == k).and_then(|(_, v)| Obj::of(v)),
+            Obj::Members(m) => find(m, k).and_then(Obj::of),
         }
     }
 
@@ -537,6 +532,13 @@ const SYSTEM_NAMES: [&str; 9] = [
     "EventRecordID",
     "Level",
     "Keywords",
+];
+
+/// Security 4688 carries process creation under other names than Sysmon's event 1, which the
+/// process_creation rules are written for: (rule field, 4688 field).
+const SECURITY_4688_ALIASES: [(&str, &str); 2] = [
+    ("Image", "NewProcessName"),
+    ("ParentImage", "ParentProcessName"),
 ];
 
 /// Whether `field` resolves `name` only through the lookups of
@@ -653,10 +655,7 @@ impl<'a> EvtxEvent<'a> {
         if let Some(d) = self.data {
             d.each(&mut plain);
             if self.is_security_4688() {
-                for (name, alias) in [
-                    ("Image", "NewProcessName"),
-                    ("ParentImage", "ParentProcessName"),
-                ] {
+                for (name, alias) in SECURITY_4688_ALIASES {
                     if let Some(v) = d.scalar(alias) {
                         plain(name, v);
                     }
@@ -693,28 +692,19 @@ impl<'a> EvtxEvent<'a> {
 impl FieldSource for EvtxEvent<'_> {
     fn field(&self, name: &str) -> Option<&Value> {
         let sys = |k: &str| self.system.and_then(|s| s.get(k));
-        match name {
-            "EventID" => return sys("EventID"),
-            "Channel" => return sys("Channel"),
-            "Computer" => return sys("Computer"),
-            "Provider_Name" | "ProviderName" | "Provider" => {
-                return self.system?.obj("Provider_attributes")?.get("Name");
-            }
-            "EventRecordID" => return sys("EventRecordID"),
-            "Level" => return sys("Level"),
-            "Keywords" => return sys("Keywords"),
-            _ => {}
+        if SYSTEM_NAMES.contains(&name) {
+            return match name {
+                "Provider_Name" | "ProviderName" | "Provider" => {
+                    self.system?.obj("Provider_attributes")?.get("Name")
+                }
+                _ => sys(name),
+            };
         }
         if let Some(v) = self.data.and_then(|d| d.get(name)) {
             return Some(v);
         }
-        // Security 4688 carries process creation under other names than Sysmon's event 1, which
-        // the process_creation rules are written for.
-        if let Some(alias) = match name {
-            "Image" => Some("NewProcessName"),
-            "ParentImage" => Some("ParentProcessName"),
-            _ => None,
-        } && self.is_security_4688()
+        if let Some((_, alias)) = SECURITY_4688_ALIASES.iter().find(|(n, _)| *n == name)
+            && self.is_security_4688()
             && let Some(v) = self.data.and_then(|d| d.get(alias))
         {
             return Some(v);

@@ -752,23 +752,31 @@ impl Keywords {
         ev.visit_text(&mut |t| match &self.any {
             // The needles are ASCII and lower-case: on ASCII text, ASCII case folding is what
             // `Pattern::Contains` does; other text is folded by Unicode first, as it does.
-            Some(ac) if t.is_ascii() => ac.is_match(ascii_lower(t, &mut buf)),
-            Some(ac) => ac.is_match(&*ev.lower(t)),
+            Some(ac) => with_lower(t, &mut buf, ev, |l| ac.is_match(l)),
             None => self.patterns.iter().any(|p| p.matches_text(t, false, ev)),
         })
     }
 }
 
-/// ASCII text `t` in lower case: `t` itself when it has no capital, else a copy made in `buf`
-/// (reused from text to text, where `FieldSource::lower` allocates and caches each one).
-pub(crate) fn ascii_lower<'t>(t: &'t str, buf: &'t mut String) -> &'t str {
+/// `f` of `t` in lower case. ASCII text is lowered into `buf` (itself when it has no capital),
+/// reused from text to text, where `FieldSource::lower` allocates and caches each one; other
+/// text is folded by Unicode through the event's cache.
+pub(crate) fn with_lower<R>(
+    t: &str,
+    buf: &mut String,
+    ev: &dyn FieldSource,
+    f: impl FnOnce(&str) -> R,
+) -> R {
+    if !t.is_ascii() {
+        return f(&ev.lower(t));
+    }
     if !t.bytes().any(|b| b.is_ascii_uppercase()) {
-        return t;
+        return f(t);
     }
     buf.clear();
     buf.push_str(t);
     buf.make_ascii_lowercase();
-    buf
+    f(buf)
 }
 
 /// Compile a keyword list.

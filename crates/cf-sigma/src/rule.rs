@@ -390,22 +390,16 @@ impl std::hash::Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        self.0 = h;
     }
 }
 
 impl std::hash::BuildHasher for Fnv {
     type Hasher = Fnv;
     fn build_hasher(&self) -> Fnv {
-        Fnv(0)
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
 }
 
@@ -416,10 +410,7 @@ struct NameFilter([u64; 16]);
 
 impl NameFilter {
     fn slot(name: &str) -> usize {
-        let b = name.as_bytes();
-        let first = usize::from(b.first().copied().unwrap_or(0));
-        let last = usize::from(b.last().copied().unwrap_or(0));
-        (b.len().wrapping_mul(31) ^ first.wrapping_mul(7) ^ last.wrapping_mul(131)) & 1023
+        crate::event::name_bucket(name) & 1023
     }
 
     fn insert(&mut self, name: &str) {
@@ -650,23 +641,20 @@ impl RuleSet {
             let mut scan = |i: usize, v: FieldRef<'_>| {
                 let (_, ac, owners) = &ci.fields[i];
                 let mut each = |text: &str, owned: bool| {
-                    // Text made here (a number's digits, a boolean) is already lower case; ASCII
-                    // text is lowered into a reused buffer.
-                    let unicode;
-                    let lower = if owned {
-                        text
-                    } else if text.is_ascii() {
-                        crate::matcher::ascii_lower(text, &mut buf)
-                    } else {
-                        unicode = ev.lower(text);
-                        &*unicode
+                    let mut search = |lower: &str| {
+                        for m in ac.find_overlapping_iter(lower) {
+                            cand.extend(
+                                owners[m.pattern().as_usize()]
+                                    .iter()
+                                    .filter(|r| ci.filtered.get(r).is_some_and(ok)),
+                            );
+                        }
                     };
-                    for m in ac.find_overlapping_iter(lower) {
-                        cand.extend(
-                            owners[m.pattern().as_usize()]
-                                .iter()
-                                .filter(|r| ci.filtered.get(r).is_some_and(ok)),
-                        );
+                    // Text made here (a number's digits, a boolean) is already lower case.
+                    if owned {
+                        search(text)
+                    } else {
+                        crate::matcher::with_lower(text, &mut buf, ev, search)
                     }
                 };
                 match v {

@@ -94,21 +94,24 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// A mapping or a sequence whose first line is the next one, indented by `indent`.
+    /// A mapping or a sequence whose first line is the next one, indented by `indent`. Every
+    /// collection is read through here, which keeps the nesting count.
     fn block(&mut self, indent: usize) -> Option<Value> {
         let first = self.peek()?;
-        if is_item(first.text) {
-            self.seq(indent)
-        } else {
-            self.map(indent)
-        }
-    }
-
-    fn map(&mut self, indent: usize) -> Option<Value> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
+        let v = if is_item(first.text) {
+            self.seq(indent)
+        } else {
+            self.map(indent)
+        };
+        self.depth -= 1;
+        v
+    }
+
+    fn map(&mut self, indent: usize) -> Option<Value> {
         let mut m = Map::new();
         while let Some(l) = self.peek() {
             if l.indent < indent {
@@ -125,7 +128,6 @@ impl<'a> Reader<'a> {
             let v = self.value(indent, rest)?;
             m.insert(key, v);
         }
-        self.depth -= 1;
         Some(Value::Object(m))
     }
 
@@ -135,7 +137,7 @@ impl<'a> Reader<'a> {
             return match self.peek() {
                 Some(l) if l.indent > indent => self.block(l.indent),
                 // YAML lets a mapping's sequence sit at the mapping's own indentation.
-                Some(l) if l.indent == indent && is_item(l.text) => self.seq(indent),
+                Some(l) if l.indent == indent && is_item(l.text) => self.block(indent),
                 _ => Some(Value::Null),
             };
         }
@@ -146,10 +148,6 @@ impl<'a> Reader<'a> {
     }
 
     fn seq(&mut self, indent: usize) -> Option<Value> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return None;
-        }
         let mut items = Vec::new();
         while let Some(l) = self.peek() {
             if l.indent < indent || (l.indent == indent && !is_item(l.text)) {
@@ -183,7 +181,6 @@ impl<'a> Reader<'a> {
                 items.push(self.scalar(indent, rest)?);
             }
         }
-        self.depth -= 1;
         Some(Value::Array(items))
     }
 
@@ -229,15 +226,13 @@ impl<'a> Reader<'a> {
                     at += 1;
                     self.pos = at;
                 }
-                match folded {
-                    Some(s) => resolve(&s).map(|v| v.unwrap_or(Value::String(s))),
-                    None => resolve(head).map(|v| v.unwrap_or_else(|| Value::String(head.into()))),
-                }
+                let s = folded.unwrap_or_else(|| head.to_string());
+                resolve(&s).map(|v| v.unwrap_or(Value::String(s)))
             }
         }
     }
 
-    /// A literal block (`|`, `|-`, `|+`) under a node indented by `indent`.
+    /// A literal block (`|` or `|-`) under a node indented by `indent`.
     fn literal(&mut self, indent: usize, header: &str) -> Option<Value> {
         let h = &header[1..];
         // `|+` (keep every trailing line break) is left to serde-saphyr.
@@ -346,7 +341,7 @@ fn resolve(s: &str) -> Option<Option<Value>> {
     match s.as_bytes()[0] {
         // `.inf`, `.nan` and other dotted spellings are floats to serde-saphyr.
         _ if s.trim_start_matches(['+', '-']).starts_with('.') => None,
-        b'0'..=b'9' | b'+' | b'-' | b'.' => {
+        b'0'..=b'9' | b'+' | b'-' => {
             let b = s.as_bytes();
             if b.iter().all(u8::is_ascii_digit) && (s == "0" || !s.starts_with('0')) {
                 s.parse::<u64>().ok().map(|n| Some(Value::from(n)))
