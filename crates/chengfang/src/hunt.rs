@@ -116,14 +116,11 @@ fn event_time(ev: &EvtxEvent<'_>) -> Option<i64> {
         .map(|t| t.unix_nanos())
 }
 
-/// Match worker `k`'s share of a batch: every `workers`-th input from the `k`-th (interleaved,
-/// not contiguous: expensive events cluster in real logs).
+/// Match one worker's share of a batch.
 fn examine_share(
     set: &RuleSet,
     corr: &Correlator,
-    batch: &[(usize, Input)],
-    k: usize,
-    workers: usize,
+    share: crate::workers::Share<'_, (usize, Input)>,
 ) -> WorkerResult {
     let mut res = WorkerResult::default();
     let mut hits = Vec::new();
@@ -140,7 +137,7 @@ fn examine_share(
         }
     };
     let mut bad = Vec::new();
-    for (no, input) in batch.iter().skip(k).step_by(workers) {
+    for (no, input) in share {
         match input {
             Input::Record(v) => examine(*no, EvtxEvent::new(v)),
             Input::Line(l) if l.trim().is_empty() => {}
@@ -210,10 +207,10 @@ pub fn run(rules: &Path, events: &Path, json: bool, show_refused: bool) -> Resul
     // Batches of lines are matched on every core; output keeps the input order.
     let (set, corr) = (&loaded.set, &loaded.correlator);
     crate::workers::interleaved(
-        |batch: &[(usize, Input)], k, workers| {
+        |share| {
             // A panic on one event loses that share of the batch, never the run.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                examine_share(set, corr, batch, k, workers)
+                examine_share(set, corr, share)
             }))
             .unwrap_or_default()
         },

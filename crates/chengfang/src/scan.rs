@@ -31,10 +31,10 @@ struct Share {
     found: u64,
 }
 
-/// Scan every `workers`-th line of `batch` from the `k`-th.
-fn scan_share(batch: &[(usize, String)], k: usize, workers: usize, json: bool) -> Share {
+/// Scan one worker's share of a batch.
+fn scan_share(lines: crate::workers::Share<'_, (usize, String)>, json: bool) -> Share {
     let mut sh = Share::default();
-    for (no, line) in batch.iter().skip(k).step_by(workers) {
+    for (no, line) in lines {
         let mark = sh.out.len();
         // A failure of the scanner on one line skips that line, never the run.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -123,7 +123,7 @@ pub fn run(units: &Path, json: bool) -> Result<bool> {
     // A line that cannot be read ends the run after the lines before it are written.
     let mut unreadable = None;
     let run = crate::workers::interleaved(
-        |batch: &[(usize, String)], k, workers| scan_share(batch, k, workers, json),
+        |lines| scan_share(lines, json),
         || {
             if let Some(e) = unreadable.take() {
                 return Err(e);
@@ -212,10 +212,10 @@ mod tests {
                 (i + 1, line)
             })
             .collect();
-        let one = scan_share(&batch, 0, 1, true);
+        let one = scan_share(crate::workers::share(&batch, 0, 1), true);
         for workers in 2..5 {
             let shares: Vec<Share> = (0..workers)
-                .map(|k| scan_share(&batch, k, workers, true))
+                .map(|k| scan_share(crate::workers::share(&batch, k, workers), true))
                 .collect();
             let mut from = vec![0; workers];
             let mut joined = Vec::new();

@@ -1,19 +1,28 @@
 //! Batch work on every core for the line-oriented commands (`hunt`, `scan`): persistent workers,
 //! each taking an interleaved share of every batch, results handed back in worker order.
 
+use std::iter::{Skip, StepBy};
 use std::sync::{Arc, mpsc};
 
 use anyhow::Result;
 
-/// Run `work(batch, k, workers)` on one persistent thread per core (1–8) for every batch
-/// `next_batch` yields, and give each batch with its workers' results, in worker order, to
-/// `done`. Shares are interleaved (worker `k` takes items `k`, `k + workers`, …), not contiguous:
-/// expensive items cluster in real input. The workers live for the whole run: threads spawned
+/// One worker's share of a batch: items `k`, `k + workers`, … (interleaved, not contiguous:
+/// expensive items cluster in real input).
+pub type Share<'a, I> = StepBy<Skip<std::slice::Iter<'a, I>>>;
+
+/// Worker `k`'s share of `batch` among `workers`.
+pub fn share<I>(batch: &[I], k: usize, workers: usize) -> Share<'_, I> {
+    batch.iter().skip(k).step_by(workers)
+}
+
+/// Run `work` over each worker's [`Share`] of every batch `next_batch` yields, on one
+/// persistent thread per core (1–8), and give each batch with its workers' results, in worker
+/// order, to `done`: result `j % workers` holds item `j` as the `j / workers`-th of its share. The workers live for the whole run: threads spawned
 /// per batch each started with an empty allocator heap, whose fresh pages the kernel zeroed
 /// batch after batch (docs/benchmarks.md, hunting). A worker that stopped is an error, never a
 /// wait for ever.
 pub fn interleaved<I, R>(
-    work: impl Fn(&[I], usize, usize) -> R + Sync,
+    work: impl Fn(Share<'_, I>) -> R + Sync,
     mut next_batch: impl FnMut() -> Result<Option<Vec<I>>>,
     mut done: impl FnMut(&[I], Vec<R>) -> Result<()>,
 ) -> Result<()>
@@ -35,7 +44,7 @@ where
             results.push(res_rx);
             scope.spawn(move || {
                 for batch in rx {
-                    if res_tx.send(work(&batch, k, workers)).is_err() {
+                    if res_tx.send(work(share(&batch, k, workers))).is_err() {
                         break;
                     }
                 }
@@ -65,14 +74,7 @@ mod tests {
         let mut batches = (0..5).map(|b| (0..37).map(|i| b * 100 + i).collect::<Vec<u32>>());
         let mut seen = Vec::new();
         super::interleaved(
-            |batch: &[u32], k, workers| {
-                batch
-                    .iter()
-                    .skip(k)
-                    .step_by(workers)
-                    .copied()
-                    .collect::<Vec<u32>>()
-            },
+            |share| share.copied().collect::<Vec<u32>>(),
             || Ok(batches.next()),
             |batch, shares| {
                 let w = shares.len();
