@@ -8,6 +8,8 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+use crate::json::{Decline, Reader};
+
 /// Something Sigma fields can be looked up in.
 pub trait FieldSource {
     /// The value of a Sigma field, if present.
@@ -136,7 +138,25 @@ pub struct FlatEvent<'a> {
     data: Option<Members<'a>>,
 }
 
-impl FlatEvent<'_> {
+impl<'a> FlatEvent<'a> {
+    /// Read one JSON line (an `evtx_dump` record) as `serde_json::from_str` would, through the
+    /// fast reader of [`crate::json`] unless it declines the line; errors are serde_json's.
+    pub fn from_line(line: &'a str) -> serde_json::Result<Self> {
+        match Self::fast(line) {
+            Some(fe) => Ok(fe),
+            None => serde_json::from_str(line),
+        }
+    }
+
+    /// The fast path of [`FlatEvent::from_line`]: the line read straight into member lists,
+    /// `System`, `EventData` and `Event` placed as the serde path places them; `None` where the
+    /// reader declines (serde_json then reads the line).
+    pub(crate) fn fast(line: &'a str) -> Option<Self> {
+        let mut r = Reader::new(line);
+        let fe = read_flat(&mut r).ok()?;
+        r.at_end().then_some(fe)
+    }
+
     /// The same document as a `serde_json::Value` (`System` and `EventData` placed first in
     /// `Event`: member order does not change what a path finds).
     pub fn to_value(&self) -> Value {
@@ -423,6 +443,74 @@ impl<'de> FromMap<'de> for FlatEvent<'de> {
         fe.top = top.members;
         Ok(fe)
     }
+}
+
+fn read_flat<'a>(r: &mut Reader<'a>) -> Result<FlatEvent<'a>, Decline> {
+    let mut fe = FlatEvent::default();
+    let mut top = MemberList::default();
+    let mut o = r.object()?;
+    while let Some(k) = r.key(&mut o)? {
+        if k == "Event" && r.peek()? == b'{' {
+            let p = read_event_parts(r)?;
+            top.remove("Event");
+            fe.event = Some(p.rest.members);
+            fe.system = p.system;
+            fe.data = p.data;
+        } else {
+            if k == "Event" {
+                (fe.event, fe.system, fe.data) = (None, None, None);
+            }
+            let v = read_member(r)?;
+            top.push(k, v);
+        }
+    }
+    fe.top = top.members;
+    Ok(fe)
+}
+
+fn read_event_parts<'a>(r: &mut Reader<'a>) -> Result<EventParts<'a>, Decline> {
+    let mut p = EventParts::default();
+    let mut o = r.object()?;
+    while let Some(k) = r.key(&mut o)? {
+        let slot = match k.as_ref() {
+            "System" => Some(&mut p.system),
+            "EventData" => Some(&mut p.data),
+            _ => None,
+        };
+        match slot {
+            Some(slot) if r.peek()? == b'{' => {
+                *slot = Some(read_object(r, 32)?);
+                p.rest.remove(&k);
+            }
+            Some(slot) => {
+                *slot = None;
+                p.rest.push(k, read_member(r)?);
+            }
+            None => p.rest.push(k, read_member(r)?),
+        }
+    }
+    Ok(p)
+}
+
+/// An object's members, in a list first sized for `cap` of them.
+fn read_object<'a>(r: &mut Reader<'a>, cap: usize) -> Result<Members<'a>, Decline> {
+    let mut m = MemberList::default();
+    m.members.reserve(cap);
+    let mut o = r.object()?;
+    while let Some(k) = r.key(&mut o)? {
+        let v = read_member(r)?;
+        m.push(k, v);
+    }
+    Ok(m.members)
+}
+
+fn read_member<'a>(r: &mut Reader<'a>) -> Result<Member<'a>, Decline> {
+    Ok(match r.peek()? {
+        b'"' => Member::Str(r.string()?, OnceCell::new()),
+        // Objects nested in an event hold one to three members.
+        b'{' => Member::Object(read_object(r, 4)?, OnceCell::new()),
+        _ => Member::Value(serde::Deserialize::deserialize(&mut *r)?),
+    })
 }
 
 impl<'de> serde::Deserialize<'de> for FlatEvent<'de> {

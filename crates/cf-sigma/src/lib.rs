@@ -9,6 +9,7 @@
 mod condition;
 mod correlation;
 mod event;
+mod json;
 mod logsource;
 mod matcher;
 mod rule;
@@ -24,9 +25,10 @@ pub use rule::{CompiledRule, Level, RuleSet, SigmaDocument, compile_documents, c
 
 /// Entry points for fuzz targets and corpus replays.
 pub mod fuzzing {
-    /// Read an untrusted JSON line as `chengfang hunt` does ([`crate::FlatEvent`]) and as a
-    /// `serde_json::Value`: both must accept or refuse it alike, and an accepted event must give
-    /// the same fields, paths and keyword texts either way. Panics on any difference (the
+    /// Read an untrusted JSON line as `chengfang hunt` does ([`crate::FlatEvent`], through the
+    /// fast reader) and as a `serde_json::Value`: both must accept or refuse it alike (with the
+    /// same error), an event the fast reader takes must be the one serde_json reads, and an
+    /// accepted event must give the same fields, paths and keyword texts either way. Panics on any difference (the
     /// fuzzer's oracle); never panics otherwise.
     pub fn event_line(data: &[u8]) {
         use crate::FieldSource;
@@ -35,6 +37,16 @@ pub mod fuzzing {
         };
         let v = serde_json::from_str::<serde_json::Value>(text);
         let f = serde_json::from_str::<crate::FlatEvent>(text);
+        // The fast reader reads what serde_json reads, declining the rest.
+        let fast = crate::FlatEvent::fast(text);
+        if let Some(fast) = &fast {
+            assert_eq!(
+                f.as_ref().ok(),
+                Some(fast),
+                "the fast JSON reader disagrees"
+            );
+        }
+        let f = crate::FlatEvent::from_line(text);
         let (v, f) = match (v, f) {
             (Ok(v), Ok(f)) => (v, f),
             (Err(a), Err(b)) => {

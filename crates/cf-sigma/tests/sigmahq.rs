@@ -76,7 +76,7 @@ fn the_index_finds_what_evaluating_every_rule_finds() {
         set.match_evtx_unindexed(&ev, &mut slow);
         assert_eq!(fast, slow, "event on line {}", i + 1);
         let line = e.to_string();
-        let fe: FlatEvent = serde_json::from_str(&line).unwrap();
+        let fe = FlatEvent::from_line(&line).unwrap();
         set.match_evtx(&EvtxEvent::flat(&fe), &mut slow);
         assert_eq!(fast, slow, "flat event on line {}", i + 1);
         n += fast.len();

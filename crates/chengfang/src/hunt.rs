@@ -141,7 +141,7 @@ fn examine_share(
         match input {
             Input::Record(v) => examine(*no, EvtxEvent::new(v)),
             Input::Line(l) if l.trim().is_empty() => {}
-            Input::Line(l) => match serde_json::from_str::<FlatEvent>(l) {
+            Input::Line(l) => match FlatEvent::from_line(l) {
                 Ok(v) => examine(*no, EvtxEvent::flat(&v)),
                 Err(e) => bad.push((*no, e.to_string())),
             },
