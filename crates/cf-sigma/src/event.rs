@@ -50,10 +50,11 @@ type Members<'a> = Vec<(Cow<'a, str>, Member<'a>)>;
 /// most of the cost of reading an event.
 #[derive(Debug, Clone)]
 pub(crate) enum Member<'a> {
-    /// Numbers, booleans, null and arrays.
-    Value(Value),
-    Str(Cow<'a, str>, OnceCell<Value>),
-    Object(Members<'a>, OnceCell<Value>),
+    /// Numbers, booleans, null and arrays (boxed, as the cells are: a member is moved into
+    /// its list and dropped with it, and a `Value` inline made each member 128 bytes).
+    Value(Box<Value>),
+    Str(Cow<'a, str>, OnceCell<Box<Value>>),
+    Object(Members<'a>, OnceCell<Box<Value>>),
 }
 
 /// A field's value as the prefilter reads it: a string's text, or another non-object value.
@@ -67,8 +68,8 @@ impl<'a> Member<'a> {
     fn as_value(&self) -> &Value {
         match self {
             Member::Value(v) => v,
-            Member::Str(s, whole) => whole.get_or_init(|| Value::String(s.to_string())),
-            Member::Object(m, whole) => whole.get_or_init(|| to_object(m)),
+            Member::Str(s, whole) => whole.get_or_init(|| Box::new(Value::String(s.to_string()))),
+            Member::Object(m, whole) => whole.get_or_init(|| Box::new(to_object(m))),
         }
     }
 
@@ -288,7 +289,7 @@ impl<'de, T> ObjOr<'de, T> {
         match self {
             ObjOr::Obj(o) => Err(o),
             ObjOr::Str(s) => Ok(Member::Str(s, OnceCell::new())),
-            ObjOr::Other(v) => Ok(Member::Value(v)),
+            ObjOr::Other(v) => Ok(Member::Value(Box::new(v))),
         }
     }
 }
@@ -509,7 +510,7 @@ fn read_member<'a>(r: &mut Reader<'a>) -> Result<Member<'a>, Decline> {
         b'"' => Member::Str(r.string()?, OnceCell::new()),
         // Objects nested in an event hold one to three members.
         b'{' => Member::Object(read_object(r, 4)?, OnceCell::new()),
-        _ => Member::Value(serde::Deserialize::deserialize(&mut *r)?),
+        _ => Member::Value(Box::new(serde::Deserialize::deserialize(&mut *r)?)),
     })
 }
 

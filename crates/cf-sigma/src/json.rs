@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-/// Deeper documents are declined (serde_json refuses nesting beyond 128).
+/// Deeper documents are declined (serde_json accepts 127 levels).
 const MAX_DEPTH: usize = 64;
 
 /// The fast reader alone, through serde: `None` when it declines `s`.
@@ -257,6 +257,8 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
                     done: false,
                 };
                 let out = v.visit_map(&mut m)?;
+                // A visitor may stop before the end (serde_json's `Value` does on a raw-value
+                // key, with the `raw_value` feature the binary has): the rest is serde_json's.
                 if !m.done {
                     return Err(Decline);
                 }
@@ -422,6 +424,7 @@ mod tests {
             r#"{"p":"C:\\Windows\\System32\\cmd.exe","q":"\"quoted\"\t\u00e9\u4e2d"}"#,
             r#"{"k":"","":"v","n":0,"m":18446744073709551615,"o":9999999999999999999}"#,
             r#"{"dup":1,"dup":2}"#,
+            r#"{"z":-0,"e":1E5,"f":-1.5e-3,"big":123456789012345678901234}"#,
             "[]",
             "{}",
             r#""s""#,
@@ -446,6 +449,17 @@ mod tests {
             r#"{"a":"\x"}"#,
             r#"{"a":"\u12"}"#,
             r#"{"a":tru}"#,
+            r#"{"a":truex}"#,
+            r#"{"a":nul}"#,
+            "[,1]",
+            "{,}",
+            "[1,,2]",
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":1]"#,
+            r#"{"a":.5}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e999}"#,
+            r#"{"x":[{"$serde_json::private::RawValue":"1"}]}"#,
             r#"{"a":-}"#,
             r#"{"a":1e}"#,
             r#"{"a":"unterminated}"#,
