@@ -21,6 +21,32 @@ pub trait FieldSource {
     fn lower(&self, s: &str) -> Rc<str> {
         Rc::from(s.to_lowercase())
     }
+
+    /// Every leaf of [`FieldSource::visit_text`] in lower case (ASCII folding on ASCII text,
+    /// [`FieldSource::lower`] on other text), each followed by a NUL: a needle without NUL
+    /// occurs in it exactly when it occurs in one lower-cased leaf. Sources may cache it, since
+    /// every keyword list of an event searches it.
+    fn lowered_text(&self) -> Rc<str> {
+        Rc::from(lowered_leaves(self))
+    }
+}
+
+/// [`FieldSource::lowered_text`], made.
+fn lowered_leaves<S: FieldSource + ?Sized>(src: &S) -> String {
+    let mut all = String::new();
+    src.visit_text(&mut |t| {
+        if t.is_ascii() {
+            all.push_str(t);
+        } else {
+            all.push_str(&src.lower(t));
+        }
+        all.push('\0');
+        false
+    });
+    // Once over everything: Unicode lower case holds no ASCII capital, so this folds only the
+    // ASCII leaves.
+    all.make_ascii_lowercase();
+    all
 }
 
 /// Visit the string leaves of `v` (and numbers as text when `numbers`) until `f` says stop.
@@ -656,6 +682,8 @@ pub struct EvtxEvent<'a> {
     data: Option<Obj<'a>>,
     user_data: Option<Obj<'a>>,
     lowered: RefCell<Vec<Lowered>>,
+    /// [`FieldSource::lowered_text`], once made.
+    leaves: OnceCell<Rc<str>>,
 }
 
 impl<'a> EvtxEvent<'a> {
@@ -677,6 +705,7 @@ impl<'a> EvtxEvent<'a> {
             data,
             user_data,
             lowered: RefCell::new(Vec::new()),
+            leaves: OnceCell::new(),
         }
     }
 
@@ -711,6 +740,7 @@ impl<'a> EvtxEvent<'a> {
             data: fe.data.as_deref().map(Obj::Members),
             user_data,
             lowered: RefCell::new(Vec::new()),
+            leaves: OnceCell::new(),
         }
     }
 
@@ -824,6 +854,12 @@ impl FieldSource for EvtxEvent<'_> {
 
     fn visit_text(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
         self.data.is_some_and(|d| d.walk_text(f)) || self.user_data.is_some_and(|u| u.walk_text(f))
+    }
+
+    fn lowered_text(&self) -> Rc<str> {
+        self.leaves
+            .get_or_init(|| Rc::from(lowered_leaves(self)))
+            .clone()
     }
 
     fn lower(&self, s: &str) -> Rc<str> {

@@ -730,7 +730,9 @@ impl Keywords {
         let lits: Option<Vec<&str>> = patterns
             .iter()
             .map(|p| match p {
-                Pattern::Contains(n) if !n.is_empty() && n.is_ascii() => Some(n.as_str()),
+                Pattern::Contains(n) if !n.is_empty() && n.is_ascii() && !n.contains('\0') => {
+                    Some(n.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -748,13 +750,16 @@ impl Keywords {
 
     /// Whether the event has a text leaf that contains one of the values.
     pub(crate) fn matches(&self, ev: &dyn FieldSource) -> bool {
-        let mut buf = String::new();
-        ev.visit_text(&mut |t| match &self.any {
-            // The needles are ASCII and lower-case: on ASCII text, ASCII case folding is what
-            // `Pattern::Contains` does; other text is folded by Unicode first, as it does.
-            Some(ac) => with_lower(t, &mut buf, ev, |l| ac.is_match(l)),
-            None => self.patterns.iter().any(|p| p.matches_text(t, false, ev)),
-        })
+        match &self.any {
+            // The needles are ASCII, lower-case and free of NUL: on ASCII text, ASCII case
+            // folding is what `Pattern::Contains` does; other text is folded by Unicode first,
+            // as it does. One search over all the event's leaves (shared by every keyword list
+            // of the event) instead of one lowering and one search per leaf.
+            Some(ac) => ac.is_match(&*ev.lowered_text()),
+            None => {
+                ev.visit_text(&mut |t| self.patterns.iter().any(|p| p.matches_text(t, false, ev)))
+            }
+        }
     }
 }
 
@@ -921,7 +926,7 @@ mod tests {
         #[test]
         fn keyword_automaton_is_the_one_by_one_search(
             words in proptest::collection::vec("[a-cK:]{1,4}", 1..6),
-            texts in proptest::collection::vec("[a-cA-CK: \u{212a}\u{130}é]{0,80}", 0..4),
+            texts in proptest::collection::vec("[a-cA-CK: \u{212a}\u{130}é\u{0}]{0,80}", 0..4),
         ) {
             let k = keywords(&words.iter().map(|w| Value::from(w.as_str())).collect::<Vec<_>>()).unwrap();
             proptest::prop_assert!(k.any.is_some());
