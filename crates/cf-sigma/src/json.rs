@@ -150,6 +150,7 @@ impl<'de> Reader<'de> {
     }
 
     /// The unescaped run from `self.i` to the next quote or backslash, which it stops at.
+    #[inline]
     fn run(&mut self) -> Result<&'de str, Decline> {
         let start = self.i;
         let n = stop(&self.b[start..]).ok_or(Decline)?;
@@ -162,6 +163,7 @@ impl<'de> Reader<'de> {
     }
 
     /// A string, the reader at its opening quote.
+    #[inline]
     pub(crate) fn string(&mut self) -> Result<Cow<'de, str>, Decline> {
         self.i += 1;
         let first = self.run()?;
@@ -169,6 +171,13 @@ impl<'de> Reader<'de> {
             self.i += 1;
             return Ok(Cow::Borrowed(first));
         }
+        self.escaped(first).map(Cow::Owned)
+    }
+
+    /// The rest of a string from its first backslash, `first` the text before it (apart, so
+    /// that the common string without escapes stays a small inlined function).
+    #[inline(never)]
+    fn escaped(&mut self, first: &str) -> Result<String, Decline> {
         let mut out = String::with_capacity(first.len() + 16);
         out.push_str(first);
         loop {
@@ -199,7 +208,7 @@ impl<'de> Reader<'de> {
             out.push_str(self.run()?);
             if self.b[self.i] == b'"' {
                 self.i += 1;
-                return Ok(Cow::Owned(out));
+                return Ok(out);
             }
         }
     }
