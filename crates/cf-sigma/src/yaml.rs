@@ -30,10 +30,16 @@ impl Line<'_> {
 pub(crate) fn parse(text: &str) -> Option<Value> {
     // Characters YAML does not allow in a document (controls, a BOM past the start, non-
     // characters) and the Unicode line separators are serde-saphyr's to judge.
-    if text.chars().any(|c| {
-        matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f'..='\u{9f}'
+    // Printable ASCII, tab and line ends hold none of them: checked a vector at a time first,
+    // the characters decoded only when some other byte occurs.
+    let plain = |b: u8| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r');
+    let all_plain = text.bytes().fold(true, |a, b| a & plain(b));
+    if !all_plain
+        && text.chars().any(|c| {
+            matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f'..='\u{9f}'
             | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
-    }) {
+        })
+    {
         return None;
     }
     let mut lines = Vec::with_capacity(text.len() / 32 + 1);
