@@ -121,16 +121,30 @@ impl<'de> Reader<'de> {
 
     /// The next member's name (the reader then at its value), or `None` past the object's end.
     pub(crate) fn key(&mut self, o: &mut Object) -> Result<Option<Cow<'de, str>>, Decline> {
-        let mut done = false;
-        if !more(self, &mut o.first, &mut done, b'}')? {
-            self.depth -= 1;
-            return Ok(None);
-        }
-        if self.peek()? != b'"' {
-            return Err(Decline);
+        // Compact JSON first: the name's quote next, after a comma unless it is the first.
+        let quote = match self.b.get(self.i..self.i + 2) {
+            Some([b'"', _]) if o.first => Some(self.i),
+            Some([b',', b'"']) if !o.first => Some(self.i + 1),
+            _ => None,
+        };
+        match quote {
+            Some(at) => {
+                o.first = false;
+                self.i = at;
+            }
+            None => {
+                let mut done = false;
+                if !more(self, &mut o.first, &mut done, b'}')? {
+                    self.depth -= 1;
+                    return Ok(None);
+                }
+                if self.peek()? != b'"' {
+                    return Err(Decline);
+                }
+            }
         }
         let k = self.string()?;
-        if self.peek()? != b':' {
+        if self.b.get(self.i) != Some(&b':') && self.peek()? != b':' {
             return Err(Decline);
         }
         self.i += 1;
