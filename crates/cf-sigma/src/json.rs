@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 /// Deeper documents are declined (serde_json accepts 127 levels).
@@ -112,11 +113,42 @@ impl<'de> Reader<'de> {
     /// Enter an object whose `{` is next: its members are read with [`Reader::key`] (and a
     /// value after each), until `key` gives `None`.
     pub(crate) fn object(&mut self) -> Result<Object, Decline> {
-        if self.peek()? != b'{' {
+        self.open(b'{')
+    }
+
+    /// Enter the object or array whose opening bracket `open` is next.
+    fn open(&mut self, open: u8) -> Result<Object, Decline> {
+        if self.peek()? != open {
             return Err(Decline);
         }
-        self.nest()?;
+        self.depth += 1;
+        self.i += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Decline);
+        }
         Ok(Object { first: true })
+    }
+
+    /// Whether another item of the object or array `o`, ending with `close`, follows (the
+    /// reader past its opening bracket or its last item); past the end when not.
+    fn item(&mut self, o: &mut Object, close: u8) -> Result<bool, Decline> {
+        let c = self.peek()?;
+        if c == close {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(false);
+        }
+        if !std::mem::take(&mut o.first) {
+            if c != b',' {
+                return Err(Decline);
+            }
+            self.i += 1;
+            // No trailing comma.
+            if self.peek()? == close {
+                return Err(Decline);
+            }
+        }
+        Ok(true)
     }
 
     /// The next member's name (the reader then at its value), or `None` past the object's end.
@@ -133,9 +165,7 @@ impl<'de> Reader<'de> {
                 self.i = at;
             }
             None => {
-                let mut done = false;
-                if !more(self, &mut o.first, &mut done, b'}')? {
-                    self.depth -= 1;
+                if !self.item(o, b'}')? {
                     return Ok(None);
                 }
                 if self.peek()? != b'"' {
@@ -252,15 +282,6 @@ impl<'de> Reader<'de> {
         d.end().map_err(|_| Decline)?;
         Ok(out)
     }
-
-    fn nest(&mut self) -> Result<(), Decline> {
-        self.depth += 1;
-        self.i += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Decline);
-        }
-        Ok(())
-    }
 }
 
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
@@ -273,34 +294,26 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
                 Cow::Owned(s) => v.visit_string(s),
             },
             b'{' => {
-                self.nest()?;
-                let mut m = Members {
-                    r: &mut *self,
-                    first: true,
+                let o = self.object()?;
+                let mut m = Items {
+                    r: self,
+                    o,
                     done: false,
                 };
                 let out = v.visit_map(&mut m)?;
                 // A visitor may stop before the end (serde_json's `Value` does on a raw-value
                 // key, with the `raw_value` feature the binary has): the rest is serde_json's.
-                if !m.done {
-                    return Err(Decline);
-                }
-                self.depth -= 1;
-                Ok(out)
+                m.done.then_some(out).ok_or(Decline)
             }
             b'[' => {
-                self.nest()?;
-                let mut s = Elements {
-                    r: &mut *self,
-                    first: true,
+                let o = self.open(b'[')?;
+                let mut a = Items {
+                    r: self,
+                    o,
                     done: false,
                 };
-                let out = v.visit_seq(&mut s)?;
-                if !s.done {
-                    return Err(Decline);
-                }
-                self.depth -= 1;
-                Ok(out)
+                let out = v.visit_seq(&mut a)?;
+                a.done.then_some(out).ok_or(Decline)
             }
             b't' => self.literal(b"true").and_then(|()| v.visit_bool(true)),
             b'f' => self.literal(b"false").and_then(|()| v.visit_bool(false)),
@@ -317,78 +330,41 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 }
 
-/// An object being read by [`Reader::key`].
+/// An object (or, inside the reader, an array) being read item by item.
 pub(crate) struct Object {
     first: bool,
 }
 
-/// A member name, read as a string whatever the visitor asks for.
-struct Key<'a, 'de>(&'a mut Reader<'de>);
-
-impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
-    type Error = Decline;
-
-    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Decline> {
-        match self.0.string()? {
-            Cow::Borrowed(s) => v.visit_borrowed_str(s),
-            Cow::Owned(s) => v.visit_string(s),
-        }
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
-        ignored_any
-    }
-}
-
-/// Whether another item follows in an object or array ending with `close` (the reader past its
-/// opening bracket or its last item).
-fn more(r: &mut Reader<'_>, first: &mut bool, done: &mut bool, close: u8) -> Result<bool, Decline> {
-    let c = r.peek()?;
-    if c == close {
-        r.i += 1;
-        *done = true;
-        return Ok(false);
-    }
-    if !std::mem::take(first) {
-        if c != b',' {
-            return Err(Decline);
-        }
-        r.i += 1;
-        // No trailing comma.
-        if r.peek()? == close {
-            return Err(Decline);
-        }
-    }
-    Ok(true)
-}
-
-struct Members<'a, 'de> {
+/// The items of an object or array being read through serde.
+struct Items<'a, 'de> {
     r: &'a mut Reader<'de>,
-    first: bool,
+    o: Object,
+    /// Whether the closing bracket was read.
     done: bool,
 }
 
-impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
+impl<'de> MapAccess<'de> for &mut Items<'_, 'de> {
     type Error = Decline;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         k: K,
     ) -> Result<Option<K::Value>, Decline> {
-        if self.done || !more(self.r, &mut self.first, &mut self.done, b'}')? {
+        if self.done {
             return Ok(None);
         }
-        if self.r.peek()? != b'"' {
-            return Err(Decline);
+        let name = match self.r.key(&mut self.o)? {
+            None => {
+                self.done = true;
+                return Ok(None);
+            }
+            Some(name) => name,
+        };
+        match name {
+            Cow::Borrowed(s) => k.deserialize(BorrowedStrDeserializer::new(s)),
+            Cow::Owned(s) => k.deserialize(StringDeserializer::new(s)),
         }
-        let key = k.deserialize(Key(&mut *self.r))?;
-        if self.r.peek()? != b':' {
-            return Err(Decline);
-        }
-        self.r.i += 1;
-        Ok(Some(key))
+        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, v: V) -> Result<V::Value, Decline> {
@@ -396,20 +372,15 @@ impl<'de> MapAccess<'de> for &mut Members<'_, 'de> {
     }
 }
 
-struct Elements<'a, 'de> {
-    r: &'a mut Reader<'de>,
-    first: bool,
-    done: bool,
-}
-
-impl<'de> SeqAccess<'de> for &mut Elements<'_, 'de> {
+impl<'de> SeqAccess<'de> for &mut Items<'_, 'de> {
     type Error = Decline;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         t: T,
     ) -> Result<Option<T::Value>, Decline> {
-        if self.done || !more(self.r, &mut self.first, &mut self.done, b']')? {
+        if self.done || !self.r.item(&mut self.o, b']')? {
+            self.done = true;
             return Ok(None);
         }
         t.deserialize(&mut *self.r).map(Some)
@@ -504,16 +475,11 @@ mod tests {
     /// it, as a [`crate::FlatEvent`] and as a `Value`.
     #[test]
     fn the_dataset_lines_take_the_fast_path() {
-        use std::io::Read;
         let Some(data) = cf_testkit::datasets() else {
             return;
         };
-        let f = std::fs::File::open(data.join("detection/events.jsonl.zst")).unwrap();
-        let mut text = String::new();
-        ruzstd::decoding::StreamingDecoder::new(f)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
+        let raw = cf_testkit::read_zstd(&data.join("detection/events.jsonl.zst"));
+        let text = String::from_utf8(raw).unwrap();
         let mut n = 0;
         for (i, line) in text.lines().enumerate() {
             let slow = serde_json::from_str::<crate::FlatEvent>(line).unwrap();

@@ -3,7 +3,6 @@
 //! agree on is found, and SigmaHQ's own regression samples fire their rules.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cf_sigma::{EvtxEvent, FlatEvent, RuleSet, compile_rule};
@@ -36,12 +35,8 @@ fn windows_set(data: &Path) -> RuleSet {
 }
 
 fn events(data: &Path) -> Vec<serde_json::Value> {
-    let f = std::fs::File::open(data.join("detection/events.jsonl.zst")).unwrap();
-    let mut text = String::new();
-    ruzstd::decoding::StreamingDecoder::new(f)
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
+    let raw = cf_testkit::read_zstd(&data.join("detection/events.jsonl.zst"));
+    let text = String::from_utf8(raw).unwrap();
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
