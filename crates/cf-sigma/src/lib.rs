@@ -10,6 +10,7 @@ mod condition;
 mod correlation;
 mod event;
 mod json;
+mod literals;
 mod logsource;
 mod matcher;
 mod rule;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -10,6 +11,7 @@ use crate::SigmaError;
 use crate::condition::{self, Cond};
 use crate::correlation::CorrelationRule;
 use crate::event::{EvtxEvent, FieldRef, FieldSource};
+use crate::literals::LiteralSet;
 use crate::logsource::{self, Route};
 use crate::matcher::{FieldMatcher, Keywords, keywords};
 
@@ -365,8 +367,8 @@ pub(crate) fn split_documents(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A field, the automaton over its literals, and for each literal the rules that require it.
-type FieldAutomaton = (String, aho_corasick::AhoCorasick, Vec<Vec<usize>>);
+/// A field, the set of its literals, and for each literal the rules that require it.
+type FieldAutomaton = (String, Arc<LiteralSet>, Vec<Vec<usize>>);
 
 /// Every text a value pattern can be compared with in `v`, as the matcher converts it: strings,
 /// numbers and booleans as text, arrays element by element (`owned`: text made here, not part of
@@ -425,7 +427,7 @@ impl NameFilter {
 }
 
 /// One channel's rules indexed for routing: the rules with required literals behind one
-/// Aho-Corasick automaton per field, the others by the event id they need. An event then reads
+/// literal set per field, the others by the event id they need. An event then reads
 /// only the lists of its own id and the rules whose literals it holds, where every event used to
 /// walk the channel's whole list (about 1,200 process-creation rules on Security and Sysmon).
 #[derive(Debug, Default)]
@@ -461,9 +463,8 @@ impl Prefilter {
             .collect();
         let mut channels = HashMap::new();
         // Channels that share rules share literal sets (process creation is routed to both
-        // Security and Sysmon): each distinct set is compiled once (an automaton is a shared
-        // handle, so a clone is free).
-        let mut built: HashMap<Vec<&str>, Option<aho_corasick::AhoCorasick>> = HashMap::new();
+        // Security and Sysmon): each distinct set is indexed once.
+        let mut built: HashMap<Vec<&str>, Arc<LiteralSet>> = HashMap::new();
         for (chan, list) in by_channel {
             // Per field: its literals, the rules owning each, and each literal's index.
             type PerField<'n> = (Vec<&'n str>, Vec<Vec<usize>>, HashMap<&'n str, usize>);
@@ -484,33 +485,22 @@ impl Prefilter {
                 }
             }
             let mut ci = ChannelIndex::default();
-            // Without an automaton the rules of a field are routed unfiltered.
-            let mut unfiltered: std::collections::HashSet<usize> = Default::default();
             for (f, (lits, owners, _)) in per_field {
-                let ac = built.entry(lits).or_insert_with_key(|lits| {
-                    // A contiguous NFA: as fast to search here as the DFA the builder picks
-                    // for small sets, and cheaper to build (case-insensitive automata, to
-                    // skip lower-casing, cost more to build and search than lowering saves).
-                    aho_corasick::AhoCorasick::builder()
-                        .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-                        .build(lits)
-                        .ok()
-                });
-                match ac {
-                    Some(ac) => {
-                        if crate::event::is_plain_name(f) {
-                            ci.plain_filter.insert(f);
-                            ci.plain.insert(f.into(), ci.fields.len());
-                        } else {
-                            ci.direct.push(ci.fields.len());
-                        }
-                        ci.fields.push((f.to_string(), ac.clone(), owners));
-                    }
-                    None => unfiltered.extend(owners.into_iter().flatten()),
+                // Literal sets search lower-cased text (case-insensitive automata, to skip
+                // lower-casing, cost more to build and search than lowering saves).
+                let set = built
+                    .entry(lits)
+                    .or_insert_with_key(|lits| Arc::new(LiteralSet::new(lits)));
+                if crate::event::is_plain_name(f) {
+                    ci.plain_filter.insert(f);
+                    ci.plain.insert(f.into(), ci.fields.len());
+                } else {
+                    ci.direct.push(ci.fields.len());
                 }
+                ci.fields.push((f.to_string(), Arc::clone(set), owners));
             }
             for (r, ids) in list {
-                if need[*r].is_some() && !unfiltered.contains(r) {
+                if need[*r].is_some() {
                     // A rule listed twice in a channel takes the union of its ids (empty: any).
                     match ci.filtered.entry(*r) {
                         Entry::Vacant(v) => {
@@ -655,16 +645,16 @@ impl RuleSet {
             // Rules whose required literals occur in the event's fields.
             let mut buf = String::new();
             let mut scan = |i: usize, v: FieldRef<'_>| {
-                let (_, ac, owners) = &ci.fields[i];
+                let (_, set, owners) = &ci.fields[i];
                 let mut each = |text: &str, owned: bool| {
                     let mut search = |lower: &str| {
-                        for m in ac.find_overlapping_iter(lower) {
+                        set.each_match(lower.as_bytes(), |l| {
                             cand.extend(
-                                owners[m.pattern().as_usize()]
+                                owners[l]
                                     .iter()
                                     .filter(|r| ci.filtered.get(r).is_some_and(ok)),
                             );
-                        }
+                        });
                     };
                     // Text made here (a number's digits, a boolean) is already lower case.
                     if owned {
