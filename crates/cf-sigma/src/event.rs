@@ -767,30 +767,27 @@ impl<'a> EvtxEvent<'a> {
     /// order of precedence: `EventData`, the Security 4688 aliases, the inner objects of
     /// `UserData`, `System`. A name may come more than once; its first coming is what `field`
     /// answers (`None`: an object). Lets a caller with many names to look up walk the event once.
+    /// Members whose names are not plain come too: the caller looks up plain names only, so it
+    /// passes over them without the cost of testing every name here.
     pub(crate) fn plain_fields(&self, f: &mut dyn FnMut(&str, Option<FieldRef<'a>>)) {
-        let mut plain = |k: &str, v: Option<FieldRef<'a>>| {
-            if is_plain_name(k) {
-                f(k, v);
-            }
-        };
         if let Some(d) = self.data {
-            d.each(&mut plain);
+            d.each(&mut *f);
             if self.is_security_4688() {
                 for (name, alias) in SECURITY_4688_ALIASES {
                     if let Some(v) = d.scalar(alias) {
-                        plain(name, v);
+                        f(name, v);
                     }
                 }
             }
         }
         if let Some(ud) = self.user_data {
             ud.values(&mut |inner| {
-                inner.each(&mut plain);
+                inner.each(&mut *f);
                 false
             });
         }
         if let Some(s) = self.system {
-            s.each(&mut plain);
+            s.each(f);
         }
     }
 
@@ -975,7 +972,7 @@ mod tests {
             for ev in [&a, &b] {
                 let mut first: Vec<(String, Option<Value>)> = Vec::new();
                 ev.plain_fields(&mut |k, v| {
-                    if !first.iter().any(|(n, _)| n == k) {
+                    if is_plain_name(k) && !first.iter().any(|(n, _)| n == k) {
                         let v = v.map(|v| match v {
                             FieldRef::Text(t) => Value::String(t.to_string()),
                             FieldRef::Value(v) => v.clone(),

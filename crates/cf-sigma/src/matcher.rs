@@ -674,6 +674,22 @@ impl FieldMatcher {
                 all,
                 cased,
             } => {
+                // A `cidr` field's address is parsed once, not once per block of the list.
+                if let (Some(Pattern::Cidr(_)), Some(v)) = (patterns.first(), v)
+                    && !v.is_array()
+                {
+                    let ip = scalar_text(v).and_then(|t| t.trim().parse::<std::net::IpAddr>().ok());
+                    let within = |p: &Pattern| match (p, ip) {
+                        (Pattern::Cidr(net), Some(ip)) => net.contains(&ip),
+                        (Pattern::Cidr(_), None) => false,
+                        (p, _) => p.matches_value(v, *cased, ev),
+                    };
+                    return if *all {
+                        patterns.iter().all(within)
+                    } else {
+                        patterns.iter().any(within)
+                    };
+                }
                 let test = |p: &Pattern| match v {
                     None => matches!(p, Pattern::Null),
                     Some(v) => p.matches_value(v, *cased, ev),
@@ -892,6 +908,34 @@ mod tests {
             "Ip|cidr",
             "10.0.0.0/8".into(),
             serde_json::json!({"Ip": "11.2.3.4"})
+        ));
+        // Lists of blocks (the address is parsed once for all of them), `all`, arrays, text
+        // around the address, and values that are no address.
+        let nets = serde_json::json!(["10.0.0.0/8", "192.168.0.0/16", "fe80::/10"]);
+        for (ip, want) in [
+            (serde_json::json!("192.168.1.1"), true),
+            (serde_json::json!(" fe80::1 "), true),
+            (serde_json::json!("172.16.0.1"), false),
+            (serde_json::json!("-"), false),
+            (serde_json::json!(10), false),
+            (serde_json::json!(null), false),
+            (serde_json::json!(["1.1.1.1", "10.1.1.1"]), true),
+        ] {
+            assert_eq!(
+                m("Ip|cidr", nets.clone(), serde_json::json!({ "Ip": ip })),
+                want
+            );
+        }
+        let both = serde_json::json!(["10.0.0.0/8", "10.1.0.0/16"]);
+        assert!(m(
+            "Ip|cidr|all",
+            both.clone(),
+            serde_json::json!({"Ip": "10.1.2.3"})
+        ));
+        assert!(!m(
+            "Ip|cidr|all",
+            both,
+            serde_json::json!({"Ip": "10.2.2.3"})
         ));
         assert!(m(
             "A|fieldref",

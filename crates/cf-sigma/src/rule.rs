@@ -674,6 +674,7 @@ impl RuleSet {
                 }
             }
             let mut seen = vec![false; ci.fields.len()];
+            // `plain` holds plain names only, so the other names `plain_fields` passes miss it.
             ev.plain_fields(&mut |name, v| {
                 if ci.plain_filter.may_hold(name)
                     && let Some(&i) = ci.plain.get(name)
