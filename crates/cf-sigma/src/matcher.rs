@@ -70,6 +70,36 @@ pub(crate) struct FieldMatcher {
     kind: Kind,
 }
 
+/// Compile a `re` value with its `i`, `m` and `s` flags. The same expression recurs across rules
+/// (153 `re` values of the Windows rules are 104 expressions), so compiled ones are kept per
+/// thread and cloned (a clone shares the compiled program); the cache is emptied when it grows
+/// past a bound, so that reloading rule sets does not grow it without end.
+fn compile_regex(text: &str, flags: (bool, bool, bool)) -> Result<regex::Regex, regex::Error> {
+    type Cache = std::collections::HashMap<(String, (bool, bool, bool)), regex::Regex>;
+    thread_local! {
+        static COMPILED: std::cell::RefCell<Cache> = Default::default();
+    }
+    const KEEP: usize = 4096;
+    let key = (text.to_string(), flags);
+    if let Some(r) = COMPILED.with_borrow(|c| c.get(&key).cloned()) {
+        return Ok(r);
+    }
+    let (i, m, s) = flags;
+    let r = regex::RegexBuilder::new(text)
+        .case_insensitive(i)
+        .multi_line(m)
+        .dot_matches_new_line(s)
+        .size_limit(1 << 22)
+        .build()?;
+    COMPILED.with_borrow_mut(|c| {
+        if c.len() >= KEEP {
+            c.clear();
+        }
+        c.insert(key, r.clone());
+    });
+    Ok(r)
+}
+
 /// Parse Sigma string syntax: `*` and `?` are wildcards, `\*`, `\?` and `\\` escape them.
 pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
     let mut out = Vec::new();
@@ -533,12 +563,8 @@ impl FieldMatcher {
                 })?;
                 patterns.push(Pattern::Num(op, x));
             } else if has("re") {
-                let mut b = regex::RegexBuilder::new(&text);
-                b.case_insensitive(has("i"))
-                    .multi_line(has("m"))
-                    .dot_matches_new_line(has("s"))
-                    .size_limit(1 << 22);
-                let r = b.build().map_err(|e| {
+                let flags = (has("i"), has("m"), has("s"));
+                let r = compile_regex(&text, flags).map_err(|e| {
                     SigmaError::Unsupported(format!(
                         "regular expression in `{spec}`: {}",
                         e.to_string().lines().last().unwrap_or("invalid")
@@ -943,6 +969,17 @@ mod tests {
             serde_json::json!({"A": "X", "B": "x"})
         ));
         assert!(FieldMatcher::compile("A|frobnicate", &"x".into()).is_err());
+    }
+
+    #[test]
+    fn compiled_expressions_are_reused_only_with_their_flags() {
+        let folded = compile_regex("ab.c", (true, false, true)).unwrap();
+        let again = compile_regex("ab.c", (true, false, true)).unwrap();
+        let plain = compile_regex("ab.c", (false, false, false)).unwrap();
+        assert!(folded.is_match("AB\nC") && again.is_match("AB\nC"));
+        assert!(!plain.is_match("AB\nC") && !plain.is_match("ab\nc") && plain.is_match("abxc"));
+        assert!(compile_regex("a(", (false, false, false)).is_err());
+        assert!(compile_regex("a(", (false, false, false)).is_err());
     }
 
     /// Every value searched one by one, as before the automaton.
