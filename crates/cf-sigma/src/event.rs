@@ -26,16 +26,16 @@ pub trait FieldSource {
     /// [`FieldSource::lower`] on other text), each followed by a NUL: a needle without NUL
     /// occurs in it exactly when it occurs in one lower-cased leaf. Sources may cache it, since
     /// every keyword list of an event searches it.
-    fn lowered_text(&self) -> Rc<str> {
-        Rc::from(lowered_leaves(self))
+    fn lowered_text(&self) -> Cow<'_, str> {
+        let mut all = String::new();
+        lowered_leaves(self, &mut all);
+        Cow::Owned(all)
     }
 }
 
-/// [`FieldSource::lowered_text`], made.
-fn lowered_leaves<S: FieldSource + ?Sized>(src: &S) -> String {
-    // An event's leaves hold about a kilobyte: grown from empty, the text was reallocated
-    // four or five times.
-    let mut all = String::with_capacity(2048);
+/// [`FieldSource::lowered_text`], made in `all` (emptied first).
+fn lowered_leaves<S: FieldSource + ?Sized>(src: &S, all: &mut String) {
+    all.clear();
     src.visit_text(&mut |t| {
         if t.is_ascii() {
             all.push_str(t);
@@ -48,8 +48,17 @@ fn lowered_leaves<S: FieldSource + ?Sized>(src: &S) -> String {
     // Once over everything: Unicode lower case holds no ASCII capital, so this folds only the
     // ASCII leaves.
     all.make_ascii_lowercase();
-    all
 }
+
+thread_local! {
+    /// Buffers of [`FieldSource::lowered_text`] given back by dropped events, so that the next
+    /// events of the thread reuse them: allocating a fresh kilobyte-sized text per event (and
+    /// growing it) cost more than filling it.
+    static SPARE_TEXTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread, and the largest kept (a hostile line's text is not).
+const SPARE_KEEP: (usize, usize) = (4, 1 << 20);
 
 /// Visit the string leaves of `v` (and numbers as text when `numbers`) until `f` says stop.
 fn walk_text(v: &Value, numbers: bool, f: &mut dyn FnMut(&str) -> bool) -> bool {
@@ -684,8 +693,23 @@ pub struct EvtxEvent<'a> {
     data: Option<Obj<'a>>,
     user_data: Option<Obj<'a>>,
     lowered: RefCell<Vec<Lowered>>,
-    /// [`FieldSource::lowered_text`], once made.
-    leaves: OnceCell<Rc<str>>,
+    /// [`FieldSource::lowered_text`], once made (its buffer goes back to the thread's spares
+    /// when the event is dropped).
+    leaves: OnceCell<String>,
+}
+
+impl Drop for EvtxEvent<'_> {
+    fn drop(&mut self) {
+        if let Some(text) = self.leaves.take()
+            && text.capacity() <= SPARE_KEEP.1
+        {
+            SPARE_TEXTS.with_borrow_mut(|spare| {
+                if spare.len() < SPARE_KEEP.0 {
+                    spare.push(text);
+                }
+            });
+        }
+    }
 }
 
 impl<'a> EvtxEvent<'a> {
@@ -855,10 +879,15 @@ impl FieldSource for EvtxEvent<'_> {
         self.data.is_some_and(|d| d.walk_text(f)) || self.user_data.is_some_and(|u| u.walk_text(f))
     }
 
-    fn lowered_text(&self) -> Rc<str> {
-        self.leaves
-            .get_or_init(|| Rc::from(lowered_leaves(self)))
-            .clone()
+    fn lowered_text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.leaves.get_or_init(|| {
+            // An event's leaves hold about a kilobyte.
+            let mut all = SPARE_TEXTS
+                .with_borrow_mut(Vec::pop)
+                .unwrap_or_else(|| String::with_capacity(2048));
+            lowered_leaves(self, &mut all);
+            all
+        }))
     }
 
     fn lower(&self, s: &str) -> Rc<str> {
@@ -996,6 +1025,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reused_text_buffer_holds_only_its_own_event() {
+        let long =
+            serde_json::json!({"Event": {"EventData": {"A": "MIMIKATZ ".repeat(400), "B": 7}}});
+        let short = serde_json::json!({"Event": {"EventData": {"A": "Übel", "B": "x"}}});
+        let first = EvtxEvent::new(&long);
+        assert!(first.lowered_text().starts_with("mimikatz mimikatz"));
+        drop(first);
+        let second = EvtxEvent::new(&short);
+        assert_eq!(second.lowered_text(), "übel\0x\0");
+        assert_eq!(second.lowered_text(), short.lowered_text());
     }
 
     #[test]
