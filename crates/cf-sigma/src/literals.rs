@@ -54,15 +54,17 @@ struct Table {
     entries: Vec<(u32, u32)>,
 }
 
-impl Table {
-    fn slot(&self, g: u32) -> usize {
-        (g.wrapping_mul(GOLDEN) >> self.shift) as usize
-    }
+/// A gram's bit in a table's bitset: the top bits of its product with [`GOLDEN`].
+#[inline(always)]
+fn slot(g: u32, shift: u32) -> usize {
+    (g.wrapping_mul(GOLDEN) >> shift) as usize
+}
 
-    fn may_hold(&self, g: u32) -> bool {
-        let h = self.slot(g);
-        self.bits[h >> 6] & (1 << (h & 63)) != 0
-    }
+/// Whether the bit of gram `g` is set.
+#[inline(always)]
+fn may_hold(bits: &[u64], shift: u32, g: u32) -> bool {
+    let h = slot(g, shift);
+    bits[h >> 6] & (1 << (h & 63)) != 0
 }
 
 /// A set of literals, searched for all at once.
@@ -159,7 +161,7 @@ impl LiteralSet {
                     entries: Vec::with_capacity(v.len()),
                 };
                 for (g, i, off) in v {
-                    let h = t.slot(g);
+                    let h = slot(g, t.shift);
                     t.bits[h >> 6] |= 1 << (h & 63);
                     let n = t.entries.len() as u32;
                     t.index.entry(g).or_insert((n, 0)).1 += 1;
@@ -196,8 +198,7 @@ impl LiteralSet {
             let mut p = 0;
             while let Some(w) = text.get(p..).and_then(<[u8]>::first_chunk::<4>) {
                 let g = u32::from_le_bytes(*w) & mask;
-                let h = (g.wrapping_mul(GOLDEN) >> shift) as usize;
-                if bits[h >> 6] & (1 << (h & 63)) != 0 {
+                if may_hold(bits, shift, g) {
                     self.compare(t, text, p, g, &mut f);
                 }
                 p += 1;
@@ -205,7 +206,7 @@ impl LiteralSet {
             // The last positions, where fewer than four bytes are left (keys shorter than four).
             while p + t.k <= n {
                 let g = gram(&text[p..], t.k);
-                if t.may_hold(g) {
+                if may_hold(bits, shift, g) {
                     self.compare(t, text, p, g, &mut f);
                 }
                 p += 1;
