@@ -354,23 +354,40 @@ static SPACE: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\s"));
 static UPPER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Lu}"));
 static LOWER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Ll}"));
 
-/// Every context word of both languages: one search finds where either pattern can start.
-static CONTEXT_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
-    aho_corasick::AhoCorasick::builder()
+/// Every context word of both languages: one search finds where either pattern can start. With
+/// each word found, the words of each list that can start at the same place — those it is a
+/// prefix of or that are a prefix of it, in the list's order — so a hit tries only those.
+static CONTEXT_WORDS: LazyLock<ContextWords> = LazyLock::new(|| {
+    let mut words: Vec<&str> = ZH_CONTEXT
+        .iter()
+        .chain(EN_CONTEXT.iter())
+        .copied()
+        .collect();
+    // Without duplicates: up to 64 words, the search runs on the SIMD (Teddy) searcher.
+    words.sort_unstable();
+    words.dedup();
+    let related = |list: &[&'static str], w: &str| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|x| x.starts_with(w) || w.starts_with(x))
+            .collect()
+    };
+    let along = words
+        .iter()
+        .map(|w| (related(&ZH_CONTEXT, w), related(&EN_CONTEXT, w)))
+        .collect();
+    let ac = aho_corasick::AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-        // Without duplicates: up to 64 words, the search runs on the SIMD (Teddy) searcher.
-        .build({
-            let mut words: Vec<&str> = ZH_CONTEXT
-                .iter()
-                .chain(EN_CONTEXT.iter())
-                .copied()
-                .collect();
-            words.sort_unstable();
-            words.dedup();
-            words
-        })
-        .unwrap_or_else(|e| panic!("built-in context words: {e}"))
+        .build(&words)
+        .unwrap_or_else(|e| panic!("built-in context words: {e}"));
+    ContextWords { ac, along }
 });
+
+struct ContextWords {
+    ac: aho_corasick::AhoCorasick,
+    /// Per word of `ac`: the Chinese and the English context words that can start where it does.
+    along: Vec<(Vec<&'static str>, Vec<&'static str>)>,
+}
 
 /// The names after a Chinese context word (`NAME_ZH_CTX`) and after an English one
 /// (`NAME_EN_CTX`), as their groups would give them, from one search for the context words and a
@@ -381,16 +398,21 @@ static CONTEXT_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
 fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
     let (mut zh, mut en) = (Vec::new(), Vec::new());
     let (mut zh_from, mut en_from, mut at) = (0, 0, 0);
-    while let Some(m) = CONTEXT_WORDS.find(aho_corasick::Input::new(text).span(at..text.len())) {
+    let cw = &*CONTEXT_WORDS;
+    while let Some(m) = cw
+        .ac
+        .find(aho_corasick::Input::new(text).span(at..text.len()))
+    {
         let p = m.start();
+        let (zh_words, en_words) = &cw.along[m.pattern().as_usize()];
         if p >= zh_from
-            && let Some(w) = zh_name_at(text, p)
+            && let Some(w) = zh_name_at(text, p, zh_words)
         {
             zh.push(w);
             zh_from = w.1;
         }
         if p >= en_from
-            && let Some(w) = en_name_at(text, p)
+            && let Some(w) = en_name_at(text, p, en_words)
         {
             en.push(w);
             en_from = w.1;
@@ -402,8 +424,9 @@ fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
 }
 
 /// `(?:ZH_CONTEXT)[：:\s]*(\p{Han}{2,4})` at `p`: the group's range.
-fn zh_name_at(text: &str, p: usize) -> Option<Window> {
-    ZH_CONTEXT.iter().find_map(|w| {
+/// `words`: the context words that can start at `p`, in the pattern's order.
+fn zh_name_at(text: &str, p: usize, words: &[&str]) -> Option<Window> {
+    words.iter().find_map(|w| {
         let rest = text[p..].strip_prefix(w)?;
         let s = text.len()
             - rest
@@ -416,7 +439,8 @@ fn zh_name_at(text: &str, p: usize) -> Option<Window> {
 
 /// `(?:EN_CONTEXT)\s*(\p{Lu}\p{Ll}+|\p{Lu}{2,}(?: \p{Lu}\p{Ll}+)?)(?: (\p{Lu}\p{Ll}+))?(?: (\p{Lu}\p{Ll}+))?`
 /// at `p`: from the first group's start to the end of the last group present.
-fn en_name_at(text: &str, p: usize) -> Option<Window> {
+/// `words`: the context words that can start at `p`, in the pattern's order.
+fn en_name_at(text: &str, p: usize, words: &[&str]) -> Option<Window> {
     // `\p{Lu}\p{Ll}+` at `i`, greedy.
     let title = |i: usize| {
         let c = text[i..].chars().next().filter(|c| UPPER.has(*c))?;
@@ -425,7 +449,7 @@ fn en_name_at(text: &str, p: usize) -> Option<Window> {
     };
     // ` \p{Lu}\p{Ll}+` at `i`.
     let spaced = |i: usize| text[i..].starts_with(' ').then(|| title(i + 1)).flatten();
-    EN_CONTEXT.iter().find_map(|w| {
+    words.iter().find_map(|w| {
         let rest = text[p..].strip_prefix(w)?;
         let s = text.len() - rest.trim_start_matches(|c| SPACE.has(c)).len();
         let mut e = title(s).or_else(|| {
@@ -598,8 +622,36 @@ fn has_word(hay: &str, words: &[&str]) -> bool {
     })
 }
 
-fn digits(s: &str) -> Vec<u8> {
-    s.bytes().filter(u8::is_ascii_digit).collect()
+/// The ASCII digits of `s`, up to the 19 a card has (a longer run is no card).
+fn digits(s: &str) -> DigitBuf {
+    let mut d = DigitBuf {
+        buf: [0; 24],
+        len: 0,
+    };
+    for x in s.bytes().filter(u8::is_ascii_digit) {
+        if let Some(slot) = d.buf.get_mut(d.len) {
+            *slot = x;
+            d.len += 1;
+        } else {
+            // Too many for any card: report a length no card check accepts.
+            d.len = d.buf.len();
+            break;
+        }
+    }
+    d
+}
+
+/// Digits on the stack: a card candidate's digits without an allocation.
+struct DigitBuf {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl std::ops::Deref for DigitBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// The hint lists a column name or key is in, one bit each.
@@ -839,35 +891,101 @@ fn folded(text: &str, f: impl Fn(&str) -> Vec<Span>) -> Vec<Span> {
         .collect()
 }
 
+thread_local! {
+    /// The window and match buffers of [`Found`], kept between texts.
+    static FOUND: std::cell::Cell<(Vec<Window>, Vec<Window>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// The matches of one recogniser at a time, in buffers reused for every recogniser and text.
+struct Found<'a, 't> {
+    text: &'a str,
+    sites: &'a Sites<'t>,
+    windows: Vec<Window>,
+    hits: Vec<Window>,
+}
+
+impl<'a, 't> Found<'a, 't> {
+    fn new(text: &'a str, sites: &'a Sites<'t>) -> Self {
+        let (windows, hits) = FOUND.take();
+        Found {
+            text,
+            sites,
+            windows,
+            hits,
+        }
+    }
+
+    /// The matches of `re` in the windows of `site`.
+    fn get(&mut self, re: &Pattern, site: Site) -> &[Window] {
+        self.windows.clear();
+        self.hits.clear();
+        self.sites.windows_into(site, &mut self.windows);
+        re.matches_into(
+            self.text,
+            &self.windows,
+            self.sites.is_whole(),
+            &mut self.hits,
+        );
+        &self.hits
+    }
+
+    /// [`Found::get`] if `open`: a recogniser whose context word is absent cannot keep a span,
+    /// so its search is skipped.
+    fn get_if(&mut self, open: bool, re: &Pattern, site: Site) -> &[Window] {
+        if open { self.get(re, site) } else { &[] }
+    }
+}
+
+impl Drop for Found<'_, '_> {
+    fn drop(&mut self) {
+        FOUND.set((
+            std::mem::take(&mut self.windows),
+            std::mem::take(&mut self.hits),
+        ));
+    }
+}
+
 fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let gate = gates(text);
     let hinted = hinted(hint);
-    let found = |re: &Pattern, site: Site| re.matches(text, &sites.windows(site), sites.is_whole());
-    // A recogniser whose context word is absent cannot keep a span: its search is skipped.
-    let found_if = |open: bool, re: &Pattern, site: Site| {
-        if open { found(re, site) } else { Vec::new() }
-    };
+    let mut f = Found::new(text, sites);
     let mut c: Vec<(u8, Span)> = Vec::new();
     let mut add = |prio: u8, start: usize, end: usize, kind: EntityType| {
         c.push((prio, Span { start, end, kind }))
     };
     let bounded = |s: usize, e: usize| !is_word(before(text, s)) && !is_word(after(text, e));
 
-    for (s, e) in found(&RID, Site::ResidentId) {
-        let compact: String = text[s..e].chars().filter(|c| *c != ' ').collect();
-        if bounded(s, e) && checks::resident_id(&compact) {
+    for &(s, e) in f.get(&RID, Site::ResidentId) {
+        // The match is 18 ASCII characters and up to two spaces.
+        let mut id = [0u8; 18];
+        let mut n = 0;
+        for &x in text.as_bytes()[s..e].iter().filter(|x| **x != b' ') {
+            if let Some(slot) = id.get_mut(n) {
+                *slot = x;
+            }
+            n += 1;
+        }
+        let compact = std::str::from_utf8(&id[..n.min(18)]).unwrap_or_default();
+        if n == 18 && bounded(s, e) && checks::resident_id(compact) {
             add(100, s, e, EntityType::CnResidentId);
         }
     }
-    for (s, e) in found(&USCC, Site::Uscc) {
+    for &(s, e) in f.get(&USCC, Site::Uscc) {
         if bounded(s, e) && checks::uscc(&text[s..e]) {
             add(95, s, e, EntityType::CnUscc);
         }
     }
-    for (s, e) in found(&CARD, Site::Card) {
+    for &(s, e) in f.get(&CARD, Site::Card) {
         let d = digits(&text[s..e]);
-        let seps: Vec<char> = text[s..e].chars().filter(|c| !c.is_ascii_digit()).collect();
-        let consistent = seps.windows(2).all(|w| w[0] == w[1]);
+        // The separators are ASCII (` ` or `-`): consistent when all equal, none when absent.
+        let mut seps = text.as_bytes()[s..e]
+            .iter()
+            .copied()
+            .filter(|c| !c.is_ascii_digit());
+        let first_sep = seps.next();
+        let consistent = seps.all(|c| Some(c) == first_sep);
+        let no_seps = first_sep.is_none();
         let prefix_ok = d.starts_with(b"62")
             || d.starts_with(b"60")
             || d[0] == b'4'
@@ -875,7 +993,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             || d.starts_with(b"35")
             || d.starts_with(b"34")
             || d.starts_with(b"37");
-        let id_shaped = d.len() == 18 && seps.is_empty() && {
+        let id_shaped = d.len() == 18 && no_seps && {
             let y: u32 = std::str::from_utf8(&d[6..10])
                 .ok()
                 .and_then(|x| x.parse().ok())
@@ -897,10 +1015,10 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(90, s, e, EntityType::BankCard);
         }
     }
-    for (s, e) in found(&EMAIL, Site::Email) {
+    for &(s, e) in f.get(&EMAIL, Site::Email) {
         add(85, s, e, EntityType::Email);
     }
-    for (s, e) in found(&URL, Site::Url) {
+    for &(s, e) in f.get(&URL, Site::Url) {
         let u = text[s..e].trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
         let prev = before(text, s);
         if prev != Some('@')
@@ -914,7 +1032,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(80, s, s + u.len(), EntityType::Url);
         }
     }
-    for (s, e) in found(&MAC, Site::Mac) {
+    for &(s, e) in f.get(&MAC, Site::Mac) {
         let m = &text[s..e];
         let consistent = !m.contains(':') || !m.contains('-');
         if consistent
@@ -925,7 +1043,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(76, s, e, EntityType::MacAddress);
         }
     }
-    for (s, e) in found(&IPV6, Site::Ipv6) {
+    for &(s, e) in f.get(&IPV6, Site::Ipv6) {
         let m = &text[s..e];
         if m.contains(':')
             && m.parse::<std::net::Ipv6Addr>().is_ok()
@@ -935,7 +1053,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(75, s, e, EntityType::Ipv6);
         }
     }
-    for (s, e) in found(&IPV4, Site::Ipv4) {
+    for &(s, e) in f.get(&IPV4, Site::Ipv4) {
         let ok = text[s..e].split('.').all(|o| {
             o.parse::<u16>().is_ok_and(|v| v <= 255) && (o.len() == 1 || !o.starts_with('0'))
         });
@@ -950,14 +1068,14 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(70, s, e, EntityType::Ipv4);
         }
     }
-    for (s, e) in found(&MOBILE, Site::Mobile) {
+    for &(s, e) in f.get(&MOBILE, Site::Mobile) {
         if !before(text, s).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
             && !after(text, e).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic())
         {
             add(65, s, e, EntityType::CnMobile);
         }
     }
-    for (s, e) in found(&LANDLINE, Site::Landline) {
+    for &(s, e) in f.get(&LANDLINE, Site::Landline) {
         if !before(text, s)
             .is_some_and(|c| c.is_ascii_digit() || c.is_ascii_alphabetic() || c == '+')
             && !after(text, e).is_some_and(|c| c.is_ascii_digit())
@@ -965,18 +1083,18 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             add(60, s, e, EntityType::CnLandline);
         }
     }
-    for (s, e) in found(&PLATE, Site::Plate) {
+    for &(s, e) in f.get(&PLATE, Site::Plate) {
         if !is_word(after(text, e)) {
             add(60, s, e, EntityType::CnLicensePlate);
         }
     }
-    for (s, e) in found(&PASSPORT, Site::Passport) {
+    for &(s, e) in f.get(&PASSPORT, Site::Passport) {
         if bounded(s, e) {
             add(55, s, e, EntityType::Passport);
         }
     }
     let dob_hint = hinted & H_DOB != 0;
-    for (s, e) in found_if(dob_hint || gate & DOB != 0, &DATE, Site::Date) {
+    for &(s, e) in f.get_if(dob_hint || gate & DOB != 0, &DATE, Site::Date) {
         if !bounded(s, e) {
             continue;
         }
@@ -990,7 +1108,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         }
     }
     let post_hint = hinted & H_POST != 0;
-    for (s, e) in found_if(post_hint || gate & POST != 0, &SIX, Site::Postcode) {
+    for &(s, e) in f.get_if(post_hint || gate & POST != 0, &SIX, Site::Postcode) {
         if !bounded(s, e) {
             continue;
         }
@@ -1013,15 +1131,16 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     if hinted & H_ADDR != 0 && text.chars().count() >= 6 && !text.contains('*') {
         add(42, 0, text.len(), EntityType::Address);
     }
-    for (s, e) in found(&ADDR_ZH, Site::AddressZh) {
+    for &(s, e) in f.get(&ADDR_ZH, Site::AddressZh) {
         add(40, s, e, EntityType::Address);
     }
     for m in ADDR_EN.find_iter(text) {
         add(40, m.start(), m.end(), EntityType::Address);
     }
     // Names: from a name column, from context words, then every other occurrence of a found name.
-    let mut names: Vec<String> = Vec::new();
-    let mut zh: Vec<String> = Vec::new();
+    // Every name is a slice of the text: no copies.
+    let mut names: Vec<&str> = Vec::new();
+    let mut zh: Vec<&str> = Vec::new();
     let trimmed = text.trim();
     if hinted & H_NAME != 0 && !trimmed.is_empty() && !trimmed.contains('*') {
         let han = trimmed
@@ -1053,7 +1172,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     }
     for &((a, z), (b, y)) in sites.latin_pairs().iter() {
         if pinyin_name(&text[a..z], &text[b..y]) {
-            names.push(text[a..y].to_string());
+            names.push(&text[a..y]);
         }
     }
     let whole = sites.is_whole();
@@ -1082,24 +1201,25 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         } else {
             3
         };
-        let name: String = name.chars().take(max).collect();
+        let end = name.char_indices().nth(max).map_or(name.len(), |(i, _)| i);
+        let name = &name[..end];
         if name.chars().count() >= 2 {
             zh.push(name);
         }
     }
     // A three-character capture whose first two characters are a name found elsewhere in the text
     // is that name followed by a verb or noun ("侯宏反映").
-    let short: Vec<String> = zh
+    let short: Vec<&str> = zh
         .iter()
+        .copied()
         .filter(|n| n.chars().count() == 2)
-        .cloned()
         .collect();
     for n in zh {
         match short
             .iter()
-            .find(|s| n.chars().count() == 3 && n.starts_with(s.as_str()))
+            .find(|s| n.chars().count() == 3 && n.starts_with(**s))
         {
-            Some(s) => names.push(s.clone()),
+            Some(s) => names.push(s),
             None => names.push(n),
         }
     }
@@ -1109,21 +1229,19 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
             "The", "This", "Our", "Your", "Please", "Team", "Service", "Support",
         ];
         if !NOT.iter().any(|w| name.starts_with(w)) && !name.eq_ignore_ascii_case("all") {
-            names.push(name.to_string());
+            names.push(name);
         }
     }
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
     names.dedup();
     for n in &names {
-        let mut from = 0;
-        while let Some(i) = text[from..].find(n.as_str()) {
-            let s = from + i;
+        let latin = n.is_ascii();
+        // Non-overlapping occurrences, leftmost first.
+        for s in memchr::memmem::find_iter(text.as_bytes(), n.as_bytes()) {
             let e = s + n.len();
-            let latin = n.is_ascii();
             if !latin || (!is_word(before(text, s)) && !is_word(after(text, e))) {
                 add(30, s, e, EntityType::PersonName);
             }
-            from = e;
         }
     }
     resolve(c)

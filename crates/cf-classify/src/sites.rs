@@ -179,10 +179,41 @@ pub(crate) struct Sites<'t> {
     pairs: Vec<(Window, Window)>,
 }
 
+/// The searcher for `号`, built once (building one per text cost more than the search).
+static HAO: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("号"));
+
 pub(crate) const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
 const URL_TLDS: [&[u8]; 8] = [
     b"com", b"cn", b"net", b"org", b"gov", b"edu", b"io", b"info",
 ];
+
+/// The vectors of a [`Sites`], kept per thread between texts: scanning allocates nothing per text
+/// once they have grown to the texts' size.
+#[derive(Default)]
+struct Buffers {
+    digits: Vec<Window>,
+    clusters: Vec<(std::ops::Range<usize>, usize, usize)>,
+    upper: Vec<Window>,
+    plates: Vec<usize>,
+    pairs: Vec<(Window, Window)>,
+}
+
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
+impl Drop for Sites<'_> {
+    fn drop(&mut self) {
+        SPARE.set(Some(Buffers {
+            digits: std::mem::take(&mut self.digits),
+            clusters: std::mem::take(&mut self.clusters),
+            upper: std::mem::take(&mut self.upper),
+            plates: std::mem::take(&mut self.plates),
+            pairs: std::mem::take(&mut self.pairs),
+        }));
+    }
+}
 
 impl<'t> Sites<'t> {
     /// Every recogniser searches all of `text`.
@@ -203,8 +234,18 @@ impl<'t> Sites<'t> {
     pub(crate) fn find(text: &'t str) -> Self {
         const HIGH: u64 = 0x8080_8080_8080_8080;
         let b = text.as_bytes();
-        let (mut digits, mut upper, mut plates) = (Vec::new(), Vec::new(), Vec::new());
-        let mut pairs = Vec::new();
+        let Buffers {
+            mut digits,
+            mut clusters,
+            mut upper,
+            mut plates,
+            mut pairs,
+        } = SPARE.take().unwrap_or_default();
+        digits.clear();
+        clusters.clear();
+        upper.clear();
+        plates.clear();
+        pairs.clear();
         let mut prev: Option<Window> = None;
         let mut i = 0;
         while i < b.len() {
@@ -231,6 +272,25 @@ impl<'t> Sites<'t> {
                 if k & WORD == 0 {
                     break;
                 }
+                if k & LOW != 0 {
+                    // Most word bytes are lower-case letters, which only end the runs: skipped
+                    // in a tight loop.
+                    if let Some(d) = dig.take() {
+                        digits.push((d, i));
+                    }
+                    if let Some(u) = run.take()
+                        && i - u >= 9
+                    {
+                        upper.push((u, i));
+                    }
+                    let from = i;
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_lowercase() {
+                        i += 1;
+                    }
+                    lows += i - from;
+                    continue;
+                }
                 if k & DIGIT != 0 {
                     dig.get_or_insert(i);
                 } else if let Some(d) = dig.take() {
@@ -249,7 +309,6 @@ impl<'t> Sites<'t> {
                     upper.push((u, i));
                 }
                 caps += usize::from(k & CAP != 0);
-                lows += usize::from(k & LOW != 0);
                 i += 1;
             }
             if let Some(d) = dig {
@@ -273,7 +332,6 @@ impl<'t> Sites<'t> {
         }
         // Most digit runs are short numbers whose cluster is too short for every numeric
         // recogniser; counting once per cluster skips them all at once.
-        let mut clusters = Vec::new();
         let mut k = 0;
         while k < digits.len() {
             let (a, z) = widen_one(b, digits[k], NUMERIC);
@@ -311,9 +369,18 @@ impl<'t> Sites<'t> {
     }
 
     /// The windows `site`'s regex must search, in text order and disjoint.
+    #[cfg(test)]
     pub(crate) fn windows(&self, site: Site) -> Vec<Window> {
+        let mut out = Vec::new();
+        self.windows_into(site, &mut out);
+        out
+    }
+
+    /// [`Sites::windows`], appended to `out`.
+    pub(crate) fn windows_into(&self, site: Site, out: &mut Vec<Window>) {
         if self.whole {
-            return vec![(0, self.text.len())];
+            out.push((0, self.text.len()));
+            return;
         }
         let b = self.text.as_bytes();
         let count = |w: &[u8], f: fn(&u8) -> bool| w.iter().filter(|c| f(c)).count();
@@ -327,38 +394,39 @@ impl<'t> Sites<'t> {
         };
         let n_digits = |w: &[u8]| count(w, u8::is_ascii_digit);
         match site {
-            Site::ResidentId => widen(b, numeric(17, 0), RID, |w| n_digits(w) >= 17),
-            Site::Card => widen(b, numeric(15, 0), CARD, |w| n_digits(w) >= 15),
-            Site::Mobile => widen(b, numeric(11, 0), MOBILE, |w| n_digits(w) >= 11),
-            Site::Landline => widen(b, numeric(10, 0), LANDLINE, |w| n_digits(w) >= 10),
-            Site::Ipv4 => widen(b, numeric(4, 3), IPV4, |w| count(w, |c| *c == b'.') >= 3),
-            Site::Postcode => digits.filter(|(s, e)| e - s >= 6).collect(),
-            Site::Uscc => self
-                .upper
-                .iter()
-                .copied()
-                .filter(|(s, e)| e - s >= 18)
-                .collect(),
-            Site::Passport => self.upper.clone(),
+            Site::ResidentId => widen(out, b, numeric(17, 0), RID, |w| n_digits(w) >= 17),
+            Site::Card => widen(out, b, numeric(15, 0), CARD, |w| n_digits(w) >= 15),
+            Site::Mobile => widen(out, b, numeric(11, 0), MOBILE, |w| n_digits(w) >= 11),
+            Site::Landline => widen(out, b, numeric(10, 0), LANDLINE, |w| n_digits(w) >= 10),
+            Site::Ipv4 => widen(out, b, numeric(4, 3), IPV4, |w| {
+                count(w, |c| *c == b'.') >= 3
+            }),
+            Site::Postcode => out.extend(digits.filter(|(s, e)| e - s >= 6)),
+            Site::Uscc => out.extend(self.upper.iter().copied().filter(|(s, e)| e - s >= 18)),
+            Site::Passport => out.extend_from_slice(&self.upper),
             Site::Mac => widen(
+                out,
                 b,
                 memchr::memchr3_iter(b':', b'-', b'.', b).map(|i| (i, i + 1)),
                 MAC,
                 |w| w.len() >= 14,
             ),
             Site::Ipv6 => widen(
+                out,
                 b,
                 memchr::memchr_iter(b':', b).map(|i| (i, i + 1)),
                 IPV6,
                 |w| count(w, |c| *c == b':') >= 2,
             ),
             Site::Email => widen(
+                out,
                 b,
                 memchr::memchr_iter(b'@', b).map(|i| (i, i + 1)),
                 EMAIL,
                 |w| w.len() >= 6,
             ),
             Site::Url => widen(
+                out,
                 b,
                 memchr::memchr_iter(b'.', b)
                     .filter(|&i| {
@@ -371,23 +439,29 @@ impl<'t> Sites<'t> {
                 URL,
                 |_| true,
             ),
-            Site::Date => widen_chars(self.text, digits.filter(|(s, e)| e - s >= 4), |c| {
+            Site::Date => widen_chars(out, self.text, digits.filter(|(s, e)| e - s >= 4), |c| {
                 c.is_ascii_alphanumeric()
                     || matches!(c, ' ' | ',' | '.' | '/' | '-' | '年' | '月' | '日')
             }),
             Site::AddressZh => widen_chars(
+                out,
                 self.text,
-                memchr::memmem::find_iter(b, "号".as_bytes())
+                HAO.find_iter(b)
                     .filter(|&i| before_is_numeric(self.text, i))
                     .map(|i| (i, i + "号".len())),
                 |c| c.is_ascii_digit() || c.is_ascii_uppercase() || han_or_digit(c),
             ),
-            Site::Plate => widen_chars(self.text, self.plates.iter().map(|&i| (i, i + 3)), |c| {
-                c.is_ascii_digit()
-                    || c.is_ascii_uppercase()
-                    || matches!(c, '·' | '•' | ' ' | '挂' | '学' | '警')
-                    || PROVINCES.contains(c)
-            }),
+            Site::Plate => widen_chars(
+                out,
+                self.text,
+                self.plates.iter().map(|&i| (i, i + 3)),
+                |c| {
+                    c.is_ascii_digit()
+                        || c.is_ascii_uppercase()
+                        || matches!(c, '·' | '•' | ' ' | '挂' | '学' | '警')
+                        || PROVINCES.contains(c)
+                },
+            ),
         }
     }
 }
@@ -409,12 +483,12 @@ fn widen_one(b: &[u8], (s, e): Window, mask: u16) -> Window {
 /// Widen each trigger to the maximal run of bytes of alphabet `mask` around it; keep the runs
 /// `keep` accepts. Triggers come in text order, so one inside the last run is skipped.
 fn widen(
+    out: &mut Vec<Window>,
     b: &[u8],
     triggers: impl Iterator<Item = Window>,
     mask: u16,
     keep: impl Fn(&[u8]) -> bool,
-) -> Vec<Window> {
-    let mut out = Vec::new();
+) {
     let mut end = 0;
     for t in triggers {
         if t.0 < end {
@@ -426,16 +500,15 @@ fn widen(
             out.push((a, z));
         }
     }
-    out
 }
 
 /// [`widen`] over characters, for alphabets outside ASCII.
 fn widen_chars(
+    out: &mut Vec<Window>,
     text: &str,
     triggers: impl Iterator<Item = Window>,
     in_alphabet: impl Fn(char) -> bool,
-) -> Vec<Window> {
-    let mut out = Vec::new();
+) {
     let mut end = 0;
     for (s, e) in triggers {
         if s < end {
@@ -454,7 +527,6 @@ fn widen_chars(
         end = z;
         out.push((a, z));
     }
-    out
 }
 
 /// Whether the character before byte `i` is numeric (a superset of the `\d` before `号`).
@@ -479,8 +551,10 @@ pub(crate) enum Pattern {
     /// Forward and reverse dense DFAs (boxed: the two DFAs' headers are large).
     Dfa(Box<dfa::regex::Regex>),
     /// The DFAs for the whole-text reference, and for windows a hand matcher that gives the
-    /// match the regex prefers at a start, if any: no search setup at all per window.
-    Hand(Box<dfa::regex::Regex>, Matcher),
+    /// match the regex prefers at a start, if any: no search setup at all per window. The table
+    /// holds the bytes a match can start with, read off the DFA, so other positions are skipped
+    /// without calling the matcher.
+    Hand(Box<dfa::regex::Regex>, Matcher, Box<[bool; 256]>),
     /// The meta engine, for patterns over Unicode classes (Han characters).
     Meta(meta::Regex),
 }
@@ -495,6 +569,22 @@ fn dense(p: &str) -> Box<dfa::regex::Regex> {
     )
 }
 
+/// The bytes a match of `re` can start with: those on which its anchored forward DFA leaves the
+/// start state for a live one (the hand patterns have no look-behind, so one start state serves).
+fn first_bytes(re: &dfa::regex::Regex) -> Box<[bool; 256]> {
+    use regex_automata::dfa::Automaton;
+    let fwd = re.forward();
+    let config = regex_automata::util::start::Config::new().anchored(regex_automata::Anchored::Yes);
+    let mut t = Box::new([true; 256]);
+    if let Ok(start) = fwd.start_state(&config) {
+        for (b, slot) in t.iter_mut().enumerate() {
+            let next = fwd.next_state(start, b as u8);
+            *slot = !fwd.is_dead_state(next);
+        }
+    }
+    t
+}
+
 /// The end of the match a pattern's regex prefers (leftmost-first) starting at `b[p]`, if any;
 /// `b` ends where the window ends.
 pub(crate) type Matcher = fn(b: &[u8], p: usize) -> Option<usize>;
@@ -507,7 +597,9 @@ impl Pattern {
 
     /// `p` as [`Pattern::ascii`], with `at` matching in windows; the tests hold `at` to `p`.
     pub(crate) fn hand(p: &str, at: Matcher) -> Self {
-        Pattern::Hand(dense(p), at)
+        let re = dense(p);
+        let starts = first_bytes(&re);
+        Pattern::Hand(re, at, starts)
     }
 
     /// `p` with Unicode classes.
@@ -522,15 +614,32 @@ impl Pattern {
 
     /// The matches in `windows` of `text`, as byte ranges of `text`.
     /// `whole`: the windows are the whole text, the reference search (regexes only).
+    #[cfg(test)]
     pub(crate) fn matches(&self, text: &str, windows: &[Window], whole: bool) -> Vec<Window> {
         let mut out = Vec::new();
+        self.matches_into(text, windows, whole, &mut out);
+        out
+    }
+
+    /// [`Pattern::matches`], appended to `out`.
+    pub(crate) fn matches_into(
+        &self,
+        text: &str,
+        windows: &[Window],
+        whole: bool,
+        out: &mut Vec<Window>,
+    ) {
         for &(s, e) in windows {
             let input = || Input::new(text).span(s..e);
             match self {
-                Pattern::Hand(_, at) if !whole => {
+                Pattern::Hand(_, at, starts) if !whole => {
                     let b = &text.as_bytes()[..e];
                     let mut p = s;
                     while p < e {
+                        if !starts[b[p] as usize] {
+                            p += 1;
+                            continue;
+                        }
                         match at(b, p) {
                             Some(z) => {
                                 out.push((p, z));
@@ -540,7 +649,7 @@ impl Pattern {
                         }
                     }
                 }
-                Pattern::Dfa(re) | Pattern::Hand(re, _) => {
+                Pattern::Dfa(re) | Pattern::Hand(re, ..) => {
                     out.extend(re.find_iter(input()).map(|m| (m.start(), m.end())))
                 }
                 Pattern::Meta(re) => {
@@ -548,7 +657,6 @@ impl Pattern {
                 }
             }
         }
-        out
     }
 }
 
@@ -738,7 +846,7 @@ pub(crate) mod hand {
 /// leftmost first and without overlap, as the two words' ranges — found by the trigger walk of
 /// [`Sites::find`], which the proptest below holds to that regex.
 pub(crate) fn latin_pairs(text: &str) -> Vec<(Window, Window)> {
-    Sites::find(text).pairs
+    std::mem::take(&mut Sites::find(text).pairs)
 }
 
 #[cfg(test)]
