@@ -557,6 +557,17 @@ pub(crate) enum Pattern {
     Hand(Box<dfa::regex::Regex>, Matcher, Box<[bool; 256]>),
     /// The meta engine, for patterns over Unicode classes (Han characters).
     Meta(meta::Regex),
+    /// [`Pattern::Hand`] for a pattern over Unicode classes: the meta engine for the reference.
+    MetaHand(meta::Regex, Matcher, Box<[bool; 256]>),
+}
+
+/// `p` on the meta engine, with Unicode classes and a lazy DFA cache large enough not to be
+/// rebuilt while scanning.
+fn meta_regex(p: &str) -> meta::Regex {
+    meta::Regex::builder()
+        .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
+        .build(p)
+        .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}"))
 }
 
 /// `p` as forward and reverse dense DFAs with ASCII classes.
@@ -604,12 +615,17 @@ impl Pattern {
 
     /// `p` with Unicode classes.
     pub(crate) fn unicode(p: &str) -> Self {
-        Pattern::Meta(
-            meta::Regex::builder()
-                .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
-                .build(p)
-                .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
-        )
+        Pattern::Meta(meta_regex(p))
+    }
+
+    /// `p` as [`Pattern::unicode`], with `at` matching in windows at positions whose byte is in
+    /// `first` (the first bytes of every match); the tests hold `at` to `p`.
+    pub(crate) fn unicode_hand(p: &str, at: Matcher, first: &[u8]) -> Self {
+        let mut starts = Box::new([false; 256]);
+        for &b in first {
+            starts[b as usize] = true;
+        }
+        Pattern::MetaHand(meta_regex(p), at, starts)
     }
 
     /// The matches in `windows` of `text`, as byte ranges of `text`.
@@ -632,7 +648,7 @@ impl Pattern {
         for &(s, e) in windows {
             let input = || Input::new(text).span(s..e);
             match self {
-                Pattern::Hand(_, at, starts) if !whole => {
+                Pattern::Hand(_, at, starts) | Pattern::MetaHand(_, at, starts) if !whole => {
                     let b = &text.as_bytes()[..e];
                     let mut p = s;
                     while p < e {
@@ -652,7 +668,7 @@ impl Pattern {
                 Pattern::Dfa(re) | Pattern::Hand(re, ..) => {
                     out.extend(re.find_iter(input()).map(|m| (m.start(), m.end())))
                 }
-                Pattern::Meta(re) => {
+                Pattern::Meta(re) | Pattern::MetaHand(re, ..) => {
                     out.extend(re.find_iter(input()).map(|m| (m.start(), m.end())))
                 }
             }
@@ -747,6 +763,48 @@ pub(crate) mod hand {
     /// `\d{6}`
     pub(crate) fn six(b: &[u8], p: usize) -> Option<usize> {
         ds(b, p, 6).then_some(p + 6)
+    }
+
+    /// `[PROVINCES][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9]\d{4}|\d{5}[DF]|[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警])`
+    /// (every province is one three-byte character). The separator is taken when present: not
+    /// taking it leaves it first in the rest, which no alternative accepts. Each alternative has
+    /// one length, so the first that matches is the regex's.
+    pub(crate) fn plate(b: &[u8], p: usize) -> Option<usize> {
+        let at = |i: usize| b.get(i).copied();
+        let letter =
+            |c: Option<u8>| c.is_some_and(|c| c.is_ascii_uppercase() && c != b'I' && c != b'O');
+        let alnum = |c: Option<u8>| c.is_some_and(|x| x.is_ascii_digit()) || letter(c);
+        let prov = b.get(p..p + 3).and_then(|x| std::str::from_utf8(x).ok())?;
+        (super::PROVINCES.contains(prov) && letter(at(p + 3))).then_some(())?;
+        let mut i = p + 4;
+        let rest = b.get(i..).unwrap_or_default();
+        if rest.starts_with("·".as_bytes()) {
+            i += 2;
+        } else if rest.starts_with("•".as_bytes()) {
+            i += 3;
+        } else if at(i) == Some(b' ') {
+            i += 1;
+        }
+        let df = |c: Option<u8>| matches!(c, Some(b'D' | b'F'));
+        if df(at(i)) && alnum(at(i + 1)) && ds(b, i + 2, 4) {
+            return Some(i + 6);
+        }
+        if ds(b, i, 5) && df(at(i + 5)) {
+            return Some(i + 6);
+        }
+        if (i..i + 4).all(|k| alnum(at(k))) {
+            if alnum(at(i + 4)) {
+                return Some(i + 5);
+            }
+            let tail = b.get(i + 4..).unwrap_or_default();
+            if ["挂", "学", "警"]
+                .iter()
+                .any(|w| tail.starts_with(w.as_bytes()))
+            {
+                return Some(i + 7);
+            }
+        }
+        None
     }
 
     /// `[EG]\d{8}|E[A-HJ-NP-Z]\d{7}`
