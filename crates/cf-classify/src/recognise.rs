@@ -362,16 +362,18 @@ static SPACE: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\s"));
 static UPPER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Lu}"));
 static LOWER: LazyLock<UClass> = LazyLock::new(|| UClass::of(r"\p{Ll}"));
 
-/// Every context word of both languages: one search finds where either pattern can start. With
-/// each word found, the words of each list that can start at the same place — those it is a
-/// prefix of or that are a prefix of it, in the list's order — so a hit tries only those.
-static CONTEXT_WORDS: LazyLock<ContextWords> = LazyLock::new(|| {
+/// Every context word of both languages, in two searchers whose hits, merged, are every place
+/// where either name pattern can start.
+static CONTEXT_WORDS: LazyLock<[ContextWords; 2]> = LazyLock::new(|| {
+    // Two searchers, for the words that start with an ASCII byte and for those that do not: the
+    // Chinese words are all at least one whole character long, so their SIMD (Teddy) search
+    // keys on three bytes instead of the two "Hi" allows, and the ASCII words' search finds
+    // nothing to verify in Chinese text. Without duplicates, up to 64 words each.
     let mut words: Vec<&str> = ZH_CONTEXT
         .iter()
         .chain(EN_CONTEXT.iter())
         .copied()
         .collect();
-    // Without duplicates: up to 64 words, the search runs on the SIMD (Teddy) searcher.
     words.sort_unstable();
     words.dedup();
     let related = |list: &[&'static str], w: &str| -> Vec<&'static str> {
@@ -380,21 +382,41 @@ static CONTEXT_WORDS: LazyLock<ContextWords> = LazyLock::new(|| {
             .filter(|x| x.starts_with(w) || w.starts_with(x))
             .collect()
     };
-    let along = words
-        .iter()
-        .map(|w| (related(&ZH_CONTEXT, w), related(&EN_CONTEXT, w)))
-        .collect();
-    let ac = aho_corasick::AhoCorasick::builder()
-        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-        .build(&words)
-        .unwrap_or_else(|e| panic!("built-in context words: {e}"));
-    ContextWords { ac, along }
+    [true, false].map(|ascii| {
+        let words: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| w.as_bytes()[0].is_ascii() == ascii)
+            .collect();
+        let along = words
+            .iter()
+            .map(|w| (related(&ZH_CONTEXT, w), related(&EN_CONTEXT, w)))
+            .collect();
+        let ac = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(&words)
+            .unwrap_or_else(|e| panic!("built-in context words: {e}"));
+        ContextWords { ac, along }
+    })
 });
 
+/// One searcher of context words.
 struct ContextWords {
     ac: aho_corasick::AhoCorasick,
-    /// Per word of `ac`: the Chinese and the English context words that can start where it does.
+    /// Per word of `ac`: the Chinese and the English context words that can start where it does
+    /// (those it is a prefix of or that are a prefix of it, in the list's order), so a hit tries
+    /// only those.
     along: Vec<(Vec<&'static str>, Vec<&'static str>)>,
+}
+
+impl ContextWords {
+    /// The first context word at or after `at`: its start and its index in `along`.
+    fn next(&self, text: &str, at: usize) -> Option<(usize, usize)> {
+        let m = self
+            .ac
+            .find(aho_corasick::Input::new(text).span(at..text.len()))?;
+        Some((m.start(), m.pattern().as_usize()))
+    }
 }
 
 /// The names after a Chinese context word (`NAME_ZH_CTX`) and after an English one
@@ -405,14 +427,19 @@ struct ContextWords {
 /// each tail is greedy with nothing to give back (a separator is never Han or upper case).
 fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
     let (mut zh, mut en) = (Vec::new(), Vec::new());
-    let (mut zh_from, mut en_from, mut at) = (0, 0, 0);
-    let cw = &*CONTEXT_WORDS;
-    while let Some(m) = cw
-        .ac
-        .find(aho_corasick::Input::new(text).span(at..text.len()))
-    {
-        let p = m.start();
-        let (zh_words, en_words) = &cw.along[m.pattern().as_usize()];
+    let (mut zh_from, mut en_from) = (0, 0);
+    let [ascii, other] = &*CONTEXT_WORDS;
+    // Each searcher's next hit; a hit stays the next one until the walk passes its start.
+    let (mut a, mut o) = (ascii.next(text, 0), other.next(text, 0));
+    loop {
+        // The leftmost of the two (they never start at the same byte).
+        let (p, (zh_words, en_words)) = match (a, o) {
+            (None, None) => break,
+            (Some((p, k)), None) => (p, &ascii.along[k]),
+            (None, Some((q, k))) => (q, &other.along[k]),
+            (Some((p, k)), Some((q, _))) if p < q => (p, &ascii.along[k]),
+            (Some(_), Some((q, k))) => (q, &other.along[k]),
+        };
         if p >= zh_from
             && let Some(w) = zh_name_at(text, p, zh_words)
         {
@@ -426,7 +453,13 @@ fn context_word_names(text: &str) -> (Vec<Window>, Vec<Window>) {
             en_from = w.1;
         }
         // Every context word starts with a whole character, so the next one starts after it.
-        at = p + text[p..].chars().next().map_or(1, char::len_utf8);
+        let at = p + text[p..].chars().next().map_or(1, char::len_utf8);
+        if a.is_some_and(|(q, _)| q < at) {
+            a = ascii.next(text, at);
+        }
+        if o.is_some_and(|(q, _)| q < at) {
+            o = other.next(text, at);
+        }
     }
     (zh, en)
 }
