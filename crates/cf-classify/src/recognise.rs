@@ -1086,7 +1086,9 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     }
     for &(s, e) in f.get(&IPV6, Site::Ipv6) {
         let m = &text[s..e];
-        if m.contains(':')
+        // Every IPv6 address has a `::` or at least six colons (eight groups, or six and an
+        // IPv4 tail): times such as `10:30:00` are refused before the parser.
+        if (m.contains("::") || m.bytes().filter(|c| *c == b':').count() >= 6)
             && m.parse::<std::net::Ipv6Addr>().is_ok()
             && !is_word(before(text, s))
             && !is_word(after(text, e))

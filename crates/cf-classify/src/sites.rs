@@ -439,7 +439,8 @@ impl<'t> Sites<'t> {
                 URL,
                 |_| true,
             ),
-            Site::Date => widen_chars(out, self.text, digits.filter(|(s, e)| e - s >= 4), |c| {
+            // Every form holds a year `19dd` or `20dd`, inside one digit run.
+            Site::Date => widen_chars(out, self.text, digits.filter(|&w| holds_year(b, w)), |c| {
                 c.is_ascii_alphanumeric()
                     || matches!(c, ' ' | ',' | '.' | '/' | '-' | '年' | '月' | '日')
             }),
@@ -464,6 +465,11 @@ impl<'t> Sites<'t> {
             ),
         }
     }
+}
+
+/// Whether the digit run `(s, e)` holds four digits starting `19` or `20`.
+fn holds_year(b: &[u8], (s, e): Window) -> bool {
+    e - s >= 4 && b[s..e - 2].windows(2).any(|p| p == b"19" || p == b"20")
 }
 
 /// The maximal run of bytes of alphabet `mask` around `(s, e)`.
