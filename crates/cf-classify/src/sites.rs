@@ -250,15 +250,21 @@ impl<'t> Sites<'t> {
         let mut i = 0;
         while i < b.len() {
             if CLASS[b[i] as usize] & WORD == 0 {
+                let high = b[i] >= 0x80;
                 i += 1;
-                // Chinese text is mostly bytes outside ASCII: skipped eight at a time.
-                while let Some(chunk) = b.get(i..i + 8) {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(chunk);
-                    if u64::from_le_bytes(w) & HIGH != HIGH {
-                        break;
+                if high {
+                    // Chinese text is mostly bytes outside ASCII: skipped eight at a time, and
+                    // the run's last few at once, up to the first ASCII byte.
+                    while let Some(chunk) = b.get(i..i + 8) {
+                        let mut w = [0u8; 8];
+                        w.copy_from_slice(chunk);
+                        let ascii = !u64::from_le_bytes(w) & HIGH;
+                        if ascii != 0 {
+                            i += (ascii.trailing_zeros() / 8) as usize;
+                            break;
+                        }
+                        i += 8;
                     }
-                    i += 8;
                 }
                 continue;
             }
@@ -292,23 +298,32 @@ impl<'t> Sites<'t> {
                     continue;
                 }
                 if k & DIGIT != 0 {
+                    // A digit run continues both runs: taken whole.
                     dig.get_or_insert(i);
-                } else if let Some(d) = dig.take() {
+                    run.get_or_insert(i);
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    continue;
+                }
+                if let Some(d) = dig.take() {
                     digits.push((d, i));
                 }
-                if k & (DIGIT | CAP) != 0 {
+                // A capital, or `_`.
+                if k & CAP != 0 {
                     if run.is_none() {
                         run = Some(i);
-                        if k & CAP != 0 && province_before(text, i) {
+                        if province_before(text, i) {
                             plates.push(i - 3);
                         }
                     }
+                    caps += 1;
                 } else if let Some(u) = run.take()
                     && i - u >= 9
                 {
                     upper.push((u, i));
                 }
-                caps += usize::from(k & CAP != 0);
                 i += 1;
             }
             if let Some(d) = dig {
