@@ -5,8 +5,8 @@
 //! it), and contains the pattern's trigger; so searching only the runs that hold a trigger, each
 //! from its start, finds exactly the matches a search of the whole text finds. The triggers come
 //! from one loop over the bytes and `memchr`; the patterns then read a few bytes per text instead
-//! of all of them — the numeric ones through the hand matchers of [`hand`], the others as DFAs
-//! (issue 4, DAT-1: about fifteen regex passes over every text were the scanner's cost).
+//! of all of them — the numeric ones and plates through the hand matchers of [`hand`], the others
+//! as DFAs (issue 4, DAT-1: about fifteen regex passes over every text were the scanner's cost).
 //! [`Sites::whole`] gives every recogniser the whole text and its regex instead — the reference
 //! the tests compare the windows against.
 
@@ -153,8 +153,8 @@ pub(crate) enum Site {
     Email,
     /// URLs: around a `.` followed by one of the top-level domains the pattern names.
     Url,
-    /// Dates: digit runs of four or more (every form has a year), over ASCII letters and digits,
-    /// ` ,./-` and `年月日`.
+    /// Dates: digit runs holding a year `19dd` or `20dd` (every form has one), over ASCII letters
+    /// and digits, ` ,./-` and `年月日`.
     Date,
     /// Chinese addresses: around `号`, over Han characters, digits and capitals.
     AddressZh,
