@@ -154,10 +154,8 @@ static LANDLINE: LazyLock<Pattern> = LazyLock::new(|| {
 static PASSPORT: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::hand(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}", hand::passport));
 static PLATE: LazyLock<Pattern> = LazyLock::new(|| {
-    let first: Vec<u8> = PROVINCES
-        .chars()
-        .map(|c| c.to_string().as_bytes()[0])
-        .collect();
+    // Every province is one three-byte character.
+    let first: Vec<u8> = PROVINCES.as_bytes().iter().step_by(3).copied().collect();
     Pattern::unicode_hand(
         &format!(
             r"[{PROVINCES}][A-HJ-NP-Z][·• ]?(?:[DF][A-HJ-NP-Z0-9][0-9]{{4}}|[0-9]{{5}}[DF]|[A-HJ-NP-Z0-9]{{4}}[A-HJ-NP-Z0-9挂学警])"
@@ -663,32 +661,28 @@ fn has_word(hay: &str, words: &[&str]) -> bool {
     })
 }
 
-/// The ASCII digits of `s`, up to the 19 a card has (a longer run is no card).
-fn digits(s: &str) -> DigitBuf {
-    let mut d = DigitBuf {
+/// The bytes of `s` that `keep` accepts, on the stack: a resident ID without its spaces, a card
+/// candidate's digits. Both are ASCII and at most 19 bytes; past 24 the rest is dropped, which
+/// leaves a length no check accepts.
+fn kept(s: &str, keep: fn(&u8) -> bool) -> Kept {
+    let mut k = Kept {
         buf: [0; 24],
         len: 0,
     };
-    for x in s.bytes().filter(u8::is_ascii_digit) {
-        if let Some(slot) = d.buf.get_mut(d.len) {
-            *slot = x;
-            d.len += 1;
-        } else {
-            // Too many for any card: report a length no card check accepts.
-            d.len = d.buf.len();
-            break;
-        }
+    for (slot, x) in k.buf.iter_mut().zip(s.bytes().filter(keep)) {
+        *slot = x;
+        k.len += 1;
     }
-    d
+    k
 }
 
-/// Digits on the stack: a card candidate's digits without an allocation.
-struct DigitBuf {
+/// What [`kept`] kept.
+struct Kept {
     buf: [u8; 24],
     len: usize,
 }
 
-impl std::ops::Deref for DigitBuf {
+impl std::ops::Deref for Kept {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -998,17 +992,8 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
     let bounded = |s: usize, e: usize| !is_word(before(text, s)) && !is_word(after(text, e));
 
     for &(s, e) in f.get(&RID, Site::ResidentId) {
-        // The match is 18 ASCII characters and up to two spaces.
-        let mut id = [0u8; 18];
-        let mut n = 0;
-        for &x in text.as_bytes()[s..e].iter().filter(|x| **x != b' ') {
-            if let Some(slot) = id.get_mut(n) {
-                *slot = x;
-            }
-            n += 1;
-        }
-        let compact = std::str::from_utf8(&id[..n.min(18)]).unwrap_or_default();
-        if n == 18 && bounded(s, e) && checks::resident_id(compact) {
+        let id = kept(&text[s..e], |x| *x != b' ');
+        if bounded(s, e) && std::str::from_utf8(&id).is_ok_and(checks::resident_id) {
             add(100, s, e, EntityType::CnResidentId);
         }
     }
@@ -1018,7 +1003,7 @@ fn scan_in(text: &str, hint: Option<&str>, sites: &Sites) -> Vec<Span> {
         }
     }
     for &(s, e) in f.get(&CARD, Site::Card) {
-        let d = digits(&text[s..e]);
+        let d = kept(&text[s..e], u8::is_ascii_digit);
         // The separators are ASCII (` ` or `-`): consistent when all equal, none when absent.
         let mut seps = text.as_bytes()[s..e]
             .iter()

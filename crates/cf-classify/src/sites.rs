@@ -278,25 +278,6 @@ impl<'t> Sites<'t> {
                 if k & WORD == 0 {
                     break;
                 }
-                if k & LOW != 0 {
-                    // Most word bytes are lower-case letters, which only end the runs: skipped
-                    // in a tight loop.
-                    if let Some(d) = dig.take() {
-                        digits.push((d, i));
-                    }
-                    if let Some(u) = run.take()
-                        && i - u >= 9
-                    {
-                        upper.push((u, i));
-                    }
-                    let from = i;
-                    i += 1;
-                    while i < b.len() && b[i].is_ascii_lowercase() {
-                        i += 1;
-                    }
-                    lows += i - from;
-                    continue;
-                }
                 if k & DIGIT != 0 {
                     // A digit run continues both runs: taken whole.
                     dig.get_or_insert(i);
@@ -310,7 +291,6 @@ impl<'t> Sites<'t> {
                 if let Some(d) = dig.take() {
                     digits.push((d, i));
                 }
-                // A capital, or `_`.
                 if k & CAP != 0 {
                     if run.is_none() {
                         run = Some(i);
@@ -319,12 +299,24 @@ impl<'t> Sites<'t> {
                         }
                     }
                     caps += 1;
-                } else if let Some(u) = run.take()
+                    i += 1;
+                    continue;
+                }
+                // A lower-case letter or `_` ends the `[0-9A-Z]` run; most word bytes are
+                // lower-case letters, taken a run at a time.
+                if let Some(u) = run.take()
                     && i - u >= 9
                 {
                     upper.push((u, i));
                 }
+                let from = i;
                 i += 1;
+                if k & LOW != 0 {
+                    while i < b.len() && b[i].is_ascii_lowercase() {
+                        i += 1;
+                    }
+                    lows += i - from;
+                }
             }
             if let Some(d) = dig {
                 digits.push((d, i));
@@ -942,6 +934,12 @@ mod tests {
         assert_eq!(CLASS[b'x' as usize] & (RID | UPPER), RID);
         assert_eq!(CLASS[b'f' as usize] & (MAC | IPV6 | UPPER), MAC | IPV6);
         assert_eq!(CLASS[0xe5], 0);
+    }
+
+    #[test]
+    fn every_province_is_one_three_byte_character() {
+        // The plate matcher and its first-byte table read provinces three bytes at a time.
+        assert!(PROVINCES.chars().all(|c| c.len_utf8() == 3));
     }
 
     #[test]
